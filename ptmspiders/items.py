@@ -1,0 +1,120 @@
+"""Typed items that mirror the JSON Schemas in ``ptmspiders/schema``.
+
+Dataclasses rather than ``scrapy.Item``: attribute access is cheap on the hot path, mypy checks
+every parser, and itemadapter lets feed exports and pipelines treat them like any item.
+``tests/test_items.py`` keeps the field lists and the schema files in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+Doc = dict[str, Any]
+
+
+@dataclass(slots=True)
+class CrawlInfo:
+    first_seen: str
+    last_seen: str
+    source_url: str | None
+
+    def to_dict(self) -> Doc:
+        return {
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "source_url": self.source_url,
+        }
+
+
+@dataclass(slots=True, kw_only=True)
+class ModelItem:
+    """One model package on one hub (collection ``models``)."""
+
+    collection: ClassVar[str] = "models"
+    schema_name: ClassVar[str] = "model"
+
+    _id: str
+    hub: str
+    hub_id: str
+    name: str
+    owner: str | None = None
+    url: str | None = None
+    owner_url: str | None = None
+    hub_uid: str | None = None
+    title: str | None = None
+    description: str | None = None
+    tasks: list[str] = field(default_factory=list)
+    libraries: list[str] = field(default_factory=list)
+    architectures: list[str] = field(default_factory=list)
+    model_type: str | None = None
+    tags: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    base_models: list[str] = field(default_factory=list)
+    papers: list[str] = field(default_factory=list)
+    github_repos: list[str] = field(default_factory=list)
+    license: str | None = None
+    downloads: int | None = None
+    downloads_all_time: int | None = None
+    likes: int | None = None
+    created_at: str | None = None
+    last_modified: str | None = None
+    latest_commit_sha: str | None = None
+    gated: bool | None = None
+    gated_mode: str | None = None
+    private: bool | None = None
+    disabled: bool | None = None
+    parameters: int | None = None
+    used_storage: int | None = None
+    files: list[Doc] = field(default_factory=list)
+    card: Doc = field(default_factory=lambda: {"present": None, "has_model_index": False})
+    extra: Doc = field(default_factory=dict)
+    raw: Doc = field(default_factory=dict)
+    crawl: Doc = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class OwnerItem:
+    """An organisation or user that publishes models (collection ``owners``)."""
+
+    collection: ClassVar[str] = "owners"
+    schema_name: ClassVar[str] = "owner"
+
+    _id: str
+    hub: str
+    name: str
+    type: str = "unknown"
+    fullname: str | None = None
+    url: str | None = None
+    is_verified: bool | None = None
+    is_pro: bool | None = None
+    plan: str | None = None
+    num_models: int | None = None
+    num_users: int | None = None
+    num_followers: int | None = None
+    extra: Doc = field(default_factory=dict)
+    raw: Doc = field(default_factory=dict)
+    crawl: Doc = field(default_factory=dict)
+
+
+PtmItem = ModelItem | OwnerItem
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def to_doc(item: Any) -> Doc:
+    """Shallow dict of an item: ``dataclasses.asdict`` deep-copies ``raw``, which costs."""
+    if isinstance(item, dict):
+        return item
+    return {name: getattr(item, name) for name in field_names(type(item))}
+
+
+def make_id(hub: str, hub_id: str) -> str:
+    return f"{hub}:{hub_id}"

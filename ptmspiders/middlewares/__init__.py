@@ -1,0 +1,1 @@
+"""Downloader middlewares: authentication scoped to each hub's own host."""

@@ -1,0 +1,81 @@
+"""Hub credentials, each sent only to its own hub's API origin.
+
+Tokens come from the environment (``HF_TOKEN``, ``GITHUB_TOKEN``, ``KAGGLE_USERNAME`` and
+``KAGGLE_KEY``) and are attached per request after matching scheme, host and port exactly, so a
+redirect to another host (or a raw-file host) never carries them.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+
+logger = logging.getLogger(__name__)
+
+AUTH_META = "ptm_auth_origin"
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+@dataclass(frozen=True)
+class Credential:
+    name: str
+    origin: str
+    header: str
+
+    def __repr__(self) -> str:  # never print the header value
+        return f"Credential({self.name!r}, {self.origin!r})"
+
+
+def credentials_from(settings: Mapping[str, str], env: Mapping[str, str]) -> list[Credential]:
+    creds = []
+    if env.get("HF_TOKEN"):
+        creds.append(Credential("HF_TOKEN", origin(settings["HF_ENDPOINT"]),
+                                f"Bearer {env['HF_TOKEN']}"))
+    if env.get("GITHUB_TOKEN"):
+        creds.append(Credential("GITHUB_TOKEN", origin(settings["GITHUB_API_URL"]),
+                                f"Bearer {env['GITHUB_TOKEN']}"))
+    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
+        pair = f"{env['KAGGLE_USERNAME']}:{env['KAGGLE_KEY']}".encode()
+        creds.append(Credential("KAGGLE_KEY", origin(settings["KAGGLE_API_URL"]),
+                                "Basic " + base64.b64encode(pair).decode()))
+    return creds
+
+
+class HubAuthMiddleware:
+    def __init__(self, creds: list[Credential]) -> None:
+        self.by_origin = {c.origin: c for c in creds}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> HubAuthMiddleware:
+        s = crawler.settings
+        urls = {k: s.get(k) for k in ("HF_ENDPOINT", "GITHUB_API_URL", "KAGGLE_API_URL")}
+        if not s.getbool("PTM_AUTH_ENABLED", True):
+            raise NotConfigured("PTM_AUTH_ENABLED is off")
+        creds = credentials_from(urls, os.environ)
+        if creds:
+            logger.info("Hub credentials in use: %s", ", ".join(c.name for c in creds))
+        # Enabled even without credentials: it still strips Authorization off other origins.
+        return cls(creds)
+
+    def process_request(self, request: Request) -> None:
+        cred = self.by_origin.get(origin(request.url))
+        if cred is not None:
+            request.headers["Authorization"] = cred.header
+            request.meta[AUTH_META] = cred.origin
+        elif AUTH_META in request.meta or b"Authorization" in request.headers:
+            # A redirect (or a copied request) that left the credential's origin.
+            request.headers.pop(b"Authorization", None)
+            request.meta.pop(AUTH_META, None)

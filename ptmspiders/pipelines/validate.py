@@ -1,0 +1,72 @@
+"""JSON Schema validation: what reaches a store is what the README promises.
+
+Invalid items are dropped with a reason and counted as ``ptm/dropped/<reason>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import fastjsonschema
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+
+from ptmspiders.items import to_doc
+
+logger = logging.getLogger(__name__)
+
+Validator = Callable[[Any], Any]
+_VALIDATORS: dict[str, Validator] = {}
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    text = resources.files("ptmspiders").joinpath(f"schema/{name}.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def validator(name: str) -> Validator:
+    """Compiled once per process: fastjsonschema generates Python code for the schema."""
+    v = _VALIDATORS.get(name)
+    if v is None:
+        v = _VALIDATORS[name] = fastjsonschema.compile(load_schema(name))
+    return v
+
+
+def schema_error(name: str, doc: dict[str, Any]) -> str | None:
+    """``None`` when valid, else a short reason such as ``invalid_downloads``."""
+    try:
+        validator(name)(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        path = [p for p in (exc.path or []) if p != "data"]
+        if exc.rule == "required":
+            return "missing_field"
+        field = str(path[0]) if path else (exc.rule or "document")
+        return f"invalid_{field}"
+    return None
+
+
+class ValidatePipeline:
+    def __init__(self, crawler: Crawler) -> None:
+        assert crawler.stats is not None
+        self.stats = crawler.stats
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ValidatePipeline:
+        return cls(crawler)
+
+    def process_item(self, item: Any) -> Any:
+        name = getattr(item, "schema_name", None)
+        if name is None:
+            return item
+        reason = schema_error(name, to_doc(item))
+        if reason is not None:
+            self.stats.inc_value(f"ptm/dropped/{reason}")
+            self.stats.inc_value("ptm/dropped")
+            raise DropItem(f"{reason}: {getattr(item, '_id', '?')}")
+        self.stats.inc_value(f"ptm/valid/{item.collection}")
+        return item

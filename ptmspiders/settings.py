@@ -1,0 +1,53 @@
+"""Scrapy settings for ptmspiders.
+
+Hub base URLs are settings that default to the environment variable of the same name (the one
+the hubs' own clients use), so tests and offline replays point them at 127.0.0.1. Tokens are
+never settings: they are read from the environment by ``HubAuthMiddleware`` only, so they cannot
+reach Scrapy's "Overridden settings" log line.
+"""
+
+import os
+
+BOT_NAME = "ptmspiders"
+SPIDER_MODULES = ["ptmspiders.spiders"]
+NEWSPIDER_MODULE = "ptmspiders.spiders"
+
+USER_AGENT = "ptmspiders/0.1 (research crawler of pre-trained model hubs)"
+# The hubs' APIs publish rate limits, which PTM_THROTTLE honours; robots.txt covers pages.
+ROBOTSTXT_OBEY = False
+TELNETCONSOLE_ENABLED = False
+LOG_LEVEL = os.environ.get("PTM_LOG_LEVEL", "INFO")
+FEED_EXPORT_ENCODING = "utf-8"
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+
+# Hub endpoints (see ../shared/HUBS.md).
+HF_ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+GITHUB_API_URL = os.environ.get("GITHUB_API_URL", "https://api.github.com")
+GITHUB_RAW_URL = os.environ.get("GITHUB_RAW_URL", "https://raw.githubusercontent.com")
+MODELZOO_URL = os.environ.get("MODELZOO_URL", "https://modelzoo.co")
+KAGGLE_API_URL = os.environ.get("KAGGLE_API_URL", "https://www.kaggle.com/api/v1")
+
+# Storage: sqlite:///relative/path, sqlite:////absolute/path, mongodb://host:port/db
+PTM_STORE_URI = os.environ.get("PTM_STORE_URI", "sqlite:///data/ptm.sqlite")
+PTM_STORE_ENABLED = True
+PTM_AUTH_ENABLED = True
+PTM_STORE_BATCH_SIZE = 500
+PTM_STORE_FLUSH_SECONDS = 5.0
+
+# Hugging Face: collect owner overviews (one API call per new owner).
+PTM_HF_OWNERS = True
+
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 8
+DOWNLOAD_TIMEOUT = 60
+RETRY_TIMES = 5
+
+DOWNLOADER_MIDDLEWARES = {
+    "ptmspiders.middlewares.auth.HubAuthMiddleware": 450,
+}
+
+ITEM_PIPELINES = {
+    "ptmspiders.pipelines.NormalizePipeline": 300,
+    "ptmspiders.pipelines.ValidatePipeline": 400,
+    "ptmspiders.pipelines.StorePipeline": 800,
+}

@@ -1,0 +1,80 @@
+"""What every hub spider shares: timestamps, JSON decoding with counted failures, paging."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from scrapy import Spider
+from scrapy.http import Response
+
+from ptmspiders.responses import BadResponse, load_json
+
+logger = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+class PtmSpider(Spider):
+    """Base of all hub spiders. ``hub`` is the value of the documents' ``hub`` field."""
+
+    hub: ClassVar[str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.incomplete_reasons: list[str] = []
+
+    def count(self, key: str, n: int = 1) -> None:
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value(f"ptm/{key}", n)
+
+    def bad_response(self, response: Response, exc: BadResponse, *, what: str) -> None:
+        """Log and count a response that could not be used."""
+        self.count(f"bad_response/{exc.reason}")
+        logger.error("Unusable %s from %s (%s): %s", what, response.url, response.status,
+                     exc.reason)
+
+    def mark_incomplete(self, reason: str) -> None:
+        """The crawl did not see the whole catalogue: later steps must not infer removals."""
+        self.incomplete_reasons.append(reason)
+        if self.crawler.stats is not None:
+            self.crawler.stats.set_value("ptm/incomplete", True)
+            self.crawler.stats.inc_value(f"ptm/incomplete/{reason}")
+        logger.error("Crawl of %s is incomplete: %s", self.hub, reason)
+
+    def decode(self, response: Response, expect: type | tuple[type, ...],
+               *, what: str, listing: bool = False) -> Any | None:
+        """JSON body, or ``None`` after logging and counting; a failed listing page ends the
+        listing and marks the crawl incomplete."""
+        try:
+            return load_json(response.body, expect)
+        except BadResponse as exc:
+            self.bad_response(response, exc, what=what)
+            if listing:
+                self.mark_incomplete(f"list_page_{exc.reason}")
+            return None
+
+    @staticmethod
+    def seen_at() -> str:
+        return now_iso()
+
+    def errback_listing(self, failure: Any) -> None:
+        """A listing request that finally failed (after retries): the listing ends here."""
+        request = getattr(failure, "request", None)
+        url = request.url if request is not None else "?"
+        self.count("list_failed")
+        logger.error("Listing request failed for good: %s (%s)", url, failure.getErrorMessage())
+        self.mark_incomplete("list_request_failed")
+
+    def errback_count(self, what: str) -> Callable[[Any], None]:
+        def _errback(failure: Any) -> None:
+            request = getattr(failure, "request", None)
+            self.count(f"failed/{what}")
+            logger.error("%s request failed for good: %s (%s)", what,
+                         request.url if request is not None else "?", failure.getErrorMessage())
+        return _errback

@@ -1,0 +1,162 @@
+"""Hugging Face Hub models: the list API with ``expand``, cursor-paged by ``Link`` headers.
+
+One list call returns up to 1,000 models with every property the schema needs, so a full sweep
+costs about one API call per 1,000 models. Owners are fetched once each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import urljoin
+
+from scrapy import Request
+from scrapy.http import Response
+
+from ptmspiders.args import ArgumentError, bool_arg, choice_arg, int_arg, list_arg
+from ptmspiders.items import ModelItem, OwnerItem
+from ptmspiders.parsers import huggingface as hf
+from ptmspiders.responses import BadResponse, parse_link_header
+from ptmspiders.spiders.base import PtmSpider
+from ptmspiders.stores import crawler_store
+
+logger = logging.getLogger(__name__)
+
+LIST_PRIORITY = 10  # list pages first: they carry the models, owners can wait
+
+
+class HfModelsSpider(PtmSpider):
+    name = "hf_models"
+    hub = hf.HUB
+
+    def __init__(
+        self,
+        limit: Any = None,
+        author: str | None = None,
+        search: str | None = None,
+        filter: Any = None,  # the Hub's own parameter name
+        sort: str | None = None,
+        ids: Any = None,
+        owners: Any = None,
+        expand: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.limit = int_arg("limit", limit, minimum=1)
+        self.author = author or None
+        self.search = search or None
+        self.filters = list_arg(filter)
+        self.sort = choice_arg("sort", sort, hf.SORT_KEYS)
+        self.ids = list_arg(ids)
+        self.owners_arg = None if owners is None else bool_arg("owners", owners)
+        self.expand = list_arg(expand) or list(hf.DEFAULT_EXPAND)
+        unknown = set(self.expand) - hf.EXPANDABLE
+        if unknown:
+            raise ArgumentError(f"-a expand: unknown properties {', '.join(sorted(unknown))}")
+        self.emitted = 0
+        self.owners_requested: set[str] = set()
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.settings.get("HF_ENDPOINT")).rstrip("/")
+
+    async def start(self) -> AsyncIterator[Request]:
+        self.collect_owners = (
+            self.owners_arg if self.owners_arg is not None
+            else self.settings.getbool("PTM_HF_OWNERS", True)
+        )
+        if self.collect_owners and self.settings.getbool("PTM_STORE_ENABLED", True):
+            # Owners stored by an earlier crawl cost no request (``-a owners=1`` still skips).
+            store = crawler_store(self.crawler)
+            self.owners_requested |= {
+                i.split(":", 1)[1] for i in store.ids("owners", {"hub": self.hub})
+            }
+        if self.ids:
+            for repo_id in self.ids:
+                yield Request(hf.detail_url(self.endpoint, repo_id, self.expand),
+                              callback=self.parse_detail, errback=self.errback_count("detail"),
+                              meta={"ptm_repo_id": repo_id, "handle_httpstatus_list": [404]},
+                              cb_kwargs={})
+            return
+        url = hf.list_url(self.endpoint, limit=self.limit or hf.MAX_PAGE_SIZE,
+                          author=self.author, search=self.search, filters=self.filters,
+                          sort=self.sort, expand=self.expand)
+        yield Request(url, callback=self.parse_list, errback=self.errback_listing,
+                      priority=LIST_PRIORITY)
+
+    def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
+        seen_at = self.seen_at()
+        try:
+            items, rejects = hf.parse_models_page(response.body, endpoint=self.endpoint,
+                                                  source_url=response.url, seen_at=seen_at)
+        except BadResponse as exc:
+            self.bad_response(response, exc, what="model list page")
+            self.mark_incomplete(f"list_page_{exc.reason}")
+            return
+        self.count("list_pages")
+        for entry, reason in rejects:
+            self.count(f"rejected/{reason}")
+            logger.warning("Skipped a list entry of %s: %s (%.80r)", response.url, reason, entry)
+        for item in items:
+            if self.limit is not None and self.emitted >= self.limit:
+                return
+            self.emitted += 1
+            yield item
+            yield from self.owner_requests(item.owner)
+        if self.limit is not None and self.emitted >= self.limit:
+            return
+        next_url = parse_link_header(response.headers.get("Link")).get("next")
+        if next_url:
+            yield Request(urljoin(response.url, next_url), callback=self.parse_list,
+                          errback=self.errback_listing, priority=LIST_PRIORITY)
+
+    def parse_detail(self, response: Response) -> Iterator[Request | ModelItem]:
+        asked = response.meta["ptm_repo_id"]
+        if response.status == 404:
+            self.count("not_found")
+            logger.warning("Model %s not found (404) at %s", asked, response.url)
+            return
+        try:
+            item = hf.parse_model_detail(response.body, endpoint=self.endpoint,
+                                         source_url=response.url, seen_at=self.seen_at())
+        except BadResponse as exc:
+            self.bad_response(response, exc, what="model detail")
+            return
+        if response.meta.get("redirect_urls") and item.hub_id != asked:
+            # A renamed repository: the Hub answered 307 with the new id.
+            item.extra["renamed_from"] = asked
+            self.count("renamed")
+        yield item
+        yield from self.owner_requests(item.owner)
+
+    def owner_requests(self, owner: str | None) -> Iterator[Request]:
+        if not owner or not self.collect_owners or owner in self.owners_requested:
+            return
+        self.owners_requested.add(owner)
+        yield Request(hf.owner_url(self.endpoint, owner, "org"), callback=self.parse_owner,
+                      errback=self.errback_count("owner"),
+                      meta={"ptm_owner": owner, "ptm_owner_kind": "org",
+                            "handle_httpstatus_list": [404]})
+
+    def parse_owner(self, response: Response) -> Iterator[Request | OwnerItem]:
+        name = response.meta["ptm_owner"]
+        kind = response.meta["ptm_owner_kind"]
+        seen_at = self.seen_at()
+        if response.status == 404:
+            if kind == "org":  # not an organisation: perhaps a user
+                yield Request(hf.owner_url(self.endpoint, name, "user"),
+                              callback=self.parse_owner, errback=self.errback_count("owner"),
+                              meta={"ptm_owner": name, "ptm_owner_kind": "user",
+                                    "handle_httpstatus_list": [404]})
+                return
+            self.count("owners/unknown")
+            yield hf.unknown_owner(name, endpoint=self.endpoint, seen_at=seen_at,
+                                   reason="no organization or user overview (404)")
+            return
+        try:
+            yield hf.parse_owner(response.body, name=name, kind=kind, endpoint=self.endpoint,
+                                 source_url=response.url, seen_at=seen_at)
+        except BadResponse as exc:
+            self.bad_response(response, exc, what="owner overview")
+

@@ -1,0 +1,53 @@
+"""Stores, chosen by ``PTM_STORE_URI``: ``sqlite:///path`` (default) or ``mongodb://...``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ptmspiders.stores.base import COLLECTIONS, Doc, Store, StoreError, redact_uri
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+DEFAULT_STORE_URI = "sqlite:///data/ptm.sqlite"
+
+__all__ = ["COLLECTIONS", "DEFAULT_STORE_URI", "Doc", "Store", "StoreError", "crawler_store",
+           "open_store", "redact_uri"]
+
+
+def open_store(uri: str) -> Store:
+    if uri.startswith("sqlite://"):
+        from ptmspiders.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(uri)
+    if uri.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
+        from ptmspiders.stores.mongo import MongoStore
+
+        return MongoStore(uri)
+    raise StoreError(
+        f"unsupported PTM_STORE_URI {redact_uri(uri)!r}: use sqlite:///path or mongodb://host/db"
+    )
+
+
+def crawler_store(crawler: Crawler) -> Store:
+    """The crawl's one store, opened on first use and closed when the engine stops.
+
+    Shared so that pipelines and incremental logic see the same connection (and, for
+    ``mongomock://``, the same in-memory data).
+    """
+    store: Store | None = getattr(crawler, "_ptm_store", None)
+    if store is None:
+        from scrapy import signals
+
+        uri = crawler.settings.get("PTM_STORE_URI") or DEFAULT_STORE_URI
+        store = open_store(uri)
+        crawler._ptm_store = store  # type: ignore[attr-defined]
+
+        def _close() -> None:
+            store_ = getattr(crawler, "_ptm_store", None)
+            if store_ is not None:
+                store_.close()
+                crawler._ptm_store = None  # type: ignore[attr-defined]
+
+        crawler.signals.connect(_close, signal=signals.engine_stopped, weak=False)
+    return store

@@ -1,0 +1,121 @@
+"""MongoDB store through pymongo: bulk upserts, indexes on the fields studies filter by.
+
+``mongomock://`` gives the same class over mongomock, for tests on machines without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError, redact_uri
+
+
+class MongoStore(Store):
+    def __init__(self, uri: str, client: Any = None) -> None:
+        self.uri = uri
+        if client is None:
+            client = self._connect(uri)
+        self.client = client
+        try:
+            db_name = _database_name(uri)
+        except ValueError as exc:
+            raise StoreError(f"{redact_uri(uri)}: {exc}") from exc
+        self.db = client[db_name]
+        self._indexed: set[str] = set()
+
+    @staticmethod
+    def _connect(uri: str) -> Any:
+        if uri.startswith("mongomock://"):
+            import mongomock
+
+            return mongomock.MongoClient()
+        import pymongo
+        from pymongo.errors import PyMongoError
+
+        try:
+            return pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000, tz_aware=True)
+        except (PyMongoError, ValueError) as exc:
+            raise StoreError(f"cannot open {redact_uri(uri)}: {exc}") from exc
+
+    def coll(self, collection: str) -> Any:
+        c = self.db[collection]
+        if collection not in self._indexed:
+            for field in INDEXED_FIELDS.get(collection, ()):
+                c.create_index(field)
+            self._indexed.add(collection)
+        return c
+
+    def upsert(self, collection: str, docs: Sequence[Doc]) -> int:
+        if not docs:
+            return 0
+        from pymongo import ReplaceOne
+
+        c = self.coll(collection)
+        ids = [d["_id"] for d in docs]
+        first_seen = {
+            d["_id"]: d["crawl"]["first_seen"]
+            for d in c.find({"_id": {"$in": ids}}, {"crawl.first_seen": 1})
+            if isinstance(d.get("crawl"), dict) and d["crawl"].get("first_seen")
+        }
+        ops = []
+        for doc in docs:
+            kept = first_seen.get(doc["_id"])
+            if kept is not None and isinstance(doc.get("crawl"), dict):
+                doc = {**doc, "crawl": {**doc["crawl"], "first_seen": kept}}
+            ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+        c.bulk_write(ops, ordered=False)
+        return len(ops)
+
+    def get(self, collection: str, _id: str) -> Doc | None:
+        doc: Doc | None = self.coll(collection).find_one({"_id": _id})
+        return doc
+
+    def get_many(self, collection: str, ids: Iterable[str],
+                 fields: Sequence[str] | None = None) -> dict[str, Doc]:
+        wanted = list(ids)
+        out: dict[str, Doc] = {}
+        projection = {f: 1 for f in fields} if fields else None
+        for start in range(0, len(wanted), 1000):
+            for doc in self.coll(collection).find(
+                {"_id": {"$in": wanted[start:start + 1000]}}, projection
+            ):
+                if fields:
+                    out[doc["_id"]] = {f: _dotted(doc, f) for f in fields}
+                else:
+                    out[doc["_id"]] = doc
+        return out
+
+    def find(self, collection: str, where: Mapping[str, Any] | None = None) -> Iterator[Doc]:
+        yield from self.coll(collection).find(dict(where or {})).sort("_id", 1)
+
+    def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
+        return int(self.coll(collection).count_documents(dict(where or {})))
+
+    def ids(self, collection: str, where: Mapping[str, Any] | None = None) -> set[str]:
+        return {d["_id"] for d in self.coll(collection).find(dict(where or {}), {"_id": 1})}
+
+    def delete(self, collection: str, ids: Iterable[str]) -> int:
+        result = self.coll(collection).delete_many({"_id": {"$in": list(ids)}})
+        return int(result.deleted_count)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _database_name(uri: str) -> str:
+    rest = uri.split("://", 1)[1]
+    path = rest.split("/", 1)[1] if "/" in rest else ""
+    name = path.split("?", 1)[0]
+    if any(ch in name for ch in '/\\. "$'):
+        raise ValueError(f"invalid database name {name!r}")
+    return name or "ptm"
+
+
+def _dotted(doc: Mapping[str, Any], field: str) -> Any:
+    value: Any = doc
+    for part in field.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value

@@ -1,0 +1,159 @@
+"""Embedded SQLite store: one table per collection, the document as JSON text.
+
+Indexes on JSON expressions give MongoDB-like filtering without a schema migration per field.
+WAL keeps readers (``ptm``) unblocked while a crawl writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError
+
+_SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
+
+
+def json_path(field: str) -> str:
+    """SQLite JSON path for a dotted field; names are quoted so ``model-index`` works."""
+    parts = field.split(".")
+    return "$" + "".join(f'."{p}"' if not p.isdigit() else f"[{p}]" for p in parts)
+
+
+def sqlite_path(uri: str) -> str:
+    """``sqlite:///rel/path``, ``sqlite:////abs/path`` or ``sqlite:///:memory:`` -> path."""
+    if not uri.startswith("sqlite://"):
+        raise StoreError(f"not a sqlite URI: {uri}")
+    path = uri[len("sqlite://"):]
+    if path.startswith("/"):
+        path = path[1:]
+    if not path:
+        raise StoreError("sqlite URI without a path, e.g. sqlite:///data/ptm.sqlite")
+    return path
+
+
+class SQLiteStore(Store):
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        path = sqlite_path(uri)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {uri}: {exc}") from exc
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self._tables: set[str] = set()
+
+    def table(self, collection: str) -> str:
+        """Create the collection's table (and indexes) on first use; returns its quoted name."""
+        if not collection or not set(collection) <= _SAFE_NAME:
+            raise StoreError(f"invalid collection name: {collection!r}")
+        if collection not in self._tables:
+            self.conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{collection}" '
+                "(_id TEXT PRIMARY KEY, doc TEXT NOT NULL)"
+            )
+            for field in INDEXED_FIELDS.get(collection, ()):
+                self.conn.execute(
+                    f'CREATE INDEX IF NOT EXISTS "ix_{collection}_{field}" '
+                    f"ON \"{collection}\"(json_extract(doc, '{json_path(field)}'))"
+                )
+            self._tables.add(collection)
+        return f'"{collection}"'
+
+    def upsert(self, collection: str, docs: Sequence[Doc]) -> int:
+        if not docs:
+            return 0
+        table = self.table(collection)
+        rows = [(d["_id"], orjson.dumps(d, default=str)) for d in docs]
+        sql = (
+            f"INSERT INTO {table}(_id, doc) VALUES (?, ?) ON CONFLICT(_id) DO UPDATE SET doc = "
+            "CASE WHEN json_extract({t}.doc, '$.crawl.first_seen') IS NULL THEN excluded.doc "
+            "ELSE json_set(excluded.doc, '$.crawl.first_seen', "
+            "json_extract({t}.doc, '$.crawl.first_seen')) END"
+        ).replace("{t}", table)
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(sql, rows)
+        return len(rows)
+
+    def get(self, collection: str, _id: str) -> Doc | None:
+        row = self.conn.execute(
+            f"SELECT doc FROM {self.table(collection)} WHERE _id = ?", (_id,)
+        ).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def get_many(self, collection: str, ids: Iterable[str],
+                 fields: Sequence[str] | None = None) -> dict[str, Doc]:
+        table = self.table(collection)
+        wanted = list(ids)
+        out: dict[str, Doc] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            if fields:
+                cols = ", ".join(f"json_extract(doc, '{json_path(f)}')" for f in fields)
+                for row in self.conn.execute(
+                    f"SELECT _id, json_array({cols}) FROM {table} WHERE _id IN ({marks})", chunk
+                ):
+                    out[row[0]] = dict(zip(fields, orjson.loads(row[1]), strict=True))
+            else:
+                for row in self.conn.execute(
+                    f"SELECT _id, doc FROM {table} WHERE _id IN ({marks})", chunk
+                ):
+                    out[row[0]] = orjson.loads(row[1])
+        return out
+
+    def _where(self, where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+        if not where:
+            return "", []
+        clauses, params = [], []
+        for field, value in where.items():
+            if field == "_id":
+                clauses.append("_id = ?")
+                params.append(value)
+            elif value is None:
+                clauses.append(f"json_extract(doc, '{json_path(field)}') IS NULL")
+            else:
+                clauses.append(f"json_extract(doc, '{json_path(field)}') = ?")
+                params.append(int(value) if isinstance(value, bool) else value)
+        return " WHERE " + " AND ".join(clauses), params
+
+    def find(self, collection: str, where: Mapping[str, Any] | None = None) -> Iterator[Doc]:
+        clause, params = self._where(where)
+        cursor = self.conn.execute(
+            f"SELECT doc FROM {self.table(collection)}{clause} ORDER BY _id", params
+        )
+        for row in cursor:
+            yield orjson.loads(row[0])
+
+    def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
+        clause, params = self._where(where)
+        row = self.conn.execute(
+            f"SELECT count(*) FROM {self.table(collection)}{clause}", params
+        ).fetchone()
+        return int(row[0])
+
+    def ids(self, collection: str, where: Mapping[str, Any] | None = None) -> set[str]:
+        clause, params = self._where(where)
+        return {r[0] for r in self.conn.execute(
+            f"SELECT _id FROM {self.table(collection)}{clause}", params)}
+
+    def delete(self, collection: str, ids: Iterable[str]) -> int:
+        table = self.table(collection)
+        with self.conn:
+            self.conn.execute("BEGIN")
+            cur = self.conn.executemany(f"DELETE FROM {table} WHERE _id = ?", [(i,) for i in ids])
+        return cur.rowcount
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()

@@ -1,0 +1,32 @@
+"""Run the mock hub in the foreground: ``python -m tests.mockhub [--port N] [--fixtures DIR]``.
+
+Prints ``MOCKHUB_URL=<url>`` once listening, so scripts can read the chosen port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from tests.mockhub.server import FIXTURES, MockHub
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mockhub", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--fixtures", default=str(FIXTURES))
+    args = parser.parse_args(argv)
+    hub = MockHub(args.fixtures, port=args.port).start()
+    print(f"MOCKHUB_URL={hub.url}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    hub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
