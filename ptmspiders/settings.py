@@ -36,6 +36,8 @@ PTM_STORE_FLUSH_SECONDS = 5.0
 
 # Hugging Face: collect owner overviews (one API call per new owner).
 PTM_HF_OWNERS = True
+# Models per list page; the Hub's maximum (1000) keeps a sweep near one call per 1000 models.
+PTM_HF_PAGE_SIZE = 1000
 
 CONCURRENT_REQUESTS = 16
 CONCURRENT_REQUESTS_PER_DOMAIN = 8

@@ -79,7 +79,10 @@ class HfModelsSpider(PtmSpider):
                               meta={"ptm_repo_id": repo_id, "handle_httpstatus_list": [404]},
                               cb_kwargs={})
             return
-        url = hf.list_url(self.endpoint, limit=self.limit or hf.MAX_PAGE_SIZE,
+        page_size = self.settings.getint("PTM_HF_PAGE_SIZE", hf.MAX_PAGE_SIZE)
+        if not 1 <= page_size <= hf.MAX_PAGE_SIZE:
+            raise ArgumentError(f"PTM_HF_PAGE_SIZE must be 1..{hf.MAX_PAGE_SIZE}")
+        url = hf.list_url(self.endpoint, limit=min(self.limit or page_size, page_size),
                           author=self.author, search=self.search, filters=self.filters,
                           sort=self.sort, expand=self.expand)
         yield Request(url, callback=self.parse_list, errback=self.errback_listing,

@@ -15,6 +15,21 @@ from urllib.parse import parse_qs, urlsplit
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
+def hub_modules() -> list[Any]:
+    """Every module of this package with a ``register(hub)`` function: one per hub."""
+    import importlib
+    import pkgutil
+
+    modules = []
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda i: i.name):
+        if info.name in ("server", "__main__"):
+            continue
+        module = importlib.import_module(f"tests.mockhub.{info.name}")
+        if callable(getattr(module, "register", None)):
+            modules.append(module)
+    return modules
+
+
 @dataclass
 class MockRequest:
     method: str
@@ -78,9 +93,7 @@ class MockHub:
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        from tests.mockhub import huggingface
-
-        for module in (huggingface,):
+        for module in hub_modules():
             module.register(self)
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:

@@ -1,0 +1,5 @@
+import sys
+
+from ptmspiders.cli import main
+
+sys.exit(main())

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Offline demo: set up .venv, start the mock hub with the project's fixtures, crawl it into the
+# default SQLite store (data/ptm.sqlite) and print a summary. Needs no network.
+set -euo pipefail
+source "$(dirname "$0")/_venv.sh"
+log=$(mktemp -d)/mockhub.out
+python -m tests.mockhub --port 0 >"$log" 2>&1 &
+mock_pid=$!
+trap 'kill $mock_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  grep -q MOCKHUB_URL= "$log" 2>/dev/null && break
+  sleep 0.1
+done
+url=$(sed -n 's/^MOCKHUB_URL=//p' "$log")
+[ -n "$url" ] || { echo "mock hub did not start:"; cat "$log"; exit 1; }
+echo "Mock hub at $url"
+export HF_ENDPOINT=$url GITHUB_API_URL=$url GITHUB_RAW_URL=$url/raw MODELZOO_URL=$url \
+  KAGGLE_API_URL=$url/api/v1
+for spider in $(scrapy list); do
+  echo "== scrapy crawl $spider"
+  scrapy crawl "$spider" -s LOG_LEVEL=WARNING
+done
+echo
+ptm stats
+echo
+echo "A few models (ptm query '{}' --limit 5 --table):"
+ptm query '{"hub": "huggingface"}' --sort=-downloads --limit 5 --table \
+  --fields _id,owner,downloads,license,tasks

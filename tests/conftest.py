@@ -1,0 +1,107 @@
+"""Shared test fixtures: the mock hub, stores of both kinds, whole crawls in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ptmspiders.stores import Store, open_store
+from tests.mockhub import MockHub
+
+ROOT = Path(__file__).resolve().parent.parent
+HUBDATA = ROOT.parent / "shared" / "hubdata"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture
+def hubdata() -> Path:
+    """The real recorded hub responses; the test is skipped where they are absent."""
+    if not HUBDATA.is_dir():
+        pytest.skip(f"{HUBDATA} is absent (real hub recordings are not shipped)")
+    return HUBDATA
+
+
+@pytest.fixture
+def mockhub() -> Iterator[MockHub]:
+    with MockHub() as hub:
+        yield hub
+
+
+def store_uris() -> list[Any]:
+    uris: list[Any] = ["sqlite", "mongomock"]
+    if os.environ.get("PTM_TEST_MONGO_URI"):
+        uris.append("mongodb")
+    return uris
+
+
+@pytest.fixture(params=store_uris())
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Every store test runs on SQLite, on mongomock, and on a real MongoDB when
+    ``PTM_TEST_MONGO_URI`` names one (a fresh database per test)."""
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path}/ptm.sqlite"
+    elif request.param == "mongomock":
+        uri = "mongomock://localhost/ptm_test"
+    else:
+        base = os.environ["PTM_TEST_MONGO_URI"].rstrip("/")
+        uri = f"{base}/ptm_test_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}"
+    s = open_store(uri)
+    yield s
+    if request.param == "mongodb":
+        s.client.drop_database(s.db.name)  # type: ignore[attr-defined]
+    s.close()
+
+
+def hub_env(hub: MockHub, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_TOKEN", "GITHUB_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")}
+    env.update(HF_ENDPOINT=hub.url, GITHUB_API_URL=hub.url, GITHUB_RAW_URL=f"{hub.url}/raw",
+               MODELZOO_URL=hub.url, KAGGLE_API_URL=f"{hub.url}/api/v1")
+    env.update(extra)
+    return env
+
+
+def run_crawl(spider: str, hub: MockHub, tmp_path: Path, *args: str,
+              store_uri: str | None = None, env: dict[str, str] | None = None,
+              timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``scrapy crawl`` in a subprocess (a fresh reactor each time), against the mock hub."""
+    cmd = [sys.executable, "-m", "scrapy", "crawl", spider,
+           "-s", f"PTM_STORE_URI={store_uri or f'sqlite:///{tmp_path}/ptm.sqlite'}",
+           "-s", "LOG_LEVEL=INFO", "-s", "LOGSTATS_INTERVAL=0", *args]
+    result = subprocess.run(cmd, cwd=ROOT, env=env or hub_env(hub), capture_output=True,
+                            text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"crawl failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def crawl_stats(stderr: str) -> dict[str, Any]:
+    """The final stats dump of a crawl log, as a dict."""
+    start = stderr.rfind("Dumping Scrapy stats:")
+    if start < 0:
+        return {}
+    body = stderr[stderr.index("{", start): stderr.index("}\n", start) + 1]
+    import ast
+
+    text = body.replace("datetime.datetime", "dt").replace("datetime.timezone.utc", "None")
+    try:
+        return dict(ast.literal_eval(_strip_calls(text)))
+    except (ValueError, SyntaxError):
+        return {}
+
+
+def _strip_calls(text: str) -> str:
+    import re
+
+    return re.sub(r"dt\([^)]*\)", "None", text)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,95 @@
+import pytest
+
+from ptmspiders import normalize as n
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2024-02-19T11:06:12.000Z", "2024-02-19T11:06:12.000Z"),
+    ("2024-02-19T11:06:12Z", "2024-02-19T11:06:12Z"),
+    ("2024-02-19T13:06:12+02:00", "2024-02-19T11:06:12Z"),
+    ("2024-02-19 11:06", "2024-02-19T11:06:00Z"),
+    ("2024-02-19", "2024-02-19T00:00:00Z"),
+    (1700000000, "2023-11-14T22:13:20Z"),
+    (1700000000123, "2023-11-14T22:13:20.123Z"),
+    ("not a date", None),
+    ("2024-13-45", None),
+    (None, None),
+    (True, None),
+])
+def test_iso_utc(value, expected):
+    assert n.iso_utc(value) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("Apache 2.0", "apache-2.0"),
+    ("Apache License 2.0", "apache-2.0"),
+    ("apache-2.0", "apache-2.0"),
+    ("MIT", "mit"),
+    ("The MIT License", "mit"),
+    ("BSD-3-Clause", "bsd-3-clause"),
+    ("CC BY 4.0", "cc-by-4.0"),
+    ("cc-by-nc-sa-4.0", "cc-by-nc-sa-4.0"),
+    ("GPL-3.0", "gpl-3.0"),
+    ("openrail++", "openrail++"),
+    ("llama3.1", "llama3.1"),
+    ("My Own Terms v2", "My Own Terms v2"),
+    (["mit", "apache-2.0"], "mit OR apache-2.0"),
+    ("", None),
+    (None, None),
+])
+def test_normalize_license(value, expected):
+    assert n.normalize_license(value) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("https://github.com/pytorch/vision", "pytorch/vision"),
+    ("https://github.com/Pytorch/Vision.git", "pytorch/vision"),
+    ("http://www.github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch", "nvidia/deeplearningexamples"),
+    ("github.com/ultralytics/yolov5/blob/master/hubconf.py", "ultralytics/yolov5"),
+    ("git@github.com:facebookresearch/detr.git", "facebookresearch/detr"),
+    ("[https://github.com/a-b/c.d/issues]", "a-b/c.d"),
+    ("https://github.com/orgs/pytorch", None),
+    ("https://gitlab.com/a/b", None),
+    ("pytorch/vision", None),
+    (42, None),
+])
+def test_github_repo(value, expected):
+    assert n.github_repo(value) == expected
+
+
+def test_github_repo_bare_only_when_allowed():
+    assert n.github_repo("pytorch/vision", allow_bare=True) == "pytorch/vision"
+    assert n.github_repos(["pytorch/vision", "https://github.com/PyTorch/vision"],
+                          allow_bare=True) == ["pytorch/vision"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("arxiv:1810.04805", "arxiv:1810.04805"),
+    ("https://arxiv.org/abs/1512.03385v2", "arxiv:1512.03385"),
+    ("https://arxiv.org/pdf/2010.11929.pdf", "arxiv:2010.11929"),
+    ("1706.03762", "arxiv:1706.03762"),
+    ("doi:10.57967/hf/0003", "doi:10.57967/hf/0003"),
+    ("https://doi.org/10.1109/CVPR.2016.90", "doi:10.1109/cvpr.2016.90"),
+    ("license:mit", None),
+    ("https://example.org/paper.pdf", None),
+])
+def test_paper_id(value, expected):
+    assert n.paper_id(value) == expected
+
+
+def test_papers_from_tags_ignores_other_tags():
+    tags = ["transformers", "arxiv:1810.04805", "doi:10.57967/hf/0001", "license:mit",
+            "dataset:imdb", "arxiv:1810.04805"]
+    assert n.papers_from_tags(tags) == ["arxiv:1810.04805", "doi:10.57967/hf/0001"]
+
+
+def test_libraries_fold_aliases():
+    assert [n.normalize_library(x) for x in ["tf", "PyTorch", "TensorFlow.js", " onnx "]] == [
+        "tensorflow", "pytorch", "tfjs", "onnx"]
+
+
+def test_as_int_rejects_negative_and_bool():
+    assert n.as_int(True) is None
+    assert n.as_int(-3) is None
+    assert n.as_int("1,234") == 1234
+    assert n.as_int(3.0) == 3
