@@ -119,7 +119,8 @@ def cmd_query(store: Store, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ptm", description=__doc__.splitlines()[0])
-    parser.add_argument("--store", help=f"store URI (default $PTM_STORE_URI or {DEFAULT_STORE_URI})")
+    parser.add_argument("--store",
+                        help=f"store URI (default $PTM_STORE_URI or {DEFAULT_STORE_URI})")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("stats", help="models per hub, owners")
     p.add_argument("--json", action="store_true", help="one JSON object for scripts")

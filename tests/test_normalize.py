@@ -44,7 +44,7 @@ def test_normalize_license(value, expected):
 @pytest.mark.parametrize(("value", "expected"), [
     ("https://github.com/pytorch/vision", "pytorch/vision"),
     ("https://github.com/Pytorch/Vision.git", "pytorch/vision"),
-    ("http://www.github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch", "nvidia/deeplearningexamples"),
+    ("http://www.github.com/NVIDIA/DLExamples/tree/master/PyTorch", "nvidia/dlexamples"),
     ("github.com/ultralytics/yolov5/blob/master/hubconf.py", "ultralytics/yolov5"),
     ("git@github.com:facebookresearch/detr.git", "facebookresearch/detr"),
     ("[https://github.com/a-b/c.d/issues]", "a-b/c.d"),
