@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from scrapy import Spider
 from scrapy.http import Response
 
+from ptmspiders.args import bool_arg
 from ptmspiders.responses import BadResponse, load_json
 
 logger = logging.getLogger(__name__)
@@ -25,9 +26,17 @@ class PtmSpider(Spider):
 
     hub: ClassVar[str]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, full: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # ``-a full=1``: refetch everything, ignoring what the store says is unchanged.
+        self.full = bool_arg("full", full)
         self.incomplete_reasons: list[str] = []
+        # Documents the hub still lists but that were not re-emitted because they are unchanged
+        # (incremental crawls); history must count them as seen, not as removed.
+        self.unchanged: dict[str, set[str]] = {}
+
+    def note_unchanged(self, collection: str, doc_id: str) -> None:
+        self.unchanged.setdefault(collection, set()).add(doc_id)
 
     def count(self, key: str, n: int = 1) -> None:
         if self.crawler.stats is not None:

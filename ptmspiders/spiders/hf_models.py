@@ -101,11 +101,15 @@ class HfModelsSpider(PtmSpider):
         for entry, reason in rejects:
             self.count(f"rejected/{reason}")
             logger.warning("Skipped a list entry of %s: %s (%.80r)", response.url, reason, entry)
+        if self.limit is not None:
+            items = items[: max(self.limit - self.emitted, 0)]
+        self.emitted += len(items)
+        refresh = self.refresh_needed(items)
         for item in items:
-            if self.limit is not None and self.emitted >= self.limit:
-                return
-            self.emitted += 1
-            yield item
+            if item._id in refresh:
+                yield from self.enrich(item)
+            else:
+                yield self.carry_over(item)
             yield from self.owner_requests(item.owner)
         if self.limit is not None and self.emitted >= self.limit:
             return
@@ -113,6 +117,20 @@ class HfModelsSpider(PtmSpider):
         if next_url:
             yield Request(urljoin(response.url, next_url), callback=self.parse_list,
                           errback=self.errback_listing, priority=LIST_PRIORITY)
+
+    # Incremental crawls and enrichment plug in through these three methods.
+    def refresh_needed(self, items: list[ModelItem]) -> set[str]:
+        """Ids of the page's models whose repository changed since the last crawl (all, with
+        ``-a full=1`` or an empty store): only those cost further requests."""
+        return {item._id for item in items}
+
+    def enrich(self, item: ModelItem) -> Iterator[Request | ModelItem]:
+        """Requests that add what the list lacks (card, commits, files), ending in the item."""
+        yield item
+
+    def carry_over(self, item: ModelItem) -> ModelItem:
+        """An unchanged model: keep what earlier enrichment stored, refresh the list fields."""
+        return item
 
     def parse_detail(self, response: Response) -> Iterator[Request | ModelItem]:
         asked = response.meta["ptm_repo_id"]
