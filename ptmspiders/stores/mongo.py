@@ -14,13 +14,15 @@ from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError, redac
 class MongoStore(Store):
     def __init__(self, uri: str, client: Any = None) -> None:
         self.uri = uri
-        if client is None:
-            client = self._connect(uri)
-        self.client = client
         try:
             db_name = _database_name(uri)
         except ValueError as exc:
             raise StoreError(f"{redact_uri(uri)}: {exc}") from exc
+        if client is None:
+            client = self._connect(uri)
+        self.client = client
+        # mongomock 4.3 cannot take pymongo>=4.9 bulk operations: plain calls there.
+        self.is_mock = type(client).__module__.startswith("mongomock")
         self.db = client[db_name]
         self._indexed: set[str] = set()
 
@@ -64,7 +66,11 @@ class MongoStore(Store):
             if kept is not None and isinstance(doc.get("crawl"), dict):
                 doc = {**doc, "crawl": {**doc["crawl"], "first_seen": kept}}
             ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
-        c.bulk_write(ops, ordered=False)
+        if self.is_mock:
+            for op in ops:
+                c.replace_one(op._filter, op._doc, upsert=True)
+        else:
+            c.bulk_write(ops, ordered=False)
         return len(ops)
 
     def get(self, collection: str, _id: str) -> Doc | None:

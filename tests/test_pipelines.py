@@ -1,0 +1,80 @@
+"""Pipelines as components, built from a crawler with ``get_crawler``."""
+
+import pytest
+from scrapy.exceptions import DropItem, NotConfigured
+from scrapy.utils.misc import build_from_crawler
+from scrapy.utils.test import get_crawler
+
+from ptmspiders.items import ModelItem, OwnerItem
+from ptmspiders.pipelines import NormalizePipeline, StorePipeline, ValidatePipeline
+from ptmspiders.spiders.hf_models import HfModelsSpider
+
+CRAWL = {"first_seen": "2026-01-01T00:00:00Z", "last_seen": "2026-01-01T00:00:00Z",
+         "source_url": None}
+
+
+def model(i=1, **kw):
+    base = dict(_id=f"huggingface:o/m{i}", hub="huggingface", hub_id=f"o/m{i}", name=f"m{i}",
+                owner="o", crawl=dict(CRAWL))
+    base.update(kw)
+    return ModelItem(**base)
+
+
+def crawler_for(tmp_path, **settings):
+    settings.setdefault("PTM_STORE_URI", f"sqlite:///{tmp_path}/ptm.sqlite")
+    crawler = get_crawler(HfModelsSpider, settings)
+    crawler.stats.open_spider()
+    return crawler
+
+
+def test_normalize_pipeline_canonicalises(tmp_path):
+    pipe = build_from_crawler(NormalizePipeline, crawler_for(tmp_path))
+    item = pipe.process_item(model(
+        license="Apache License 2.0", libraries=["tf", "PyTorch", "pytorch"],
+        github_repos=["https://github.com/Org/Repo.git", "https://github.com/org/repo/issues"],
+        tags=["arxiv:2106.09685", "doi:10.57967/HF/0001", "x", "x"],
+        papers=["https://arxiv.org/abs/1706.03762v5"], last_modified="2024-01-01T10:00:00+01:00",
+    ))
+    assert item.license == "apache-2.0"
+    assert item.libraries == ["tensorflow", "pytorch"]
+    assert item.github_repos == ["org/repo"]
+    assert item.tags == ["arxiv:2106.09685", "doi:10.57967/HF/0001", "x"]
+    assert item.papers == ["arxiv:1706.03762", "arxiv:2106.09685", "doi:10.57967/hf/0001"]
+    assert item.last_modified == "2024-01-01T09:00:00Z"
+
+
+def test_validate_pipeline_drops_and_counts(tmp_path):
+    crawler = crawler_for(tmp_path)
+    pipe = build_from_crawler(ValidatePipeline, crawler)
+    assert pipe.process_item(model()) is not None
+    with pytest.raises(DropItem, match="invalid_downloads"):
+        pipe.process_item(model(2, downloads=-5))
+    with pytest.raises(DropItem, match="invalid_hub"):
+        pipe.process_item(model(3, hub="elsewhere"))
+    stats = crawler.stats.get_stats()
+    assert stats["ptm/dropped/invalid_downloads"] == 1
+    assert stats["ptm/dropped/invalid_hub"] == 1
+    assert stats["ptm/dropped"] == 2
+    assert stats["ptm/valid/models"] == 1
+
+
+def test_store_pipeline_batches_and_flushes_on_close(tmp_path):
+    crawler = crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=3, PTM_STORE_FLUSH_SECONDS=3600)
+    pipe = build_from_crawler(StorePipeline, crawler)
+    pipe.open_spider()
+    for i in range(4):
+        pipe.process_item(model(i))
+    owner = OwnerItem(_id="huggingface:o", hub="huggingface", name="o", crawl=dict(CRAWL))
+    pipe.process_item(owner)
+    assert pipe.store.count("models") == 3  # one full batch written, one item buffered
+    pipe.close_spider()
+    assert pipe.store.count("models") == 4
+    assert pipe.store.count("owners") == 1
+    assert crawler.stats.get_value("ptm/stored/models") == 4
+
+
+def test_store_pipeline_switch_and_bad_settings(tmp_path):
+    with pytest.raises(NotConfigured):
+        build_from_crawler(StorePipeline, crawler_for(tmp_path, PTM_STORE_ENABLED=False))
+    with pytest.raises(ValueError, match="PTM_STORE_BATCH_SIZE"):
+        build_from_crawler(StorePipeline, crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=0))

@@ -1,0 +1,126 @@
+"""hf_models callbacks on hand-made responses: arguments, paging, owners, renames, errors."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from scrapy import Request
+from scrapy.http import TextResponse
+from scrapy.utils.test import get_crawler
+
+from ptmspiders.args import ArgumentError
+from ptmspiders.items import ModelItem, OwnerItem
+from ptmspiders.spiders.hf_models import HfModelsSpider
+
+FIX = Path(__file__).parent / "fixtures" / "huggingface"
+EP = "http://hub.test"
+
+
+def spider(**kwargs):
+    crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False})
+    crawler.stats.open_spider()
+    s = HfModelsSpider.from_crawler(crawler, **kwargs)
+    s.collect_owners = True
+    return s
+
+
+def response(url, body, status=200, headers=None, meta=None):
+    req = Request(url, meta=meta or {})
+    return TextResponse(url, body=body if isinstance(body, bytes) else json.dumps(body).encode(),
+                        status=status, headers=headers or {}, request=req, encoding="utf-8")
+
+
+def models():
+    return json.loads((FIX / "models.json").read_text())
+
+
+async def first_requests(s):
+    return [r async for r in s.start()]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"limit": "ten"}, "whole number"),
+    ({"limit": "0"}, ">= 1"),
+    ({"sort": "stars"}, "one of"),
+    ({"expand": "sha,nonsense"}, "unknown properties"),
+    ({"owners": "maybe"}, "expected 1/0"),
+    ({"full": "perhaps"}, "expected 1/0"),
+])
+def test_bad_arguments_fail_at_start(kwargs, message):
+    with pytest.raises(ArgumentError, match=message):
+        spider(**kwargs)
+
+
+def test_start_request_carries_the_arguments():
+    s = spider(author="acme-ai", search="bert", filter="en,fill-mask", sort="downloads",
+               limit="20")
+    (req,) = asyncio.run(first_requests(s))
+    assert req.url.startswith(f"{EP}/api/models?limit=20&search=bert&author=acme-ai"
+                              "&filter=en&filter=fill-mask&sort=downloads&direction=-1&expand=")
+
+
+def test_list_page_yields_items_owner_requests_and_next_page():
+    s = spider()
+    page = models()[:4]
+    out = list(s.parse_list(response(f"{EP}/api/models?limit=4", page, headers={
+        "Link": '<http://hub.test/api/models?limit=4&cursor=abc>; rel="next"'})))
+    items = [o for o in out if isinstance(o, ModelItem)]
+    reqs = [o for o in out if isinstance(o, Request)]
+    assert [i.hub_id for i in items] == [m["id"] for m in page]
+    owner_urls = [r.url for r in reqs if "/overview" in r.url]
+    assert owner_urls == [f"{EP}/api/organizations/acme-ai/overview",
+                          f"{EP}/api/organizations/lumen-labs/overview"]
+    assert [r.url for r in reqs if "cursor" in r.url] == [f"{EP}/api/models?limit=4&cursor=abc"]
+
+
+def test_last_page_has_no_follow_up_and_limit_stops_early():
+    s = spider(limit="2")
+    out = list(s.parse_list(response(f"{EP}/api/models", models()[:5], headers={
+        "Link": '<http://hub.test/api/models?cursor=abc>; rel="next"'})))
+    assert len([o for o in out if isinstance(o, ModelItem)]) == 2
+    assert not [o for o in out if isinstance(o, Request) and "cursor" in o.url]
+
+
+def test_bad_list_page_is_counted_and_marks_the_crawl_incomplete():
+    s = spider()
+    out = list(s.parse_list(response(f"{EP}/api/models", b"<html>oops</html>")))
+    assert out == []
+    stats = s.crawler.stats.get_stats()
+    assert stats["ptm/bad_response/html_instead_of_json"] == 1
+    assert stats["ptm/incomplete"] is True
+
+
+def test_owner_404_falls_back_to_user_then_unknown():
+    s = spider()
+    meta = {"ptm_owner": "jdoe", "ptm_owner_kind": "org"}
+    (req,) = list(s.parse_owner(response(f"{EP}/api/organizations/jdoe/overview",
+                                         {"error": "x"}, status=404, meta=meta)))
+    assert req.url == f"{EP}/api/users/jdoe/overview"
+    user = {"type": "user", "name": "jdoe", "isPro": False, "numModels": 3}
+    (owner,) = list(s.parse_owner(response(req.url, user,
+                                           meta={"ptm_owner": "jdoe", "ptm_owner_kind": "user"})))
+    assert isinstance(owner, OwnerItem) and owner.type == "user" and owner.num_models == 3
+    (unknown,) = list(s.parse_owner(response(req.url, {"error": "x"}, status=404,
+                                             meta={"ptm_owner": "gone",
+                                                   "ptm_owner_kind": "user"})))
+    assert unknown.type == "unknown" and unknown._id == "huggingface:gone"
+
+
+def test_each_owner_is_requested_once():
+    s = spider()
+    first = list(s.owner_requests("acme-ai"))
+    again = list(s.owner_requests("acme-ai"))
+    assert len(first) == 1 and again == []
+
+
+def test_renamed_detail_records_the_old_id():
+    s = spider()
+    entry = next(m for m in models() if m["id"] == "acme-ai/bert-base-cased")
+    meta = {"ptm_repo_id": "acme-ai/bert-base-cased-old",
+            "redirect_urls": [f"{EP}/api/models/acme-ai/bert-base-cased-old"]}
+    out = list(s.parse_detail(response(f"{EP}/api/models/acme-ai/bert-base-cased", entry,
+                                       meta=meta)))
+    item = next(o for o in out if isinstance(o, ModelItem))
+    assert item.hub_id == "acme-ai/bert-base-cased"
+    assert item.extra["renamed_from"] == "acme-ai/bert-base-cased-old"

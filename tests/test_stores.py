@@ -1,0 +1,100 @@
+"""The same store contract on SQLite, mongomock and (with PTM_TEST_MONGO_URI) real MongoDB."""
+
+import pytest
+
+from ptmspiders.stores import StoreError, open_store, redact_uri
+
+
+def doc(i, first="2026-01-01T00:00:00Z", last=None, **kw):
+    d = {"_id": f"huggingface:o/m{i}", "hub": "huggingface", "owner": "o", "downloads": i,
+         "tags": ["t"], "raw": {"model-index": None, "a.b": 1},
+         "crawl": {"first_seen": first, "last_seen": last or first, "source_url": "u"}}
+    d.update(kw)
+    return d
+
+
+def test_upsert_inserts_then_updates_without_duplicates(store):
+    assert store.upsert("models", [doc(i) for i in range(5)]) == 5
+    store.upsert("models", [doc(i, first="2026-02-02T00:00:00Z", downloads=100 + i)
+                            for i in range(3, 8)])
+    assert store.count("models") == 8
+    assert store.get("models", "huggingface:o/m4")["downloads"] == 104
+
+
+def test_recrawl_keeps_first_seen_and_moves_last_seen(store):
+    store.upsert("models", [doc(1)])
+    store.upsert("models", [doc(1, first="2026-03-03T00:00:00Z")])
+    crawl = store.get("models", "huggingface:o/m1")["crawl"]
+    assert crawl["first_seen"] == "2026-01-01T00:00:00Z"
+    assert crawl["last_seen"] == "2026-03-03T00:00:00Z"
+
+
+def test_documents_round_trip_unchanged(store):
+    original = doc(2, extra={"nested": {"x": [1, None, "y"]}}, gated=False, license=None)
+    store.upsert("models", [original])
+    assert store.get("models", original["_id"]) == original
+
+
+def test_find_count_ids_by_dotted_equality(store):
+    store.upsert("models", [doc(i, hub="tfhub" if i % 2 else "huggingface") for i in range(6)])
+    assert store.count("models", {"hub": "tfhub"}) == 3
+    assert [d["_id"] for d in store.find("models", {"hub": "tfhub"})] == [
+        "huggingface:o/m1", "huggingface:o/m3", "huggingface:o/m5"]
+    assert store.ids("models", {"crawl.source_url": "u", "hub": "huggingface"}) == {
+        "huggingface:o/m0", "huggingface:o/m2", "huggingface:o/m4"}
+    assert store.get("models", "nope") is None
+
+
+def test_get_many_with_projection(store):
+    store.upsert("models", [doc(i) for i in range(3)])
+    got = store.get_many("models", ["huggingface:o/m0", "huggingface:o/m2", "missing"],
+                         fields=["downloads", "crawl.first_seen"])
+    assert got == {
+        "huggingface:o/m0": {"downloads": 0, "crawl.first_seen": "2026-01-01T00:00:00Z"},
+        "huggingface:o/m2": {"downloads": 2, "crawl.first_seen": "2026-01-01T00:00:00Z"},
+    }
+
+
+def test_delete_and_collections_are_separate(store):
+    store.upsert("models", [doc(1)])
+    store.upsert("owners", [{"_id": "huggingface:o", "hub": "huggingface", "name": "o",
+                             "crawl": {"first_seen": "x", "last_seen": "x", "source_url": None}}])
+    assert store.count("owners") == 1 and store.count("models") == 1
+    assert store.delete("models", ["huggingface:o/m1"]) == 1
+    assert store.count("models") == 0 and store.count("owners") == 1
+
+
+def test_sqlite_store_persists_across_connections(tmp_path):
+    uri = f"sqlite:///{tmp_path}/sub/ptm.sqlite"
+    with open_store(uri) as s:
+        s.upsert("models", [doc(1)])
+    with open_store(uri) as s:
+        assert s.count("models") == 1
+        mode = s.conn.execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+
+
+def test_sqlite_indexes_exist(tmp_path):
+    with open_store(f"sqlite:///{tmp_path}/x.sqlite") as s:
+        s.upsert("models", [doc(1)])
+        names = {r[0] for r in s.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"ix_models_hub", "ix_models_owner", "ix_models_last_modified",
+            "ix_models_downloads"} <= names
+
+
+def test_mongo_indexes_exist():
+    s = open_store("mongomock://localhost/ptm_idx")
+    s.upsert("models", [doc(1)])
+    keys = {next(iter(v["key"]))[0] for v in s.db["models"].index_information().values()}
+    assert {"hub", "owner", "last_modified", "downloads"} <= keys
+
+
+@pytest.mark.parametrize("uri", ["postgres://x", "sqlite://", "mongodb://h/bad.name"])
+def test_bad_uris_are_clear_errors(uri):
+    with pytest.raises(StoreError):
+        open_store(uri)
+
+
+def test_redact_uri_hides_passwords():
+    assert redact_uri("mongodb://me:s3cret@db:27017/ptm") == "mongodb://me:***@db:27017/ptm"
+    assert redact_uri("sqlite:///data/ptm.sqlite") == "sqlite:///data/ptm.sqlite"
