@@ -97,7 +97,33 @@ class OwnerItem:
     crawl: Doc = field(default_factory=dict)
 
 
-PtmItem = ModelItem | OwnerItem
+@dataclass(slots=True, kw_only=True)
+class CollectionItem:
+    """A curated group of models on a hub (collection ``collections``), e.g. a TF Hub
+    Collection; ``members`` are the hub's own model handles as the hub lists them."""
+
+    collection: ClassVar[str] = "collections"
+    schema_name: ClassVar[str] = "collection"
+
+    _id: str
+    hub: str
+    hub_id: str
+    name: str
+    owner: str | None = None
+    url: str | None = None
+    title: str | None = None
+    description: str | None = None
+    members: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    architectures: list[str] = field(default_factory=list)
+    papers: list[str] = field(default_factory=list)
+    extra: Doc = field(default_factory=dict)
+    raw: Doc = field(default_factory=dict)
+    crawl: Doc = field(default_factory=dict)
+
+
+PtmItem = ModelItem | OwnerItem | CollectionItem
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 

@@ -13,12 +13,13 @@ from typing import Any
 
 Doc = dict[str, Any]
 
-COLLECTIONS: tuple[str, ...] = ("models", "owners")
+COLLECTIONS: tuple[str, ...] = ("models", "owners", "collections")
 
 # Indexed in every backend: what the studies and ``ptm query`` filter and sort on most.
 INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "models": ("hub", "owner", "last_modified", "downloads"),
     "owners": ("hub",),
+    "collections": ("hub",),
 }
 
 
