@@ -23,6 +23,6 @@ done
 echo
 ptm stats
 echo
-echo "A few models (ptm query '{}' --limit 5 --table):"
+echo "Most downloaded Hugging Face models (ptm query):"
 ptm query '{"hub": "huggingface"}' --sort=-downloads --limit 5 --table \
   --fields _id,owner,downloads,license,tasks
