@@ -39,6 +39,13 @@ PTM_HF_OWNERS = True
 # Models per list page; the Hub's maximum (1000) keeps a sweep near one call per 1000 models.
 PTM_HF_PAGE_SIZE = 1000
 
+# Kaggle Models: models per list page (1..100).
+PTM_KAGGLE_PAGE_SIZE = 100
+# modelzoo.co: headless Chromium for model pages the JSON API refuses (scrapy-playwright).
+PTM_CHROMIUM_PATH = os.environ.get("PTM_CHROMIUM_PATH", "/usr/bin/chromium")
+PTM_MODELZOO_BROWSER = True
+PTM_MODELZOO_RENDER_TIMEOUT = 30.0
+
 CONCURRENT_REQUESTS = 16
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_TIMEOUT = 60
