@@ -1,0 +1,200 @@
+"""The synthetic hub-scale catalogue: deterministic, in the Hub's list format, and parseable into
+schema-valid items (so a benchmark on it measures the real code path)."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ptmspiders.items import to_doc
+from ptmspiders.parsers import huggingface as hf
+from ptmspiders.pipelines.normalize import normalize_model
+from ptmspiders.pipelines.validate import schema_error
+from ptmspiders.responses import parse_link_header
+from tests.mockhub import MockHub, MockRequest
+from tests.mockhub.huggingface import list_models as fixture_list_models
+from tests.mockhub.synthetic import (
+    ALL_KEYS,
+    SyntheticCatalogue,
+    enable,
+    owner_name,
+)
+
+EXPAND = list(hf.DEFAULT_EXPAND)
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_same_seed_same_bytes_other_seed_other_models():
+    a, b, c = SyntheticCatalogue(5000), SyntheticCatalogue(5000), SyntheticCatalogue(5000, seed=1)
+    assert a.page(2000, 1000, EXPAND) == b.page(2000, 1000, EXPAND)
+    assert a.page(2000, 1000, EXPAND) != c.page(2000, 1000, EXPAND)
+    assert a[1234] == b[1234]
+
+
+def test_entries_are_unique_and_project_expand_like_the_hub():
+    cat = SyntheticCatalogue(3000)
+    page = orjson.loads(cat.page(0, 1000, ["author", "sha"]))
+    assert len(page) == 1000
+    assert all(set(m) == {"_id", "id", "author", "sha"} for m in page)
+    ids = [m["id"] for m in cat[0:3000]]
+    assert len(set(ids)) == 3000
+    assert all(re.fullmatch(r"[0-9a-f]{24}", m["_id"]) for m in page)
+    assert all(re.fullmatch(r"[0-9a-f]{40}", m["sha"]) for m in page)
+    assert all(m["id"].split("/")[0] == m["author"] for m in page)
+
+
+def test_slices_match_the_fast_page_renderer():
+    """``hub.hf`` as a Sequence (the fixture mock's path) and the fast path agree."""
+    cat = SyntheticCatalogue(1500)
+    fast = orjson.loads(cat.page(1000, 1000, EXPAND))
+    slow = [{k: m[k] for k in ("_id", "id", *EXPAND) if k in m} for m in cat[1000:2000]]
+    assert fast == slow
+    assert len(fast) == 500
+
+
+def test_entries_parse_into_schema_valid_items():
+    cat = SyntheticCatalogue(4000)
+    body = cat.page(0, 1000, EXPAND)
+    items, rejects = hf.parse_models_page(body, endpoint="https://huggingface.co",
+                                          source_url=None, seen_at="2026-01-01T00:00:00.000Z")
+    assert rejects == []
+    assert len(items) == 1000
+    for item in items:
+        normalize_model(item)
+        assert schema_error("model", to_doc(item)) is None, item._id
+    # The variety the normaliser and the studies need is really there.
+    assert len({i.license for i in items}) >= 10
+    assert len({lib for i in items for lib in i.libraries}) >= 8
+    assert sum(1 for i in items if i.papers) > 200
+    assert sum(1 for i in items if i.github_repos) > 10
+    assert sum(1 for i in items if i.base_models) > 300
+    assert sum(1 for i in items if i.created_at is None) > 10  # the 2022-03-02 placeholder
+    assert {i.gated_mode for i in items} >= {None, "auto", "manual"}
+    assert sum(1 for i in items if i.parameters) > 300
+
+
+def test_sizes_and_shapes_match_real_hub_bodies(hubdata: Path):
+    """Per-model size within the range of the recorded bodies, same JSON types per property."""
+    real = [json.loads(p.read_text()) for p in
+            sorted((hubdata / "huggingface" / "model_info").glob("*.body.json"))]
+    real = [r for r in real if "siblings" in r]
+    assert len(real) >= 4
+    real_sizes = sorted(len(orjson.dumps({k: v for k, v in r.items() if k in EXPAND}))
+                        for r in real)
+    cat = SyntheticCatalogue(2000)
+    page = orjson.loads(cat.page(0, 1000, EXPAND))
+    mean = sum(len(orjson.dumps(m)) for m in page) / len(page)
+    assert real_sizes[0] <= mean <= real_sizes[-1]
+    assert max(len(orjson.dumps(m)) for m in page) > real_sizes[-2]  # a long tail
+    types: dict[str, set[str]] = {}
+    for r in real:
+        for k, v in r.items():
+            if v is not None:
+                types.setdefault(k, set()).add(type(v).__name__)
+    checked = Counter()
+    for m in page:
+        for k, v in m.items():
+            if k in types and v is not None:
+                assert type(v).__name__ in types[k], (k, v)
+                checked[k] += 1
+    assert set(checked) >= {"cardData", "config", "siblings", "tags", "safetensors", "sha",
+                            "downloads", "createdAt", "lastModified", "gated"}
+    sib = next(m["siblings"] for m in page if m.get("siblings"))
+    assert set(sib[0]) == set(real[0]["siblings"][0])
+
+
+def test_owners_follow_a_long_tail_and_have_overviews():
+    cat = SyntheticCatalogue(20_000)
+    owners = Counter(cat.owner_of(i) for i in range(cat.n))
+    # About one owner per five models, most with one model, the largest with a few percent.
+    assert 0.15 * cat.n < len(owners) < 0.3 * cat.n
+    assert sum(1 for c in owners.values() if c == 1) > 0.4 * len(owners)
+    assert 0.005 * cat.n < max(owners.values()) < 0.05 * cat.n
+    orgs = users = 0
+    for rank in list(owners)[:500]:
+        name = owner_name(rank)
+        assert cat.owner_rank(name) == rank
+        if name in cat.organizations:
+            orgs += 1
+            assert cat.organizations[name]["name"] == name
+            assert name not in cat.users
+        else:
+            users += 1
+            assert cat.users[name]["type"] == "user"
+    assert orgs > 0 and users > orgs
+    assert cat.owner_rank("nobody-here") is None
+    assert cat.owner_rank(owner_name(cat.owner_ranks + 5)) is None
+
+
+def test_by_id_round_trips_and_rejects_unknown_ids():
+    cat = SyntheticCatalogue(1000)
+    repo_id = cat[777]["id"]
+    assert cat.by_id(repo_id) == cat[777]
+    assert cat.by_id(repo_id.rsplit("-", 1)[0] + "-zz") is None
+    assert cat.by_id("someone/else") is None
+    with pytest.raises(IndexError):
+        cat[1000]
+
+
+def test_bad_size_is_a_clear_error():
+    with pytest.raises(ValueError, match="synthetic catalogue size"):
+        SyntheticCatalogue(-1)
+
+
+def test_served_pages_follow_link_cursors_and_count_requests():
+    hub = MockHub()
+    cat = enable(hub, 2500)
+    with hub:
+        url = hf.list_url(hub.url, expand=EXPAND)
+        seen: list[str] = []
+        pages = 0
+        while url:
+            status, headers, body = get(url)
+            assert status == 200
+            seen += [m["id"] for m in orjson.loads(body)]
+            pages += 1
+            url = parse_link_header(headers.get("Link")).get("next")
+        assert pages == 3
+        assert seen == [cat.repo_id(i) for i in range(2500)]
+        name = owner_name(cat.owner_of(0))
+        kind = "organizations" if name in cat.organizations else "users"
+        status, _, body = get(f"{hub.url}/api/{kind}/{name}/overview")
+        assert status == 200 and orjson.loads(body)["name"] == name
+        status, _, body = get(f"{hub.url}/api/models?search=bert")
+        assert status == 400 and b"unsupported: search" in body
+        status, _, body = get(f"{hub.url}/api/models?cursor=!!!")
+        assert status == 400
+        status, _, body = get(f"{hub.url}/api/models/{seen[5]}")
+        assert status == 200 and orjson.loads(body)["id"] == seen[5]
+        _, _, body = get(f"{hub.url}/_mock/counts")
+        counts = orjson.loads(body)
+        assert counts["list"] == 5 and counts["detail"] == 1
+        assert counts.get("org", 0) + counts.get("user", 0) == 1
+        assert len(hub.log) <= 1000
+
+
+def test_fixture_mock_handler_also_pages_the_synthetic_sequence():
+    """``hub.hf.select`` + slicing is all the fixture mock's list handler needs."""
+    hub = MockHub()
+    enable(hub, 1200)
+    req = MockRequest("GET", "/api/models", {"limit": ["1000"], "expand": ["author"]},
+                      {"host": "127.0.0.1:1"}, b"", "/api/models?limit=1000&expand=author")
+    resp = fixture_list_models(hub, req, re.match("", ""))  # type: ignore[arg-type]
+    assert resp.status == 200
+    assert len(json.loads(resp.body)) == 1000
+    assert "cursor=" in (resp.header("Link") or "")
+    assert set(ALL_KEYS) >= set(json.loads(resp.body)[0]) - {"_id", "id"}
