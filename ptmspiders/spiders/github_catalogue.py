@@ -1,0 +1,191 @@
+"""Base of the hubs whose catalogue is files in a GitHub repository.
+
+One ``git/trees`` call lists the repository; the subclass picks its catalogue files; each file
+is read from the raw host and turned into items by a pure parser. Every document records the
+file's path and git blob sha (``extra.path``, ``extra.blob_sha``), so the next crawl skips files
+whose sha did not change: one batched store lookup per tree, not one per file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from scrapy import Request
+from scrapy.http import Response
+
+from ptmspiders.args import ArgumentError
+from ptmspiders.github import RepoRef, TreeEntry, git_blob_sha, parse_tree, raw_url, trees_url
+from ptmspiders.responses import BadResponse
+from ptmspiders.spiders.base import PtmSpider
+from ptmspiders.stores import crawler_store
+
+logger = logging.getLogger(__name__)
+
+TREE_PRIORITY = 10
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDoc:
+    """What the store holds of one document that came from a catalogue file."""
+
+    collection: str
+    _id: str
+    blob_sha: str | None
+    fields: dict[str, Any]
+
+
+class GithubCatalogueSpider(PtmSpider):
+    """Subclasses set ``setting_prefix`` (``<prefix>_REPO`` / ``<prefix>_REF`` settings), the
+    default repository, :meth:`is_catalogue_file` and :meth:`parse_file`."""
+
+    setting_prefix: ClassVar[str]
+    default_repo: ClassVar[str]
+    default_ref: ClassVar[str]
+    # The store collections this hub writes: where the incremental lookup searches.
+    collections: ClassVar[tuple[str, ...]] = ("models",)
+    # Further stored fields a subclass needs to decide whether a file is unchanged.
+    lookup_fields: ClassVar[tuple[str, ...]] = ()
+
+    repo: RepoRef
+
+    async def start(self) -> AsyncIterator[Request]:
+        prefix = self.setting_prefix
+        repo_value = self.settings.get(f"{prefix}_REPO") or self.default_repo
+        ref_value = self.settings.get(f"{prefix}_REF") or self.default_ref
+        try:
+            self.repo = RepoRef.parse(repo_value, ref_value)
+        except ValueError as exc:
+            raise ArgumentError(f"{prefix}_REPO/{prefix}_REF: {exc}") from None
+        self.api_url = str(self.settings.get("GITHUB_API_URL")).rstrip("/")
+        self.raw_base = str(self.settings.get("GITHUB_RAW_URL")).rstrip("/")
+        yield Request(trees_url(self.api_url, self.repo), callback=self.parse_tree,
+                      errback=self.errback_listing, priority=TREE_PRIORITY,
+                      headers={"Accept": "application/vnd.github+json",
+                               "X-GitHub-Api-Version": "2022-11-28"})
+
+    # -- what subclasses provide -------------------------------------------------------------
+    def is_catalogue_file(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def parse_file(self, entry: TreeEntry, body: bytes, *, source_url: str,
+                   seen_at: str) -> Iterable[Any]:
+        """Items (and follow-up requests) of one catalogue file; raise
+        :class:`BadResponse` when the whole file is unusable."""
+        raise NotImplementedError
+
+    # -- the tree ----------------------------------------------------------------------------
+    def parse_tree(self, response: Response) -> Iterator[Request]:
+        try:
+            tree = parse_tree(response.body)
+        except BadResponse as exc:
+            self.bad_response(response, exc, what="git tree")
+            self.mark_incomplete(f"tree_{exc.reason}")
+            return
+        if tree.truncated:
+            # GitHub cut the listing: what is missing must not be taken as removed.
+            self.mark_incomplete("tree_truncated")
+        files = [e for e in tree.blobs() if self.is_catalogue_file(e.path)]
+        self.count("catalogue_files", len(files))
+        logger.info("%s@%s (tree %s): %d catalogue files of %d entries", self.repo.full_name,
+                    self.repo.ref, tree.sha[:12], len(files), len(tree.entries))
+        yield from self.schedule(files, self.stored_by_path())
+
+    def schedule(self, files: list[TreeEntry],
+                 stored: dict[str, list[StoredDoc]]) -> Iterator[Request]:
+        """Requests for the catalogue files that changed since the last crawl."""
+        for entry in files:
+            if not self.skip_unchanged(entry, stored):
+                yield self.file_request(entry)
+
+    def file_request(self, entry: TreeEntry, **kwargs: Any) -> Request:
+        return Request(raw_url(self.raw_base, self.repo, entry.path),
+                       callback=self.parse_file_response, errback=self.errback_file,
+                       cb_kwargs={"entry": entry}, meta={"ptm_path": entry.path}, **kwargs)
+
+    # -- incremental -------------------------------------------------------------------------
+    def stored_by_path(self) -> dict[str, list[StoredDoc]]:
+        """Every stored document of this hub by catalogue path: one projected lookup per
+        collection. Empty with ``-a full=1`` or without a store."""
+        if self.full or not self.settings.getbool("PTM_STORE_ENABLED", True):
+            return {}
+        store = crawler_store(self.crawler)
+        fields = ["extra.path", "extra.blob_sha", *self.lookup_fields]
+        by_path: dict[str, list[StoredDoc]] = {}
+        for collection in self.collections:
+            ids = store.ids(collection, {"hub": self.hub})
+            for _id, doc in store.get_many(collection, ids, fields=fields).items():
+                path = doc.get("extra.path")
+                if isinstance(path, str):
+                    sha = doc.get("extra.blob_sha")
+                    by_path.setdefault(path, []).append(StoredDoc(
+                        collection, _id, sha if isinstance(sha, str) else None, doc))
+        return by_path
+
+    def skip_unchanged(self, entry: TreeEntry, stored: dict[str, list[StoredDoc]]) -> bool:
+        docs = stored.get(entry.path)
+        if not docs or any(d.blob_sha != entry.sha for d in docs) \
+                or not self.still_current(entry, docs):
+            return False
+        for doc in docs:
+            self.note_unchanged(doc.collection, doc._id)
+        self.count("unchanged_files")
+        self.count("unchanged_documents", len(docs))
+        return True
+
+    def still_current(self, entry: TreeEntry, docs: Sequence[StoredDoc]) -> bool:
+        """Hook: an unchanged file whose documents must still be rebuilt (say, because
+        another file they link to changed) returns False."""
+        return True
+
+    # -- one file ----------------------------------------------------------------------------
+    def parse_file_response(self, response: Response, entry: TreeEntry) -> Iterator[Any]:
+        actual = git_blob_sha(response.body)
+        if actual != entry.sha:
+            # The branch moved between the tree call and this read: record what was parsed.
+            self.count("blob_sha_mismatch")
+            logger.warning("%s: raw content has blob sha %s, the tree said %s", entry.path,
+                           actual, entry.sha)
+            entry = replace(entry, sha=actual)
+        try:
+            results = list(self.parse_file(entry, response.body, source_url=response.url,
+                                           seen_at=self.seen_at()))
+        except BadResponse as exc:
+            self.skip_file(entry.path, exc.reason, exc.detail)
+            return
+        self.count("files_parsed")
+        for result in results:
+            if not isinstance(result, Request):
+                self.stamp(result, entry)
+            yield result
+
+    @staticmethod
+    def stamp(item: Any, entry: TreeEntry) -> Any:
+        extra = getattr(item, "extra", None)
+        if isinstance(extra, dict):
+            extra["path"] = entry.path
+            extra["blob_sha"] = entry.sha
+        return item
+
+    def skip_file(self, path: str, reason: str, detail: str = "") -> None:
+        """A catalogue file that yields no document: logged with its path and counted."""
+        self.count("skipped")
+        self.count(f"skipped/{reason}")
+        logger.warning("Skipped catalogue file %s: %s%s", path, reason,
+                       f" ({detail})" if detail else "")
+
+    def reject(self, path: str, label: str, reason: str) -> None:
+        """One unusable entry inside an otherwise usable catalogue file."""
+        self.count("rejected")
+        self.count(f"rejected/{reason}")
+        logger.warning("Skipped an entry of %s: %s (%s)", path, reason, label)
+
+    def errback_file(self, failure: Any) -> None:
+        """A listed catalogue file that could not be read: its documents were not seen."""
+        request = getattr(failure, "request", None)
+        path = request.meta.get("ptm_path", "?") if request is not None else "?"
+        self.count("failed/raw")
+        logger.error("Catalogue file %s could not be read: %s", path, failure.getErrorMessage())
+        self.mark_incomplete("raw_failed")

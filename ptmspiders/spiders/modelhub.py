@@ -1,0 +1,75 @@
+"""modelhub.ai: ``models.json`` of ``modelhub-ai/modelhub``, then each model's config.json
+from its own repository (raw reads, outside the REST quota).
+
+The index's blob sha decides the incremental skip; a config changed in a model's own
+repository without an index change is picked up by ``-a full=1``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from scrapy import Request
+from scrapy.http import Response
+
+from ptmspiders.github import TreeEntry, raw_url
+from ptmspiders.items import ModelItem
+from ptmspiders.parsers import modelhub as parser
+from ptmspiders.responses import BadResponse
+from ptmspiders.spiders.github_catalogue import GithubCatalogueSpider
+
+logger = logging.getLogger(__name__)
+
+
+class ModelhubSpider(GithubCatalogueSpider):
+    name = "modelhub"
+    hub = parser.HUB
+    setting_prefix = "PTM_MODELHUB"
+    default_repo = "modelhub-ai/modelhub"
+    default_ref = "master"
+
+    def is_catalogue_file(self, path: str) -> bool:
+        return path == parser.INDEX
+
+    def parse_file(self, entry: TreeEntry, body: bytes, *, source_url: str,
+                   seen_at: str) -> Iterable[Any]:
+        models, rejects = parser.parse_index(body)
+        for label, reason in rejects:
+            self.reject(entry.path, label, reason)
+        self.count("index_entries", len(models))
+        for model in models:
+            url = raw_url(self.raw_base, model.repo, parser.CONFIG_PATH)
+            yield Request(url, callback=self.parse_config, errback=self.errback_config,
+                          meta={"handle_httpstatus_list": [404], "ptm_model": model,
+                                "ptm_entry": entry, "ptm_index_url": source_url})
+
+    def parse_config(self, response: Response) -> Iterator[ModelItem]:
+        config: dict[str, Any] | None = None
+        error: str | None = None
+        if response.status == 404:
+            error = "not_found"
+        else:
+            try:
+                config = parser.parse_config(response.body)
+            except BadResponse as exc:
+                error = exc.reason
+        yield self.model_item(response.meta, config, error, response.url)
+
+    def errback_config(self, failure: Any) -> Iterator[ModelItem]:
+        request = failure.request
+        yield self.model_item(request.meta, None, "request_failed", request.url)
+
+    def model_item(self, meta: dict[str, Any], config: dict[str, Any] | None,
+                   error: str | None, url: str) -> ModelItem:
+        model: parser.IndexEntry = meta["ptm_model"]
+        entry: TreeEntry = meta["ptm_entry"]
+        if error is not None:
+            self.count(f"config_errors/{error}")
+            logger.warning("modelhub %s: config %s unusable (%s); stored from the index only",
+                           model.name, url, error)
+        item = parser.parse_model(model, config, config_error=error, index_path=entry.path,
+                                  blob_sha=entry.sha, source_url=meta["ptm_index_url"],
+                                  config_url=url, seen_at=self.seen_at())
+        return self.stamp(item, entry)
