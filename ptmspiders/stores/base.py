@@ -13,13 +13,19 @@ from typing import Any
 
 Doc = dict[str, Any]
 
-COLLECTIONS: tuple[str, ...] = ("models", "owners", "collections")
+COLLECTIONS: tuple[str, ...] = ("models", "owners", "collections", "crawls", "changes",
+                               "commits")
 
 # Indexed in every backend: what the studies and ``ptm query`` filter and sort on most.
 INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
-    "models": ("hub", "owner", "last_modified", "downloads"),
+    "models": ("hub", "owner", "last_modified", "downloads", "hub_uid"),
     "owners": ("hub",),
     "collections": ("hub",),
+    # History (ptmspiders/history.py): one record per crawl, change records per model and crawl.
+    "crawls": ("spider", "hub"),
+    "changes": ("model_id", "crawl_id"),
+    # Commits of model repositories (issue 7): per-model lookups and signature counts.
+    "commits": ("model", "signature"),
 }
 
 
@@ -44,7 +50,22 @@ class Store(ABC):
 
     @abstractmethod
     def find(self, collection: str, where: Mapping[str, Any] | None = None) -> Iterator[Doc]:
-        """Documents whose (dotted) fields equal the given values, in ``_id`` order."""
+        """Documents matching a MongoDB filter (see :mod:`ptmspiders.query`), in ``_id`` order."""
+
+    @abstractmethod
+    def query(self, collection: str, where: Mapping[str, Any] | None = None, *,
+              fields: Sequence[str] | None = None, sort: Sequence[tuple[str, int]] = (),
+              limit: int | None = None) -> Iterator[Doc]:
+        """Documents matching a MongoDB filter, sorted by ``sort`` [(field, 1 | -1)] then
+        ``_id``; with ``fields``, flat ``{"_id", field: value}`` dicts (dotted names kept).
+
+        Raises :class:`ptmspiders.query.QueryError` for what cannot run the same on both stores.
+        """
+
+    @abstractmethod
+    def set_fields(self, collection: str, ids: Iterable[str], values: Mapping[str, Any]) -> int:
+        """Set top-level fields of existing documents (``None`` stores null); returns how many
+        documents matched. Used for ``removed_at``, which a crawl sets and never deletes for."""
 
     @abstractmethod
     def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int: ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from ptmspiders.query import check_fields, check_filter, with_id_tiebreak
 from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError, redact_uri
 
 
@@ -93,13 +94,46 @@ class MongoStore(Store):
         return out
 
     def find(self, collection: str, where: Mapping[str, Any] | None = None) -> Iterator[Doc]:
-        yield from self.coll(collection).find(dict(where or {})).sort("_id", 1)
+        yield from self.coll(collection).find(check_filter(where)).sort("_id", 1)
 
     def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
-        return int(self.coll(collection).count_documents(dict(where or {})))
+        return int(self.coll(collection).count_documents(check_filter(where)))
 
     def ids(self, collection: str, where: Mapping[str, Any] | None = None) -> set[str]:
-        return {d["_id"] for d in self.coll(collection).find(dict(where or {}), {"_id": 1})}
+        return {d["_id"] for d in self.coll(collection).find(check_filter(where), {"_id": 1})}
+
+    def query(self, collection: str, where: Mapping[str, Any] | None = None, *,
+              fields: Sequence[str] | None = None, sort: Sequence[tuple[str, int]] = (),
+              limit: int | None = None) -> Iterator[Doc]:
+        checked = check_filter(where)
+        fields = check_fields(fields)
+        # Top-level projection: MongoDB refuses overlapping paths such as card and card.present.
+        projection = {f.split(".", 1)[0]: 1 for f in fields} if fields else None
+        cursor = self.coll(collection).find(checked, projection).sort(
+            with_id_tiebreak(list(sort)))
+        if limit is not None:
+            if limit == 0:
+                return
+            cursor = cursor.limit(limit)
+        for doc in cursor:
+            if fields:
+                yield {"_id": doc["_id"], **{f: _dotted(doc, f) for f in fields if f != "_id"}}
+            else:
+                yield doc
+
+    def set_fields(self, collection: str, ids: Iterable[str], values: Mapping[str, Any]) -> int:
+        wanted = list(ids)
+        if not wanted or not values:
+            return 0
+        for field in values:
+            if not field or "." in field or field.startswith("$"):
+                raise StoreError(f"set_fields takes top-level field names, not {field!r}")
+        matched = 0
+        for start in range(0, len(wanted), 1000):
+            result = self.coll(collection).update_many(
+                {"_id": {"$in": wanted[start:start + 1000]}}, {"$set": dict(values)})
+            matched += int(result.matched_count)
+        return matched
 
     def delete(self, collection: str, ids: Iterable[str]) -> int:
         result = self.coll(collection).delete_many({"_id": {"$in": list(ids)}})

@@ -14,6 +14,13 @@ from typing import Any
 
 import orjson
 
+from ptmspiders.query import (
+    check_fields,
+    order_by,
+    register_functions,
+    scalar_fields,
+    to_sql,
+)
 from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError
 
 _SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
@@ -50,6 +57,7 @@ class SQLiteStore(Store):
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
+        register_functions(self.conn)
         self._tables: set[str] = set()
 
     def table(self, collection: str) -> str:
@@ -112,23 +120,15 @@ class SQLiteStore(Store):
                     out[row[0]] = orjson.loads(row[1])
         return out
 
-    def _where(self, where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+    def _where(self, collection: str, where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+        """MongoDB filter -> SQL (``ptmspiders.query``), so both stores answer alike."""
         if not where:
             return "", []
-        clauses, params = [], []
-        for field, value in where.items():
-            if field == "_id":
-                clauses.append("_id = ?")
-                params.append(value)
-            elif value is None:
-                clauses.append(f"json_extract(doc, '{json_path(field)}') IS NULL")
-            else:
-                clauses.append(f"json_extract(doc, '{json_path(field)}') = ?")
-                params.append(int(value) if isinstance(value, bool) else value)
-        return " WHERE " + " AND ".join(clauses), params
+        sql, params = to_sql(where, scalar_fields=scalar_fields(collection))
+        return " WHERE " + sql, params
 
     def find(self, collection: str, where: Mapping[str, Any] | None = None) -> Iterator[Doc]:
-        clause, params = self._where(where)
+        clause, params = self._where(collection, where)
         cursor = self.conn.execute(
             f"SELECT doc FROM {self.table(collection)}{clause} ORDER BY _id", params
         )
@@ -136,16 +136,61 @@ class SQLiteStore(Store):
             yield orjson.loads(row[0])
 
     def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
-        clause, params = self._where(where)
+        clause, params = self._where(collection, where)
         row = self.conn.execute(
             f"SELECT count(*) FROM {self.table(collection)}{clause}", params
         ).fetchone()
         return int(row[0])
 
     def ids(self, collection: str, where: Mapping[str, Any] | None = None) -> set[str]:
-        clause, params = self._where(where)
+        clause, params = self._where(collection, where)
         return {r[0] for r in self.conn.execute(
             f"SELECT _id FROM {self.table(collection)}{clause}", params)}
+
+    def query(self, collection: str, where: Mapping[str, Any] | None = None, *,
+              fields: Sequence[str] | None = None, sort: Sequence[tuple[str, int]] = (),
+              limit: int | None = None) -> Iterator[Doc]:
+        table = self.table(collection)
+        fields = check_fields(fields)
+        clause, params = self._where(collection, where)
+        if fields:
+            cols = ", ".join(f"json_extract(doc, '{json_path(f)}')" for f in fields)
+            select = f"SELECT _id, json_array({cols}) FROM {table}"
+        else:
+            select = f"SELECT _id, doc FROM {table}"
+        sql = f"{select}{clause} ORDER BY {order_by(list(sort))}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = [*params, limit]
+        for row in self.conn.execute(sql, params):
+            if fields:
+                values = orjson.loads(row[1])
+                yield {"_id": row[0], **{f: v for f, v in zip(fields, values, strict=True)
+                                         if f != "_id"}}
+            else:
+                yield orjson.loads(row[1])
+
+    def set_fields(self, collection: str, ids: Iterable[str], values: Mapping[str, Any]) -> int:
+        table = self.table(collection)
+        wanted = list(ids)
+        if not wanted or not values:
+            return 0
+        for field in values:
+            if not field or not set(field) <= _SAFE_NAME | {"-"}:
+                raise StoreError(f"set_fields takes top-level field names, not {field!r}")
+        setters = ", ".join(f"'{json_path(f)}', json(?)" for f in values)
+        encoded = [orjson.dumps(v, default=str).decode() for v in values.values()]
+        matched = 0
+        with self.conn:
+            self.conn.execute("BEGIN")
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                cur = self.conn.execute(
+                    f"UPDATE {table} SET doc = json_set(doc, {setters}) WHERE _id IN ({marks})",
+                    [*encoded, *chunk])
+                matched += cur.rowcount
+        return matched
 
     def delete(self, collection: str, ids: Iterable[str]) -> int:
         table = self.table(collection)
