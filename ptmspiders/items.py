@@ -68,6 +68,7 @@ class ModelItem:
     used_storage: int | None = None
     files: list[Doc] = field(default_factory=list)
     card: Doc = field(default_factory=lambda: {"present": None, "has_model_index": False})
+    risk: Doc | None = None
     extra: Doc = field(default_factory=dict)
     raw: Doc = field(default_factory=dict)
     crawl: Doc = field(default_factory=dict)
@@ -123,7 +124,31 @@ class CollectionItem:
     crawl: Doc = field(default_factory=dict)
 
 
-PtmItem = ModelItem | OwnerItem | CollectionItem
+@dataclass(slots=True, kw_only=True)
+class CommitItem:
+    """One commit of a model repository (collection ``commits``); ``_id`` is
+    ``<model _id>@<sha>``. ``signature`` is good|bad|unsigned|unknown (see signatures.py)."""
+
+    collection: ClassVar[str] = "commits"
+    schema_name: ClassVar[str] = "commit"
+
+    _id: str
+    hub: str
+    model: str
+    sha: str
+    date: str | None = None
+    authors: list[str] = field(default_factory=list)
+    title: str | None = None
+    signature: str = "unknown"
+    signed: bool | None = None
+    signer: str | None = None
+    signing_key: str | None = None
+    signature_code: str | None = None
+    signature_method: str = "api"
+    crawl: Doc = field(default_factory=dict)
+
+
+PtmItem = ModelItem | OwnerItem | CollectionItem | CommitItem
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
