@@ -6,6 +6,7 @@ both stores still fails.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,8 @@ def test_projection_is_flat_and_identical(both: tuple[Store, Store]) -> None:
     fields = ["downloads", "card.present", "card", "tags", "files.path", "nope"]
     got = [list(s.query("models", {"hub": "huggingface"}, fields=fields,
                         sort=[("downloads", -1)], limit=1)) for s in (sqlite, mongo)]
-    assert got[0] == got[1] == [{
+    assert json.dumps(got[0]) == json.dumps(got[1])  # true stays true, not 1
+    assert got[0] == [{
         "_id": "huggingface:o1/m5", "downloads": 50, "card.present": True,
         "card": {"present": True, "has_model_index": False}, "tags": ["t", "t5"],
         "files.path": None, "nope": None}]
@@ -198,3 +200,10 @@ def test_set_fields_sets_and_clears_on_both_stores(store: Store) -> None:
     assert doc["removed_at"] is None and doc["flag"] is True
     assert store.ids("models", {"removed_at": None}) == {a, str(DOCS[2]["_id"])}
     assert store.set_fields("models", [], {"x": 1}) == 0
+
+
+def test_get_many_projection_keeps_json_types(store: Store) -> None:
+    store.upsert("models", [dict(DOCS[2])])
+    got = store.get_many("models", [str(DOCS[2]["_id"])], fields=["gated", "card.present"])
+    assert json.dumps(got) == json.dumps({str(DOCS[2]["_id"]): {"gated": True,
+                                                                "card.present": True}})

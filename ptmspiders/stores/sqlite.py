@@ -32,6 +32,13 @@ def json_path(field: str) -> str:
     return "$" + "".join(f'."{p}"' if not p.isdigit() else f"[{p}]" for p in parts)
 
 
+def _projection(fields: Sequence[str]) -> str:
+    """One JSON array of ``[_id, *fields]``: json_extract with several paths keeps JSON types
+    (``true`` stays true; ``json_array(json_extract(...))`` would turn it into 1)."""
+    paths = ", ".join(f"'{json_path(f)}'" for f in fields)
+    return f"json_extract(doc, '$.\"_id\"', {paths})"
+
+
 def sqlite_path(uri: str) -> str:
     """``sqlite:///rel/path``, ``sqlite:////abs/path`` or ``sqlite:///:memory:`` -> path."""
     if not uri.startswith("sqlite://"):
@@ -108,11 +115,11 @@ class SQLiteStore(Store):
             chunk = wanted[start:start + 500]
             marks = ",".join("?" * len(chunk))
             if fields:
-                cols = ", ".join(f"json_extract(doc, '{json_path(f)}')" for f in fields)
                 for row in self.conn.execute(
-                    f"SELECT _id, json_array({cols}) FROM {table} WHERE _id IN ({marks})", chunk
+                    f"SELECT _id, {_projection(fields)} FROM {table} WHERE _id IN ({marks})",
+                    chunk,
                 ):
-                    out[row[0]] = dict(zip(fields, orjson.loads(row[1]), strict=True))
+                    out[row[0]] = dict(zip(fields, orjson.loads(row[1])[1:], strict=True))
             else:
                 for row in self.conn.execute(
                     f"SELECT _id, doc FROM {table} WHERE _id IN ({marks})", chunk
@@ -154,8 +161,7 @@ class SQLiteStore(Store):
         fields = check_fields(fields)
         clause, params = self._where(collection, where)
         if fields:
-            cols = ", ".join(f"json_extract(doc, '{json_path(f)}')" for f in fields)
-            select = f"SELECT _id, json_array({cols}) FROM {table}"
+            select = f"SELECT _id, {_projection(fields)} FROM {table}"
         else:
             select = f"SELECT _id, doc FROM {table}"
         sql = f"{select}{clause} ORDER BY {order_by(list(sort))}"
@@ -164,7 +170,7 @@ class SQLiteStore(Store):
             params = [*params, limit]
         for row in self.conn.execute(sql, params):
             if fields:
-                values = orjson.loads(row[1])
+                values = orjson.loads(row[1])[1:]
                 yield {"_id": row[0], **{f: v for f, v in zip(fields, values, strict=True)
                                          if f != "_id"}}
             else:
