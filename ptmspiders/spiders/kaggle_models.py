@@ -1,0 +1,113 @@
+"""Kaggle Models (TF Hub's successor): the list API, paged by ``pageToken`` until it is empty.
+
+Each list entry already holds the model's instances (framework, license, version), so a full
+sweep costs one call per page and no detail calls. Credentials (``KAGGLE_USERNAME`` and
+``KAGGLE_KEY``) are attached by ``HubAuthMiddleware``, only to the ``KAGGLE_API_URL`` origin.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from scrapy import Request
+from scrapy.http import Response
+
+from ptmspiders.args import ArgumentError, choice_arg, int_arg
+from ptmspiders.items import ModelItem
+from ptmspiders.parsers import kaggle
+from ptmspiders.responses import BadResponse
+from ptmspiders.spiders.base import PtmSpider
+
+logger = logging.getLogger(__name__)
+
+AUTH_STATUSES = [401, 403]
+
+
+class KaggleModelsSpider(PtmSpider):
+    name = "kaggle_models"
+    hub = kaggle.HUB
+
+    def __init__(
+        self,
+        owner: str | None = None,
+        search: str | None = None,
+        sort_by: str | None = None,
+        limit: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.owner = (owner or "").strip() or None
+        self.search = (search or "").strip() or None
+        self.sort_by = choice_arg("sort_by", sort_by, kaggle.SORT_BY)
+        self.limit = int_arg("limit", limit, minimum=1)
+        self.emitted = 0
+        self.seen_ids: set[str] = set()
+        self.seen_tokens: set[str] = set()
+
+    @property
+    def api_url(self) -> str:
+        return str(self.settings.get("KAGGLE_API_URL")).rstrip("/")
+
+    async def start(self) -> AsyncIterator[Request]:
+        self.page_size = self.settings.getint("PTM_KAGGLE_PAGE_SIZE", kaggle.MAX_PAGE_SIZE)
+        if not 1 <= self.page_size <= kaggle.MAX_PAGE_SIZE:
+            raise ArgumentError(f"PTM_KAGGLE_PAGE_SIZE must be 1..{kaggle.MAX_PAGE_SIZE}")
+        if not (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")):
+            logger.warning("KAGGLE_USERNAME/KAGGLE_KEY are not set: listing anonymously, which "
+                           "Kaggle may refuse (401)")
+        yield self.page_request(None)
+
+    def page_request(self, token: str | None) -> Request:
+        size = self.page_size
+        if self.limit is not None:
+            size = min(size, self.limit - self.emitted)
+        url = kaggle.list_url(self.api_url, page_size=size, page_token=token,
+                              search=self.search, sort_by=self.sort_by, owner=self.owner)
+        return Request(url, callback=self.parse_list, errback=self.errback_listing,
+                       headers={"Accept": "application/json"},
+                       meta={"handle_httpstatus_list": AUTH_STATUSES})
+
+    def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
+        if response.status in AUTH_STATUSES:
+            self.count(f"auth_refused/{response.status}")
+            logger.error("Kaggle refused %s (%s): set KAGGLE_USERNAME and KAGGLE_KEY to a valid "
+                         "API key (kaggle.com > Settings > API)", response.url, response.status)
+            self.mark_incomplete(f"auth_{response.status}")
+            return
+        try:
+            items, rejects, token, total = kaggle.parse_list_page(
+                response.body, api_url=self.api_url, source_url=response.url,
+                seen_at=self.seen_at())
+        except BadResponse as exc:
+            self.bad_response(response, exc, what="model list page")
+            self.mark_incomplete(f"list_page_{exc.reason}")
+            return
+        self.count("list_pages")
+        if total is not None and self.crawler.stats is not None:
+            self.crawler.stats.set_value("ptm/kaggle/total_results", total)
+        for entry, reason in rejects:
+            self.count(f"rejected/{reason}")
+            logger.warning("Skipped a list entry of %s: %s (%.80r)", response.url, reason, entry)
+        for item in items:
+            if self.limit is not None and self.emitted >= self.limit:
+                return
+            if item._id in self.seen_ids:  # paging over a changing ranking repeats entries
+                self.count("duplicates")
+                continue
+            self.seen_ids.add(item._id)
+            self.emitted += 1
+            yield item
+        if self.limit is not None and self.emitted >= self.limit:
+            return
+        if token is None:
+            return
+        if token in self.seen_tokens:
+            logger.error("Kaggle returned page token %r twice (at %s): stopping to avoid a loop",
+                         token, response.url)
+            self.mark_incomplete("page_token_loop")
+            return
+        self.seen_tokens.add(token)
+        yield self.page_request(token)
