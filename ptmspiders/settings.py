@@ -58,5 +58,17 @@ DOWNLOADER_MIDDLEWARES = {
 ITEM_PIPELINES = {
     "ptmspiders.pipelines.NormalizePipeline": 300,
     "ptmspiders.pipelines.ValidatePipeline": 400,
+    "ptmspiders.history.HistoryPipeline": 700,
     "ptmspiders.pipelines.StorePipeline": 800,
+}
+
+# History (ptmspiders/history.py): a `crawls` record per run, `changes` per model and crawl,
+# removed_at for models a complete crawl no longer saw. Models are compared with the store in
+# batches: up to PTM_HISTORY_BATCH_SIZE per lookup, waiting at most PTM_HISTORY_BATCH_SECONDS.
+PTM_HISTORY_ENABLED = True
+PTM_HISTORY_BATCH_SIZE = 100
+PTM_HISTORY_BATCH_SECONDS = 0.05
+
+EXTENSIONS = {
+    "ptmspiders.history.CrawlHistory": 500,
 }

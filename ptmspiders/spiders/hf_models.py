@@ -14,6 +14,7 @@ from urllib.parse import urljoin
 from scrapy import Request
 from scrapy.http import Response
 
+from ptmspiders import incremental
 from ptmspiders.args import ArgumentError, bool_arg, choice_arg, int_arg, list_arg
 from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.parsers import huggingface as hf
@@ -122,7 +123,23 @@ class HfModelsSpider(PtmSpider):
     def refresh_needed(self, items: list[ModelItem]) -> set[str]:
         """Ids of the page's models whose repository changed since the last crawl (all, with
         ``-a full=1`` or an empty store): only those cost further requests."""
-        return {item._id for item in items}
+        # One batched lookup per list page (sha + carried fields), never one per model.
+        self.stored_for_carry: dict[str, dict[str, Any]] = {}
+        ids = [item._id for item in items]
+        if self.full or not items or not self.settings.getbool("PTM_STORE_ENABLED", True):
+            return set(ids)
+        stored = crawler_store(self.crawler).get_many(
+            "models", ids, fields=incremental.stored_fields(incremental.HF_CARRIED_FIELDS))
+        refresh = set()
+        for item in items:
+            doc = stored.get(item._id)
+            if incremental.needs_refresh(item.latest_commit_sha, doc):
+                refresh.add(item._id)
+            elif doc is not None:
+                self.stored_for_carry[item._id] = doc
+        self.count("incremental/refresh", len(refresh))
+        self.count("incremental/unchanged", len(items) - len(refresh))
+        return refresh
 
     def enrich(self, item: ModelItem) -> Iterator[Request | ModelItem]:
         """Requests that add what the list lacks (card, commits, files), ending in the item."""
@@ -130,7 +147,8 @@ class HfModelsSpider(PtmSpider):
 
     def carry_over(self, item: ModelItem) -> ModelItem:
         """An unchanged model: keep what earlier enrichment stored, refresh the list fields."""
-        return item
+        stored = getattr(self, "stored_for_carry", {}).pop(item._id, None)
+        return incremental.carry_over(item, stored, incremental.HF_CARRIED_FIELDS)
 
     def parse_detail(self, response: Response) -> Iterator[Request | ModelItem]:
         asked = response.meta["ptm_repo_id"]

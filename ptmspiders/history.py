@@ -1,0 +1,448 @@
+"""Change history: what each crawl saw, and how every model changed between crawls.
+
+- :class:`HistoryPipeline` (before the store) compares each model with its stored document, in
+  batches (one ``get_many`` per batch, not one query per item), counts it as new, changed,
+  unchanged, renamed or reappeared, and writes one ``changes`` record per model that is not
+  unchanged: the changed fields, old and new values of scalars, items added/removed of lists.
+- :class:`CrawlHistory` (an extension) writes one ``crawls`` record per run and, after a
+  complete crawl (finished, not marked incomplete, no argument that restricts the listing),
+  sets ``removed_at`` on the hub's models the crawl did not see. Nothing is ever deleted; a
+  model seen again is stored without ``removed_at``.
+
+A model is "seen" when the spider emits it or, for catalogues whose files did not change,
+calls ``PtmSpider.note_unchanged("models", _id)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from scrapy import Spider, signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+
+from ptmspiders.items import Doc, ModelItem, field_names, to_doc
+from ptmspiders.spiders.base import now_iso
+from ptmspiders.stores import Store, crawler_store
+
+logger = logging.getLogger(__name__)
+
+# Not compared: bookkeeping (crawl), the hub's verbatim answer (raw, already parsed into the
+# other fields), and removed_at, which has its own "reappeared" kind.
+IGNORED_FIELDS = frozenset({"_id", "crawl", "raw", "removed_at"})
+# Spider attributes that restrict a crawl to part of a hub: such a crawl cannot tell removals.
+RESTRICTING_ARGS: tuple[str, ...] = ("limit", "author", "search", "filters", "ids", "owner",
+                                     "owners_only", "slugs", "paths", "hub_ids")
+# Spider attributes recorded as the crawl's arguments (when set).
+ARGUMENT_ATTRS: tuple[str, ...] = ("full", "sort", "owners_arg", *RESTRICTING_ARGS)
+RECORDED_STATS_PREFIXES: tuple[str, ...] = (
+    "ptm/", "item_scraped_count", "item_dropped_count", "downloader/request_count",
+    "downloader/response_count", "downloader/response_status_count/", "log_count/ERROR",
+    "log_count/WARNING", "retry/count", "elapsed_time_seconds",
+)
+KINDS = ("new", "changed", "unchanged", "renamed", "reappeared")
+_EMPTY: tuple[Any, ...] = (None, [], {})
+
+
+@dataclass
+class CrawlState:
+    """What the pipeline and the extension of one crawl share."""
+
+    crawl_id: str
+    started_at: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    dropped: set[str] = field(default_factory=set)
+    renamed_away: dict[str, str] = field(default_factory=dict)  # old id -> new id
+
+
+def crawl_state(crawler: Crawler) -> CrawlState:
+    state: CrawlState | None = getattr(crawler, "_ptm_history", None)
+    if state is None:
+        started = now_iso()
+        name = getattr(crawler.spidercls, "name", "spider")
+        stamp = started.replace("-", "").replace(":", "").replace(".", "")
+        state = CrawlState(crawl_id=f"{stamp}-{name}-{uuid.uuid4().hex[:6]}", started_at=started)
+        crawler._ptm_history = state  # type: ignore[attr-defined]
+    return state
+
+
+# -- comparing documents -------------------------------------------------------------------------
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+def _same(old: Any, new: Any) -> bool:
+    if old == new and type(old) is type(new):
+        return True
+    if isinstance(old, bool) or isinstance(new, bool):
+        return False
+    if isinstance(old, int | float) and isinstance(new, int | float):
+        return old == new
+    # A field added to the schema after the stored crawl is absent (None) there: not a change.
+    return any(old is e or old == e for e in _EMPTY) and any(new is e or new == e for e in _EMPTY)
+
+
+def _list_key(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("path", value.get("id", repr(sorted(value.items(), key=str))))
+    return value
+
+
+def diff_docs(old: Mapping[str, Any], new: Mapping[str, Any],
+              fields: Iterable[str]) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    """(changed fields, {field: {old, new}} for scalars (also ``field.key`` inside objects),
+    {field: {added, removed}} for lists)."""
+    changed: list[str] = []
+    values: dict[str, Any] = {}
+    lists: dict[str, Any] = {}
+    for name in fields:
+        if name in IGNORED_FIELDS:
+            continue
+        o, n = old.get(name), new.get(name)
+        if _same(o, n):
+            continue
+        changed.append(name)
+        if _is_scalar(o) and _is_scalar(n):
+            values[name] = {"old": o, "new": n}
+        elif isinstance(o, list | type(None)) and isinstance(n, list | type(None)):
+            before = [_list_key(x) for x in o or []]
+            after = [_list_key(x) for x in n or []]
+            added = [x for x in after if x not in before]
+            removed = [x for x in before if x not in after]
+            entry: dict[str, Any] = {"added": added, "removed": removed}
+            if not added and not removed:
+                entry["reordered_or_edited"] = True
+            lists[name] = entry
+        elif isinstance(o, dict | type(None)) and isinstance(n, dict | type(None)):
+            o_map, n_map = o or {}, n or {}
+            for key in sorted(set(o_map) | set(n_map), key=str):
+                ov, nv = o_map.get(key), n_map.get(key)
+                if not _same(ov, nv) and _is_scalar(ov) and _is_scalar(nv):
+                    values[f"{name}.{key}"] = {"old": ov, "new": nv}
+        else:
+            values[name] = {"old": o, "new": n}
+    return changed, values, lists
+
+
+def change_record(state: CrawlState, spider: str, doc: Mapping[str, Any], kind: str, *,
+                  at: str, changed: list[str] | None = None,
+                  values: dict[str, Any] | None = None, lists: dict[str, Any] | None = None,
+                  **extra: Any) -> Doc:
+    record: Doc = {
+        "_id": f"{state.crawl_id}|{doc['_id']}",
+        "crawl_id": state.crawl_id,
+        "model_id": doc["_id"],
+        "hub": doc.get("hub"),
+        "spider": spider,
+        "at": at,
+        "kind": kind,
+        "fields": changed or [],
+        "values": values or {},
+        "lists": lists or {},
+    }
+    record.update(extra)
+    return record
+
+
+# -- the pipeline --------------------------------------------------------------------------------
+
+class HistoryPipeline:
+    """Compares models with their stored documents and writes ``changes`` (before the store)."""
+
+    def __init__(self, crawler: Crawler, batch_size: int, batch_seconds: float) -> None:
+        assert crawler.stats is not None
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.fields = [f for f in field_names(ModelItem) if f not in IGNORED_FIELDS]
+        self.lookup_fields = [*self.fields, "removed_at"]
+        self.pending: list[tuple[Any, asyncio.Future[None] | None]] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.records: list[Doc] = []
+        self.store: Store | None = None
+        self.state = crawl_state(crawler)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> HistoryPipeline:
+        s = crawler.settings
+        if not s.getbool("PTM_HISTORY_ENABLED", True):
+            raise NotConfigured("PTM_HISTORY_ENABLED is off")
+        if not s.getbool("PTM_STORE_ENABLED", True):
+            raise NotConfigured("history needs the store (PTM_STORE_ENABLED is off)")
+        size = s.getint("PTM_HISTORY_BATCH_SIZE", 100)
+        seconds = s.getfloat("PTM_HISTORY_BATCH_SECONDS", 0.05)
+        if size < 1 or seconds < 0:
+            raise ValueError("PTM_HISTORY_BATCH_SIZE must be >= 1, "
+                             "PTM_HISTORY_BATCH_SECONDS >= 0")
+        return cls(crawler, size, seconds)
+
+    @property
+    def spider_name(self) -> str:
+        return str(getattr(self.crawler.spidercls, "name", "?"))
+
+    def open_spider(self) -> None:
+        self.store = crawler_store(self.crawler)
+
+    async def process_item(self, item: Any) -> Any:
+        """Waits (at most ``PTM_HISTORY_BATCH_SECONDS``) for a batch to fill: the items of a
+        list page arrive together, so one store lookup covers many of them."""
+        if getattr(item, "collection", None) != "models":
+            return item
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not under asyncio: compare on the spot
+            self.compare([item])
+            return item
+        future: asyncio.Future[None] = loop.create_future()
+        self.pending.append((item, future))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+        elif self.timer is None:
+            self.timer = loop.call_later(self.batch_seconds, self.flush)
+        await future
+        return item
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        try:
+            self.compare([item for item, _ in batch])
+        except Exception:
+            # History must never cost the crawl its items: count, log, let them through.
+            self.stats.inc_value("ptm/history/errors")
+            logger.exception("Could not compare %d models with the store", len(batch))
+        for _, future in batch:
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def compare(self, items: list[Any]) -> None:
+        """One store lookup for the batch (and one for the hub_uids of new models)."""
+        assert self.store is not None
+        docs = {d["_id"]: d for d in (to_doc(i) for i in items)}
+        stored = self.store.get_many("models", list(docs), fields=self.lookup_fields)
+        renamed_from = self._renames([d for i, d in docs.items() if i not in stored])
+        old_docs = self.store.get_many("models", list(set(renamed_from.values())),
+                                       fields=self.lookup_fields) if renamed_from else {}
+        at = now_iso()
+        for _id, doc in docs.items():
+            old = stored.get(_id)
+            if old is None and _id in renamed_from:
+                previous = renamed_from[_id]
+                changed, values, lists = diff_docs(old_docs.get(previous, {}), doc, self.fields)
+                self._record(doc, "renamed", at, changed, values, lists, renamed_from=previous)
+                self.state.renamed_away[previous] = _id
+            elif old is None:
+                self._record(doc, "new", at)
+            else:
+                changed, values, lists = diff_docs(old, doc, self.fields)
+                if old.get("removed_at"):
+                    values["removed_at"] = {"old": old["removed_at"], "new": None}
+                    self._record(doc, "reappeared", at, ["removed_at", *changed], values, lists)
+                elif changed:
+                    self._record(doc, "changed", at, changed, values, lists)
+                else:
+                    self._count("unchanged")
+        if len(self.records) >= 500:
+            self.write_records()
+
+    def _renames(self, new_docs: list[Doc]) -> dict[str, str]:
+        """New id -> stored id of the same hub with the same ``hub_uid`` (a renamed repo)."""
+        assert self.store is not None
+        by_uid = {(d.get("hub"), d["hub_uid"]): d["_id"] for d in new_docs if d.get("hub_uid")}
+        if not by_uid:
+            return {}
+        found = self.store.query(
+            "models", {"hub_uid": {"$in": sorted({uid for _, uid in by_uid})},
+                       "_id": {"$nin": sorted(by_uid.values())}},
+            fields=["hub", "hub_uid"])
+        out: dict[str, str] = {}
+        for doc in found:
+            new_id = by_uid.get((doc.get("hub"), doc.get("hub_uid")))
+            if new_id is not None:
+                out[new_id] = doc["_id"]
+        return out
+
+    def _record(self, doc: Doc, kind: str, at: str, changed: list[str] | None = None,
+                values: dict[str, Any] | None = None, lists: dict[str, Any] | None = None,
+                **extra: Any) -> None:
+        self._count(kind)
+        self.records.append(change_record(self.state, self.spider_name, doc, kind, at=at,
+                                          changed=changed, values=values, lists=lists,
+                                          **extra))
+
+    def _count(self, kind: str) -> None:
+        self.state.counts[kind] = self.state.counts.get(kind, 0) + 1
+        self.stats.inc_value(f"ptm/history/{kind}")
+
+    def write_records(self) -> None:
+        if self.records and self.store is not None:
+            self.store.upsert("changes", self.records)
+            self.stats.inc_value("ptm/history/records", len(self.records))
+            self.records = []
+
+    def close_spider(self) -> None:
+        self.flush()
+        self.write_records()
+
+
+# -- the extension -------------------------------------------------------------------------------
+
+def spider_arguments(spider: Spider) -> dict[str, Any]:
+    custom = getattr(spider, "crawl_arguments", None)
+    if callable(custom):
+        return dict(custom())
+    out: dict[str, Any] = {}
+    for name in ARGUMENT_ATTRS:
+        value = getattr(spider, name, None)
+        if value not in (None, False, "", [], ()):
+            out[name.removesuffix("_arg")] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def is_restricted(spider: Spider) -> bool:
+    """Did the spider list only part of its hub? Spiders may say so with ``restricted``."""
+    declared = getattr(spider, "restricted", None)
+    if isinstance(declared, bool):
+        return declared
+    return any(getattr(spider, name, None) not in (None, "", [], (), set())
+               for name in RESTRICTING_ARGS)
+
+
+def selected_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in stats.items():
+        if key.startswith(RECORDED_STATS_PREFIXES) and _is_scalar(value):
+            out[key.replace(".", "_").replace("$", "_")] = value
+    return out
+
+
+class CrawlHistory:
+    """Writes the ``crawls`` record of a run and marks models a complete crawl did not see."""
+
+    def __init__(self, crawler: Crawler, chunk: int = 1000) -> None:
+        assert crawler.stats is not None
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.chunk = chunk
+        self.state = crawl_state(crawler)
+        self.arguments: dict[str, Any] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> CrawlHistory:
+        s = crawler.settings
+        if not s.getbool("PTM_HISTORY_ENABLED", True):
+            raise NotConfigured("PTM_HISTORY_ENABLED is off")
+        if not s.getbool("PTM_STORE_ENABLED", True):
+            raise NotConfigured("history needs the store (PTM_STORE_ENABLED is off)")
+        ext = cls(crawler)
+        crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(ext.item_dropped, signal=signals.item_dropped)
+        return ext
+
+    def record(self, spider: Spider, **fields: Any) -> Doc:
+        return {
+            "_id": self.state.crawl_id,
+            "spider": spider.name,
+            "hub": getattr(spider, "hub", None),
+            "arguments": self.arguments,
+            "restricted": is_restricted(spider),
+            "started_at": self.state.started_at,
+            **fields,
+        }
+
+    def spider_opened(self, spider: Spider) -> None:
+        self.arguments = spider_arguments(spider)
+        # Written at once, so a crawl killed half-way still leaves its trace.
+        crawler_store(self.crawler).upsert("crawls", [self.record(
+            spider, finished_at=None, finish_reason=None, complete=None, status="running")])
+
+    def item_dropped(self, item: Any, **kwargs: Any) -> None:
+        if getattr(item, "collection", None) == "models":
+            # Invalid this time, but the hub still lists it: not a removal.
+            self.state.dropped.add(str(getattr(item, "_id", "")))
+
+    def spider_closed(self, spider: Spider, reason: str) -> None:
+        started = time.monotonic()
+        store = crawler_store(self.crawler)
+        stats = self.stats.get_stats()
+        hub = getattr(spider, "hub", None)
+        restricted = is_restricted(spider)
+        incomplete = bool(stats.get("ptm/incomplete"))
+        complete = reason == "finished" and not incomplete and not restricted
+        finished_at = now_iso()
+        noted = set(getattr(spider, "unchanged", {}).get("models", ()))
+        counts = dict(self.state.counts)
+        counts["unchanged"] = counts.get("unchanged", 0) + len(noted)
+        records: list[Doc] = []
+        counts["reappeared"] += self._clear_removed(store, noted, spider, finished_at, records)
+        renamed_away = dict(self.state.renamed_away)
+        missing: list[str] = []
+        if complete and hub:
+            seen_elsewhere = noted | self.state.dropped | set(renamed_away)
+            missing = [d["_id"] for d in store.query(
+                "models", {"hub": hub, "removed_at": None,
+                           "crawl.last_seen": {"$lt": self.state.started_at}},
+                fields=["_id"]) if d["_id"] not in seen_elsewhere]
+        # A renamed repository's old id is gone whatever the crawl covered: the new id proves it.
+        renamed_stored = store.get_many("models", list(renamed_away), fields=["removed_at"])
+        gone = missing + [old for old, doc in renamed_stored.items() if not doc["removed_at"]]
+        for start in range(0, len(gone), self.chunk):
+            chunk = gone[start:start + self.chunk]
+            store.set_fields("models", chunk, {"removed_at": finished_at})
+            for _id in chunk:
+                record = change_record(
+                    self.state, spider.name, {"_id": _id, "hub": hub}, "removed",
+                    at=finished_at, changed=["removed_at"],
+                    values={"removed_at": {"old": None, "new": finished_at}})
+                if _id in renamed_away:
+                    record["renamed_to"] = renamed_away[_id]
+                records.append(record)
+            if len(records) >= self.chunk:
+                store.upsert("changes", records)
+                records = []
+        store.upsert("changes", records)
+        counts["missing"] = len(missing)
+        self.stats.set_value("ptm/history/missing", len(missing))
+        if complete:
+            logger.info("Complete crawl of %s: %d models no longer listed, marked removed",
+                        hub, len(missing))
+        elif hub:
+            logger.info("Crawl of %s not complete (reason %s, incomplete=%s, restricted=%s): "
+                        "removals not inferred", hub, reason, incomplete, restricted)
+        store.upsert("crawls", [self.record(
+            spider, finished_at=finished_at, finish_reason=reason, complete=complete,
+            status="done", incomplete_reasons=list(getattr(spider, "incomplete_reasons", [])),
+            counts=counts, stats=selected_stats(stats),
+            history_seconds=round(time.monotonic() - started, 3))])
+
+    def _clear_removed(self, store: Store, noted: set[str], spider: Spider, at: str,
+                       records: list[Doc]) -> int:
+        """Models noted unchanged (not re-emitted) that an earlier crawl marked removed."""
+        back: list[str] = []
+        ordered = sorted(noted)
+        for start in range(0, len(ordered), self.chunk):
+            back += [d["_id"] for d in store.query(
+                "models", {"_id": {"$in": ordered[start:start + self.chunk]},
+                           "removed_at": {"$ne": None}}, fields=["_id", "removed_at"])]
+        if back:
+            old = store.get_many("models", back, fields=["removed_at", "hub"])
+            store.set_fields("models", back, {"removed_at": None})
+            for _id in back:
+                records.append(change_record(
+                    self.state, spider.name, {"_id": _id, "hub": old[_id].get("hub")},
+                    "reappeared", at=at, changed=["removed_at"],
+                    values={"removed_at": {"old": old[_id].get("removed_at"), "new": None}}))
+        return len(back)
