@@ -108,7 +108,8 @@ def test_mock_tree_404_raw_404_and_quota(mockhub):
     assert status == 404 and json.loads(body)["message"] == "Not Found"
     status, _, body = get(f"{mockhub.url}/raw/pytorch/hub/master/missing.md")
     assert (status, body) == (404, b"404: Not Found")
-    status, _, body = get(f"{mockhub.url}/raw/pytorch/hub/master/nvidia_deeplearningexamples_ssd.md")
+    ssd = "nvidia_deeplearningexamples_ssd.md"
+    status, _, body = get(f"{mockhub.url}/raw/pytorch/hub/master/{ssd}")
     assert status == 200 and b"\r\n" in body
     mockhub.github.used["anonymous"] = 60
     status, headers, body = get(f"{mockhub.url}/repos/pytorch/hub/git/trees/master")
