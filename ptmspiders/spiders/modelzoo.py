@@ -1,0 +1,233 @@
+"""modelzoo.co: the JSON API first, headless Chromium for what the API refuses.
+
+One list call returns every model; one detail call per model adds the README (``long_desc``)
+and papers. A detail the API refuses (403, an HTML page instead of JSON, 5xx after retries) is
+taken from the JavaScript page ``/model/{slug}`` rendered by scrapy-playwright in the system
+Chromium (``PTM_CHROMIUM_PATH``); when no browser is usable the list entry alone is stored, so a
+model is never lost because its detail was.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from scrapy import Request
+from scrapy.http import Response
+from scrapy.settings import BaseSettings
+
+from ptmspiders.args import choice_arg, int_arg, list_arg
+from ptmspiders.items import ModelItem
+from ptmspiders.parsers import modelzoo as mz
+from ptmspiders.responses import BadResponse
+from ptmspiders.spiders.base import PtmSpider
+
+logger = logging.getLogger(__name__)
+
+PLAYWRIGHT_HANDLER = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+# Detail answers the callback sees (after RetryMiddleware gave up on the retryable ones).
+DETAIL_STATUSES = [403, 404, 408, 429, 500, 502, 503, 504]
+RENDER_MODES = ("fallback", "always", "never")
+
+
+def browser_problem(settings: BaseSettings) -> str | None:
+    """Why the browser fallback cannot run here, or ``None`` when it can."""
+    if not settings.getbool("PTM_MODELZOO_BROWSER", True):
+        return "PTM_MODELZOO_BROWSER is off"
+    if importlib.util.find_spec("scrapy_playwright") is None:
+        return "scrapy-playwright is not installed (pip install scrapy-playwright)"
+    path = settings.get("PTM_CHROMIUM_PATH") or DEFAULT_CHROMIUM
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return (f"Chromium not found at {path} (apt-get install -y chromium, or point "
+                "PTM_CHROMIUM_PATH at a Chromium binary)")
+    return None
+
+
+class ModelzooSpider(PtmSpider):
+    name = "modelzoo"
+    hub = mz.HUB
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        """scrapy-playwright for this spider only, and only when a browser can start: other
+        spiders (and this one's API calls) keep Scrapy's plain HTTP handler."""
+        super().update_settings(settings)
+        if browser_problem(settings) is not None:
+            return
+        # Only the site's own scheme: each handler instance starts its own Playwright driver.
+        scheme = urlsplit(str(settings.get("MODELZOO_URL") or "https://modelzoo.co")).scheme
+        handlers = dict(settings.getdict("DOWNLOAD_HANDLERS"))
+        handlers[scheme or "https"] = PLAYWRIGHT_HANDLER
+        timeout_ms = int(settings.getfloat("PTM_MODELZOO_RENDER_TIMEOUT", 30.0) * 1000)
+        settings.setdict({
+            "DOWNLOAD_HANDLERS": handlers,
+            "PLAYWRIGHT_BROWSER_TYPE": "chromium",
+            "PLAYWRIGHT_LAUNCH_OPTIONS": {
+                "executable_path": settings.get("PTM_CHROMIUM_PATH") or DEFAULT_CHROMIUM,
+                "headless": True,
+                "args": CHROMIUM_ARGS,
+            },
+            "PLAYWRIGHT_MAX_CONTEXTS": 1,
+            "PLAYWRIGHT_MAX_PAGES_PER_CONTEXT": 2,  # a page costs a renderer process
+            "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": timeout_ms,
+        }, priority="spider")
+
+    def __init__(self, limit: Any = None, slugs: Any = None, render: Any = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limit = int_arg("limit", limit, minimum=1)
+        self.slugs = list_arg(slugs)
+        self.render = choice_arg("render", render, RENDER_MODES) or "fallback"
+        self.seen_slugs: set[str] = set()
+
+    @property
+    def base(self) -> str:
+        return str(self.settings.get("MODELZOO_URL")).rstrip("/")
+
+    async def start(self) -> AsyncIterator[Request | ModelItem]:
+        timeout = self.settings.getfloat("PTM_MODELZOO_RENDER_TIMEOUT", 30.0)
+        if timeout <= 0:
+            raise ValueError("PTM_MODELZOO_RENDER_TIMEOUT must be > 0 seconds")
+        self.render_timeout_ms = int(timeout * 1000)
+        self.browser_problem = browser_problem(self.settings)
+        if self.browser_problem and self.render != "never":
+            logger.warning("No browser fallback for modelzoo: %s. Models whose API detail is "
+                           "refused are stored from the list alone.", self.browser_problem)
+        if self.slugs:
+            for slug in self.slugs:
+                for request in self.model_requests({"slug": slug}, source_url=None):
+                    yield request
+            return
+        yield Request(mz.list_url(self.base), headers=mz.api_headers(self.base),
+                      callback=self.parse_list, errback=self.errback_listing,
+                      meta={"handle_httpstatus_list": DETAIL_STATUSES})
+
+    def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
+        if response.status != 200:
+            self.count(f"list_refused/{response.status}")
+            logger.error("modelzoo refused the model list %s (%s)", response.url,
+                         response.status)
+            self.mark_incomplete(f"list_status_{response.status}")
+            return
+        try:
+            entries, rejects = mz.parse_list(response.body)
+        except BadResponse as exc:
+            self.bad_response(response, exc, what="model list")
+            self.mark_incomplete(f"list_page_{exc.reason}")
+            return
+        self.count("list_pages")
+        for entry, reason in rejects:
+            self.count(f"rejected/{reason}")
+            logger.warning("Skipped a list entry of %s: %s (%.80r)", response.url, reason, entry)
+        for entry in entries:
+            if self.limit is not None and len(self.seen_slugs) >= self.limit:
+                return
+            yield from self.model_requests(entry, source_url=response.url)
+
+    def model_requests(self, entry: dict[str, Any], *, source_url: str | None
+                       ) -> Iterator[Request | ModelItem]:
+        slug = entry["slug"]
+        if slug in self.seen_slugs:
+            self.count("duplicates")
+            return
+        self.seen_slugs.add(slug)
+        meta = {"ptm_entry": entry, "ptm_list_url": source_url}
+        if self.render == "always":
+            yield from self.fallback(entry, source_url, reason="render_always")
+            return
+        yield Request(mz.detail_url(self.base, slug), headers=mz.api_headers(self.base),
+                      callback=self.parse_detail, errback=self.errback_detail,
+                      meta={**meta, "handle_httpstatus_list": DETAIL_STATUSES})
+
+    def parse_detail(self, response: Response) -> Iterator[Request | ModelItem]:
+        entry = response.meta["ptm_entry"]
+        list_url = response.meta.get("ptm_list_url")
+        if response.status == 404:
+            self.count("not_found")
+            if list_url is None:  # a slug given with -a slugs that the site does not know
+                logger.error("modelzoo has no model %r (404 at %s)", entry["slug"], response.url)
+                return
+            logger.warning("modelzoo lists %s but has no detail for it (404 at %s)",
+                           entry["slug"], response.url)
+            yield self.list_only(entry, list_url, reason="detail_404")
+            return
+        if response.status != 200:
+            self.count(f"api_refused/{response.status}")
+            logger.info("modelzoo API answered %s for %s", response.status, response.url)
+            yield from self.fallback(entry, list_url, reason=f"api_{response.status}")
+            return
+        try:
+            detail = mz.parse_detail(response.body)
+        except BadResponse as exc:
+            self.bad_response(response, exc, what="model detail")
+            yield from self.fallback(entry, list_url, reason=f"api_{exc.reason}")
+            return
+        yield mz.build_item(entry, detail, base=self.base, source="api",
+                            source_url=response.url, seen_at=self.seen_at())
+
+    def errback_detail(self, failure: Any) -> Iterator[Request | ModelItem]:
+        request = failure.request
+        self.count("failed/detail")
+        logger.warning("modelzoo detail request failed for good: %s (%s)", request.url,
+                       failure.getErrorMessage())
+        yield from self.fallback(request.meta["ptm_entry"], request.meta.get("ptm_list_url"),
+                                 reason="api_failed")
+
+    def fallback(self, entry: dict[str, Any], list_url: str | None, *, reason: str
+                 ) -> Iterator[Request | ModelItem]:
+        """The rendered page instead of the API detail, if a browser can run."""
+        if self.render == "never" or self.browser_problem:
+            self.count("browser/unavailable")
+            yield self.list_only(entry, list_url, reason=reason)
+            return
+        from scrapy_playwright.page import PageMethod
+
+        self.count("browser/requests")
+        yield Request(
+            mz.page_url(self.base, entry["slug"]), callback=self.parse_page,
+            errback=self.errback_page, dont_filter=True,
+            meta={"playwright": True, "ptm_entry": entry, "ptm_list_url": list_url,
+                  "ptm_reason": reason,
+                  "playwright_page_methods": [
+                      PageMethod("wait_for_selector", mz.RENDERED_SELECTOR,
+                                 timeout=self.render_timeout_ms)]})
+
+    def parse_page(self, response: Response) -> Iterator[ModelItem]:
+        entry = response.meta["ptm_entry"]
+        try:
+            detail = mz.parse_rendered_page(response.text)
+        except BadResponse as exc:
+            self.bad_response(response, exc, what="rendered model page")
+            yield self.list_only(entry, response.meta.get("ptm_list_url"),
+                                 reason=f"page_{exc.reason}")
+            return
+        self.count("browser/rendered")
+        item = mz.build_item(entry, detail, base=self.base, source="browser",
+                             source_url=response.url, seen_at=self.seen_at())
+        item.extra["api_error"] = response.meta.get("ptm_reason")
+        yield item
+
+    def errback_page(self, failure: Any) -> Iterator[ModelItem]:
+        request = failure.request
+        self.count("browser/failed")
+        logger.error("Rendering %s in Chromium failed: %s", request.url,
+                     failure.getErrorMessage())
+        yield self.list_only(request.meta["ptm_entry"], request.meta.get("ptm_list_url"),
+                             reason="browser_failed")
+
+    def list_only(self, entry: dict[str, Any], list_url: str | None, *, reason: str
+                  ) -> ModelItem:
+        self.count("list_only")
+        item = mz.build_item(entry, None, base=self.base, source="list", source_url=list_url,
+                             seen_at=self.seen_at())
+        item.extra["detail_error"] = reason
+        return item
