@@ -62,7 +62,7 @@ def test_model_from_index_and_config():
     assert item.github_repos == ["modelhub-ai/squeezenet"]
     assert item.extra["format"] == ".onnx"
     assert item.extra["publication"]["year"] == 2016
-    assert item.extra["io"]["input"]["format"] == ["image/png", "image/jpeg"]
+    assert item.extra["io"]["input"]["single"]["format"] == ["image/png", "image/jpeg"]
     assert item.extra["config_error"] is None and item.card["present"] is True
     assert item.raw["config"]["id"] == item.hub_uid
     assert item.extra["path"] == "models.json" and item.extra["blob_sha"] == "c" * 40
