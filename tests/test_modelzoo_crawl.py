@@ -153,3 +153,16 @@ def test_unknown_slug_argument_stores_nothing(mockhub, tmp_path):
     result = run_crawl("modelzoo", mockhub, tmp_path, "-a", "slugs=no-such-model,bert-tensorflow")
     assert "modelzoo has no model 'no-such-model'" in result.stderr
     assert set(stored(tmp_path)) == {"bert-tensorflow"}
+
+
+@pytest.mark.crawl
+def test_a_browser_that_cannot_start_is_an_error_not_a_crash(mockhub, tmp_path):
+    mockhub.modelzoo.refuse = {"bert-tensorflow", "mask-r-cnn-keras"}
+    result = run_crawl("modelzoo", mockhub, tmp_path, "-s", "PTM_CHROMIUM_PATH=/bin/false")
+    stats = crawl_stats(result.stderr)
+    assert "in Chromium failed: BrowserType.launch" in result.stderr
+    assert stats["ptm/browser/failed"] >= 1
+    assert stats["ptm/browser/failed"] + stats.get("ptm/browser/unavailable", 0) == 2
+    docs = stored(tmp_path)
+    assert set(docs) == SLUGS
+    assert docs["bert-tensorflow"]["extra"]["detail_source"] == "list"

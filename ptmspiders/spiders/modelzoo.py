@@ -218,9 +218,12 @@ class ModelzooSpider(PtmSpider):
 
     def errback_page(self, failure: Any) -> Iterator[ModelItem]:
         request = failure.request
+        message = failure.getErrorMessage()
         self.count("browser/failed")
-        logger.error("Rendering %s in Chromium failed: %s", request.url,
-                     failure.getErrorMessage())
+        logger.error("Rendering %s in Chromium failed: %s", request.url, message)
+        if "BrowserType.launch" in message and not self.browser_problem:
+            # A browser that cannot start will not start for the next model either.
+            self.browser_problem = f"Chromium failed to start: {message}"
         yield self.list_only(request.meta["ptm_entry"], request.meta.get("ptm_list_url"),
                              reason="browser_failed")
 
