@@ -38,6 +38,20 @@ PTM_STORE_FLUSH_SECONDS = 5.0
 PTM_HF_OWNERS = True
 # Models per list page; the Hub's maximum (1000) keeps a sweep near one call per 1000 models.
 PTM_HF_PAGE_SIZE = 1000
+# Enrichment of models whose sha changed (ptmspiders/spiders/hf_enrich.py): README card
+# (resolver bucket), file tree with security scans (API), commits with signature status.
+# Off by default so a plain list sweep stays about one call per 1000 models; the studies
+# (ptm report) want all three: -s PTM_HF_CARDS=1 -s PTM_HF_FILES=1 -s PTM_HF_COMMITS=1.
+PTM_HF_CARDS = False
+PTM_HF_FILES = False
+PTM_HF_COMMITS = False
+# git: weightless clone + git log %G? (checked against PTM_HF_GNUPGHOME, default the
+# environment's keyring); html: the commits page's "Verified" badge; api: no signatures.
+PTM_HF_SIGNATURE_METHOD = "git"
+PTM_HF_GNUPGHOME = os.environ.get("PTM_HF_GNUPGHOME", "")
+PTM_HF_GIT_CONCURRENCY = 2
+PTM_HF_GIT_TIMEOUT = 300.0
+PTM_HF_COMMITS_MAX = 1000  # per model; 0 = the whole history
 
 # Kaggle Models: models per list page (1..100).
 PTM_KAGGLE_PAGE_SIZE = 100

@@ -19,6 +19,7 @@ from ptmspiders.args import ArgumentError, bool_arg, choice_arg, int_arg, list_a
 from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.responses import BadResponse, parse_link_header
+from ptmspiders.spiders import hf_enrich
 from ptmspiders.spiders.base import PtmSpider
 from ptmspiders.stores import crawler_store
 
@@ -143,7 +144,7 @@ class HfModelsSpider(PtmSpider):
 
     def enrich(self, item: ModelItem) -> Iterator[Request | ModelItem]:
         """Requests that add what the list lacks (card, commits, files), ending in the item."""
-        yield item
+        yield from hf_enrich.enricher(self).start(item)
 
     def carry_over(self, item: ModelItem) -> ModelItem:
         """An unchanged model: keep what earlier enrichment stored, refresh the list fields."""

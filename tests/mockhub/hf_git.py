@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -58,7 +59,7 @@ class HfGitRepos:
         self.repos: dict[str, Path] = {}
         self.gnupghome: str | None = None  # keyring that signs and checks the fixture repos
         self.lock = threading.Lock()
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._tmp: Path | None = None
         self.tree_page_size: int | None = None  # None: the Hub's 1000 / 50 with expand
         self.commits_page_size = 50
         plan_file = fixtures / "commits.json"
@@ -73,8 +74,9 @@ class HfGitRepos:
 
     def root(self) -> Path:
         if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="mockhub-git-")
-        return Path(self._tmp.name)
+            self._tmp = Path(tempfile.mkdtemp(prefix="mockhub-git-"))
+            weakref.finalize(self, _cleanup, self._tmp)
+        return self._tmp
 
     def get(self, hub: MockHub, repo_id: str) -> Path | None:
         with self.lock:
@@ -139,6 +141,15 @@ class HfGitRepos:
         if any(c.get("sign") == "foreign" for c in history) and self.gnupghome:
             _forget_public_key(Path(self.gnupghome), self.foreign_secret)
         return work / ".git"
+
+
+def _cleanup(root: Path) -> None:
+    """Stop the keyring's gpg-agent, then remove the repositories and the keyring."""
+    home = root / "gnupg"
+    if home.is_dir() and shutil.which("gpgconf"):
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], capture_output=True,
+                       env={**os.environ, "GNUPGHOME": str(home)})
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _fingerprint(home: Path, uid: str) -> str:

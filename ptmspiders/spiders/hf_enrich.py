@@ -1,0 +1,303 @@
+"""What the Hub's list lacks, fetched only for models whose ``sha`` changed: the model card, the
+file tree with security scans, and the commits with their signature status.
+
+Each model walks a chain of steps (``card`` -> ``files`` -> ``commits``), the item riding in
+``cb_kwargs``; a step that fails records a gap in ``extra.enrich_gaps`` and the chain goes on,
+so the item is always yielded. Settings: ``PTM_HF_CARDS``, ``PTM_HF_FILES``, ``PTM_HF_COMMITS``
+(switches), ``PTM_HF_SIGNATURE_METHOD`` (git|html|api), ``PTM_HF_GNUPGHOME``,
+``PTM_HF_GIT_CONCURRENCY``, ``PTM_HF_GIT_TIMEOUT``, ``PTM_HF_COMMITS_MAX``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urljoin
+
+from scrapy import Request, Spider
+from scrapy.exceptions import CloseSpider
+from scrapy.http import Response
+from scrapy.settings import BaseSettings
+
+from ptmspiders.items import CommitItem, ModelItem
+from ptmspiders.middlewares.auth import origin
+from ptmspiders.parsers import hf_repo
+from ptmspiders.parsers.hf_card import parse_card
+from ptmspiders.responses import BadResponse, parse_link_header
+from ptmspiders.signatures import (
+    METHODS,
+    GitConfig,
+    GitSignatureReader,
+    SignatureError,
+    parse_commits_html,
+)
+
+logger = logging.getLogger(__name__)
+
+# What enrichment adds to a model document: an unchanged model keeps the stored values.
+ENRICHED_FIELDS: tuple[str, ...] = ("card", "files", "risk")
+GAPS = "enrich_gaps"
+
+
+@dataclass(frozen=True)
+class EnrichSettings:
+    cards: bool
+    files: bool
+    commits: bool
+    method: str
+    commits_max: int
+    git: GitConfig
+    git_concurrency: int
+
+    @classmethod
+    def from_settings(cls, s: BaseSettings, env: dict[str, str] | None = None) -> EnrichSettings:
+        env = dict(os.environ) if env is None else env
+        method = str(s.get("PTM_HF_SIGNATURE_METHOD") or "git").strip().lower()
+        if method not in METHODS:
+            raise ValueError(f"PTM_HF_SIGNATURE_METHOD={method!r}: expected one of "
+                             f"{', '.join(METHODS)}")
+        concurrency = s.getint("PTM_HF_GIT_CONCURRENCY", 2)
+        timeout = s.getfloat("PTM_HF_GIT_TIMEOUT", 300.0)
+        commits_max = s.getint("PTM_HF_COMMITS_MAX", 1000)
+        if concurrency < 1 or timeout <= 0 or commits_max < 0:
+            raise ValueError("PTM_HF_GIT_CONCURRENCY must be >= 1, PTM_HF_GIT_TIMEOUT > 0 and "
+                             "PTM_HF_COMMITS_MAX >= 0 (0: no limit)")
+        token = env.get("HF_TOKEN")
+        endpoint = str(s.get("HF_ENDPOINT") or "https://huggingface.co")
+        scheme_host = origin(endpoint)
+        scheme, _, hostport = scheme_host.partition("://")
+        if hostport.endswith((":443", ":80")):
+            hostport = hostport.rsplit(":", 1)[0]
+        return cls(
+            cards=s.getbool("PTM_HF_CARDS", False),
+            files=s.getbool("PTM_HF_FILES", False),
+            commits=s.getbool("PTM_HF_COMMITS", False),
+            method=method,
+            commits_max=commits_max,
+            git=GitConfig(timeout=timeout, gnupghome=s.get("PTM_HF_GNUPGHOME") or None,
+                          auth_header=f"Bearer {token}" if token else None,
+                          auth_origin=f"{scheme}://{hostport}" if token else None,
+                          max_commits=commits_max),
+            git_concurrency=concurrency,
+        )
+
+
+def enricher(spider: Spider) -> HfEnricher:
+    """The spider's one enricher, built (and its settings validated) on first use."""
+    found: HfEnricher | None = getattr(spider, "_ptm_enricher", None)
+    if found is None:
+        try:
+            config = EnrichSettings.from_settings(spider.settings)
+        except ValueError as exc:
+            logger.error("Bad enrichment setting: %s", exc)
+            raise CloseSpider(f"bad_setting: {exc}") from None
+        found = HfEnricher(spider, config)
+        spider._ptm_enricher = found  # type: ignore[attr-defined]
+    return found
+
+
+class HfEnricher:
+    def __init__(self, spider: Spider, config: EnrichSettings) -> None:
+        self.spider = spider
+        self.config = config
+        self.reader = GitSignatureReader(config.git, config.git_concurrency)
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.spider.settings.get("HF_ENDPOINT")).rstrip("/")
+
+    def count(self, key: str) -> None:
+        stats = self.spider.crawler.stats
+        if stats is not None:
+            stats.inc_value(f"ptm/enrich/{key}")
+
+    def start(self, item: ModelItem) -> Iterator[Any]:
+        """Requests of the first step; the chain ends in the commits, then the item (typed
+        ``Any`` so the spider's ``Iterator[Request | ModelItem]`` hooks can pass it on)."""
+        steps: list[str] = []
+        if self.config.cards:
+            if item.card.get("present") is False:  # the file list has no README.md
+                item.card = {**parse_card(None), **item.card}
+            else:
+                steps.append("card")
+        if self.config.files:
+            steps.append("files")
+        if self.config.commits:
+            steps.append("commits")
+        yield from self.next(item, steps, {"files": [], "commits": []})
+
+    # The chain ------------------------------------------------------------------------------
+    def next(self, item: ModelItem, steps: list[str], state: dict[str, Any],
+             ) -> Iterator[Request | ModelItem | CommitItem]:
+        if not steps:
+            yield from self.finish(item, state)
+            return
+        step, rest = steps[0], steps[1:]
+        rev = item.latest_commit_sha or "main"
+        kwargs = {"item": item, "steps": rest, "state": state}
+        meta = {"handle_httpstatus_list": [401, 403, 404], "ptm_enrich_step": step}
+        if step == "card":
+            yield Request(hf_repo.readme_url(self.endpoint, item.hub_id, rev),
+                          callback=self.on_card, errback=self.on_error, meta=meta,
+                          cb_kwargs=kwargs)
+        elif step == "files":
+            yield Request(hf_repo.tree_url(self.endpoint, item.hub_id, rev),
+                          callback=self.on_tree, errback=self.on_error, meta=meta,
+                          cb_kwargs=kwargs)
+        elif self.config.method == "api":
+            yield Request(hf_repo.commits_url(self.endpoint, item.hub_id, rev),
+                          callback=self.on_commits_api, errback=self.on_error, meta=meta,
+                          cb_kwargs=kwargs)
+        elif self.config.method == "html":
+            yield Request(self.commits_page_url(item.hub_id, rev), callback=self.on_commits_html,
+                          errback=self.on_error, meta=meta, cb_kwargs=kwargs)
+        else:  # git: probe the smart-HTTP refs first, so a gated or missing repo costs no clone
+            yield Request(f"{self.git_url(item.hub_id)}/info/refs?service=git-upload-pack",
+                          callback=self.on_git_refs, errback=self.on_error, meta=meta,
+                          cb_kwargs=kwargs)
+
+    def git_url(self, repo_id: str) -> str:
+        return f"{self.endpoint}/{quote(repo_id, safe='/')}.git"
+
+    def commits_page_url(self, repo_id: str, rev: str) -> str:
+        return f"{self.endpoint}/{quote(repo_id, safe='/')}/commits/{quote(rev, safe='')}"
+
+    def gap(self, item: ModelItem, step: str, reason: str) -> None:
+        item.extra.setdefault(GAPS, {})[step] = reason
+        self.count(f"{step}/failed/{reason}")
+        logger.warning("No %s for %s: %s", step, item.hub_id, reason)
+
+    def on_error(self, failure: Any) -> Iterator[Request | ModelItem | CommitItem]:
+        request = failure.request
+        step = request.meta.get("ptm_enrich_step", "unknown")
+        kwargs = request.cb_kwargs
+        reason = "request_failed"
+        if step == "commits":
+            kwargs["state"]["commits"] = []  # a partial history would read as the whole one
+        elif step == "files":
+            kwargs["state"]["files"] = []
+            kwargs["item"].risk = hf_repo.file_risk(kwargs["item"].files)
+        self.gap(kwargs["item"], step, reason)
+        logger.debug("%s failed for good: %s", request.url, failure.getErrorMessage())
+        yield from self.next(kwargs["item"], kwargs["steps"], kwargs["state"])
+
+    def _http_gap(self, response: Response, item: ModelItem, step: str) -> bool:
+        if response.status in (401, 403):
+            self.gap(item, step, f"http_{response.status}")
+            return True
+        return False
+
+    # Steps ------------------------------------------------------------------------------------
+    def on_card(self, response: Response, item: ModelItem, steps: list[str],
+                state: dict[str, Any]) -> Iterator[Request | ModelItem | CommitItem]:
+        if not self._http_gap(response, item, "card"):
+            card = parse_card(None if response.status == 404 else response.body)
+            card["has_model_index"] = bool(item.card.get("has_model_index")) or bool(
+                card["has_model_index"])
+            item.card = card
+            self.count("card/ok")
+        yield from self.next(item, steps, state)
+
+    def on_tree(self, response: Response, item: ModelItem, steps: list[str],
+                state: dict[str, Any]) -> Iterator[Request | ModelItem | CommitItem]:
+        if self._http_gap(response, item, "files"):
+            item.risk = hf_repo.file_risk(item.files)
+            yield from self.next(item, steps, state)
+            return
+        if response.status == 404:
+            self.gap(item, "files", "http_404")
+            yield from self.next(item, steps, state)
+            return
+        try:
+            state["files"].extend(hf_repo.parse_tree_page(response.body))
+        except BadResponse as exc:
+            self.gap(item, "files", exc.reason)
+            item.risk = hf_repo.file_risk(item.files)  # from the list's file names
+            yield from self.next(item, steps, state)
+            return
+        next_url = parse_link_header(response.headers.get("Link")).get("next")
+        if next_url:
+            yield response.request.replace(url=urljoin(response.url, next_url))  # type: ignore[union-attr]
+            return
+        item.files = state.pop("files")
+        state["files"] = []
+        item.risk = hf_repo.file_risk(item.files)
+        self.count("files/ok")
+        yield from self.next(item, steps, state)
+
+    def on_commits_api(self, response: Response, item: ModelItem, steps: list[str],
+                       state: dict[str, Any]) -> Iterator[Request | ModelItem | CommitItem]:
+        yield from self._commit_page(response, item, steps, state, "api")
+
+    def on_commits_html(self, response: Response, item: ModelItem, steps: list[str],
+                        state: dict[str, Any]) -> Iterator[Request | ModelItem | CommitItem]:
+        yield from self._commit_page(response, item, steps, state, "html")
+
+    def _commit_page(self, response: Response, item: ModelItem, steps: list[str],
+                     state: dict[str, Any], method: str,
+                     ) -> Iterator[Request | ModelItem | CommitItem]:
+        if self._http_gap(response, item, "commits") or response.status == 404:
+            if response.status == 404:
+                self.gap(item, "commits", "http_404")
+            state["commits"] = []
+            yield from self.next(item, steps, state)
+            return
+        try:
+            if method == "api":
+                page = [{**c, "signature": "unknown", "signed": None, "signer": None,
+                         "signing_key": None, "signature_code": None}
+                        for c in hf_repo.parse_commits_page(response.body)]
+                next_url = parse_link_header(response.headers.get("Link")).get("next")
+            else:
+                page, next_url = parse_commits_html(response.body, response.url)
+        except BadResponse as exc:
+            self.gap(item, "commits", exc.reason)
+            state["commits"] = []
+            yield from self.next(item, steps, state)
+            return
+        commits = state["commits"]
+        commits.extend(page)
+        limit = self.config.commits_max
+        if limit and len(commits) >= limit:
+            del commits[limit:]
+            next_url = None
+        if next_url and page:
+            yield response.request.replace(url=urljoin(response.url, next_url))  # type: ignore[union-attr]
+            return
+        state["method"] = method
+        self.count("commits/ok")
+        yield from self.next(item, steps, state)
+
+    async def on_git_refs(self, response: Response, item: ModelItem, steps: list[str],
+                          state: dict[str, Any],
+                          ) -> AsyncIterator[Request | ModelItem | CommitItem]:
+        if self._http_gap(response, item, "commits") or response.status == 404:
+            if response.status == 404:
+                self.gap(item, "commits", "http_404")
+        else:
+            try:
+                state["commits"] = await self.reader.commits(self.git_url(item.hub_id),
+                                                             item.latest_commit_sha)
+                state["method"] = "git"
+                self.count("commits/ok")
+            except SignatureError as exc:
+                self.gap(item, "commits", exc.reason)
+        for out in self.next(item, steps, state):
+            yield out
+
+    def finish(self, item: ModelItem, state: dict[str, Any],
+               ) -> Iterator[ModelItem | CommitItem]:
+        method = state.get("method", self.config.method)
+        crawl = {"first_seen": item.crawl.get("last_seen"), "last_seen": item.crawl.get(
+            "last_seen"), "source_url": item.url}
+        for c in state["commits"]:
+            yield CommitItem(
+                _id=f"{item._id}@{c['sha']}", hub=item.hub, model=item._id, sha=c["sha"],
+                date=c.get("date"), authors=list(c.get("authors") or []), title=c.get("title"),
+                signature=c["signature"], signed=c.get("signed"), signer=c.get("signer"),
+                signing_key=c.get("signing_key"), signature_code=c.get("signature_code"),
+                signature_method=method, crawl=dict(crawl))
+        yield item
