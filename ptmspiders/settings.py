@@ -59,14 +59,50 @@ PTM_KAGGLE_PAGE_SIZE = 100
 PTM_CHROMIUM_PATH = os.environ.get("PTM_CHROMIUM_PATH", "/usr/bin/chromium")
 PTM_MODELZOO_BROWSER = True
 PTM_MODELZOO_RENDER_TIMEOUT = 30.0
+# GitHub-hosted catalogues (spiders/github_catalogue.py): repository (owner/repo) and ref.
+PTM_PYTORCH_HUB_REPO = "pytorch/hub"
+PTM_PYTORCH_HUB_REF = "master"
+PTM_ONNX_ZOO_REPO = "onnx/models"
+PTM_ONNX_ZOO_REF = "main"
+PTM_TFHUB_REPO = "tensorflow/tfhub.dev"
+PTM_TFHUB_REF = "master"
+PTM_MODELHUB_REPO = "modelhub-ai/modelhub"
+PTM_MODELHUB_REF = "master"
 
 CONCURRENT_REQUESTS = 16
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_TIMEOUT = 60
-RETRY_TIMES = 5
+
+# Rate limits (middlewares/ratelimit.py): each hub paced by its published budget per bucket.
+PTM_RATELIMIT_ENABLED = True
+# Hugging Face tier: anonymous|free|pro|team|enterprise; empty = free with HF_TOKEN, else
+# anonymous. PTM_HF_QUOTAS overrides single buckets, e.g. {"api": 2500}.
+PTM_HF_TIER = os.environ.get("PTM_HF_TIER", "")
+PTM_HF_QUOTAS: dict[str, int] = {}
+PTM_HF_WINDOW = 300.0
+PTM_GITHUB_QUOTA = 0  # 0 = GitHub's own: 5000/hour with GITHUB_TOKEN, else 60
+PTM_GITHUB_WINDOW = 3600.0
+# Kaggle publishes no number: a conservative default until its answers say otherwise.
+PTM_KAGGLE_QUOTA = 60
+PTM_KAGGLE_WINDOW = 60.0
+# Share of a window's quota that may go out at once; the rest is spread over the window.
+PTM_RATELIMIT_BURST = 0.5
+PTM_RATELIMIT_MAX_WAITS = 20  # 429 waits per request before it is given up (and counted)
+PTM_RATELIMIT_DEFAULT_WAIT = 60.0  # a 429 that names no reset time
+PTM_RATELIMIT_MIN_WAIT = 1.0
+
+# Retries (middlewares/retry.py) replace Scrapy's RetryMiddleware, which retries 429 blindly.
+PTM_RETRY_ENABLED = True
+PTM_RETRY_TIMES = 5
+PTM_RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408]
+PTM_RETRY_BACKOFF_BASE = 1.0
+PTM_RETRY_BACKOFF_MAX = 60.0
 
 DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "ptmspiders.middlewares.auth.HubAuthMiddleware": 450,
+    "ptmspiders.middlewares.retry.RetryMiddleware": 550,
+    "ptmspiders.middlewares.ratelimit.RateLimitMiddleware": 950,
 }
 
 ITEM_PIPELINES = {
