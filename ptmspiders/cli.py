@@ -1,19 +1,32 @@
-"""The ``ptm`` command: look at what the spiders stored, on either store.
+"""The ``ptm`` command: look at what the spiders stored, the same way on either store.
 
-Exit codes scripts can trust: 0 ok, 1 failure, 2 usage error.
+Exit codes scripts can trust: 0 ok, 1 failure, 2 usage error (bad argument or filter).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
 
-from ptmspiders.stores import DEFAULT_STORE_URI, Doc, Store, StoreError, open_store
+from ptmspiders.export import FORMATS, export
+from ptmspiders.pipelines.validate import load_schema
+from ptmspiders.query import QueryError, dotted, parse_sort
+from ptmspiders.stores import DEFAULT_STORE_URI, Doc, Store, StoreError, open_store, redact_uri
+
+EXAMPLES = """examples:
+  ptm stats
+  ptm query '{"hub": "huggingface", "downloads": {"$gt": 1000}}' --sort=-downloads --limit 5 \\
+      --table --fields _id,owner,downloads,license
+  ptm query '{"tags": {"$in": ["bert", "gpt2"]}, "removed_at": null}' --fields _id
+  ptm export --format parquet --hub huggingface models.parquet
+  ptm history huggingface:acme-ai/bert-base-cased --table
+"""
 
 
 class UsageError(Exception):
@@ -24,22 +37,16 @@ def store_uri(args: argparse.Namespace) -> str:
     return str(args.store or os.environ.get("PTM_STORE_URI") or DEFAULT_STORE_URI)
 
 
-def dotted(doc: Doc, field: str) -> Any:
-    value: Any = doc
-    for part in field.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
+# -- output helpers ------------------------------------------------------------------------------
 
-
-def print_table(rows: Sequence[Doc], fields: Sequence[str], out: Any = sys.stdout) -> None:
-    cells = [[_cell(dotted(r, f)) for f in fields] for r in rows]
+def print_table(rows: Sequence[Doc], fields: Sequence[str], out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    cells = [[_cell(dotted(r, f) if f not in r else r[f]) for f in fields] for r in rows]
     widths = [max([len(f), *(len(c[i]) for c in cells)]) for i, f in enumerate(fields)]
-    print("  ".join(f.ljust(w) for f, w in zip(fields, widths, strict=True)), file=out)
+    print("  ".join(f.ljust(w) for f, w in zip(fields, widths, strict=True)).rstrip(), file=out)
     print("  ".join("-" * w for w in widths), file=out)
     for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)), file=out)
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip(), file=out)
 
 
 def _cell(value: Any, width: int = 60) -> str:
@@ -47,36 +54,29 @@ def _cell(value: Any, width: int = 60) -> str:
         text = ""
     elif isinstance(value, list | dict):
         text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
     else:
         text = str(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def cmd_stats(store: Store, args: argparse.Namespace) -> int:
-    per_hub: Counter[str] = Counter()
-    for doc in store.find("models"):
-        per_hub[str(doc.get("hub"))] += 1
-    owners: Counter[str] = Counter()
-    verified = 0
-    for doc in store.find("owners"):
-        owners[str(doc.get("hub"))] += 1
-        verified += bool(doc.get("is_verified"))
-    result = {
-        "store": store.uri,
-        "models": dict(sorted(per_hub.items())),
-        "models_total": sum(per_hub.values()),
-        "owners": dict(sorted(owners.items())),
-        "owners_verified": verified,
-    }
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-        return 0
-    print(f"Store: {store.uri}")
-    print_table([{"hub": h, "models": n, "owners": owners.get(h, 0)}
-                 for h, n in sorted(per_hub.items())], ["hub", "models", "owners"])
-    print(f"Total: {result['models_total']} models, {sum(owners.values())} owners "
-          f"({verified} verified)")
-    return 0
+def write_jsonl(rows: Iterator[Doc]) -> int:
+    n = 0
+    for row in rows:
+        sys.stdout.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        n += 1
+    return n
+
+
+def progress_bar(args: argparse.Namespace, total: int | None, what: str) -> Any:
+    """tqdm on stderr when stderr is a terminal or with --progress; otherwise nothing."""
+    show = getattr(args, "progress", False) or sys.stderr.isatty()
+    if not show:
+        return contextlib.nullcontext(None)
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=what, file=sys.stderr, dynamic_ncols=True)
 
 
 def parse_filter(text: str) -> dict[str, Any]:
@@ -89,67 +89,262 @@ def parse_filter(text: str) -> dict[str, Any]:
     return value
 
 
-def cmd_query(store: Store, args: argparse.Namespace) -> int:
-    where = parse_filter(args.filter)
-    for key, value in where.items():
-        if key.startswith("$") or isinstance(value, dict):
-            raise UsageError(f"operator filters are not supported yet: {key}")
-    docs: Iterable[Doc] = store.find(args.collection, where)
-    rows = list(docs)
-    if args.sort:
-        for key in reversed(args.sort.split(",")):
-            desc = key.startswith("-")
-            name = key.lstrip("+-")
-            rows.sort(key=lambda d: (dotted(d, name) is None, dotted(d, name) or 0), reverse=False)
-            if desc:
-                rows.sort(key=lambda d: (dotted(d, name) is not None, dotted(d, name) or 0),
-                          reverse=True)
-    if args.limit is not None:
-        rows = rows[: args.limit]
-    fields = args.fields.split(",") if args.fields else None
-    if fields:
-        rows = [{f: dotted(r, f) for f in fields} for r in rows]
-    if args.table:
-        print_table(rows, fields or ["_id", "hub", "owner", "downloads", "license"])
-    else:
-        for r in rows:
-            sys.stdout.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+def non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def split_fields(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    return [f.strip() for f in text.split(",") if f.strip()]
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+def hubs() -> list[str]:
+    return list(load_schema("model")["properties"]["hub"]["enum"])
+
+
+def last_crawls(store: Store) -> list[Doc]:
+    """The latest record of each spider (the crawls collection is one document per run)."""
+    latest: dict[str, Doc] = {}
+    for doc in store.query("crawls", {}, sort=[("started_at", -1)]):
+        latest.setdefault(str(doc.get("spider")), doc)
+    return [latest[name] for name in sorted(latest)]
+
+
+def cmd_stats(store: Store, args: argparse.Namespace) -> int:
+    per_hub: dict[str, dict[str, int]] = {}
+    for hub in hubs():
+        n = store.count("models", {"hub": hub})
+        owners = store.count("owners", {"hub": hub})
+        if n or owners:
+            removed = store.count("models", {"hub": hub, "removed_at": {"$ne": None}})
+            per_hub[hub] = {"models": n, "removed": removed, "owners": owners}
+    verified = store.count("owners", {"is_verified": True})
+    crawls = last_crawls(store)
+    result = {
+        "store": redact_uri(store.uri),
+        "hubs": per_hub,
+        "models_total": sum(h["models"] for h in per_hub.values()),
+        "removed_total": sum(h["removed"] for h in per_hub.values()),
+        "owners_total": sum(h["owners"] for h in per_hub.values()),
+        "owners_verified": verified,
+        "last_crawls": [{k: c.get(k) for k in (
+            "spider", "hub", "_id", "started_at", "finished_at", "finish_reason", "complete",
+            "counts")} for c in crawls],
+    }
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    print(f"Store: {result['store']}")
+    print_table([{"hub": h, **v} for h, v in per_hub.items()],
+                ["hub", "models", "removed", "owners"])
+    print(f"Total: {result['models_total']} models ({result['removed_total']} removed), "
+          f"{result['owners_total']} owners ({verified} verified)")
+    if crawls:
+        print()
+        print("Last crawl per spider:")
+        rows = []
+        for c in crawls:
+            counts = c.get("counts") or {}
+            rows.append({"spider": c.get("spider"), "finished_at": c.get("finished_at"),
+                         "reason": c.get("finish_reason"), "complete": c.get("complete"),
+                         **{k: counts.get(k) for k in ("new", "changed", "unchanged",
+                                                       "missing")}})
+        print_table(rows, ["spider", "finished_at", "reason", "complete", "new", "changed",
+                           "unchanged", "missing"])
     return 0
 
 
+def cmd_query(store: Store, args: argparse.Namespace) -> int:
+    where = parse_filter(args.filter)
+    fields = split_fields(args.fields)
+    rows = store.query(args.collection, where, fields=fields, sort=parse_sort(args.sort),
+                       limit=args.limit)
+    if fields:
+        rows = ({f: r.get(f) for f in fields} for r in rows)
+    if args.table:
+        print_table(list(rows), fields or ["_id", "hub", "owner", "downloads", "license"])
+    else:
+        write_jsonl(rows)
+    return 0
+
+
+def cmd_export(store: Store, args: argparse.Namespace) -> int:
+    where: dict[str, Any] = parse_filter(args.filter) if args.filter else {}
+    if args.hub:
+        unknown = sorted(set(args.hub) - set(hubs()))
+        if unknown:
+            raise UsageError(f"unknown hub {', '.join(unknown)}; expected one of "
+                             f"{', '.join(hubs())}")
+        where = {"$and": [where, {"hub": {"$in": args.hub}}]} if where else {
+            "hub": {"$in": args.hub}}
+    if args.out == "-" and args.format == "parquet":
+        raise UsageError("parquet needs a file, not standard output")
+    total = store.count("models", where)
+    docs = store.query("models", where)
+    out: Path | IO[bytes] = sys.stdout.buffer if args.out == "-" else Path(args.out)
+    if isinstance(out, Path) and out.parent and not out.parent.is_dir():
+        raise UsageError(f"no such directory: {out.parent}")
+    with progress_bar(args, total, "model") as bar:
+        n = export(docs, args.format, out, batch_size=args.batch_size,
+                   progress=bar.update if bar is not None else lambda n: None)
+    print(f"ptm: exported {n} models as {args.format} to {args.out}", file=sys.stderr)
+    return 0
+
+
+def model_ids(store: Store, model_id: str) -> list[str]:
+    """The ``_id`` itself, or the models whose hub id it is (``acme/bert`` without a hub)."""
+    if store.count("changes", {"model_id": model_id}) or ":" in model_id:
+        return [model_id]
+    return sorted(store.ids("models", {"hub_id": model_id}))
+
+
+def cmd_history(store: Store, args: argparse.Namespace) -> int:
+    ids = model_ids(store, args.model_id)
+    rows = list(store.query("changes", {"$or": [{"model_id": {"$in": ids}},
+                                                {"renamed_from": {"$in": ids}}]},
+                            sort=[("at", 1), ("crawl_id", 1)], limit=args.limit))
+    if not rows:
+        print(f"ptm: no history for {args.model_id}", file=sys.stderr)
+        return 1
+    if not args.table:
+        write_jsonl(iter(rows))
+        return 0
+    table = []
+    for r in rows:
+        summary = [f"{k}: {_cell(v.get('old'), 24)} -> {_cell(v.get('new'), 24)}"
+                   for k, v in (r.get("values") or {}).items()]
+        summary += [f"{k}: +{len(v.get('added', []))} -{len(v.get('removed', []))}"
+                    for k, v in (r.get("lists") or {}).items()]
+        if r.get("renamed_from"):
+            summary.insert(0, f"renamed from {r['renamed_from']}")
+        if r.get("renamed_to"):
+            summary.insert(0, f"renamed to {r['renamed_to']}")
+        table.append({"at": r.get("at"), "kind": r.get("kind"), "model_id": r.get("model_id"),
+                      "changes": "; ".join(summary) or ", ".join(r.get("fields") or [])})
+    print_table(table, ["at", "kind", "model_id", "changes"])
+    return 0
+
+
+def cmd_crawls(store: Store, args: argparse.Namespace) -> int:
+    where = {"spider": args.spider} if args.spider else {}
+    rows = store.query("crawls", where, sort=[("started_at", -1)], limit=args.limit)
+    if not args.table:
+        write_jsonl(rows)
+        return 0
+    table = [{"_id": r["_id"], "finish_reason": r.get("finish_reason"),
+              "complete": r.get("complete"), **(r.get("counts") or {})} for r in rows]
+    print_table(table, ["_id", "finish_reason", "complete", "new", "changed", "unchanged",
+                        "renamed", "missing"])
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ptm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ptm", description=(__doc__ or "ptm").splitlines()[0], epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store",
                         help=f"store URI (default $PTM_STORE_URI or {DEFAULT_STORE_URI})")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("stats", help="models per hub, owners")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("stats", help="models per hub, owners, last crawl per spider",
+                       description="Models (and removed models) per hub, owners, and the "
+                                   "last crawl of each spider.")
     p.add_argument("--json", action="store_true", help="one JSON object for scripts")
     p.set_defaults(func=cmd_stats)
-    p = sub.add_parser("query", help="documents matching a MongoDB-style FILTER, as JSONL")
+
+    p = sub.add_parser(
+        "query", help="documents matching a MongoDB FILTER (JSONL; --table for people)",
+        description="Documents matching FILTER, in MongoDB query syntax: equality, $eq, $ne, "
+                    "$gt, $gte, $lt, $lte, $in, $nin, $exists, $regex ($options), $all, $size, "
+                    "$not, $and, $or, $nor, dotted paths, array membership. The same answer on "
+                    "SQLite and MongoDB; anything else is an error (exit 2).",
+        epilog="example: ptm query '{\"tasks\": \"fill-mask\", \"downloads\": {\"$gte\": 1000}}' "
+               "--sort=-downloads --limit 5 --table --fields _id,downloads")
     p.add_argument("filter", metavar="FILTER", help="JSON object, e.g. '{\"hub\": \"tfhub\"}'")
-    p.add_argument("--collection", default="models")
+    p.add_argument("--collection", default="models",
+                   help="models (default), owners, collections, crawls, changes, ...")
     p.add_argument("--fields", help="comma-separated (dotted) fields to print")
-    p.add_argument("--sort", help="comma-separated fields; prefix - for descending")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--sort", help="comma-separated fields; prefix - for descending "
+                                  "(ties: by _id)")
+    p.add_argument("--limit", type=non_negative)
     p.add_argument("--table", action="store_true", help="a table for people instead of JSONL")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser(
+        "export", help="stream models to JSONL, Parquet or PTMTorrent's schema",
+        description="Stream the models (optionally of some hubs or matching a filter) to OUT. "
+                    "ptmtorrent writes PTMTorrent's unified schema as one JSON array.")
+    p.add_argument("out", metavar="OUT", help="output file ('-' for stdout, not parquet)")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--hub", action="append", help="only this hub (repeatable)")
+    p.add_argument("--filter", help="MongoDB filter (as ptm query)")
+    p.add_argument("--batch-size", type=non_negative, default=5000,
+                   help="rows per Parquet row group (default 5000)")
+    p.add_argument("--progress", action="store_true",
+                   help="progress bar on stderr even when it is not a terminal")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("history", help="how one model changed, crawl after crawl",
+                       description="The change records of MODEL_ID (an _id such as "
+                                   "huggingface:owner/name, or a hub id), oldest first.")
+    p.add_argument("model_id", metavar="MODEL_ID")
+    p.add_argument("--limit", type=non_negative)
+    p.add_argument("--table", action="store_true", help="a table for people instead of JSONL")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("crawls", help="the crawl records, newest first",
+                       description="One record per crawl: arguments, finish reason, complete "
+                                   "or not, counts of new/changed/unchanged/missing models.")
+    p.add_argument("--spider")
+    p.add_argument("--limit", type=non_negative)
+    p.add_argument("--table", action="store_true", help="a table for people instead of JSONL")
+    p.set_defaults(func=cmd_crawls)
     return parser
+
+
+def open_existing(uri: str) -> Store:
+    """Reading commands never create a store: a mistyped SQLite path is an error, not an
+    empty new database."""
+    if uri.startswith("sqlite://"):
+        from ptmspiders.stores.sqlite import sqlite_path
+
+        path = sqlite_path(uri)
+        if path != ":memory:" and not Path(path).is_file():
+            raise StoreError(f"no SQLite store at {path} (crawl first, or pass --store)")
+    return open_store(uri)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors exit 2 here
     try:
-        with open_store(store_uri(args)) as store:
+        with open_existing(store_uri(args)) as store:
             return int(args.func(store, args))
-    except UsageError as exc:
+    except (UsageError, QueryError) as exc:
         print(f"ptm: error: {exc}", file=sys.stderr)
         return 2
     except StoreError as exc:
         print(f"ptm: store error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
+        # A closed pipe (| head) is not a failure; keep Python from complaining at exit.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
+    except (OSError, ValueError) as exc:
+        print(f"ptm: failed: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
