@@ -1,0 +1,130 @@
+"""Listing checkpoints that make a ``JOBDIR`` crawl resumable after a ``SIGKILL``.
+
+Scrapy's own ``JOBDIR`` state survives only a graceful stop: the disk queues write their
+bookkeeping on close, and items still buffered by ``StorePipeline`` die with the process while
+their page already counts as crawled. So a hard kill could lose both pending requests and
+buffered items.
+
+Design: a listing (the paged catalogue a spider walks) advances its checkpoint only when the
+models of a page are durable. The spider registers each list page as it parses it: the ids it
+yields and the URL of the next page (:meth:`Checkpoints.page`). ``StorePipeline`` reports ids
+after each flush has committed them (:meth:`Checkpoints.settled`); dropped or failed items count
+as settled too, since they will never be stored. When every id of the oldest pending pages is
+settled, the checkpoint moves to the next page's URL and is written atomically (temporary file,
+fsync, rename) to ``JOBDIR/ptm-checkpoints.json``. A restarted crawl starts each listing at its
+checkpoint; pages after it are fetched again and their models upserted, so the store holds each
+model once. Without ``JOBDIR`` all of this is off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+FILENAME = "ptm-checkpoints.json"
+
+
+@dataclass
+class _Page:
+    next_url: str | None
+    pending: set[str] = field(default_factory=set)
+
+
+class Checkpoints:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.state: dict[str, dict[str, Any]] = {}
+        self.pages: dict[str, deque[_Page]] = {}
+        self.waiting: dict[str, list[_Page]] = {}  # id -> pages still waiting for it
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text())
+                self.state = dict(data.get("listings", {}))
+            except (OSError, ValueError, AttributeError) as exc:
+                raise ValueError(f"unreadable checkpoint file {path}: {exc}") from exc
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
+
+    def resume(self, listing: str) -> tuple[bool, str | None]:
+        """(done, next URL) of a listing from an earlier run; (False, None) if none."""
+        entry = self.state.get(listing)
+        if not entry:
+            return False, None
+        return bool(entry.get("done")), entry.get("next")
+
+    def page(self, listing: str, ids: Iterable[str], next_url: str | None) -> None:
+        """A list page was parsed: ``ids`` must be durable before ``next_url`` is recorded."""
+        if not self.enabled:
+            return
+        page = _Page(next_url, set(ids))
+        for _id in page.pending:
+            self.waiting.setdefault(_id, []).append(page)
+        self.pages.setdefault(listing, deque()).append(page)
+        self._advance()
+
+    def settled(self, ids: Iterable[str]) -> None:
+        """These ids are stored (or will never be): pages waiting only for them are done."""
+        if not self.enabled or not self.waiting:
+            return
+        for _id in ids:
+            for page in self.waiting.pop(_id, ()):
+                page.pending.discard(_id)
+        self._advance()
+
+    def _advance(self) -> None:
+        changed = False
+        for listing, pages in self.pages.items():
+            while pages and not pages[0].pending:
+                done = pages.popleft()
+                entry = self.state.setdefault(listing, {"pages": 0})
+                entry["pages"] = int(entry.get("pages", 0)) + 1
+                entry["next"] = done.next_url
+                entry["done"] = done.next_url is None
+                changed = True
+        if changed:
+            self._save()
+
+    def _save(self) -> None:
+        assert self.path is not None
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            json.dump({"version": 1, "listings": self.state}, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
+def crawler_checkpoints(crawler: Crawler) -> Checkpoints:
+    """The crawl's one checkpoint tracker (inactive without ``JOBDIR``)."""
+    existing: Checkpoints | None = getattr(crawler, "_ptm_checkpoints", None)
+    if existing is not None:
+        return existing
+    jobdir = crawler.settings.get("JOBDIR")
+    path = None
+    if jobdir:
+        Path(jobdir).mkdir(parents=True, exist_ok=True)
+        path = Path(jobdir) / FILENAME
+    tracker = Checkpoints(path)
+    crawler._ptm_checkpoints = tracker  # type: ignore[attr-defined]
+    if tracker.enabled:
+        def _dropped(item: Any, **kwargs: Any) -> None:
+            _id = getattr(item, "_id", None)
+            if isinstance(_id, str):
+                tracker.settled([_id])
+
+        crawler.signals.connect(_dropped, signal=signals.item_dropped, weak=False)
+        crawler.signals.connect(_dropped, signal=signals.item_error, weak=False)
+    return tracker

@@ -1,0 +1,431 @@
+"""Pace every hub by its published budget, and wait out a 429 instead of retrying it blindly.
+
+Each request is classified into a bucket keyed by origin (scheme, host, port) and bucket name:
+the Hugging Face host has three (``api`` for ``/api/...``, ``resolvers`` for ``/{repo}/resolve/``,
+``pages`` for the rest), the GitHub REST origin one (``core``; the raw host is not counted),
+Kaggle's API one. A bucket is a fixed window: ``quota`` requests per ``window`` seconds, first
+from the settings (the tier tables of HUBS.md), then from what the hub says on every answer
+(``RateLimit`` / ``RateLimit-Policy``, GitHub's ``X-RateLimit-*``).
+
+How a request's send time is decided (``Bucket.reserve``): the first request of a bucket, and
+the first after a 429, is a probe sent alone; its answer tells where the window ends and how
+much is left. After that, up to ``PTM_RATELIMIT_BURST`` of a window's quota goes out at once and
+the rest is spread evenly over the time left in the window, so the remaining count reaches zero
+at the window's end rather than early; when nothing is left, requests wait for the reset. On a
+429 (or GitHub's 403 with nothing remaining, or a secondary limit with ``Retry-After``) the
+bucket waits exactly until the window resets and the same request is sent again: the wait uses
+no retry and drops nothing.
+
+Waiting is an ``asyncio.sleep`` in the coroutine ``process_request`` of this middleware, placed
+next to the downloader (order 950) so the moment a request leaves it is the moment it is sent;
+other buckets keep their own clocks. Each bucket also gets its own downloader slot
+(``download_slot`` meta), so a waiting bucket does not hold another bucket's concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from scrapy.http import Response
+from scrapy.statscollectors import StatsCollector
+
+from ptmspiders.middlewares.auth import origin
+from ptmspiders.ratelimit_headers import (
+    parse_github_ratelimit,
+    parse_ratelimit,
+    parse_ratelimit_policy,
+    parse_retry_after,
+)
+
+logger = logging.getLogger(__name__)
+
+# Hugging Face quotas per 5-minute window: (api, resolvers, pages), hub-docs rate-limits.md.
+HF_TIERS: dict[str, tuple[int, int, int]] = {
+    "anonymous": (500, 3000, 100),
+    "free": (1000, 5000, 200),
+    "pro": (2500, 12000, 400),
+    "team": (3000, 20000, 400),
+    "enterprise": (6000, 50000, 600),
+}
+HF_BUCKETS = ("api", "resolvers", "pages")
+META_KEY = "ptm_ratelimit"  # (bucket key, reservation number) of the request in flight
+WAITS_META = "ptm_ratelimit_waits"
+
+
+@dataclass
+class Bucket:
+    """One fixed-window budget, as a pure state machine over a monotonic clock."""
+
+    key: str
+    quota: int | None  # None: no known budget, only 429s and headers pace it
+    window: float
+    burst: float = 0.5
+    window_end: float | None = None
+    left: int = 0
+    next_at: float = 0.0
+    blocked_until: float = 0.0
+    unknown: bool = True  # no answer read yet (or a 429 since): send one probe first
+    probe_out: bool = False
+    probe_sent_at: float = 0.0
+    probe_seq: int = 0
+    sent: int = 0
+    waited_window: float | None = field(default=None, repr=False)
+
+    @property
+    def tolerance(self) -> float:
+        return min(1.5, self.window / 4)
+
+    def _roll(self, t: float) -> None:
+        if self.window_end is not None and t >= self.window_end and self.quota is not None:
+            windows = math.floor((t - self.window_end) / self.window) + 1
+            self.window_end += windows * self.window
+            self.left = self.quota
+
+    def reserve(self, now: float) -> tuple[float, str] | None:
+        """The send time of one more request and why it waits (``""``, ``probe``, ``pace``,
+        ``budget`` or ``blocked``); ``None`` means: wait until the probe is answered."""
+        t = max(now, self.next_at, self.blocked_until)
+        why = "blocked" if self.blocked_until > now and t == self.blocked_until else ""
+        if self.unknown:
+            if self.probe_out:
+                return None
+            self.probe_out = True
+            self.probe_sent_at = t
+            self.sent += 1
+            self.probe_seq = self.sent
+            return t, why or "probe"
+        self.sent += 1
+        if self.quota is None or self.window_end is None:
+            return t, why
+        rolled = t >= self.window_end
+        self._roll(t)
+        if self.left <= 0:
+            t = max(t, self.window_end)
+            self.window_end += self.window
+            self.left = self.quota
+            why = "budget"
+        self.left -= 1
+        if self.left > self.quota * (1 - self.burst):
+            interval = 0.0
+        else:
+            interval = max(self.window_end - t, 0.0) / (self.left + 1)
+        self.next_at = t + interval
+        if not why and t > now:
+            why = "budget" if rolled else "pace"
+        return t, why
+
+    def observe(self, now: float, seq: int, remaining: int | None, reset: float | None,
+                quota: int | None = None, window: float | None = None) -> None:
+        """Learn from an answer to the request with reservation number ``seq``."""
+        if quota is not None and quota > 0:
+            self.quota = quota
+        if window is not None and window > 0:
+            self.window = window
+        after = max(self.sent - seq, 0)  # reserved after this one: the server may not know
+        if self.unknown:
+            if seq != self.probe_seq:
+                return  # sent before the state was lost: says nothing about the new window
+            self.unknown = False
+            self.probe_out = False
+            if remaining is not None and reset is not None:
+                self.window_end = now + reset
+                self.left = remaining - after
+            elif self.quota is not None:
+                self.window_end = self.probe_sent_at + self.window
+                self.left = self.quota - after - 1
+            return
+        if remaining is None or reset is None:
+            return
+        self._roll(now)
+        end = now + reset
+        if self.window_end is None or end > self.window_end + self.tolerance:
+            self.window_end = end  # the hub is in a later window than assumed
+            self.left = remaining - after
+        elif end >= self.window_end - self.tolerance:
+            # Same window: never assume it ends earlier than first seen (a reset rounded down
+            # would start the next window early), never more budget than the hub says.
+            self.window_end = max(self.window_end, end)
+            self.left = min(self.left, remaining - after)
+
+    def limited(self, now: float, wait: float) -> bool:
+        """A 429: nothing until ``now + wait``, then one probe. True if this moved the wait."""
+        until = now + wait
+        moved = until > self.blocked_until + 0.5
+        self.blocked_until = max(self.blocked_until, until)
+        self.window_end = self.blocked_until
+        self.left = 0
+        self.next_at = 0.0
+        self.unknown = True
+        self.probe_out = False
+        return moved
+
+    def probe_lost(self, seq: int | None = None) -> None:
+        """The probe ended without an answer (an exception): the next request probes."""
+        if self.unknown and (seq is None or seq == self.probe_seq):
+            self.probe_out = False
+
+
+@dataclass(frozen=True)
+class HubRule:
+    """Which requests belong to a hub: a base URL (origin + path prefix) and its buckets."""
+
+    hub: str
+    origin: str
+    path: str
+    buckets: dict[str, int | None]
+    window: float
+    path_filter: tuple[str, ...] = ()
+
+    def bucket_name(self, path: str) -> str | None:
+        if not path.startswith(self.path):
+            return None
+        if self.path_filter and not path.startswith(self.path_filter):
+            return None
+        if self.hub == "huggingface":
+            rest = path[len(self.path):]
+            if rest.startswith("/api/"):
+                return "api"
+            if "/resolve/" in rest:
+                return "resolvers"
+            return "pages"
+        return next(iter(self.buckets))
+
+
+def _base(url: str) -> tuple[str, str]:
+    return origin(url), urlsplit(url).path.rstrip("/")
+
+
+def hub_rules(settings: Any, env_tokens: dict[str, bool]) -> list[HubRule]:
+    """The hubs' budgets from settings, most specific base URL first."""
+    tier = (settings.get("PTM_HF_TIER") or "").strip().lower()
+    if not tier:
+        tier = "free" if env_tokens.get("HF_TOKEN") else "anonymous"
+    if tier not in HF_TIERS:
+        raise ValueError(f"PTM_HF_TIER={tier!r}: expected one of {', '.join(HF_TIERS)}")
+    hf_quotas: dict[str, int | None] = dict(zip(HF_BUCKETS, HF_TIERS[tier], strict=True))
+    for name, value in (settings.getdict("PTM_HF_QUOTAS") or {}).items():
+        if name not in HF_BUCKETS or int(value) < 1:
+            raise ValueError(f"PTM_HF_QUOTAS: {name}={value!r}: buckets are api, resolvers, "
+                             "pages, each a quota >= 1")
+        hf_quotas[name] = int(value)
+    gh_quota = settings.getint("PTM_GITHUB_QUOTA", 0) or (
+        5000 if env_tokens.get("GITHUB_TOKEN") else 60)
+    kaggle_quota = settings.getint("PTM_KAGGLE_QUOTA", 0) or None
+    windows = {k: settings.getfloat(f"PTM_{k}_WINDOW", d)
+               for k, d in (("HF", 300.0), ("GITHUB", 3600.0), ("KAGGLE", 60.0))}
+    for k, w in windows.items():
+        if w <= 0:
+            raise ValueError(f"PTM_{k}_WINDOW must be > 0")
+    hf_origin, hf_path = _base(settings.get("HF_ENDPOINT"))
+    gh_origin, gh_path = _base(settings.get("GITHUB_API_URL"))
+    kg_origin, kg_path = _base(settings.get("KAGGLE_API_URL"))
+    # Where GitHub's API shares a base with the Hub (only on a test's single mock), tell them
+    # apart by GitHub's own path roots.
+    gh_filter: tuple[str, ...] = ()
+    if (gh_origin, gh_path) == (hf_origin, hf_path):
+        gh_filter = tuple(f"{gh_path}/{p}/" for p in ("repos", "rate_limit", "search", "orgs"))
+    rules = [
+        HubRule("kaggle", kg_origin, kg_path, {"kaggle": kaggle_quota}, windows["KAGGLE"]),
+        HubRule("github", gh_origin, gh_path, {"core": gh_quota}, windows["GITHUB"], gh_filter),
+        HubRule("huggingface", hf_origin, hf_path, hf_quotas, windows["HF"]),
+    ]
+    return sorted(rules, key=lambda r: (-len(r.path), -len(r.path_filter)))
+
+
+class RateLimitMiddleware:
+    def __init__(self, crawler: Crawler, rules: list[HubRule], *, burst: float,
+                 max_waits: int, default_wait: float, min_wait: float,
+                 probe_timeout: float) -> None:
+        assert crawler.stats is not None
+        self.crawler = crawler
+        self.stats: StatsCollector = crawler.stats
+        self.rules = rules
+        self.burst = burst
+        self.max_waits = max_waits
+        self.default_wait = default_wait
+        self.min_wait = min_wait
+        self.probe_timeout = probe_timeout
+        self.buckets: dict[str, Bucket] = {}
+        self._answered: dict[str, asyncio.Event] = {}
+        # The clocks, replaceable in tests.
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RateLimitMiddleware:
+        import os
+
+        s = crawler.settings
+        if not s.getbool("PTM_RATELIMIT_ENABLED", True):
+            raise NotConfigured("PTM_RATELIMIT_ENABLED is off")
+        tokens = {k: bool(os.environ.get(k)) for k in ("HF_TOKEN", "GITHUB_TOKEN")}
+        rules = hub_rules(s, tokens)
+        burst = s.getfloat("PTM_RATELIMIT_BURST", 0.5)
+        max_waits = s.getint("PTM_RATELIMIT_MAX_WAITS", 20)
+        default_wait = s.getfloat("PTM_RATELIMIT_DEFAULT_WAIT", 60.0)
+        min_wait = s.getfloat("PTM_RATELIMIT_MIN_WAIT", 1.0)
+        if not 0 <= burst <= 1:
+            raise ValueError("PTM_RATELIMIT_BURST must be between 0 and 1")
+        if max_waits < 1 or default_wait <= 0 or min_wait < 0:
+            raise ValueError("PTM_RATELIMIT_MAX_WAITS must be >= 1, PTM_RATELIMIT_DEFAULT_WAIT "
+                             "> 0 and PTM_RATELIMIT_MIN_WAIT >= 0")
+        probe_timeout = s.getfloat("DOWNLOAD_TIMEOUT", 180) + 5
+        return cls(crawler, rules, burst=burst, max_waits=max_waits, default_wait=default_wait,
+                   min_wait=min_wait, probe_timeout=probe_timeout)
+
+    # -- classification ---------------------------------------------------------------------
+    def bucket_for(self, url: str, create: bool = False, name: str | None = None
+                   ) -> Bucket | None:
+        req_origin = origin(url)
+        path = urlsplit(url).path
+        for rule in self.rules:
+            if rule.origin != req_origin:
+                continue
+            bucket_name = rule.bucket_name(path)
+            if bucket_name is None:
+                continue
+            if name is not None and name != bucket_name and name in rule.buckets:
+                bucket_name = name
+            key = f"{req_origin}|{bucket_name}"
+            if key not in self.buckets:
+                self.buckets[key] = Bucket(key, rule.buckets.get(bucket_name), rule.window,
+                                           self.burst)
+            return self.buckets[key]
+        # Another host: paced only once it has told us about a limit.
+        key = f"{req_origin}|{name or 'default'}"
+        if key not in self.buckets and create:
+            self.buckets[key] = Bucket(key, None, 60.0, self.burst, unknown=False)
+        return self.buckets.get(key)
+
+    def _event(self, key: str) -> asyncio.Event:
+        if key not in self._answered:
+            self._answered[key] = asyncio.Event()
+        return self._answered[key]
+
+    def _wake(self, key: str) -> None:
+        event = self._answered.pop(key, None)
+        if event is not None:
+            event.set()
+
+    # -- downloader middleware API ----------------------------------------------------------
+    async def process_request(self, request: Request) -> None:
+        bucket = self.bucket_for(request.url)
+        if bucket is None:
+            return
+        request.meta["download_slot"] = bucket.key
+        while True:
+            now = self.clock()
+            reserved = bucket.reserve(now)
+            if reserved is not None:
+                break
+            try:
+                await asyncio.wait_for(self._event(bucket.key).wait(), self.probe_timeout)
+            except TimeoutError:
+                bucket.probe_lost()
+        at, why = reserved
+        request.meta[META_KEY] = (bucket.key, bucket.sent)
+        if why == "probe":
+            self.stats.inc_value("ptm/ratelimit/probes")
+        wait = at - now
+        if wait <= 0:
+            return
+        if why == "budget" and bucket.waited_window != bucket.window_end:
+            bucket.waited_window = bucket.window_end
+            self.stats.inc_value("ptm/ratelimit/window_waits")
+            logger.info("Rate limit: bucket %s has used its %s requests of this %.0f s window; "
+                        "waiting %.1f s for the reset", bucket.key, bucket.quota,
+                        bucket.window, wait)
+        self.stats.inc_value(f"ptm/ratelimit/delayed/{why or 'pace'}")
+        self.stats.inc_value("ptm/ratelimit/delay_ms", round(wait * 1000))
+        await self.sleep(wait)
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        now = self.clock()
+        epoch = time.time()
+        headers = {k.decode("latin-1").lower(): (response.headers.get(k) or b"").decode("latin-1")
+                   for k in response.headers}
+        states = parse_ratelimit(headers.get("ratelimit"))
+        policies = parse_ratelimit_policy(headers.get("ratelimit-policy"))
+        github = parse_github_ratelimit(headers, epoch)
+        retry_after = parse_retry_after(headers.get("retry-after"), epoch)
+        limited = response.status == 429 or (response.status == 403 and (
+            retry_after is not None or (github is not None and github.remaining == 0)))
+        has_info = bool(states or policies or github)
+        name = next((s.name for s in states if s.name), None)
+        info = request.meta.get(META_KEY)
+        bucket = self.buckets.get(info[0]) if info else None
+        if bucket is None or (name and not bucket.key.endswith(f"|{name}")):
+            other = self.bucket_for(request.url, create=has_info or limited, name=name)
+            if other is not None and other is not bucket:
+                bucket, info = other, (other.key, other.sent)
+        if bucket is None or info is None:
+            return response
+        if limited:
+            return self._limited(request, response, bucket, now, states, github, retry_after)
+        state = next((s for s in states if s.name is None or bucket.key.endswith(f"|{s.name}")),
+                     states[0] if states else None)
+        policy = next((p for p in policies if p.name is None
+                       or bucket.key.endswith(f"|{p.name}")), None)
+        remaining = state.remaining if state else (github.remaining if github else None)
+        reset = state.reset if state else (github.reset_in if github else None)
+        quota = policy.quota if policy else (
+            state.limit if state and state.limit else (github.limit if github else None))
+        was_probe = bucket.unknown and info[1] == bucket.probe_seq
+        bucket.observe(now, info[1], remaining, reset, quota,
+                       policy.window if policy else None)
+        if was_probe:
+            self._wake(bucket.key)
+        return response
+
+    def _limited(self, request: Request, response: Response, bucket: Bucket, now: float,
+                 states: list[Any], github: Any, retry_after: float | None
+                 ) -> Request | Response:
+        reset = next((s.reset for s in states if s.reset is not None
+                      and (s.name is None or bucket.key.endswith(f"|{s.name}"))), None)
+        if reset is not None:
+            wait, source = reset, f"RateLimit t={reset:g}"
+        elif retry_after is not None:
+            wait, source = retry_after, f"Retry-After {retry_after:g} s"
+        elif github is not None and github.reset_in is not None:
+            wait, source = github.reset_in, "X-RateLimit-Reset"
+        else:
+            wait, source = self.default_wait, "no reset given: PTM_RATELIMIT_DEFAULT_WAIT"
+        wait = max(wait, self.min_wait)
+        moved = bucket.limited(now, wait)
+        self._wake(bucket.key)
+        status = response.status
+        self.stats.inc_value(f"ptm/ratelimit/limited/{status}")
+        waits = int(request.meta.get(WAITS_META, 0)) + 1
+        if waits > self.max_waits:
+            self.stats.inc_value("ptm/failed/ratelimit")
+            logger.error("Giving up on %s: still rate limited (%s) after %d waits",
+                         request.url, status, waits - 1)
+            return response
+        if moved:
+            self.stats.inc_value("ptm/ratelimit/wait_ms", round(wait * 1000))
+            logger.info("Rate limited (%s) on bucket %s: waiting %.1f s until the window "
+                        "resets (%s), then resending %s", status, bucket.key, wait, source,
+                        request.url)
+        retry = request.replace(dont_filter=True, priority=request.priority + 1)
+        retry.meta[WAITS_META] = waits
+        retry.meta.pop(META_KEY, None)
+        return retry
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        info = request.meta.get(META_KEY)
+        if not info:
+            return
+        bucket = self.buckets.get(info[0])
+        if bucket is not None and bucket.unknown and info[1] == bucket.probe_seq:
+            bucket.probe_lost(info[1])
+            self._wake(bucket.key)
