@@ -1,7 +1,9 @@
 """Batched writes to the configured store (``PTM_STORE_URI``).
 
 Items are buffered per collection and written in one transaction / bulk call per batch, and at
-least every ``PTM_STORE_FLUSH_SECONDS``, so a killed crawl loses at most that much.
+least every ``PTM_STORE_FLUSH_SECONDS``, so a killed crawl loses at most that much. With
+``JOBDIR``, each flush tells the listing checkpoints (:mod:`ptmspiders.checkpoint`) which ids are
+now durable, so a resumed crawl refetches exactly the pages whose models were still buffered.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from ptmspiders.checkpoint import crawler_checkpoints
 from ptmspiders.items import to_doc
 from ptmspiders.stores import Doc, Store, crawler_store, redact_uri
 
@@ -57,12 +60,16 @@ class StorePipeline:
 
     def flush(self) -> None:
         assert self.store is not None
+        durable: list[str] = []
         for collection, docs in self.buffers.items():
             if docs:
                 written = self.store.upsert(collection, docs)
                 self.stats.inc_value(f"ptm/stored/{collection}", written)
+                durable.extend(d["_id"] for d in docs)
                 docs.clear()
         self.last_flush = time.monotonic()
+        if durable:
+            crawler_checkpoints(self.crawler).settled(durable)
 
     def close_spider(self) -> None:
         if self.store is not None:

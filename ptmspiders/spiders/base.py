@@ -7,10 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from scrapy import Spider
+from scrapy import Request, Spider
 from scrapy.http import Response
 
 from ptmspiders.args import bool_arg
+from ptmspiders.checkpoint import crawler_checkpoints
 from ptmspiders.responses import BadResponse, load_json
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,36 @@ class PtmSpider(Spider):
     @staticmethod
     def seen_at() -> str:
         return now_iso()
+
+    @staticmethod
+    def json_request(url: str, *, expect: str, meta: dict[str, Any] | None = None,
+                     **kwargs: Any) -> Request:
+        """A request whose answer must be JSON of the given shape (``"list"``, ``"object"`` or
+        ``"any"``): the retry middleware retries HTML, truncated or wrongly shaped bodies like a
+        5xx before the callback sees them. Every JSON request of every spider should use it
+        (or set ``meta["ptm_expect"]`` itself)."""
+        if expect not in ("list", "object", "any"):
+            raise ValueError(f"expect={expect!r}: one of list, object, any")
+        return Request(url, meta={**(meta or {}), "ptm_expect": expect}, **kwargs)
+
+    def listing_start(self, listing: str, first_url: str) -> str | None:
+        """Where a paged listing starts: ``first_url``, or with ``JOBDIR`` the checkpoint of a
+        killed run; ``None`` if that run completed the listing. List-page requests must be
+        ``dont_filter=True`` (the JOBDIR dupefilter remembers pages whose models were lost)."""
+        done, resume_url = crawler_checkpoints(self.crawler).resume(listing)
+        if done:
+            logger.info("Listing %s is complete in this JOBDIR: nothing to resume", listing)
+            return None
+        if resume_url:
+            logger.info("Resuming listing %s at %s (JOBDIR checkpoint)", listing, resume_url)
+            self.count("resumed_listings")
+            return resume_url
+        return first_url
+
+    def listing_page(self, listing: str, ids: list[str], next_url: str | None) -> None:
+        """Register a parsed list page (before yielding its items): once ``ids`` are stored,
+        a resumed crawl continues at ``next_url`` (``None``: the listing is complete)."""
+        crawler_checkpoints(self.crawler).page(listing, ids, next_url)
 
     def errback_listing(self, failure: Any) -> None:
         """A listing request that finally failed (after retries): the listing ends here."""

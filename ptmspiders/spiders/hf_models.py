@@ -78,7 +78,8 @@ class HfModelsSpider(PtmSpider):
             for repo_id in self.ids:
                 yield Request(hf.detail_url(self.endpoint, repo_id, self.expand),
                               callback=self.parse_detail, errback=self.errback_count("detail"),
-                              meta={"ptm_repo_id": repo_id, "handle_httpstatus_list": [404]},
+                              meta={"ptm_repo_id": repo_id, "handle_httpstatus_list": [404],
+                                    "ptm_expect": "object"},
                               cb_kwargs={})
             return
         page_size = self.settings.getint("PTM_HF_PAGE_SIZE", hf.MAX_PAGE_SIZE)
@@ -87,8 +88,13 @@ class HfModelsSpider(PtmSpider):
         url = hf.list_url(self.endpoint, limit=min(self.limit or page_size, page_size),
                           author=self.author, search=self.search, filters=self.filters,
                           sort=self.sort, expand=self.expand)
-        yield Request(url, callback=self.parse_list, errback=self.errback_listing,
-                      priority=LIST_PRIORITY)
+        # With JOBDIR, a killed crawl resumes at the last page whose models were stored.
+        self.listing_key = f"{self.name}:{url}"
+        start_url = self.listing_start(self.listing_key, url)
+        if start_url is None:
+            return
+        yield Request(start_url, callback=self.parse_list, errback=self.errback_listing,
+                      priority=LIST_PRIORITY, dont_filter=True, meta={"ptm_expect": "list"})
 
     def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
         seen_at = self.seen_at()
@@ -106,6 +112,12 @@ class HfModelsSpider(PtmSpider):
         if self.limit is not None:
             items = items[: max(self.limit - self.emitted, 0)]
         self.emitted += len(items)
+        next_url = parse_link_header(response.headers.get("Link")).get("next")
+        if self.limit is not None and self.emitted >= self.limit:
+            next_url = None
+        next_url = urljoin(response.url, next_url) if next_url else None
+        self.listing_page(getattr(self, "listing_key", response.url), [i._id for i in items],
+                          next_url)
         refresh = self.refresh_needed(items)
         for item in items:
             if item._id in refresh:
@@ -113,12 +125,9 @@ class HfModelsSpider(PtmSpider):
             else:
                 yield self.carry_over(item)
             yield from self.owner_requests(item.owner)
-        if self.limit is not None and self.emitted >= self.limit:
-            return
-        next_url = parse_link_header(response.headers.get("Link")).get("next")
         if next_url:
-            yield Request(urljoin(response.url, next_url), callback=self.parse_list,
-                          errback=self.errback_listing, priority=LIST_PRIORITY)
+            yield Request(next_url, callback=self.parse_list, errback=self.errback_listing,
+                          priority=LIST_PRIORITY, dont_filter=True, meta={"ptm_expect": "list"})
 
     # Incremental crawls and enrichment plug in through these three methods.
     def refresh_needed(self, items: list[ModelItem]) -> set[str]:
@@ -128,6 +137,7 @@ class HfModelsSpider(PtmSpider):
         self.stored_for_carry: dict[str, dict[str, Any]] = {}
         ids = [item._id for item in items]
         if self.full or not items or not self.settings.getbool("PTM_STORE_ENABLED", True):
+            self.count("incremental/refresh", len(ids))
             return set(ids)
         stored = crawler_store(self.crawler).get_many(
             "models", ids, fields=incremental.stored_fields(incremental.HF_CARRIED_FIELDS))
@@ -177,7 +187,7 @@ class HfModelsSpider(PtmSpider):
         yield Request(hf.owner_url(self.endpoint, owner, "org"), callback=self.parse_owner,
                       errback=self.errback_count("owner"),
                       meta={"ptm_owner": owner, "ptm_owner_kind": "org",
-                            "handle_httpstatus_list": [404]})
+                            "handle_httpstatus_list": [404], "ptm_expect": "object"})
 
     def parse_owner(self, response: Response) -> Iterator[Request | OwnerItem]:
         name = response.meta["ptm_owner"]
@@ -188,7 +198,7 @@ class HfModelsSpider(PtmSpider):
                 yield Request(hf.owner_url(self.endpoint, name, "user"),
                               callback=self.parse_owner, errback=self.errback_count("owner"),
                               meta={"ptm_owner": name, "ptm_owner_kind": "user",
-                                    "handle_httpstatus_list": [404]})
+                                    "handle_httpstatus_list": [404], "ptm_expect": "object"})
                 return
             self.count("owners/unknown")
             yield hf.unknown_owner(name, endpoint=self.endpoint, seen_at=seen_at,
