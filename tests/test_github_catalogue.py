@@ -132,3 +132,16 @@ def test_collection_item_mirrors_its_schema():
     assert schema_error("collection", to_doc(item)) is None
     assert schema_error("collection", {**to_doc(item), "members": [""]}) == "invalid_members"
     assert schema_error("collection", {**to_doc(item), "hub": "gitlab"}) == "invalid_hub"
+
+
+def test_a_file_turned_malformed_does_not_remove_its_stored_documents(store):
+    store.upsert("models", [stored_doc("pytorch_hub:good", "good.md", "0" * 40)])
+    spider = make_spider(store)
+    tree_request = started(spider)
+    broken = b"---\ntitle: [\nnot yaml at all\n---\n"
+    [request] = spider.parse_tree(TextResponse(tree_request.url,
+                                               body=tree_body({"good.md": broken})))
+    assert list(spider.parse_file_response(TextResponse(request.url, body=broken),
+                                           **request.cb_kwargs)) == []
+    assert stats(spider)["ptm/skipped/bad_front_matter"] == 1
+    assert spider.unchanged == {"models": {"pytorch_hub:good"}}

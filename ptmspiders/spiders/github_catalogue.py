@@ -51,6 +51,10 @@ class GithubCatalogueSpider(PtmSpider):
 
     repo: RepoRef
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stored: dict[str, list[StoredDoc]] = {}  # catalogue path -> stored documents
+
     async def start(self) -> AsyncIterator[Request]:
         prefix = self.setting_prefix
         repo_value = self.settings.get(f"{prefix}_REPO") or self.default_repo
@@ -91,7 +95,8 @@ class GithubCatalogueSpider(PtmSpider):
         self.count("catalogue_files", len(files))
         logger.info("%s@%s (tree %s): %d catalogue files of %d entries", self.repo.full_name,
                     self.repo.ref, tree.sha[:12], len(files), len(tree.entries))
-        yield from self.schedule(files, self.stored_by_path())
+        self.stored = self.stored_by_path()
+        yield from self.schedule(files, self.stored)
 
     def schedule(self, files: list[TreeEntry],
                  stored: dict[str, list[StoredDoc]]) -> Iterator[Request]:
@@ -108,8 +113,8 @@ class GithubCatalogueSpider(PtmSpider):
     # -- incremental -------------------------------------------------------------------------
     def stored_by_path(self) -> dict[str, list[StoredDoc]]:
         """Every stored document of this hub by catalogue path: one projected lookup per
-        collection. Empty with ``-a full=1`` or without a store."""
-        if self.full or not self.settings.getbool("PTM_STORE_ENABLED", True):
+        collection. Empty without a store."""
+        if not self.settings.getbool("PTM_STORE_ENABLED", True):
             return {}
         store = crawler_store(self.crawler)
         fields = ["extra.path", "extra.blob_sha", *self.lookup_fields]
@@ -126,7 +131,7 @@ class GithubCatalogueSpider(PtmSpider):
 
     def skip_unchanged(self, entry: TreeEntry, stored: dict[str, list[StoredDoc]]) -> bool:
         docs = stored.get(entry.path)
-        if not docs or any(d.blob_sha != entry.sha for d in docs) \
+        if self.full or not docs or any(d.blob_sha != entry.sha for d in docs) \
                 or not self.still_current(entry, docs):
             return False
         for doc in docs:
@@ -154,6 +159,9 @@ class GithubCatalogueSpider(PtmSpider):
                                            seen_at=self.seen_at()))
         except BadResponse as exc:
             self.skip_file(entry.path, exc.reason, exc.detail)
+            # The hub still lists the file: what an earlier crawl stored from it is not removed.
+            for doc in self.stored.get(entry.path, ()):
+                self.note_unchanged(doc.collection, doc._id)
             return
         self.count("files_parsed")
         for result in results:

@@ -41,7 +41,6 @@ class TfhubSpider(GithubCatalogueSpider):
         self.members: dict[str, list[str]] = {}  # collection _id -> member handles
         self.pending_collections = 0
         self.later: list[TreeEntry] = []
-        self.stored: dict[str, list[StoredDoc]] = {}
         self.membership: dict[str, list[str]] = {}  # member handle -> collection _ids
 
     def is_catalogue_file(self, path: str) -> bool:
@@ -49,7 +48,6 @@ class TfhubSpider(GithubCatalogueSpider):
 
     def schedule(self, files: list[TreeEntry],
                  stored: dict[str, list[StoredDoc]]) -> Iterator[Request]:
-        self.stored = stored
         first: list[TreeEntry] = []
         for entry in files:
             if not entry.path.lower().endswith(".md"):
