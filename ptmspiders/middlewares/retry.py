@@ -26,7 +26,14 @@ from typing import Any
 
 from scrapy import Request
 from scrapy.crawler import Crawler
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    NotConfigured,
+    ResponseDataLossError,
+)
 from scrapy.http import Response
 from scrapy.statscollectors import StatsCollector
 from scrapy.utils.misc import load_object
@@ -45,6 +52,14 @@ NOT_BEFORE_META = "ptm_not_before"  # wall-clock time (survives a JOBDIR restart
 
 def exception_reason(exc: BaseException) -> str:
     """A short stats word for a download exception."""
+    if isinstance(exc, ResponseDataLossError):
+        return "data_loss"
+    if isinstance(exc, DownloadTimeoutError):
+        return "timeout"
+    if isinstance(exc, CannotResolveHostError):
+        return "dns"
+    if isinstance(exc, DownloadConnectionRefusedError | DownloadFailedError):
+        return "connection"
     if isinstance(exc, ResponseFailed):
         reasons = getattr(exc, "reasons", []) or []
         if any("_DataLoss" in type(getattr(r, "value", r)).__name__ for r in reasons):

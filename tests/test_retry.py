@@ -1,0 +1,175 @@
+"""The retry middleware as a component: backoff, malformed answers, the final failure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+import pytest
+from scrapy import Request, Spider
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadConnectionRefusedError,
+    DownloadTimeoutError,
+    NotConfigured,
+    ResponseDataLossError,
+)
+from scrapy.http import Response
+from scrapy.utils.misc import build_from_crawler
+from scrapy.utils.test import get_crawler
+from twisted.internet.error import ConnectionDone, DNSLookupError, TCPTimedOutError
+from twisted.python.failure import Failure
+from twisted.web._newclient import ResponseFailed, _DataLoss
+
+from ptmspiders.middlewares.retry import (
+    NOT_BEFORE_META,
+    RetryMiddleware,
+    backoff,
+    exception_reason,
+    malformed_reason,
+)
+
+URL = "http://hub.test/api/models?limit=2"
+
+
+def middleware(**settings: Any) -> RetryMiddleware:
+    base: dict[str, Any] = {"PTM_RETRY_TIMES": 2, "PTM_RETRY_BACKOFF_BASE": 0.5,
+                            "PTM_RETRY_BACKOFF_MAX": 4.0}
+    base.update(settings)
+    crawler = get_crawler(Spider, base)
+    crawler.stats.open_spider()
+    return build_from_crawler(RetryMiddleware, crawler)
+
+
+def answer(request: Request, status: int = 200, body: bytes = b"[]") -> Response:
+    return Response(request.url, status=status, body=body, request=request)
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    rng = random.Random(7)
+    delays = [backoff(n, 1.0, 10.0, rng) for n in range(1, 8)]
+    for n, d in enumerate(delays, start=1):
+        full = min(10.0, 2 ** (n - 1))
+        assert full / 2 <= d <= full
+    assert len({round(d, 6) for d in delays}) == len(delays)
+
+
+def test_5xx_is_retried_with_backoff_then_given_up(caplog: pytest.LogCaptureFixture) -> None:
+    mw = middleware()
+    request = Request(URL, priority=5)
+    before = time.time()
+    retry = mw.process_response(request, answer(request, 503))
+    assert isinstance(retry, Request)
+    assert retry.meta["retry_times"] == 1 and retry.dont_filter and retry.priority == 4
+    assert before + 0.25 <= retry.meta[NOT_BEFORE_META] <= time.time() + 0.5
+    retry2 = mw.process_response(retry, answer(retry, 502))
+    assert isinstance(retry2, Request) and retry2.meta["retry_times"] == 2
+    final = answer(retry2, 503)
+    with caplog.at_level(logging.ERROR):
+        assert mw.process_response(retry2, final) is final
+    assert f"Giving up on {URL} after 3 attempts: http_503" in caplog.text
+    stats = mw.stats.get_stats()
+    assert stats["ptm/retry/count"] == 2
+    assert stats["ptm/failed/http_503"] == 1
+
+
+def test_429_is_never_retried_here() -> None:
+    mw = middleware()
+    request = Request(URL)
+    response = answer(request, 429)
+    assert mw.process_response(request, response) is response
+    with pytest.raises(ValueError, match="429"):
+        middleware(PTM_RETRY_HTTP_CODES=[500, 429])
+
+
+@pytest.mark.parametrize(("expect", "body", "reason"), [
+    ("list", b"<!DOCTYPE html><html>busy</html>", "html_instead_of_json"),
+    ("list", b'[{"id": "a"}, {"id": "b"', "truncated_json"),
+    ("list", b'{"error": "x"}', "wrong_shape"),
+    ("object", b"[]", "wrong_shape"),
+    ("object", b"", "empty_body"),
+    ("any", b"{oops}", "invalid_json"),
+])
+def test_malformed_answers_are_retried_then_passed_on(
+        expect: str, body: bytes, reason: str) -> None:
+    mw = middleware(PTM_RETRY_TIMES=1)
+    request = Request(URL, meta={"ptm_expect": expect})
+    retry = mw.process_response(request, answer(request, 200, body))
+    assert isinstance(retry, Request)
+    assert mw.stats.get_value(f"ptm/retry/reason/bad_response/{reason}") == 1
+    last = answer(retry, 200, body)
+    assert mw.process_response(retry, last) is last  # the spider names and counts it
+
+
+def test_good_json_and_requests_without_expectation_pass() -> None:
+    mw = middleware()
+    ok = Request(URL, meta={"ptm_expect": "list"})
+    response = answer(ok, 200, b'[{"id": "a"}]')
+    assert mw.process_response(ok, response) is response
+    plain = Request(URL)
+    html = answer(plain, 200, b"<html></html>")
+    assert mw.process_response(plain, html) is html
+    assert malformed_reason(answer(ok, 404, b"<html>"), "list") is None
+    with pytest.raises(ValueError, match="ptm_expect"):
+        malformed_reason(answer(ok, 200, b"[]"), "table")
+
+
+def test_dont_retry_is_honoured() -> None:
+    mw = middleware()
+    request = Request(URL, meta={"dont_retry": True})
+    response = answer(request, 503)
+    assert mw.process_response(request, response) is response
+
+
+@pytest.mark.parametrize(("exc", "reason"), [
+    (DownloadTimeoutError(), "timeout"),
+    (DownloadConnectionRefusedError(), "connection"),
+    (CannotResolveHostError(), "dns"),
+    (ResponseDataLossError(), "data_loss"),
+    (ConnectionDone(), "connection"),
+])
+def test_exceptions_are_retried_then_counted(exc: Exception, reason: str,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    assert exception_reason(exc) == reason
+    mw = middleware(PTM_RETRY_TIMES=1)
+    request = Request(URL)
+    retry = mw.process_exception(request, exc)
+    assert isinstance(retry, Request)
+    with caplog.at_level(logging.ERROR):
+        assert mw.process_exception(retry, exc) is None
+    assert mw.stats.get_value(f"ptm/failed/{reason}") == 1
+    assert URL in caplog.text
+
+
+def test_twisted_exception_names() -> None:
+    assert exception_reason(TCPTimedOutError()) == "timeout"
+    assert exception_reason(DNSLookupError()) == "dns"
+    assert exception_reason(ResponseFailed([Failure(_DataLoss())])) == "data_loss"
+    assert exception_reason(KeyError("x")) == "keyerror"
+
+
+def test_waits_in_process_request_without_blocking() -> None:
+    mw = middleware()
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    mw.sleep = fake_sleep
+    request = Request(URL, meta={NOT_BEFORE_META: time.time() + 2.0})
+    asyncio.run(mw.process_request(request))
+    assert len(slept) == 1 and 1.5 < slept[0] <= 2.0
+    # A stale time from a resumed job never waits longer than the cap.
+    far = Request(URL, meta={NOT_BEFORE_META: time.time() + 3600})
+    asyncio.run(mw.process_request(far))
+    assert slept[-1] == 4.0
+
+
+def test_switched_off_and_bad_settings() -> None:
+    with pytest.raises(NotConfigured):
+        middleware(PTM_RETRY_ENABLED=False)
+    with pytest.raises(ValueError, match="PTM_RETRY"):
+        middleware(PTM_RETRY_BACKOFF_BASE=5.0, PTM_RETRY_BACKOFF_MAX=1.0)
