@@ -145,3 +145,18 @@ def test_a_file_turned_malformed_does_not_remove_its_stored_documents(store):
                                            **request.cb_kwargs)) == []
     assert stats(spider)["ptm/skipped/bad_front_matter"] == 1
     assert spider.unchanged == {"models": {"pytorch_hub:good"}}
+
+
+def test_a_parser_bug_on_one_file_is_counted_not_raised(monkeypatch):
+    spider = make_spider(None)
+    tree_request = started(spider)
+    [request] = spider.parse_tree(TextResponse(tree_request.url,
+                                               body=tree_body({"good.md": GOOD})))
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("unexpected")
+
+    monkeypatch.setattr(spider, "parse_file", boom)
+    assert list(spider.parse_file_response(TextResponse(request.url, body=GOOD),
+                                           **request.cb_kwargs)) == []
+    assert stats(spider)["ptm/skipped/parser_error"] == 1

@@ -159,15 +159,25 @@ class GithubCatalogueSpider(PtmSpider):
                                            seen_at=self.seen_at()))
         except BadResponse as exc:
             self.skip_file(entry.path, exc.reason, exc.detail)
-            # The hub still lists the file: what an earlier crawl stored from it is not removed.
-            for doc in self.stored.get(entry.path, ()):
-                self.note_unchanged(doc.collection, doc._id)
+            self.keep_stored(entry.path)
+            return
+        except Exception:
+            # A parser bug on one odd file must not stop the others (nor, for tfhub, the
+            # files scheduled after the collections): logged with its traceback and counted.
+            logger.exception("Parser error on catalogue file %s", entry.path)
+            self.skip_file(entry.path, "parser_error")
+            self.keep_stored(entry.path)
             return
         self.count("files_parsed")
         for result in results:
             if not isinstance(result, Request):
                 self.stamp(result, entry)
             yield result
+
+    def keep_stored(self, path: str) -> None:
+        """The hub still lists the file: what an earlier crawl stored from it is not removed."""
+        for doc in self.stored.get(path, ()):
+            self.note_unchanged(doc.collection, doc._id)
 
     @staticmethod
     def stamp(item: Any, entry: TreeEntry) -> Any:
