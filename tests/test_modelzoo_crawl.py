@@ -140,12 +140,32 @@ def test_malformed_and_duplicate_entries_are_counted(mockhub, tmp_path):
 @pytest.mark.crawl
 def test_broken_list_is_logged_and_marks_the_crawl_incomplete(mockhub, tmp_path):
     mockhub.modelzoo.broken_list = True
-    result = run_crawl("modelzoo", mockhub, tmp_path)
+    result = run_crawl("modelzoo", mockhub, tmp_path, "-a", "render=never")
     stats = crawl_stats(result.stderr)
     assert stats["ptm/bad_response/truncated_json"] == 1
     assert stats["ptm/incomplete"] is True
     assert f"Unusable model list from {mockhub.url}/api/models/0/" in result.stderr
     assert stored(tmp_path) == {}
+
+
+@pytest.mark.crawl
+@pytest.mark.browser
+@needs_chromium
+def test_refused_list_comes_from_the_rendered_home_page(mockhub, tmp_path):
+    mockhub.modelzoo.refuse_list = True
+    mockhub.modelzoo.refuse = {"u-net-caffe"}
+    result = run_crawl("modelzoo", mockhub, tmp_path)
+    stats = crawl_stats(result.stderr)
+    assert stats["ptm/list_refused/403"] == 1
+    assert stats["ptm/browser/rendered_list"] == 1
+    assert "ptm/incomplete" not in stats
+    assert "model list taken from the rendered home page" in result.stderr
+    docs = stored(tmp_path)
+    assert set(docs) == SLUGS
+    assert docs["u-net-caffe"]["extra"]["detail_source"] == "browser"
+    assert docs["mask-r-cnn-keras"]["extra"]["detail_source"] == "api"
+    assert docs["mask-r-cnn-keras"]["likes"] == 24610
+    assert docs["mask-r-cnn-keras"]["extra"]["list_fingerprint"]
 
 
 @pytest.mark.crawl

@@ -17,7 +17,7 @@ from ptmspiders.parsers import modelzoo as mz
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.responses import BadResponse
-from tests.mockhub.modelzoo import DETAIL_FIELDS, LIST_FIELDS, render_page
+from tests.mockhub.modelzoo import DETAIL_FIELDS, LIST_FIELDS, render_home, render_page
 
 FIXTURES = Path(__file__).parent / "fixtures" / "modelzoo"
 BASE = "https://modelzoo.co"
@@ -124,6 +124,18 @@ def test_unrendered_page_is_refused():
         mz.parse_rendered_page(shell)
     assert exc.value.reason == "not_rendered"
     assert "Mask R-CNN" not in shell  # the data is only reachable by running the script
+
+
+def test_rendered_home_page_gives_the_list():
+    entries, rejects = mz.parse_rendered_list((FIXTURES / "rendered_home.html").read_text())
+    assert rejects == []
+    cats = [[{k: c[k] for k in ("slug", "title", "short_title")} for c in m["categories"]]
+            for m in MODELS]  # the cards show no category id
+    assert entries == [{**{k: m[k] or None for k in LIST_FIELDS}, "categories": c}
+                       for m, c in zip(MODELS, cats, strict=True)]
+    with pytest.raises(BadResponse) as exc:
+        mz.parse_rendered_list(render_home(MODELS))
+    assert exc.value.reason == "not_rendered"
 
 
 @pytest.mark.parametrize(("body", "reason"), [

@@ -23,8 +23,9 @@ from ptmspiders.responses import BadResponse, load_json
 
 HUB = "modelzoo"
 
-# The element the page's script fills in last; the browser waits for it before the HTML is read.
+# The elements the pages' scripts mark last; the browser waits for them before the HTML is read.
 RENDERED_SELECTOR = "article.model-page[data-rendered]"
+HOME_RENDERED_SELECTOR = "main.model-list[data-rendered]"
 
 _PAPER_HOSTS = ("arxiv.org/", "doi.org/", "openreview.net/", "aclanthology.org/", "aclweb.org/")
 
@@ -44,6 +45,10 @@ def detail_url(base: str, slug: str) -> str:
 
 def page_url(base: str, slug: str) -> str:
     return f"{base.rstrip('/')}/model/{slug}"
+
+
+def home_url(base: str) -> str:
+    return f"{base.rstrip('/')}/"
 
 
 def fingerprint(entry: Any) -> str:
@@ -98,21 +103,52 @@ def parse_rendered_page(html: str | bytes) -> dict[str, Any]:
         href = str(a.get("href", "")).strip()
         if href:
             papers[_text(a) or href] = href
-    categories = []
-    for a in page.select(".model-categories a[href]"):
-        slug = str(a.get("href", "")).rstrip("/").rsplit("/", 1)[-1]
-        categories.append({"slug": slug, "title": _text(a),
-                           "short_title": a.get("data-short-title")})
     return {
         "title": title,
         "description": _text(page.select_one(".model-description")) or None,
         "stars": as_int(_text(page.select_one(".model-stars"))),
         "link": str(link_tag["href"]).strip() if link_tag is not None else None,
         "framework": _text(page.select_one(".model-framework")) or None,
-        "categories": categories,
+        "categories": _categories(page.select(".model-categories a[href]")),
         "papers": papers or None,
         "long_desc": readme.decode_contents().strip() if readme is not None else None,
     }
+
+
+def parse_rendered_list(html: str | bytes) -> tuple[list[dict[str, Any]], list[tuple[Any, str]]]:
+    """The home page's model cards after its script ran -> list entries, as the list API gives
+    them, and the rejected cards (card text, reason)."""
+    soup = BeautifulSoup(html, "lxml")
+    listing = soup.select_one("main.model-list")
+    if listing is None or listing.get("data-rendered") is None:
+        raise BadResponse("not_rendered", "no rendered model list in the page")
+    entries: list[dict[str, Any]] = []
+    rejects: list[tuple[Any, str]] = []
+    for card in listing.select(".model-card"):
+        slug = card.get("data-slug")
+        if not isinstance(slug, str) or not _SLUG_RE.match(slug):
+            rejects.append((_text(card)[:80], "entry_without_slug"))
+            continue
+        link_tag = card.select_one("a.model-card-link[href]")
+        entries.append({
+            "slug": slug,
+            "title": _text(card.select_one(".model-card-title")) or None,
+            "description": _text(card.select_one(".model-card-description")) or None,
+            "stars": as_int(_text(card.select_one(".model-card-stars"))),
+            "link": str(link_tag["href"]).strip() if link_tag is not None else None,
+            "framework": _text(card.select_one(".model-card-framework")) or None,
+            "categories": _categories(card.select(".model-card-categories a[href]")),
+        })
+    return entries, rejects
+
+
+def _categories(links: list[Tag]) -> list[dict[str, Any]]:
+    categories = []
+    for a in links:
+        slug = str(a.get("href", "")).rstrip("/").rsplit("/", 1)[-1]
+        categories.append({"slug": slug, "title": _text(a),
+                           "short_title": a.get("data-short-title")})
+    return categories
 
 
 def build_item(

@@ -108,7 +108,7 @@ class ModelzooSpider(PtmSpider):
                     yield request
             return
         yield Request(mz.list_url(self.base), headers=mz.api_headers(self.base),
-                      callback=self.parse_list, errback=self.errback_listing,
+                      callback=self.parse_list, errback=self.errback_list,
                       meta={"handle_httpstatus_list": DETAIL_STATUSES})
 
     def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
@@ -116,22 +116,65 @@ class ModelzooSpider(PtmSpider):
             self.count(f"list_refused/{response.status}")
             logger.error("modelzoo refused the model list %s (%s)", response.url,
                          response.status)
-            self.mark_incomplete(f"list_status_{response.status}")
+            yield from self.list_fallback(f"list_status_{response.status}")
             return
         try:
             entries, rejects = mz.parse_list(response.body)
         except BadResponse as exc:
             self.bad_response(response, exc, what="model list")
-            self.mark_incomplete(f"list_page_{exc.reason}")
+            yield from self.list_fallback(f"list_page_{exc.reason}")
             return
         self.count("list_pages")
+        yield from self.entries(entries, rejects, response.url)
+
+    def errback_list(self, failure: Any) -> Iterator[Request]:
+        self.count("list_failed")
+        logger.error("modelzoo list request failed for good: %s (%s)", failure.request.url,
+                     failure.getErrorMessage())
+        yield from self.list_fallback("list_request_failed")
+
+    def list_fallback(self, reason: str) -> Iterator[Request]:
+        """The home page, rendered, lists the same models as the list API."""
+        if self.render == "never" or self.browser_problem:
+            self.mark_incomplete(reason)
+            return
+        from scrapy_playwright.page import PageMethod
+
+        self.count("browser/requests")
+        yield Request(mz.home_url(self.base), callback=self.parse_home,
+                      errback=self.errback_home, dont_filter=True,
+                      meta={"playwright": True, "ptm_reason": reason,
+                            "playwright_page_methods": [
+                                PageMethod("wait_for_selector", mz.HOME_RENDERED_SELECTOR,
+                                           timeout=self.render_timeout_ms)]})
+
+    def parse_home(self, response: Response) -> Iterator[Request | ModelItem]:
+        try:
+            entries, rejects = mz.parse_rendered_list(response.text)
+        except BadResponse as exc:
+            self.bad_response(response, exc, what="rendered model list")
+            self.mark_incomplete(response.meta["ptm_reason"])
+            return
+        self.count("browser/rendered_list")
+        logger.warning("modelzoo model list taken from the rendered home page %s (%s)",
+                       response.url, response.meta["ptm_reason"])
+        yield from self.entries(entries, rejects, response.url)
+
+    def errback_home(self, failure: Any) -> None:
+        self.count("browser/failed")
+        logger.error("Rendering %s in Chromium failed: %s", failure.request.url,
+                     failure.getErrorMessage())
+        self.mark_incomplete(failure.request.meta["ptm_reason"])
+
+    def entries(self, entries: list[dict[str, Any]], rejects: list[tuple[Any, str]],
+                url: str) -> Iterator[Request | ModelItem]:
         for entry, reason in rejects:
             self.count(f"rejected/{reason}")
-            logger.warning("Skipped a list entry of %s: %s (%.80r)", response.url, reason, entry)
+            logger.warning("Skipped a list entry of %s: %s (%.80r)", url, reason, entry)
         for entry in entries:
             if self.limit is not None and len(self.seen_slugs) >= self.limit:
                 return
-            yield from self.model_requests(entry, source_url=response.url)
+            yield from self.model_requests(entry, source_url=url)
 
     def model_requests(self, entry: dict[str, Any], *, source_url: str | None
                        ) -> Iterator[Request | ModelItem]:

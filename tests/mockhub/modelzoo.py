@@ -9,11 +9,13 @@
   application/json`` and a ``Referer`` on the site, as the site's own front end sends them.
 - ``GET /model/{slug}`` is the single-page app: an empty ``#root`` and a script that builds the
   model's DOM a moment after load, from data that only the script decodes. Without running
-  JavaScript the page holds no model at all.
+  JavaScript the page holds no model at all. ``GET /`` (the home page) lists every model's card
+  the same way.
 
 Knobs for tests (``hub.modelzoo``): ``refuse`` (slugs whose detail answers 403 whatever the
 headers), ``html_detail`` (200 with a challenge page instead of JSON), ``fail_detail`` (503),
-``broken_list`` (the list body cut short); ``models`` may be edited.
+``broken_list`` (the list body cut short), ``refuse_list`` (the list answers 403 whatever the
+headers); ``models`` may be edited.
 """
 
 from __future__ import annotations
@@ -93,6 +95,60 @@ PAGE_TEMPLATE = """<!DOCTYPE html>
 """
 
 
+HOME_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Model Zoo - Deep learning code and pretrained models</title>
+</head>
+<body>
+<div id="root"><noscript>You need to enable JavaScript to run this app.</noscript></div>
+<script>
+(function () {
+  var raw = "%(data)s";
+  var bytes = Uint8Array.from(atob(raw), function (c) { return c.charCodeAt(0); });
+  var models = JSON.parse(new TextDecoder("utf-8").decode(bytes));
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (text !== null && text !== undefined) { e.textContent = text; }
+    return e;
+  }
+  setTimeout(function () {
+    var list = el("main", "model-list");
+    models.forEach(function (m) {
+      var card = el("div", "model-card");
+      card.setAttribute("data-slug", m.slug);
+      var t = el("a", "model-card-title", m.title);
+      t.setAttribute("href", "/model/" + m.slug);
+      card.appendChild(t);
+      if (m.description) { card.appendChild(el("p", "model-card-description", m.description)); }
+      if (m.stars !== null && m.stars !== undefined) {
+        card.appendChild(el("span", "model-card-stars", m.stars.toLocaleString("en-US")));
+      }
+      card.appendChild(el("span", "model-card-framework", m.framework));
+      if (m.link) {
+        var a = el("a", "model-card-link", "Source"); a.setAttribute("href", m.link);
+        card.appendChild(a);
+      }
+      var cats = el("ul", "model-card-categories");
+      (m.categories || []).forEach(function (c) {
+        var li = el("li"), ca = el("a", null, c.title);
+        ca.setAttribute("href", "/category/" + c.slug);
+        ca.setAttribute("data-short-title", c.short_title);
+        li.appendChild(ca); cats.appendChild(li);
+      });
+      card.appendChild(cats);
+      list.appendChild(card);
+    });
+    list.setAttribute("data-rendered", "");
+    document.getElementById("root").replaceChildren(list);
+  }, 150);
+})();
+</script>
+</body>
+</html>
+"""
+
+
 @dataclass
 class ModelZoo:
     models: list[Any] = field(default_factory=list)
@@ -101,6 +157,7 @@ class ModelZoo:
     html_detail: set[str] = field(default_factory=set)
     fail_detail: set[str] = field(default_factory=set)
     broken_list: bool = False
+    refuse_list: bool = False
 
     @classmethod
     def load(cls, folder: Path) -> ModelZoo:
@@ -132,14 +189,18 @@ def not_found() -> MockResponse:
 
 def list_models(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse:
     zoo: ModelZoo = hub.modelzoo  # type: ignore[attr-defined]
-    if not api_allowed(hub, req):
+    if not api_allowed(hub, req) or zoo.refuse_list:
         return forbidden()
-    rows = [{k: e.get(k) for k in LIST_FIELDS} if isinstance(e, dict) and "slug" in e else e
-            for e in zoo.models]
+    rows = list_rows(zoo)
     response = MockResponse.json({"models": rows})
     if zoo.broken_list:
         response.body = response.body[: len(response.body) // 2]
     return response
+
+
+def list_rows(zoo: ModelZoo) -> list[Any]:
+    return [{k: e.get(k) for k in LIST_FIELDS} if isinstance(e, dict) and "slug" in e else e
+            for e in zoo.models]
 
 
 def model_detail(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse:
@@ -192,6 +253,17 @@ def model_page(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse
     return MockResponse.text(render_page(found[1]), content_type="text/html; charset=utf-8")
 
 
+def render_home(models: list[dict[str, Any]]) -> str:
+    data = json.dumps(models, ensure_ascii=False)
+    return HOME_TEMPLATE % {"data": base64.b64encode(data.encode()).decode()}
+
+
+def home_page(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse:
+    zoo: ModelZoo = hub.modelzoo  # type: ignore[attr-defined]
+    cards = [r for r in list_rows(zoo) if isinstance(r, dict) and "slug" in r]
+    return MockResponse.text(render_home(cards), content_type="text/html; charset=utf-8")
+
+
 def register(hub: MockHub) -> None:
     hub.modelzoo = ModelZoo.load(hub.fixtures / "modelzoo")  # type: ignore[attr-defined]
     hub.route("GET", r"/api/models/0/", list_models)
@@ -199,3 +271,4 @@ def register(hub: MockHub) -> None:
     hub.route("GET", r"/api/categories/", list_categories)
     hub.route("GET", r"/api/categories/(?P<slug>[^/]+)/(?P<offset>\d+)/", category_models)
     hub.route("GET", r"/model/(?P<slug>[^/]+)/?", model_page)
+    hub.route("GET", r"/", home_page)
