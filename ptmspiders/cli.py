@@ -310,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=non_negative)
     p.add_argument("--table", action="store_true", help="a table for people instead of JSONL")
     p.set_defaults(func=cmd_crawls)
+    from ptmspiders.report import add_parser as add_report_parser  # issue 7: the studies
+
+    add_report_parser(sub)
     return parser
 
 

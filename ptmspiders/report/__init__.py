@@ -1,0 +1,73 @@
+"""``ptm report``: the reuse and risk measurements, recomputed from the stored documents.
+
+``build_report`` reads the store through its ``find`` interface only, so a SQLite and a MongoDB
+store holding the same documents give the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ptmspiders.args import list_arg
+from ptmspiders.report import metrics as m
+from ptmspiders.report import render
+from ptmspiders.stores import Store, redact_uri
+
+__all__ = ["add_parser", "build_report", "compute_from_store"]
+
+HUBS = ("huggingface", "pytorch_hub", "onnx_zoo", "tfhub", "kaggle", "modelzoo", "modelhub")
+
+
+def compute_from_store(store: Store, hubs: Sequence[str] = ()) -> tuple[m.Result, dict[str, int]]:
+    """The ten measurements over the store's models, owners and commits of ``hubs`` (all when
+    empty), and how many documents of each were read."""
+    def read(collection: str) -> list[dict[str, Any]]:
+        docs = list(store.find(collection))
+        return [d for d in docs if not hubs or d.get("hub") in hubs]
+
+    models, owners, commits = read("models"), read("owners"), read("commits")
+    counts = {"models": len(models), "owners": len(owners), "commits": len(commits)}
+    return m.compute(models, owners, commits), counts
+
+
+def build_report(store: Store, out: Path, hubs: Sequence[str] = ()) -> m.Result:
+    """Write ``index.html``, ``metrics.json`` and the CSV tables into ``out``."""
+    unknown = set(hubs) - set(HUBS)
+    if unknown:
+        raise ValueError(f"unknown hub(s): {', '.join(sorted(unknown))}; "
+                         f"expected some of {', '.join(HUBS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    result, counts = compute_from_store(store, hubs)
+    meta = {"store": redact_uri(store.uri), "hubs": list(hubs), "documents": counts,
+            "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "top_share": m.TOP_SHARE}
+    render.write_json(out / "metrics.json", result, meta)
+    render.write_csvs(out, result)
+    render.write_html(out / "index.html", result, meta, render.figures(result),
+                      render.tables(result))
+    return result
+
+
+def cmd_report(store: Store, args: argparse.Namespace) -> int:
+    hubs = [h for value in args.hub or [] for h in list_arg(value)]
+    try:
+        build_report(store, Path(args.out), hubs)
+    except ValueError as exc:
+        print(f"ptm report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Report written to {Path(args.out) / 'index.html'} (with metrics.json and CSVs)")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``ptm report`` on the ``ptm`` command's subparsers."""
+    p = sub.add_parser("report", help="the reuse and risk studies: HTML, metrics.json, CSVs")
+    p.add_argument("--out", default="reports/latest", help="output folder (default %(default)s)")
+    p.add_argument("--hub", action="append",
+                   help="only these hubs (repeat or comma-separate); default all")
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,325 @@
+"""``metrics.json``, CSV tables and a self-contained ``index.html`` (figures as base64 PNG)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ptmspiders.report.metrics import Result
+
+TITLES: dict[str, str] = {
+    "verified_orgs": "1. Verified organisations",
+    "signed_commits": "2. Signed commits",
+    "model_index": "3. Machine-readable claims (model-index)",
+    "cards": "4. Documentation: model cards",
+    "missing_fields": "5. Missing attributes",
+    "dependencies": "6. Dependencies: base models and datasets",
+    "popularity": "7. Popularity",
+    "maintainers_reach": "8. Maintainers' reach",
+    "unsafe_serialisation": "9. Unsafe serialisation",
+    "cross_hub": "10. Cross-hub repositories",
+}
+
+
+def public(value: Any) -> Any:
+    """The result without ``_``-prefixed bulk keys (what metrics.json holds)."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    return value
+
+
+def write_json(path: Path, metrics: Result, meta: dict[str, Any]) -> None:
+    path.write_text(json.dumps({"meta": meta, **public(metrics)}, indent=2, ensure_ascii=False,
+                               sort_keys=False) + "\n")
+
+
+def _fmt_share(entry: Any) -> str:
+    if not isinstance(entry, dict) or "numerator" not in entry:
+        return ""
+    value = entry.get("value")
+    pct = "n/a" if value is None else f"{value:.2%}"
+    return f"{pct} ({entry['numerator']:,} of {entry['denominator']:,})"
+
+
+# CSV tables -------------------------------------------------------------------------------
+def tables(m: Result) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """File name -> (header, rows) for every CSV table."""
+    def share_row(label: Sequence[Any], e: dict[str, Any]) -> list[Any]:
+        return [*label, e["numerator"], e["denominator"], e["value"]]
+
+    out: dict[str, tuple[list[str], list[list[Any]]]] = {}
+    v = m["verified_orgs"]
+    out["verified_orgs.csv"] = (["hub", "verified", "organisations", "share"],
+                                [share_row(["all"], v)] + [share_row([h], e) for h, e in
+                                                           v["per_hub"].items()])
+    s = m["signed_commits"]
+    out["signed_commits.csv"] = (["signature", "commits"],
+                                 [[k, n] for k, n in s["statuses"].items()])
+    mi = m["model_index"]
+    out["model_index_by_task.csv"] = (["task", "with_model_index", "models", "share"],
+                                      [share_row(["all"], mi)] + [share_row([t], e) for t, e in
+                                                                  mi["per_task"].items()])
+    c = m["cards"]
+    out["cards.csv"] = (["hub", "with_card", "models", "share"],
+                        [share_row(["all"], c)] + [share_row([h], e) for h, e in
+                                                   c["per_hub"].items()])
+    mf = m["missing_fields"]
+    rows = [["all", f, e["numerator"], e["denominator"], e["value"]]
+            for f, e in mf["fields"].items()]
+    for hub, t in mf["per_hub"].items():
+        rows += [[hub, f, e["numerator"], e["denominator"], e["value"]]
+                 for f, e in t["fields"].items()]
+    out["missing_fields.csv"] = (["hub", "field", "missing", "models", "share"], rows)
+    d = m["dependencies"]
+    out["dependencies_base_models.csv"] = (["base_model", "models"],
+                                           [[r["name"], r["models"]] for r in d["base_models"]])
+    out["dependencies_datasets.csv"] = (["dataset", "models"],
+                                        [[r["name"], r["models"]] for r in d["datasets"]])
+    p = m["popularity"]
+    out["popularity.csv"] = (["hub", "measure", "models", "total", "top1_share", "top10_share",
+                              "gini"],
+                             [[h, e["measure"], e["models"], e["total"], e["top1"]["value"],
+                               e["top10"]["value"], e["gini"]] for h, e in p["per_hub"].items()])
+    r = m["maintainers_reach"]
+    out["maintainers.csv"] = (["owner", "hub", "models", "downloads"],
+                              [[o["owner"], o["hub"], o["models"], o["downloads"]]
+                               for o in r.get("_all_owners", r["top_by_downloads"])])
+    u = m["unsafe_serialisation"]
+    out["unsafe_serialisation.csv"] = (
+        ["hub", "pickle_only", "with_weights", "share"],
+        [share_row(["all"], u), share_row(["popular"], u["popular"])]
+        + [share_row([h], e) for h, e in u["per_hub"].items()])
+    x = m["cross_hub"]
+    out["cross_hub.csv"] = (["repo", "hubs", "models"],
+                            [[e["repo"], " ".join(e["hubs"]), " ".join(e["models"])]
+                             for e in x["shared_repositories"]])
+    return out
+
+
+def write_csvs(out: Path, metrics: Result) -> list[str]:
+    names = []
+    for name, (header, rows) in tables(metrics).items():
+        with (out / name).open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+        names.append(name)
+    return names
+
+
+# Figures --------------------------------------------------------------------------------------
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def figures(m: Result) -> dict[str, str]:
+    """Measurement key -> base64 PNG. Every figure renders, with a note when data is absent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def empty(ax: Any, text: str = "no data in the store") -> None:
+        ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    figs: dict[str, str] = {}
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    per_hub = m["popularity"]["per_hub"]
+    drawn = False
+    for hub, e in per_hub.items():
+        values = [v for v in e.get("_values", []) if v > 0]
+        if values:
+            ax.loglog(range(1, len(values) + 1), values, marker=".", label=f"{hub} "
+                      f"({e['measure']})")
+            drawn = True
+    if drawn:
+        ax.set_xlabel("rank")
+        ax.set_ylabel("downloads / likes")
+        ax.legend(fontsize=8)
+    else:
+        empty(ax)
+    ax.set_title("Popularity, log-log")
+    figs["popularity"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    fields = m["missing_fields"]["fields"]
+    if m["missing_fields"]["denominator"]:
+        names = list(fields)
+        ax.barh(names, [fields[f]["value"] or 0 for f in names], color="#c44e52")
+        ax.set_xlim(0, 1)
+        ax.invert_yaxis()
+        ax.set_xlabel("share of models missing the field")
+    else:
+        empty(ax)
+    ax.set_title("Missing attributes (all hubs)")
+    figs["missing_fields"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    statuses = m["signed_commits"]["statuses"]
+    if sum(statuses.values()):
+        ax.bar(list(statuses), list(statuses.values()),
+               color=["#55a868", "#c44e52", "#8c8c8c", "#dd8452"])
+        ax.set_ylabel("commits")
+    else:
+        empty(ax)
+    ax.set_title("Commit signatures")
+    figs["signed_commits"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    owners = m["maintainers_reach"].get("_all_owners", [])
+    reach = sorted(o["downloads"] for o in owners)
+    if reach and sum(reach):
+        total, cum, xs, ys = sum(reach), 0, [0.0], [0.0]
+        for i, value in enumerate(reach, start=1):
+            cum += value
+            xs.append(i / len(reach))
+            ys.append(cum / total)
+        ax.plot(xs, ys, label="owners' downloads reached")
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="equal reach")
+        ax.set_xlabel("share of owners")
+        ax.set_ylabel("share of downloads")
+        ax.legend(fontsize=8)
+    else:
+        empty(ax)
+    ax.set_title("Maintainers' reach (Lorenz curve)")
+    figs["maintainers_reach"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    base = m["dependencies"]["base_models"][:10]
+    if base:
+        ax.barh([b["name"] for b in base], [b["models"] for b in base], color="#4c72b0")
+        ax.invert_yaxis()
+        ax.set_xlabel("models")
+    else:
+        empty(ax)
+    ax.set_title("Most used base models")
+    figs["dependencies"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    formats = m["unsafe_serialisation"]["formats"]
+    if formats:
+        ax.bar(list(formats), list(formats.values()),
+               color=["#c44e52" if f == "pickle" else "#4c72b0" for f in formats])
+        ax.set_ylabel("models with the format")
+        ax.tick_params(axis="x", rotation=30)
+    else:
+        empty(ax)
+    ax.set_title("Weight serialisation formats")
+    figs["unsafe_serialisation"] = _png(fig)
+    return figs
+
+
+# HTML -----------------------------------------------------------------------------------------
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 30) -> str:
+    body = []
+    for n, row in enumerate(rows):
+        if n >= limit:
+            body.append(f"<tr><td colspan='{len(header)}'>… (full table in the CSV)</td></tr>")
+            break
+        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
+        body.append(f"<tr>{cells}</tr>")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _headline(key: str, e: Result) -> str:
+    """The measurement's main numbers, in words."""
+    if key == "signed_commits":
+        org = e["verified_orgs_signing"]
+        return (f"Commits signed: {_fmt_share(e['commits'])}. Models with a signed commit: "
+                f"{_fmt_share(e['models'])}. Verified organisations that sign: {org['value']} "
+                f"of {org['denominator']}.")
+    if key == "missing_fields":
+        return f"Models: {e['denominator']:,}."
+    if key == "dependencies":
+        return (f"With a base model: {_fmt_share(e['with_base_model'])}; with a dataset: "
+                f"{_fmt_share(e['with_dataset'])}.")
+    if key == "popularity":
+        return " ".join(f"{h}: top 1% hold {_fmt_share(p['top1'])} of {p['measure']}, top 10% "
+                        f"{_fmt_share(p['top10'])}, Gini {_cell(p['gini'])}."
+                        for h, p in e["per_hub"].items()) or "No hub has downloads or likes."
+    if key == "maintainers_reach":
+        return (f"Owners: {e['owners']:,}; Gini of downloads reached {_cell(e['gini_downloads'])}"
+                f", of models owned {_cell(e['gini_models'])}; top owners reach "
+                f"{_fmt_share(e['top_owners_share'])} of downloads.")
+    if key == "unsafe_serialisation":
+        return (f"Pickle-only: {_fmt_share(e)}; among popular models: "
+                f"{_fmt_share(e['popular'])}; flagged by the hub's scan: "
+                f"{_fmt_share(e['hub_scan_unsafe'])}.")
+    if key == "cards":
+        return (f"With a card: {_fmt_share(e)}; popular models without one: "
+                f"{_fmt_share(e['popular_without_card'])}.")
+    return _fmt_share(e)
+
+
+def write_html(path: Path, metrics: Result, meta: dict[str, Any], figs: dict[str, str],
+               csvs: dict[str, tuple[list[str], list[list[Any]]]]) -> None:
+    csv_of = {
+        "verified_orgs": ["verified_orgs.csv"], "signed_commits": ["signed_commits.csv"],
+        "model_index": ["model_index_by_task.csv"], "cards": ["cards.csv"],
+        "missing_fields": ["missing_fields.csv"],
+        "dependencies": ["dependencies_base_models.csv", "dependencies_datasets.csv"],
+        "popularity": ["popularity.csv"], "maintainers_reach": ["maintainers.csv"],
+        "unsafe_serialisation": ["unsafe_serialisation.csv"], "cross_hub": ["cross_hub.csv"],
+    }
+    sections = []
+    for key, title in TITLES.items():
+        e = metrics[key]
+        parts = [f"<section id='{key}'><h2>{html.escape(title)}</h2>",
+                 f"<p class='def'><b>Definition.</b> {html.escape(str(e.get('definition', '')))}"
+                 f"</p>",
+                 f"<p><b>Result.</b> {html.escape(_headline(key, e))} "
+                 f"<span class='docs'>Documents read: {e.get('documents', 0):,}.</span></p>"]
+        if key in figs:
+            parts.append(f"<img alt='{html.escape(title)}' "
+                         f"src='data:image/png;base64,{figs[key]}'>")
+        for name in csv_of[key]:
+            header, rows = csvs[name]
+            parts.append(f"<h3>{html.escape(name)}</h3>{_table(header, rows)}")
+        parts.append("</section>")
+        sections.append("".join(parts))
+    doc = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>ptmspiders report</title>
+<style>
+body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: .5em 0 1.5em; font-size: 90%; }}
+td, th {{ border: 1px solid #ccc; padding: .2em .5em; text-align: left; }}
+img {{ max-width: 100%; display: block; margin: 1em 0; }}
+.def {{ color: #444; }} .docs {{ color: #777; }}
+</style></head><body>
+<h1>Pre-trained model hubs: reuse and risk measurements</h1>
+<p>Store: {html.escape(str(meta['store']))}. Hubs: {html.escape(', '.join(meta['hubs']) or 'all')}.
+Generated {html.escape(str(meta['generated_at']))} from {meta['documents']['models']:,} models,
+{meta['documents']['owners']:,} owners and {meta['documents']['commits']:,} commits.
+Every number here is also in <code>metrics.json</code> and the CSV files beside this page.</p>
+{''.join(sections)}
+</body></html>
+"""
+    path.write_text(doc, encoding="utf-8")
