@@ -1,0 +1,241 @@
+"""History and incremental logic as components: pure functions, then the pipeline, the
+extension and the spider hooks built from a crawler (``get_crawler``) over both stores."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.test import get_crawler
+
+from ptmspiders import incremental
+from ptmspiders.history import CrawlHistory, HistoryPipeline, diff_docs, is_restricted
+from ptmspiders.items import ModelItem, field_names, to_doc
+from ptmspiders.spiders.base import now_iso
+from ptmspiders.spiders.hf_models import HfModelsSpider
+from ptmspiders.stores import Store
+
+OLD = "2020-01-01T00:00:00.000Z"
+FIELDS = [f for f in field_names(ModelItem)]
+
+
+def model(i: int, *, seen: str = OLD, **kw: Any) -> ModelItem:
+    base: dict[str, Any] = dict(
+        _id=f"huggingface:o/m{i}", hub="huggingface", hub_id=f"o/m{i}", name=f"m{i}", owner="o",
+        hub_uid=f"uid{i}", latest_commit_sha=f"sha{i}", downloads=i, likes=1, tags=["a", "b"],
+        crawl={"first_seen": OLD, "last_seen": seen, "source_url": None})
+    base.update(kw)
+    return ModelItem(**base)
+
+
+def crawler_for(store: Store, spider_kwargs: dict[str, Any] | None = None,
+                **settings: Any) -> tuple[Any, HfModelsSpider]:
+    settings.setdefault("PTM_HF_OWNERS", False)
+    crawler = get_crawler(HfModelsSpider, settings)
+    crawler._ptm_store = store  # the crawl's one store (stores.crawler_store)
+    crawler.stats.open_spider()
+    spider = HfModelsSpider.from_crawler(crawler, **(spider_kwargs or {}))
+    crawler.spider = spider
+    return crawler, spider
+
+
+class CountingStore:
+    """Wraps a store and counts calls, to show lookups are batched."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.store, name)
+        if not callable(attr):
+            return attr
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attr(*args, **kwargs)
+        return wrapped
+
+
+# -- pure functions ------------------------------------------------------------------------------
+
+def test_diff_docs_scalars_lists_objects() -> None:
+    old = {"downloads": 5, "likes": 1, "license": "mit", "gated": False, "tags": ["a", "b"],
+           "files": [{"path": "x", "size": 1}], "card": {"present": True, "length": 10},
+           "crawl": {"last_seen": "1"}, "raw": {"a": 1}, "datasets": None, "papers": []}
+    new = {"downloads": 7, "likes": 1.0, "license": None, "gated": 0, "tags": ["b", "c"],
+           "files": [{"path": "x", "size": 1}, {"path": "y"}],
+           "card": {"present": True, "length": 12}, "crawl": {"last_seen": "2"},
+           "raw": {"a": 2}, "datasets": [], "papers": None}
+    changed, values, lists = diff_docs(old, new, old.keys())
+    assert changed == ["downloads", "license", "gated", "tags", "files", "card"]
+    assert values == {"downloads": {"old": 5, "new": 7}, "license": {"old": "mit", "new": None},
+                      "gated": {"old": False, "new": 0}, "card.length": {"old": 10, "new": 12}}
+    assert lists == {"tags": {"added": ["c"], "removed": ["a"]},
+                     "files": {"added": ["y"], "removed": []}}
+    assert diff_docs(old, old, old.keys()) == ([], {}, {})
+
+
+def test_carry_over_keeps_what_enrichment_stored() -> None:
+    listed = model(1, card={"present": True, "has_model_index": False},
+                   files=[{"path": "a.bin", "size": None, "sha256": None}], risk=None)
+    stored = {"card": {"present": True, "has_model_index": True, "length": 99},
+              "files": [{"path": "a.bin", "size": 10, "sha256": "s", "lfs": True}],
+              "risk": {"weight_formats": ["pickle"], "pickle_only": True}}
+    item = incremental.carry_over(listed, stored)
+    assert item.card == {"present": True, "has_model_index": True, "length": 99}
+    assert item.files == stored["files"]
+    assert item.risk == stored["risk"]
+    # a thinner stored file list does not replace a richer listed one
+    thin = incremental.carry_over(model(2, files=[{"path": "a", "size": 5}]),
+                                  {"files": [{"path": "a", "size": None}], "card": None})
+    assert thin.files == [{"path": "a", "size": 5}]
+    assert thin.card == {"present": None, "has_model_index": False}
+    assert incremental.carry_over(model(3), None).files == []
+    assert incremental.needs_refresh("s", None) and incremental.needs_refresh(None, {"x": 1})
+    assert not incremental.needs_refresh("s", {"latest_commit_sha": "s"})
+
+
+# -- the spider hooks ----------------------------------------------------------------------------
+
+def test_refresh_needed_is_one_lookup_per_page(store: Store) -> None:
+    enriched = to_doc(model(1, files=[{"path": "w.bin", "size": 3, "sha256": "x"}],
+                            card={"present": True, "has_model_index": False, "length": 5}))
+    store.upsert("models", [enriched, to_doc(model(2))])
+    counting = CountingStore(store)
+    crawler, spider = crawler_for(counting)  # type: ignore[arg-type]
+    page = [model(1), model(2, latest_commit_sha="moved"), model(3)]
+    assert spider.refresh_needed(page) == {"huggingface:o/m2", "huggingface:o/m3"}
+    assert counting.calls == {"get_many": 1}
+    kept = spider.carry_over(model(1))
+    assert kept.files == [{"path": "w.bin", "size": 3, "sha256": "x"}]
+    assert kept.card["length"] == 5
+    assert crawler.stats.get_value("ptm/incremental/unchanged") == 1
+    _, full = crawler_for(counting, {"full": "1"})
+    assert full.refresh_needed(page) == {item._id for item in page}
+    assert counting.calls == {"get_many": 1}  # -a full=1 asks the store nothing
+
+
+# -- the pipeline --------------------------------------------------------------------------------
+
+def run_items(pipe: HistoryPipeline, items: list[ModelItem]) -> list[Any]:
+    async def go() -> list[Any]:
+        return list(await asyncio.gather(*(pipe.process_item(i) for i in items)))
+    return asyncio.run(go())
+
+
+def test_pipeline_compares_in_batches_and_records_changes(store: Store) -> None:
+    store.upsert("models", [to_doc(model(i)) for i in range(100)])
+    counting = CountingStore(store)
+    crawler, _ = crawler_for(counting, PTM_HISTORY_BATCH_SIZE=40)  # type: ignore[arg-type]
+    pipe = HistoryPipeline.from_crawler(crawler)
+    pipe.open_spider()
+    items = [model(i, downloads=i + (1 if i % 10 == 0 else 0)) for i in range(100)]
+    items += [model(200, hub_uid="uid7", hub_id="o/m7-renamed"), model(201, hub_uid="fresh")]
+    assert run_items(pipe, items) == items  # every item comes through
+    pipe.close_spider()
+    assert counting.calls["get_many"] == 3 + 1  # 3 batches of <= 40, the renamed model's old doc
+    assert counting.calls["query"] == 1  # hub_uid lookup for the new ids only
+    state = pipe.state
+    assert {k: state.counts[k] for k in ("new", "changed", "unchanged", "renamed")} == {
+        "new": 1, "changed": 10, "unchanged": 90, "renamed": 1}
+    assert state.renamed_away == {"huggingface:o/m7": "huggingface:o/m200"}
+    records = {r["model_id"]: r for r in store.query("changes", {"crawl_id": state.crawl_id})}
+    assert len(records) == 12
+    assert records["huggingface:o/m30"]["values"] == {"downloads": {"old": 30, "new": 31}}
+    assert records["huggingface:o/m30"]["fields"] == ["downloads"]
+    assert records["huggingface:o/m201"]["kind"] == "new"
+    renamed = records["huggingface:o/m200"]
+    assert renamed["kind"] == "renamed" and renamed["renamed_from"] == "huggingface:o/m7"
+    assert renamed["values"]["hub_id"] == {"old": "o/m7", "new": "o/m7-renamed"}
+    assert crawler.stats.get_value("ptm/history/records") == 12
+
+
+def test_pipeline_never_loses_items_when_the_store_fails(store: Store) -> None:
+    crawler, _ = crawler_for(store)
+    pipe = HistoryPipeline.from_crawler(crawler)
+    pipe.open_spider()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("store down")
+    pipe.store.get_many = broken  # type: ignore[method-assign,union-attr]
+    items = [model(1), model(2)]
+    assert run_items(pipe, items) == items
+    assert crawler.stats.get_value("ptm/history/errors") == 1
+
+
+@pytest.mark.parametrize("settings", [{"PTM_HISTORY_ENABLED": False},
+                                      {"PTM_STORE_ENABLED": False}])
+def test_history_switches_off(store: Store, settings: dict[str, Any]) -> None:
+    crawler, _ = crawler_for(store, **settings)
+    for component in (HistoryPipeline, CrawlHistory):
+        with pytest.raises(NotConfigured):
+            component.from_crawler(crawler)  # type: ignore[attr-defined]
+
+
+# -- the extension -------------------------------------------------------------------------------
+
+def close_crawl(store: Store, *, reason: str = "finished", spider_kwargs: dict[str, Any] | None
+                = None, incomplete: bool = False) -> tuple[dict[str, Any], Any]:
+    """A crawl that emits m1, notes m2 unchanged, drops m3 and does not see m4, m5."""
+    store.upsert("models", [to_doc(model(i)) for i in range(1, 6)])
+    store.upsert("models", [to_doc(model(9, hub="tfhub", _id="tfhub:x"))])  # another hub
+    store.set_fields("models", ["huggingface:o/m2"], {"removed_at": OLD})
+    crawler, spider = crawler_for(store, spider_kwargs)
+    ext = CrawlHistory.from_crawler(crawler)
+    ext.spider_opened(spider)
+    assert store.get("crawls", ext.state.crawl_id)["status"] == "running"
+    store.upsert("models", [to_doc(model(1, seen=now_iso()))])  # emitted and stored
+    spider.note_unchanged("models", "huggingface:o/m2")
+    ext.item_dropped(item=model(3), response=None, exception=None, spider=spider)
+    if incomplete:
+        spider.mark_incomplete("list_page_invalid_json")
+    ext.spider_closed(spider, reason)
+    record = store.get("crawls", ext.state.crawl_id)
+    return record, {d["_id"]: d["removed_at"] for d in store.query("models", {},
+                                                                   fields=["removed_at"])}
+
+
+def test_complete_crawl_marks_unseen_models_removed(store: Store) -> None:
+    record, removed = close_crawl(store)
+    assert record["complete"] is True and record["finish_reason"] == "finished"
+    assert record["counts"]["missing"] == 2 and record["counts"]["reappeared"] == 1
+    assert record["counts"]["unchanged"] == 1  # the noted one
+    gone = {i for i, at in removed.items() if at}
+    assert gone == {"huggingface:o/m4", "huggingface:o/m5"}  # not the dropped m3, not tfhub
+    assert removed["huggingface:o/m2"] is None  # noted unchanged: seen again
+    changes = {c["model_id"]: c for c in store.query("changes", {"crawl_id": record["_id"]})}
+    assert {i: c["kind"] for i, c in changes.items()} == {
+        "huggingface:o/m2": "reappeared", "huggingface:o/m4": "removed",
+        "huggingface:o/m5": "removed"}
+    assert changes["huggingface:o/m2"]["values"]["removed_at"] == {"old": OLD, "new": None}
+    assert store.count("models") == 6  # nothing deleted
+
+
+@pytest.mark.parametrize(("kwargs", "reason", "incomplete"), [
+    ({"limit": "3"}, "finished", False),
+    ({"author": "o"}, "finished", False),
+    ({}, "shutdown", False),
+    ({}, "finished", True),
+])
+def test_partial_crawls_infer_no_removals(store: Store, kwargs: dict[str, Any], reason: str,
+                                          incomplete: bool) -> None:
+    record, removed = close_crawl(store, reason=reason, spider_kwargs=kwargs,
+                                  incomplete=incomplete)
+    assert record["complete"] is False
+    assert record["counts"]["missing"] == 0
+    assert {i for i, at in removed.items() if at} == set()  # m2 came back, nobody left
+    assert record["arguments"] == {k: int(v) if k == "limit" else v for k, v in kwargs.items()}
+
+
+def test_is_restricted_honours_a_spider_declaration() -> None:
+    class Declared:
+        restricted = False
+        limit = 5
+    assert is_restricted(Declared()) is False  # type: ignore[arg-type]
+
+    class Plain:
+        ids = ["a"]
+    assert is_restricted(Plain()) is True  # type: ignore[arg-type]
