@@ -186,3 +186,34 @@ def test_a_browser_that_cannot_start_is_an_error_not_a_crash(mockhub, tmp_path):
     docs = stored(tmp_path)
     assert set(docs) == SLUGS
     assert docs["bert-tensorflow"]["extra"]["detail_source"] == "list"
+
+
+def _crawler_settings(spidercls, **settings):
+    """What a crawl of ``spidercls`` runs with: project settings, then the spider's own."""
+    from scrapy.utils.project import get_project_settings
+
+    s = get_project_settings()
+    s.setdict(settings, priority="cmdline")
+    spidercls.update_settings(s)
+    return s
+
+
+@needs_chromium
+def test_playwright_is_this_spiders_handler_only():
+    from ptmspiders.spiders.kaggle_models import KaggleModelsSpider
+    from ptmspiders.spiders.modelzoo import CHROMIUM_ARGS, PLAYWRIGHT_HANDLER, ModelzooSpider
+
+    s = _crawler_settings(ModelzooSpider, MODELZOO_URL="https://modelzoo.co",
+                          PTM_CHROMIUM_PATH=PTM_CHROMIUM_PATH)
+    handlers = s.getdict("DOWNLOAD_HANDLERS")
+    assert handlers.get("https") == PLAYWRIGHT_HANDLER and handlers.get("http") != \
+        PLAYWRIGHT_HANDLER
+    launch = s.getdict("PLAYWRIGHT_LAUNCH_OPTIONS")
+    assert launch["executable_path"] == PTM_CHROMIUM_PATH and launch["args"] == CHROMIUM_ARGS
+    assert {"--headless", "--no-sandbox", "--disable-gpu"} <= set(launch["args"])
+    other = _crawler_settings(KaggleModelsSpider)
+    assert PLAYWRIGHT_HANDLER not in other.getdict("DOWNLOAD_HANDLERS").values()
+    missing = _crawler_settings(ModelzooSpider, PTM_CHROMIUM_PATH="/nonexistent/chromium")
+    assert PLAYWRIGHT_HANDLER not in missing.getdict("DOWNLOAD_HANDLERS").values()
+    off = _crawler_settings(ModelzooSpider, PTM_MODELZOO_BROWSER=False)
+    assert PLAYWRIGHT_HANDLER not in off.getdict("DOWNLOAD_HANDLERS").values()
