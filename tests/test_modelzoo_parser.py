@@ -7,6 +7,7 @@ pages (``tests/mockhub/modelzoo.py``), saved with ``page.content()``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import fastjsonschema
@@ -190,3 +191,20 @@ def test_every_real_framework_and_category_maps(hubdata):
         assert item.tasks == [s for s, _, _ in categories]
         assert item.tags == [st for _, _, st in categories]
         assert schema_error("model", to_doc(item)) is None
+
+
+@pytest.mark.conformance
+def test_repository_mapping_matches_ptmtorrents_notes(hubdata):
+    """PTMTorrent's notes map a model's link to ``AUTHOR/REPO``; ours gives the same repository
+    (lower-cased, as every hub's ``github_repos``) and keeps the owner's spelling."""
+    text = (hubdata / "modelzoo" / "PTMTorrent__modelzoo_README.md").read_text()
+    m = re.search(r"<(https://github\.com/[^>]+)>\s*->\s*>?\s*(\S+)", text)
+    assert m is not None
+    url, expected = m.groups()
+    entry = {"slug": "ptm-torrent", "title": "PTM-Torrent", "link": url, "framework": "pytorch",
+             "categories": []}
+    item = normalize_model(mz.build_item(entry, None, base=BASE, source="list",
+                                         source_url=None, seen_at=SEEN))
+    assert expected == "SoftwareSystemsLaboratory/PTM-Torrent"
+    assert item.github_repos == [expected.lower()]
+    assert item.owner == expected.split("/")[0]
