@@ -217,3 +217,20 @@ def test_playwright_is_this_spiders_handler_only():
     assert PLAYWRIGHT_HANDLER not in missing.getdict("DOWNLOAD_HANDLERS").values()
     off = _crawler_settings(ModelzooSpider, PTM_MODELZOO_BROWSER=False)
     assert PLAYWRIGHT_HANDLER not in off.getdict("DOWNLOAD_HANDLERS").values()
+
+
+@pytest.mark.crawl
+@pytest.mark.browser
+@needs_chromium
+def test_a_page_that_never_renders_times_out_into_a_list_document(mockhub, tmp_path):
+    mockhub.modelzoo.refuse = {"bert-tensorflow"}
+    mockhub.modelzoo.broken_pages = {"bert-tensorflow"}
+    result = run_crawl("modelzoo", mockhub, tmp_path, "-s", "PTM_MODELZOO_RENDER_TIMEOUT=1.5")
+    stats = crawl_stats(result.stderr)
+    assert stats["ptm/browser/failed"] == 1
+    assert "Rendering http://" in result.stderr and "/model/bert-tensorflow in Chromium" \
+        in result.stderr
+    docs = stored(tmp_path)
+    assert set(docs) == SLUGS
+    assert docs["bert-tensorflow"]["extra"]["detail_source"] == "list"
+    assert docs["bert-tensorflow"]["extra"]["detail_error"] == "browser_failed"

@@ -14,6 +14,7 @@
 
 Knobs for tests (``hub.modelzoo``): ``refuse`` (slugs whose detail answers 403 whatever the
 headers), ``html_detail`` (200 with a challenge page instead of JSON), ``fail_detail`` (503),
+``broken_pages`` (model pages whose script fails, so they never render),
 ``broken_list`` (the list body cut short), ``refuse_list`` (the list answers 403 whatever the
 headers); ``models`` may be edited.
 """
@@ -158,6 +159,7 @@ class ModelZoo:
     fail_detail: set[str] = field(default_factory=set)
     broken_list: bool = False
     refuse_list: bool = False
+    broken_pages: set[str] = field(default_factory=set)
 
     @classmethod
     def load(cls, folder: Path) -> ModelZoo:
@@ -250,7 +252,10 @@ def model_page(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse
         return MockResponse.text(f"<html><body><h1>Not found: {html.escape(m.group('slug'))}"
                                  "</h1></body></html>", status=404,
                                  content_type="text/html; charset=utf-8")
-    return MockResponse.text(render_page(found[1]), content_type="text/html; charset=utf-8")
+    page = render_page(found[1])
+    if found[1]["slug"] in hub.modelzoo.broken_pages:  # type: ignore[attr-defined]
+        page = page.replace("var m = JSON.parse(", "var m = JSON.parse('{' + ")
+    return MockResponse.text(page, content_type="text/html; charset=utf-8")
 
 
 def render_home(models: list[dict[str, Any]]) -> str:
