@@ -18,6 +18,7 @@ from ptmspiders.stores import Store, open_store
 def model(n: int, **kw: object) -> dict[str, object]:
     doc: dict[str, object] = {
         "_id": f"huggingface:o{n % 2}/m{n}", "hub": "huggingface", "hub_id": f"o{n % 2}/m{n}",
+        "name": f"m{n}",
         "owner": f"o{n % 2}", "downloads": n * 10, "likes": None, "license": "mit",
         "gated": False, "tags": ["t", f"t{n}"], "tasks": [],
         "files": [{"path": "README.md", "size": 10}, {"path": f"w{n}.bin", "size": n}],
