@@ -61,7 +61,7 @@ def test_gemma_fields(models):
     assert item.libraries == ["keras", "pytorch", "gemma.cpp"]
     assert item.license == "gemma"
     assert item.tags == ["Text Generation", "NLP"]
-    assert item.tasks == ["Text Generation"]
+    assert item.tasks == ["text-generation"]
     assert item.papers == ["arxiv:2403.08295"]
     assert item.github_repos == ["google/gemma_pytorch"]
     assert item.extra["subtitle"].startswith("Lightweight open models")

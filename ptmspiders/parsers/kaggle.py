@@ -162,7 +162,9 @@ def parse_model(entry: Any, *, api_url: str, source_url: str | None, seen_at: st
     summaries = [_instance(i) for i in instances]
     tag_objects = [t for t in as_list(entry.get("tags")) if isinstance(t, dict | str)]
     tags = dedupe(_tag_name(t) for t in tag_objects)
-    tasks = dedupe(_tag_name(t) for t in tag_objects if _is_task(t))
+    # Task tags in the Hub's spelling (``Text Generation`` -> ``text-generation``), so one
+    # query on ``tasks`` spans hubs; ``tags`` keep Kaggle's names.
+    tasks = dedupe(_task_id(_tag_name(t)) for t in tag_objects if _is_task(t))
 
     licenses = dedupe(s["license"] for s in summaries)
     description = _str(entry.get("description"))
@@ -250,6 +252,12 @@ def _is_task(tag: dict[str, Any] | str) -> bool:
         return False
     path = _str(tag.get("fullPath")) or ""
     return path.lower().startswith("task")
+
+
+def _task_id(name: str | None) -> str | None:
+    if not name:
+        return None
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or None
 
 
 def _urls(text: str) -> Iterator[str]:
