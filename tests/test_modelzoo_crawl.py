@@ -86,7 +86,7 @@ def test_refused_details_come_from_the_rendered_page(mockhub, tmp_path):
     assert stats["ptm/api_refused/403"] == 1 and stats["ptm/api_refused/503"] == 1
     assert stats["ptm/bad_response/html_instead_of_json"] == 1
     bert = docs["bert-tensorflow"]
-    assert bert["extra"]["api_error"] == "api_403"
+    assert bert["extra"]["browser_reason"] == "api_403"
     assert bert["papers"] == ["arxiv:1810.04805", "doi:10.18653/v1/n19-1423"]
     assert bert["description"].startswith("<h2>BERT</h2>")
     assert bert["likes"] == 36220 and bert["github_repos"] == ["google-research/bert"]

@@ -3,8 +3,9 @@
 One list call returns every model; one detail call per model adds the README (``long_desc``)
 and papers. A detail the API refuses (403, an HTML page instead of JSON, 5xx after retries) is
 taken from the JavaScript page ``/model/{slug}`` rendered by scrapy-playwright in the system
-Chromium (``PTM_CHROMIUM_PATH``); when no browser is usable the list entry alone is stored, so a
-model is never lost because its detail was.
+Chromium (``PTM_CHROMIUM_PATH``), and a refused list from the rendered home page; when no
+browser is usable the list entry alone is stored, so a model is never lost because its detail
+was.
 """
 
 from __future__ import annotations
@@ -256,7 +257,7 @@ class ModelzooSpider(PtmSpider):
         self.count("browser/rendered")
         item = mz.build_item(entry, detail, base=self.base, source="browser",
                              source_url=response.url, seen_at=self.seen_at())
-        item.extra["api_error"] = response.meta.get("ptm_reason")
+        item.extra["browser_reason"] = response.meta.get("ptm_reason")
         yield item
 
     def errback_page(self, failure: Any) -> Iterator[ModelItem]:
