@@ -39,9 +39,11 @@ def store_uri(args: argparse.Namespace) -> str:
 
 # -- output helpers ------------------------------------------------------------------------------
 
-def print_table(rows: Sequence[Doc], fields: Sequence[str], out: IO[str] | None = None) -> None:
+def print_table(rows: Sequence[Doc], fields: Sequence[str], out: IO[str] | None = None,
+                max_width: int = 60) -> None:
     out = out or sys.stdout
-    cells = [[_cell(dotted(r, f) if f not in r else r[f]) for f in fields] for r in rows]
+    cells = [[_cell(dotted(r, f) if f not in r else r[f], max_width) for f in fields]
+             for r in rows]
     widths = [max([len(f), *(len(c[i]) for c in cells)]) for i, f in enumerate(fields)]
     print("  ".join(f.ljust(w) for f, w in zip(fields, widths, strict=True)).rstrip(), file=out)
     print("  ".join("-" * w for w in widths), file=out)
@@ -201,16 +203,25 @@ def cmd_export(store: Store, args: argparse.Namespace) -> int:
 
 
 def model_ids(store: Store, model_id: str) -> list[str]:
-    """The ``_id`` itself, or the models whose hub id it is (``acme/bert`` without a hub)."""
+    """The ``_id`` itself, or the models whose hub id it is (``acme/bert`` without a hub), and
+    the ids they were renamed from, so a renamed model's history starts at its first name."""
     if store.count("changes", {"model_id": model_id}) or ":" in model_id:
-        return [model_id]
-    return sorted(store.ids("models", {"hub_id": model_id}))
+        ids = {model_id}
+    else:
+        ids = store.ids("models", {"hub_id": model_id})
+    for _ in range(20):  # follow renames back (a chain, not a loop)
+        older = {r["renamed_from"] for r in store.query(
+            "changes", {"model_id": {"$in": sorted(ids)}, "kind": "renamed"},
+            fields=["renamed_from"]) if r.get("renamed_from")} - ids
+        if not older:
+            break
+        ids |= older
+    return sorted(ids)
 
 
 def cmd_history(store: Store, args: argparse.Namespace) -> int:
     ids = model_ids(store, args.model_id)
-    rows = list(store.query("changes", {"$or": [{"model_id": {"$in": ids}},
-                                                {"renamed_from": {"$in": ids}}]},
+    rows = list(store.query("changes", {"model_id": {"$in": ids}},
                             sort=[("at", 1), ("crawl_id", 1)], limit=args.limit))
     if not rows:
         print(f"ptm: no history for {args.model_id}", file=sys.stderr)
@@ -230,7 +241,7 @@ def cmd_history(store: Store, args: argparse.Namespace) -> int:
             summary.insert(0, f"renamed to {r['renamed_to']}")
         table.append({"at": r.get("at"), "kind": r.get("kind"), "model_id": r.get("model_id"),
                       "changes": "; ".join(summary) or ", ".join(r.get("fields") or [])})
-    print_table(table, ["at", "kind", "model_id", "changes"])
+    print_table(table, ["at", "kind", "model_id", "changes"], max_width=400)
     return 0
 
 

@@ -223,3 +223,23 @@ def test_module_entry_point_and_exit_codes(tmp_path: Path) -> None:
     bad = subprocess.run([*base, "query", '{"$text": {"$search": "x"}}'], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unsupported operator $text" in bad.stderr
+
+
+def test_history_of_a_renamed_model_starts_at_its_first_name(
+        stores: dict[str, Store], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    renamed = [
+        {"_id": "c1|huggingface:o/old", "crawl_id": "c1", "model_id": "huggingface:o/old",
+         "at": "2026-01-01T00:05Z", "kind": "new"},
+        {"_id": "c2|huggingface:o/new", "crawl_id": "c2", "model_id": "huggingface:o/new",
+         "at": "2026-02-01T00:05Z", "kind": "renamed", "renamed_from": "huggingface:o/old"},
+        {"_id": "c2|huggingface:o/old", "crawl_id": "c2", "model_id": "huggingface:o/old",
+         "at": "2026-02-01T00:10Z", "kind": "removed", "renamed_to": "huggingface:o/new"},
+    ]
+    for s in stores.values():
+        s.upsert("changes", [dict(r) for r in renamed])
+    code, out, _ = both(stores, capsys, monkeypatch, "history", "huggingface:o/new")
+    assert code == 0
+    assert [(json.loads(x)["model_id"], json.loads(x)["kind"]) for x in out.splitlines()] == [
+        ("huggingface:o/old", "new"), ("huggingface:o/new", "renamed"),
+        ("huggingface:o/old", "removed")]
