@@ -18,7 +18,10 @@ export HF_ENDPOINT=$url GITHUB_API_URL=$url GITHUB_RAW_URL=$url/raw MODELZOO_URL
   KAGGLE_API_URL=$url/api/v1
 for spider in $(scrapy list); do
   echo "== scrapy crawl $spider"
-  scrapy crawl "$spider" -s LOG_LEVEL=WARNING
+  extra=()
+  # ptm report's studies read the cards, file trees and signed commits of HF models
+  [ "$spider" = hf_models ] && extra=(-s PTM_HF_CARDS=1 -s PTM_HF_FILES=1 -s PTM_HF_COMMITS=1)
+  scrapy crawl "$spider" -s LOG_LEVEL=WARNING "${extra[@]}"
 done
 echo
 ptm stats
@@ -26,3 +29,5 @@ echo
 echo "Most downloaded Hugging Face models (ptm query):"
 ptm query '{"hub": "huggingface"}' --sort=-downloads --limit 5 --table \
   --fields _id,owner,downloads,license,tasks
+echo
+ptm report --out reports/demo
