@@ -293,8 +293,11 @@ class _Translator:
         parts = field.split(".")
         if field == "_id" and self.id_column:
             return pred(self.id_column, "'text'")
-        scalar = len(parts) == 1 and field in self.scalar_fields
-        return self._walk(self.column, "$", parts, pred, elements=elements and not scalar)
+        if field in self.scalar_fields:  # never an array on the way: one plain path
+            here = json_path(field)
+            return pred(f"json_extract({self.column}, '{here}')",
+                        f"json_type({self.column}, '{here}')")
+        return self._walk(self.column, "$", parts, pred, elements=elements)
 
     def _walk(self, src: str, path: str, parts: list[str], pred: Callable[[str, str], str],
               *, elements: bool) -> str:
@@ -364,7 +367,8 @@ def register_functions(conn: sqlite3.Connection) -> None:
 
 @functools.cache
 def scalar_fields(collection: str) -> frozenset[str]:
-    """Top-level fields the collection's JSON Schema types as never-array scalars."""
+    """Fields the collection's JSON Schema types as scalars reached through objects only:
+    top-level ones (``hub``) and those inside object fields (``crawl.last_seen``)."""
     name = {"models": "model", "owners": "owner", "collections": "collection"}.get(collection)
     if name is None:
         return frozenset({"_id"})
@@ -372,15 +376,19 @@ def scalar_fields(collection: str) -> frozenset[str]:
         text = resources.files("ptmspiders").joinpath(f"schema/{name}.schema.json").read_text()
     except FileNotFoundError:
         return frozenset({"_id"})
-    out = {"_id"}
-    for field, spec in json.loads(text).get("properties", {}).items():
-        types = spec.get("type")
+    return frozenset({"_id", *_scalar_paths(json.loads(text), "")})
+
+
+def _scalar_paths(spec: Mapping[str, Any], prefix: str) -> Iterator[str]:
+    for field, sub in spec.get("properties", {}).items():
+        types = sub.get("type")
         kinds = {types} if isinstance(types, str) else set(types or [])
-        if "enum" in spec and not kinds:
-            kinds = {type(v).__name__ for v in spec["enum"]}
-        if kinds and kinds <= {"string", "integer", "number", "boolean", "null", "str"}:
-            out.add(field)
-    return frozenset(out)
+        if "enum" in sub and not kinds:
+            kinds = {"string"} if all(isinstance(v, str) for v in sub["enum"]) else {"?"}
+        if kinds and kinds <= {"string", "integer", "number", "boolean", "null"}:
+            yield prefix + field
+        elif kinds and kinds <= {"object", "null"} and "properties" in sub:
+            yield from _scalar_paths(sub, f"{prefix}{field}.")
 
 
 def dotted(doc: Mapping[str, Any], field: str) -> Any:
