@@ -125,6 +125,18 @@ def test_probe_first_then_paced() -> None:
     assert all(t < 10.2 for t, _ in times[:9])  # type: ignore[misc]
 
 
+def test_learns_a_shorter_window_from_reset_times() -> None:
+    # GitHub-style answers carry no window length: the configured 300 s is wrong here, 4 s.
+    b = Bucket("k", 4, 300.0, burst=1.0)
+    b.reserve(0.0)
+    b.observe(0.1, 1, remaining=3, reset=2)  # the window ends at 2.1
+    assert [b.reserve(0.1)[0] for _ in range(3)] == [0.1] * 3  # type: ignore[index]
+    at, why = b.reserve(0.2) or (0.0, "")
+    assert (at, why) == (2.1, "budget")
+    b.observe(2.2, b.sent, remaining=3, reset=4)  # the hub's next window ends at 6.2
+    assert b.window_end == 6.2 and b.window == pytest.approx(4.1)
+
+
 def test_a_429_blocks_then_probes() -> None:
     b = Bucket("k", 10, 10.0)
     b.reserve(0.0)

@@ -79,6 +79,8 @@ class Bucket:
     probe_sent_at: float = 0.0
     probe_seq: int = 0
     sent: int = 0
+    roll_seq: int = 0  # reservations made before the current window began
+    window_start: float | None = None
     waited_window: float | None = field(default=None, repr=False)
 
     @property
@@ -89,7 +91,9 @@ class Bucket:
         if self.window_end is not None and t >= self.window_end and self.quota is not None:
             windows = math.floor((t - self.window_end) / self.window) + 1
             self.window_end += windows * self.window
+            self.window_start = self.window_end - self.window
             self.left = self.quota
+            self.roll_seq = self.sent
 
     def reserve(self, now: float) -> tuple[float, str] | None:
         """The send time of one more request and why it waits (``""``, ``probe``, ``pace``,
@@ -104,16 +108,19 @@ class Bucket:
             self.sent += 1
             self.probe_seq = self.sent
             return t, why or "probe"
-        self.sent += 1
         if self.quota is None or self.window_end is None:
+            self.sent += 1
             return t, why
         rolled = t >= self.window_end
         self._roll(t)
         if self.left <= 0:
             t = max(t, self.window_end)
+            self.window_start = self.window_end
             self.window_end += self.window
             self.left = self.quota
+            self.roll_seq = self.sent
             why = "budget"
+        self.sent += 1
         self.left -= 1
         if self.left > self.quota * (1 - self.burst):
             interval = 0.0
@@ -143,6 +150,7 @@ class Bucket:
             elif self.quota is not None:
                 self.window_end = self.probe_sent_at + self.window
                 self.left = self.quota - after - 1
+            self.roll_seq = seq - 1
             return
         if remaining is None or reset is None:
             return
@@ -155,6 +163,13 @@ class Bucket:
             # Same window: never assume it ends earlier than first seen (a reset rounded down
             # would start the next window early), never more budget than the hub says.
             self.window_end = max(self.window_end, end)
+            self.left = min(self.left, remaining - after)
+        elif seq > self.roll_seq:
+            # Sent in this window, yet the hub's window ends sooner: the window is shorter than
+            # assumed (GitHub's headers give no length): learn it from the boundary.
+            if self.window_start is not None and end - self.window_start > self.tolerance:
+                self.window = end - self.window_start
+            self.window_end = end
             self.left = min(self.left, remaining - after)
 
     def limited(self, now: float, wait: float) -> bool:
