@@ -16,7 +16,7 @@ from ptmspiders.items import ModelItem
 # Hugging Face fields that only per-model requests (``HfModelsSpider.enrich``) fill completely.
 # The list gives a thin version of some (``card.present``, file names): for an unchanged model
 # the stored value wins. Enrichment that adds a field adds its name here.
-HF_CARRIED_FIELDS: tuple[str, ...] = ("card", "files", "risk")
+HF_CARRIED_FIELDS: tuple[str, ...] = ("card", "files", "risk", "enrichment")
 
 
 def needs_refresh(listed_sha: str | None, stored: Mapping[str, Any] | None) -> bool:

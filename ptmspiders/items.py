@@ -69,6 +69,7 @@ class ModelItem:
     files: list[Doc] = field(default_factory=list)
     card: Doc = field(default_factory=lambda: {"present": None, "has_model_index": False})
     risk: Doc | None = None
+    enrichment: Doc | None = None
     # Set by a complete crawl that no longer saw the model (history.py); never deleted.
     removed_at: str | None = None
     extra: Doc = field(default_factory=dict)

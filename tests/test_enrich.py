@@ -97,7 +97,7 @@ def test_chain_card_tree_commits_api_then_item() -> None:
     assert item.files == [{"path": "README.md", "size": 10, "sha256": None, "lfs": False},
                           {"path": "pytorch_model.bin", "size": 99, "sha256": "ff", "lfs": True}]
     assert item.risk["pickle_only"] is True
-    assert "enrich_gaps" not in item.extra
+    assert item.enrichment == {"sha": "a" * 40, "steps": ["card", "files", "commits"], "gaps": {}}
     assert schema_error("model", to_doc(item)) is None
     stats = s.crawler.stats.get_stats()  # type: ignore[union-attr]
     assert stats["ptm/enrich/card/ok"] == stats["ptm/enrich/files/ok"] == 1
@@ -110,8 +110,13 @@ def test_failures_leave_gaps_and_still_yield_the_item() -> None:
     (req,) = respond(req, "<html>busy</html>")  # the tree answered HTML: a gap
     assert req.url == f"{ENDPOINT}/acme-ai/demo/commits/{'a' * 40}"
     (item,) = fail(req)
-    assert item.extra["enrich_gaps"] == {"card": "http_401", "files": "html_instead_of_json",
-                                         "commits": "request_failed"}
+    assert item.enrichment["gaps"] == {"card": "http_401", "files": "html_instead_of_json",
+                                       "commits": "request_failed"}
+    assert item.enrichment["steps"] == ["card"]  # a 401 lasts; the others are retried
+    assert enricher(s).lacks(to_doc(item)) is True
+    assert enricher(s).lacks({**to_doc(item), "enrichment": {"steps": ["card", "files",
+                                                                        "commits"]}}) is False
+    assert enricher(s).lacks({"latest_commit_sha": "x", "enrichment": None}) is True
     assert item.card["present"] is True  # what the list said stays
     assert item.risk["weight_formats"] == ["pickle"]  # from the list's file names
     stats = s.crawler.stats.get_stats()  # type: ignore[union-attr]
@@ -242,3 +247,22 @@ def test_fixture_plan_names_existing_models() -> None:
     plan = json.loads((FIXTURES / "huggingface" / "commits.json").read_text())
     ids = {m["id"] for m in json.loads((FIXTURES / "huggingface" / "models.json").read_text())}
     assert set(plan["repos"]) <= ids
+
+
+@pytest.mark.crawl
+def test_switching_enrichment_on_later_enriches_unchanged_models(mockhub: MockHub,
+                                                                 tmp_path: Path) -> None:
+    run_crawl("hf_models", mockhub, tmp_path, "-a", "author=acme-ai", "-a", "owners=0")
+    assert {r.path for r in mockhub.requests()} == {"/api/models"}  # a plain sweep
+    mockhub.clear_log()
+    run_crawl("hf_models", mockhub, tmp_path, *enrich_args("api"), "-a", "author=acme-ai",
+              "-a", "owners=0")
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        docs = list(store.find("models"))
+        assert store.count("commits") > 3
+    assert len(docs) == 3
+    assert all(d["enrichment"]["steps"] == ["card", "files", "commits"] for d in docs)
+    mockhub.clear_log()  # a third crawl: same shas, enrichment done: list calls only
+    run_crawl("hf_models", mockhub, tmp_path, *enrich_args("api"), "-a", "author=acme-ai",
+              "-a", "owners=0")
+    assert {r.path for r in mockhub.requests()} == {"/api/models"}

@@ -2,10 +2,12 @@
 file tree with security scans, and the commits with their signature status.
 
 Each model walks a chain of steps (``card`` -> ``files`` -> ``commits``), the item riding in
-``cb_kwargs``; a step that fails records a gap in ``extra.enrich_gaps`` and the chain goes on,
-so the item is always yielded. Settings: ``PTM_HF_CARDS``, ``PTM_HF_FILES``, ``PTM_HF_COMMITS``
-(switches), ``PTM_HF_SIGNATURE_METHOD`` (git|html|api), ``PTM_HF_GNUPGHOME``,
-``PTM_HF_GIT_CONCURRENCY``, ``PTM_HF_GIT_TIMEOUT``, ``PTM_HF_COMMITS_MAX``.
+``cb_kwargs``; a step that fails records a gap in ``enrichment.gaps`` and the chain goes on, so
+the item is always yielded. ``enrichment.steps`` lists the steps done for the model's sha (a
+step that failed for a passing reason is left out, so the next crawl retries it). Settings:
+``PTM_HF_CARDS``, ``PTM_HF_FILES``, ``PTM_HF_COMMITS`` (switches), ``PTM_HF_SIGNATURE_METHOD``
+(git|html|api), ``PTM_HF_GNUPGHOME``, ``PTM_HF_GIT_CONCURRENCY``, ``PTM_HF_GIT_TIMEOUT``,
+``PTM_HF_COMMITS_MAX``.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from ptmspiders.signatures import (
 logger = logging.getLogger(__name__)
 
 # What enrichment adds to a model document: an unchanged model keeps the stored values.
-ENRICHED_FIELDS: tuple[str, ...] = ("card", "files", "risk")
-GAPS = "enrich_gaps"
+ENRICHED_FIELDS: tuple[str, ...] = ("card", "files", "risk", "enrichment")
+# Gaps that another try will not fill: the step counts as done (no retry every crawl).
+LASTING_GAPS = frozenset({"http_401", "http_403", "http_404", "repo_not_found"})
 
 
 @dataclass(frozen=True)
@@ -114,19 +117,28 @@ class HfEnricher:
         if stats is not None:
             stats.inc_value(f"ptm/enrich/{key}")
 
+    def steps(self) -> list[str]:
+        return [step for step, on in (("card", self.config.cards), ("files", self.config.files),
+                                      ("commits", self.config.commits)) if on]
+
+    def lacks(self, stored: dict[str, Any] | None) -> bool:
+        """A stored model whose enrichment misses a step switched on now (or one that failed
+        for a passing reason): refetch it even though its sha is unchanged."""
+        wanted = set(self.steps())
+        if stored is None or not wanted:
+            return False
+        done = stored.get("enrichment")
+        return not isinstance(done, dict) or bool(wanted - set(done.get("steps") or []))
+
     def start(self, item: ModelItem) -> Iterator[Any]:
         """Requests of the first step; the chain ends in the commits, then the item (typed
         ``Any`` so the spider's ``Iterator[Request | ModelItem]`` hooks can pass it on)."""
-        steps: list[str] = []
-        if self.config.cards:
-            if item.card.get("present") is False:  # the file list has no README.md
-                item.card = {**parse_card(None), **item.card}
-            else:
-                steps.append("card")
-        if self.config.files:
-            steps.append("files")
-        if self.config.commits:
-            steps.append("commits")
+        steps = self.steps()
+        item.enrichment = {"sha": item.latest_commit_sha, "steps": [], "gaps": {}}
+        if "card" in steps and item.card.get("present") is False:  # no README.md listed
+            item.card = {**parse_card(None), **item.card}
+            steps.remove("card")
+            item.enrichment["steps"].append("card")
         yield from self.next(item, steps, {"files": [], "commits": []})
 
     # The chain ------------------------------------------------------------------------------
@@ -165,8 +177,16 @@ class HfEnricher:
     def commits_page_url(self, repo_id: str, rev: str) -> str:
         return f"{self.endpoint}/{quote(repo_id, safe='/')}/commits/{quote(rev, safe='')}"
 
+    def done(self, item: ModelItem, step: str) -> None:
+        assert item.enrichment is not None
+        item.enrichment["steps"].append(step)
+        self.count(f"{step}/ok")
+
     def gap(self, item: ModelItem, step: str, reason: str) -> None:
-        item.extra.setdefault(GAPS, {})[step] = reason
+        assert item.enrichment is not None
+        item.enrichment["gaps"][step] = reason
+        if reason in LASTING_GAPS:
+            item.enrichment["steps"].append(step)
         self.count(f"{step}/failed/{reason}")
         logger.warning("No %s for %s: %s", step, item.hub_id, reason)
 
@@ -198,7 +218,7 @@ class HfEnricher:
             card["has_model_index"] = bool(item.card.get("has_model_index")) or bool(
                 card["has_model_index"])
             item.card = card
-            self.count("card/ok")
+            self.done(item, "card")
         yield from self.next(item, steps, state)
 
     def on_tree(self, response: Response, item: ModelItem, steps: list[str],
@@ -225,7 +245,7 @@ class HfEnricher:
         item.files = state.pop("files")
         state["files"] = []
         item.risk = hf_repo.file_risk(item.files)
-        self.count("files/ok")
+        self.done(item, "files")
         yield from self.next(item, steps, state)
 
     def on_commits_api(self, response: Response, item: ModelItem, steps: list[str],
@@ -268,7 +288,7 @@ class HfEnricher:
             yield response.request.replace(url=urljoin(response.url, next_url))  # type: ignore[union-attr]
             return
         state["method"] = method
-        self.count("commits/ok")
+        self.done(item, "commits")
         yield from self.next(item, steps, state)
 
     async def on_git_refs(self, response: Response, item: ModelItem, steps: list[str],
@@ -282,7 +302,7 @@ class HfEnricher:
                 state["commits"] = await self.reader.commits(self.git_url(item.hub_id),
                                                              item.latest_commit_sha)
                 state["method"] = "git"
-                self.count("commits/ok")
+                self.done(item, "commits")
             except SignatureError as exc:
                 self.gap(item, "commits", exc.reason)
         for out in self.next(item, steps, state):

@@ -144,7 +144,8 @@ class HfModelsSpider(PtmSpider):
         refresh = set()
         for item in items:
             doc = stored.get(item._id)
-            if incremental.needs_refresh(item.latest_commit_sha, doc):
+            if incremental.needs_refresh(item.latest_commit_sha, doc) or \
+                    hf_enrich.enricher(self).lacks(doc):  # e.g. enrichment newly switched on
                 refresh.add(item._id)
             elif doc is not None:
                 self.stored_for_carry[item._id] = doc
