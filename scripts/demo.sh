@@ -16,13 +16,21 @@ url=$(sed -n 's/^MOCKHUB_URL=//p' "$log")
 echo "Mock hub at $url"
 export HF_ENDPOINT=$url GITHUB_API_URL=$url GITHUB_RAW_URL=$url/raw MODELZOO_URL=$url \
   KAGGLE_API_URL=$url/api/v1
+# Verify the mock's commit signatures with its signer's public key, in a throwaway keyring.
+gnupg=$(mktemp -d)
+chmod 700 "$gnupg"
+python -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1]).read())' \
+  "$url/_mock/gpg/signer.asc" | GNUPGHOME=$gnupg gpg --batch --quiet --import 2>/dev/null || true
 for spider in $(scrapy list); do
   echo "== scrapy crawl $spider"
   extra=()
   # ptm report's studies read the cards, file trees and signed commits of HF models
-  [ "$spider" = hf_models ] && extra=(-s PTM_HF_CARDS=1 -s PTM_HF_FILES=1 -s PTM_HF_COMMITS=1)
+  [ "$spider" = hf_models ] && extra=(-s PTM_HF_CARDS=1 -s PTM_HF_FILES=1 -s PTM_HF_COMMITS=1
+                                      -s PTM_HF_GNUPGHOME="$gnupg")
   scrapy crawl "$spider" -s LOG_LEVEL=WARNING "${extra[@]}"
 done
+GNUPGHOME=$gnupg gpgconf --kill gpg-agent 2>/dev/null || true
+rm -rf "$gnupg"
 echo
 ptm stats
 echo

@@ -9,6 +9,7 @@
   one made from the model's ``cardData``); 404 when the model lists no ``README.md``.
 - ``GET /api/models/{repo_id}/tree/{rev}?recursive=true&expand=true``: files with ``lfs`` and,
   with ``expand``, ``securityFileStatus``; 1000 per page (50 with ``expand``), ``Link`` paging.
+- ``GET /_mock/gpg/signer.asc``: the mock signer's public key (not a Hub endpoint).
 
 Fixture repositories are built on first use from ``fixtures/huggingface/commits.json``, signed
 with a throwaway GnuPG key made for this mock; tests can serve their own with ``add_repo``.
@@ -369,6 +370,20 @@ def _oid(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+def signer_key(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse:
+    """The public key the fixture repositories are signed with (the demo imports it, so its
+    signature statuses come out good and bad rather than "cannot check")."""
+    repos: HfGitRepos = hub.hf_git  # type: ignore[attr-defined]
+    with repos.lock:
+        home = repos._keyring()
+    if home is None:
+        return MockResponse.text("gpg is not installed", status=404)
+    uid = repos.plan.get("signer", "signer@mockhub.invalid")
+    armored = subprocess.run(["gpg", "--batch", "--export", "--armor", uid], capture_output=True,
+                             env={**os.environ, "GNUPGHOME": home}, check=True).stdout
+    return MockResponse(body=armored, content_type="application/pgp-keys")
+
+
 def register(hub: MockHub) -> None:
     hub.hf_git = HfGitRepos(hub.fixtures / "huggingface")  # type: ignore[attr-defined]
     hub.route("GET", rf"/{REPO}\.git/(?P<rest>info/refs|HEAD|objects/.+)", smart_http)
@@ -377,3 +392,4 @@ def register(hub: MockHub) -> None:
     hub.route("GET", rf"/api/models/{REPO}/tree/(?P<rev>[^/]+)", tree_api)
     hub.route("GET", rf"/{REPO}/commits/(?P<rev>[^/]+)", commits_page)
     hub.route("GET", rf"/{REPO}/resolve/(?P<rev>[^/]+)/README\.md", resolve_readme)
+    hub.route("GET", r"/_mock/gpg/signer\.asc", signer_key)
