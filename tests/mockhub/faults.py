@@ -10,7 +10,8 @@
   seconds), ``truncated`` (declared Content-Length longer than the body, then the connection
   closes), ``html`` (a 200 HTML page instead of JSON), ``invalid_json``, ``wrong_shape`` (a JSON
   object where a list is expected). ``rate`` chooses URLs by a stable hash, so the same URL is
-  faulted on every run; ``attempts=1`` faults only its first attempt, ``None`` every attempt.
+  faulted on every run; ``attempts=1`` faults only its first attempt, ``None`` every attempt;
+  ``contains=`` narrows it to targets holding a text (one list page's cursor).
 - ``fill_models(hub, n, owners=...)``: replace the HF catalogue by ``n`` generated models in the
   list/``expand`` format, with organization and user overviews for their owners.
 """
@@ -87,6 +88,7 @@ class Fault:
     rate: float = 1.0
     attempts: int | None = 1
     prefix: str = "/"
+    contains: str | None = None  # only targets holding this text (e.g. one page's cursor)
     delay: float = 0.0
     retry_after: str | None = None
     seen: dict[str, int] = field(default_factory=dict)
@@ -97,8 +99,12 @@ class Fault:
             return True
         return zlib.crc32(f"{self.kind}|{target}".encode()) % 10_000 < self.rate * 10_000
 
-    def applies(self, req: MockRequest) -> bool:
+    def applies(self, req: MockRequest, resp: MockResponse) -> bool:
         if not req.path.startswith(self.prefix) or not self.chosen(req.raw_target):
+            return False
+        if self.kind in ("invalid_json", "wrong_shape") and resp.status != 200:
+            return False  # a body fault spoils a body, not an error answer
+        if self.contains is not None and self.contains not in req.raw_target:
             return False
         n = self.seen.get(req.raw_target, 0) + 1
         self.seen[req.raw_target] = n
@@ -177,7 +183,7 @@ class Faults:
         if getattr(resp, "quota_reject", False):
             return resp
         with self.lock:
-            fault = next((f for f in self.faults if f.applies(req)), None)
+            fault = next((f for f in self.faults if f.applies(req, resp)), None)
         if fault is not None:
             resp = fault.apply(resp)
             if fault.kind in ("429", "503"):
