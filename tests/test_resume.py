@@ -1,0 +1,100 @@
+"""Resumable crawls: listing checkpoints, and a crawl killed with SIGKILL and started again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ptmspiders.checkpoint import FILENAME, Checkpoints
+from tests.conftest import ROOT, crawl_stats, hub_env, run_crawl
+from tests.mockhub import MockHub
+from tests.mockhub.faults import fill_models
+
+
+def test_checkpoint_moves_only_past_pages_whose_ids_are_durable(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    cp = Checkpoints(path)
+    cp.page("L", ["a", "b"], "page2")
+    cp.page("L", ["c"], "page3")
+    assert not path.exists()
+    cp.settled(["c"])  # the later page is durable, the first is not: nothing moves
+    assert not path.exists()
+    cp.settled(["a", "b"])
+    assert Checkpoints(path).resume("L") == (False, "page3")
+    cp.page("L", [], None)  # an empty last page: the listing is complete
+    assert Checkpoints(path).resume("L") == (True, None)
+    assert json.loads(path.read_text())["listings"]["L"]["pages"] == 3
+    assert Checkpoints(path).resume("other") == (False, None)
+
+
+def test_without_jobdir_nothing_is_tracked(tmp_path: Path) -> None:
+    cp = Checkpoints(None)
+    cp.page("L", ["a"], "page2")
+    cp.settled(["a"])
+    assert cp.resume("L") == (False, None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable checkpoint"):
+        Checkpoints(path)
+
+
+def count_models(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return int(conn.execute('SELECT COUNT(*) FROM "models"').fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0  # the table does not exist yet
+
+
+@pytest.mark.crawl
+def test_sigkill_and_resume_stores_every_model_once(mockhub: MockHub, tmp_path: Path) -> None:
+    models = fill_models(mockhub, 600, owners=6)
+    # A slow hub, so the kill lands mid-crawl.
+    mockhub.faults.add("slow", attempts=None, prefix="/api/models",  # type: ignore[attr-defined]
+                       delay=0.25)
+    db = tmp_path / "ptm.sqlite"
+    args = ["-s", "PTM_HF_PAGE_SIZE=20", "-s", f"JOBDIR={tmp_path / 'job'}",
+            # Flush by time only: at the kill, the pipeline still buffers a page or more.
+            "-s", "PTM_STORE_BATCH_SIZE=100000", "-s", "PTM_STORE_FLUSH_SECONDS=0.5"]
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "hf_models",
+           "-s", f"PTM_STORE_URI=sqlite:///{db}", "-s", "LOG_LEVEL=INFO", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(mockhub), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while count_models(db) < 150 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    killed_at = count_models(db)
+    assert 150 <= killed_at < len(models), killed_at
+    list_requests_before = len(mockhub.requests("/api/models"))
+
+    result = run_crawl("hf_models", mockhub, tmp_path, *args, store_uri=f"sqlite:///{db}")
+    stats = crawl_stats(result.stderr)
+    with sqlite3.connect(db) as conn:
+        rows = [r[0] for r in conn.execute('SELECT _id FROM "models"')]
+    assert len(rows) == len(set(rows)) == len(models)
+    assert set(rows) == {f"huggingface:{m['id']}" for m in models}
+    # It resumed where the durable models ended, not from the first page.
+    assert stats["ptm/resumed_listings"] == 1
+    resumed = mockhub.requests("/api/models")[list_requests_before]
+    assert "cursor=" in resumed.raw_target
+    assert stats["ptm/list_pages"] < 30
+    assert "ptm/incomplete" not in stats
+    assert os.path.exists(tmp_path / "job" / FILENAME)
