@@ -1,0 +1,74 @@
+"""Tokens reach only their own hub's origin, and never a log line, stat, export or store."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import crawl_stats, hub_env, run_crawl
+from tests.mockhub import MockHub, MockRequest, MockResponse
+from tests.mockhub.faults import fill_models
+
+pytestmark = pytest.mark.crawl
+
+HF_TOKEN = "hf_FAKEtoken0123456789abcdefSECRET"
+GITHUB_TOKEN = "ghp_FAKEtoken0123456789abcdefSECRET"
+KAGGLE_KEY = "kaggleFAKEkey0123456789SECRET"
+
+
+def test_tokens_stay_with_their_hub_and_out_of_every_output(tmp_path: Path) -> None:
+    with MockHub() as hf, MockHub() as other:
+        models = fill_models(hf, 120, owners=4)
+        fill_models(other, 120, owners=4)
+        moved = models[0]["id"]
+
+        def redirect(hub: MockHub, req: MockRequest) -> MockResponse | None:
+            # A renamed repository whose new home is on another origin.
+            if req.path == "/api/models/old-org/old-name":
+                return MockResponse.text("moved", status=307, headers=[
+                    ("Location", f"{other.url}/api/models/{moved}")])
+            return None
+
+        hf.before.insert(0, redirect)
+        # A hub having a bad moment: errors must not leak the token either.
+        hf.faults.add("503", rate=0.3, prefix="/api/")  # type: ignore[attr-defined]
+        env = hub_env(hf, HF_TOKEN=HF_TOKEN, GITHUB_TOKEN=GITHUB_TOKEN,
+                      KAGGLE_USERNAME="someone", KAGGLE_KEY=KAGGLE_KEY,
+                      GITHUB_API_URL=other.url, GITHUB_RAW_URL=f"{other.url}/raw",
+                      KAGGLE_API_URL=f"{other.url}/api/v1")
+        export = tmp_path / "items.jsonl"
+        listing = run_crawl("hf_models", hf, tmp_path, "-s", "LOG_LEVEL=DEBUG",
+                            "-s", "PTM_HF_PAGE_SIZE=30", "-s", "PTM_RETRY_BACKOFF_BASE=0.05",
+                            "-O", str(export), env=env)
+        details = run_crawl("hf_models", hf, tmp_path, "-s", "LOG_LEVEL=DEBUG",
+                            "-a", f"ids=old-org/old-name,{models[1]['id']}",
+                            "-O", str(tmp_path / "details.jsonl"), env=env)
+
+        hf_requests = hf.requests()
+        other_requests = other.requests()
+        hf_auth = {r.headers.get("authorization") for r in hf_requests}
+        other_auth = {r.headers.get("authorization") for r in other_requests}
+
+    # The Hub got its own token on every request, and nothing else.
+    assert hf_auth == {f"Bearer {HF_TOKEN}"}
+    # The redirect left the Hub's origin: the other origin never saw the Hub's token.
+    assert [r.path for r in other_requests] == [f"/api/models/{moved}"]
+    assert all(HF_TOKEN not in (a or "") for a in other_auth)
+    assert "renamed" in str(crawl_stats(details.stderr))
+
+    kaggle_basic = base64.b64encode(f"someone:{KAGGLE_KEY}".encode()).decode()
+    outputs = {
+        "listing log": listing.stderr + listing.stdout,
+        "details log": details.stderr + details.stdout,
+        "export": export.read_text(),
+        "details export": (tmp_path / "details.jsonl").read_text(),
+        "store": "".join(p.read_bytes().decode("latin-1")
+                         for p in tmp_path.glob("ptm.sqlite*")),
+    }
+    assert len(export.read_text().splitlines()) >= 120
+    for name, text in outputs.items():
+        for secret in (HF_TOKEN, GITHUB_TOKEN, KAGGLE_KEY, kaggle_basic):
+            assert secret not in text, f"{secret[:6]}... leaked into the {name}"
+    assert "Hub credentials in use: HF_TOKEN, GITHUB_TOKEN, KAGGLE_KEY" in listing.stderr
