@@ -33,9 +33,10 @@ from ptmspiders.stores import Store, crawler_store
 
 logger = logging.getLogger(__name__)
 
-# Not compared: bookkeeping (crawl), the hub's verbatim answer (raw, already parsed into the
-# other fields), and removed_at, which has its own "reappeared" kind.
-IGNORED_FIELDS = frozenset({"_id", "crawl", "raw", "removed_at"})
+# Not compared: bookkeeping of the crawler (crawl, enrichment: which per-model steps ran at
+# which sha), the hub's verbatim answer (raw, already parsed into the other fields), and
+# removed_at, which has its own "reappeared" kind.
+IGNORED_FIELDS = frozenset({"_id", "crawl", "enrichment", "raw", "removed_at"})
 # Spider attributes that restrict a crawl to part of a hub: such a crawl cannot tell removals.
 RESTRICTING_ARGS: tuple[str, ...] = ("limit", "author", "search", "filters", "ids", "owner",
                                      "owners_only", "slugs", "paths", "hub_ids")
