@@ -148,6 +148,7 @@ def test_all_switches_off_yields_the_item_alone() -> None:
     s = spider(PTM_HF_CARDS=False, PTM_HF_FILES=False, PTM_HF_COMMITS=False)
     item = model()
     assert list(enricher(s).start(item)) == [item]
+    assert item.enrichment is None
 
 
 # Whole crawls ------------------------------------------------------------------------------

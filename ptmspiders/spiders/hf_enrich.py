@@ -134,6 +134,9 @@ class HfEnricher:
         """Requests of the first step; the chain ends in the commits, then the item (typed
         ``Any`` so the spider's ``Iterator[Request | ModelItem]`` hooks can pass it on)."""
         steps = self.steps()
+        if not steps:  # a plain sweep: the item as listed, no enrichment record either
+            yield item
+            return
         item.enrichment = {"sha": item.latest_commit_sha, "steps": [], "gaps": {}}
         if "card" in steps and item.card.get("present") is False:  # no README.md listed
             item.card = {**parse_card(None), **item.card}
