@@ -95,6 +95,11 @@ class PtmSpider(Spider):
         if resume_url:
             logger.info("Resuming listing %s at %s (JOBDIR checkpoint)", listing, resume_url)
             self.count("resumed_listings")
+            # This run sees only the rest of the listing: history must not infer removals.
+            self.incomplete_reasons.append("resumed")
+            if self.crawler.stats is not None:
+                self.crawler.stats.set_value("ptm/incomplete", True)
+                self.crawler.stats.inc_value("ptm/incomplete/resumed")
             return resume_url
         return first_url
 
