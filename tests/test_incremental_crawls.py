@@ -261,3 +261,37 @@ def _run_sequence(uri: str) -> None:
 
 if __name__ == "__main__":
     _run_sequence(sys.argv[1])
+
+
+def test_catalogue_files_skipped_by_blob_sha_count_as_seen(mockhub: MockHub,
+                                                           tmp_path: Path) -> None:
+    """A GitHub-backed hub notes unchanged catalogue files instead of re-emitting them: history
+    counts those models as unchanged, never as missing."""
+    uri = f"sqlite:///{tmp_path}/ptm.sqlite"
+    repo = ("pytorch", "hub", "master")
+    alexnet = "pytorch_vision_alexnet.md"
+    results = []
+    for step in range(3):
+        if step == 2:
+            text = mockhub.github.read(*repo, alexnet).decode()  # type: ignore[attr-defined]
+            mockhub.github.put(*repo, alexnet, text.replace(  # type: ignore[attr-defined]
+                "achieved a top-5 error of 15.3%", "won ImageNet 2012"))
+            mockhub.github.delete(*repo, "intelisl_midas_v2.md")  # type: ignore[attr-defined]
+        run_crawl("pytorch_hub", mockhub, tmp_path, store_uri=uri)
+        with open_store(uri) as store:
+            results.append(collect(store, mockhub))
+    first, second, third = (r["crawl"] for r in results)
+    assert first["counts"]["new"] == 5 and first["complete"] is True
+    assert second["counts"] == {"new": 0, "changed": 0, "unchanged": 5, "renamed": 0,
+                                "reappeared": 0, "missing": 0}
+    assert results[1]["changes"] == []
+    assert third["counts"] == {"new": 0, "changed": 1, "unchanged": 3, "renamed": 0,
+                               "reappeared": 0, "missing": 1}
+    kinds = by_kind(results[2])
+    alex = kinds["changed"]["pytorch_hub:pytorch_vision_alexnet"]
+    assert alex["values"]["description"] == {
+        "old": "The 2012 ImageNet winner achieved a top-5 error of 15.3%",
+        "new": "The 2012 ImageNet winner won ImageNet 2012"}
+    assert set(kinds["removed"]) == {"pytorch_hub:intelisl_midas_v2"}
+    assert {i for i, at in results[2]["removed"].items() if at} == {
+        "pytorch_hub:intelisl_midas_v2"}
