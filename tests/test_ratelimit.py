@@ -309,3 +309,16 @@ def test_switched_off() -> None:
 
     with pytest.raises(NotConfigured):
         middleware(PTM_RATELIMIT_ENABLED=False)
+
+
+def test_a_waiting_bucket_does_not_hold_up_other_buckets() -> None:
+    mw, clock = middleware()
+    req = send(mw, f"{HF}/api/models")
+    mw.process_response(req, answer(req, 429, {"RateLimit": '"api";r=0;t=200'}))
+    # The Hub's API bucket now waits 200 s; its resolvers, GitHub and raw files do not.
+    for url in (f"{HF}/a/b/resolve/main/README.md", f"{GH}/repos/a/b/git/trees/main",
+                f"{RAW}/a/b/main/x.md"):
+        send(mw, url)
+    assert clock.slept == []
+    send(mw, f"{HF}/api/models?cursor=x")
+    assert clock.slept == [200.0]
