@@ -231,6 +231,7 @@ class HistoryPipeline:
     def compare(self, items: list[Any]) -> None:
         """One store lookup for the batch (and one for the hub_uids of new models)."""
         assert self.store is not None
+        self.stats.inc_value("ptm/history/lookups")
         docs = {d["_id"]: d for d in (to_doc(i) for i in items)}
         stored = self.store.get_many("models", list(docs), fields=self.lookup_fields)
         renamed_from = self._renames([d for i, d in docs.items() if i not in stored])

@@ -124,6 +124,8 @@ def check_step(name: str, result: dict[str, Any], history: list[dict[str, Any]])
         assert result["changes"] == []
         assert stats["ptm/incremental/refresh"] == 0
         assert stats["ptm/incremental/unchanged"] == 25
+        # history compared the models in batches: at most one store lookup per list page
+        assert 1 <= stats["ptm/history/lookups"] <= LIST_PAGES
     elif name == "changed":
         assert len(list_requests) == LIST_PAGES
         assert sorted(set(result["requests"]) - {"/api/models"}) == [
