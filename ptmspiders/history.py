@@ -333,10 +333,12 @@ def selected_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
 class CrawlHistory:
     """Writes the ``crawls`` record of a run and marks models a complete crawl did not see."""
 
-    def __init__(self, crawler: Crawler, chunk: int = 1000) -> None:
+    def __init__(self, crawler: Crawler, max_missing_ratio: float = 0.5,
+                 chunk: int = 1000) -> None:
         assert crawler.stats is not None
         self.crawler = crawler
         self.stats = crawler.stats
+        self.max_missing_ratio = max_missing_ratio
         self.chunk = chunk
         self.state = crawl_state(crawler)
         self.arguments: dict[str, Any] = {}
@@ -348,7 +350,10 @@ class CrawlHistory:
             raise NotConfigured("PTM_HISTORY_ENABLED is off")
         if not s.getbool("PTM_STORE_ENABLED", True):
             raise NotConfigured("history needs the store (PTM_STORE_ENABLED is off)")
-        ext = cls(crawler)
+        ratio = s.getfloat("PTM_HISTORY_MAX_MISSING_RATIO", 0.5)
+        if not 0 < ratio <= 1:
+            raise ValueError("PTM_HISTORY_MAX_MISSING_RATIO must be in (0, 1]")
+        ext = cls(crawler, ratio)
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(ext.item_dropped, signal=signals.item_dropped)
@@ -398,6 +403,16 @@ class CrawlHistory:
                 "models", {"hub": hub, "removed_at": None,
                            "crawl.last_seen": {"$lt": self.state.started_at}},
                 fields=["_id"]) if d["_id"] not in seen_elsewhere]
+            listed_before = store.count("models", {"hub": hub, "removed_at": None})
+            if missing and len(missing) > self.max_missing_ratio * listed_before:
+                # An empty or truncated listing that still "finished" must not retire the hub.
+                logger.error(
+                    "Crawl of %s missed %d of %d stored models (over "
+                    "PTM_HISTORY_MAX_MISSING_RATIO=%s): not marking them removed",
+                    hub, len(missing), listed_before, self.max_missing_ratio)
+                self.stats.set_value("ptm/history/removals_refused", len(missing))
+                complete = False
+                missing = []
         # A renamed repository's old id is gone whatever the crawl covered: the new id proves it.
         renamed_stored = store.get_many("models", list(renamed_away), fields=["removed_at"])
         gone = missing + [old for old, doc in renamed_stored.items() if not doc["removed_at"]]
@@ -427,7 +442,7 @@ class CrawlHistory:
         store.upsert("crawls", [self.record(
             spider, finished_at=finished_at, finish_reason=reason, complete=complete,
             status="done", incomplete_reasons=list(getattr(spider, "incomplete_reasons", [])),
-            counts=counts, stats=selected_stats(stats),
+            counts=counts, stats=selected_stats(self.stats.get_stats()),
             history_seconds=round(time.monotonic() - started, 3))])
 
     def _clear_removed(self, store: Store, noted: set[str], spider: Spider, at: str,

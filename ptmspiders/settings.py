@@ -118,6 +118,9 @@ ITEM_PIPELINES = {
 PTM_HISTORY_ENABLED = True
 PTM_HISTORY_BATCH_SIZE = 100
 PTM_HISTORY_BATCH_SECONDS = 0.05
+# A complete crawl that misses more than this share of a hub's listed models marks none removed
+# (an empty or truncated listing must not retire the hub); raise it to accept mass removals.
+PTM_HISTORY_MAX_MISSING_RATIO = 0.5
 
 EXTENSIONS = {
     "ptmspiders.history.CrawlHistory": 500,

@@ -178,12 +178,12 @@ def test_history_switches_off(store: Store, settings: dict[str, Any]) -> None:
 # -- the extension -------------------------------------------------------------------------------
 
 def close_crawl(store: Store, *, reason: str = "finished", spider_kwargs: dict[str, Any] | None
-                = None, incomplete: bool = False) -> tuple[dict[str, Any], Any]:
+                = None, incomplete: bool = False, **settings: Any) -> tuple[dict[str, Any], Any]:
     """A crawl that emits m1, notes m2 unchanged, drops m3 and does not see m4, m5."""
     store.upsert("models", [to_doc(model(i)) for i in range(1, 6)])
     store.upsert("models", [to_doc(model(9, hub="tfhub", _id="tfhub:x"))])  # another hub
     store.set_fields("models", ["huggingface:o/m2"], {"removed_at": OLD})
-    crawler, spider = crawler_for(store, spider_kwargs)
+    crawler, spider = crawler_for(store, spider_kwargs, **settings)
     ext = CrawlHistory.from_crawler(crawler)
     ext.spider_opened(spider)
     assert store.get("crawls", ext.state.crawl_id)["status"] == "running"
@@ -239,3 +239,16 @@ def test_is_restricted_honours_a_spider_declaration() -> None:
     class Plain:
         ids = ["a"]
     assert is_restricted(Plain()) is True  # type: ignore[arg-type]
+
+
+def test_a_crawl_missing_too_much_of_its_hub_retires_nothing(store: Store) -> None:
+    """2 of 5 stored models unseen is over a 0.3 ratio: an empty or truncated listing that
+    still finished must not mark the hub removed."""
+    record, removed = close_crawl(store, PTM_HISTORY_MAX_MISSING_RATIO=0.3)
+    assert record["complete"] is False
+    assert record["stats"]["ptm/history/removals_refused"] == 2
+    assert record["counts"]["missing"] == 0
+    assert {i for i, at in removed.items() if at} == set()
+    crawler, _ = crawler_for(store, PTM_HISTORY_MAX_MISSING_RATIO=0)
+    with pytest.raises(ValueError, match="MAX_MISSING_RATIO"):
+        CrawlHistory.from_crawler(crawler)
