@@ -53,6 +53,8 @@ def weight_format(path: str) -> str | None:
     name = path.rsplit("/", 1)[-1].lower()
     if name in _NON_WEIGHT_NAMES:
         return None
+    if ".mlpackage/" in path.lower():  # Core ML packages keep raw weights in ``weight.bin``
+        return "coreml" if name.endswith((".bin", ".mlmodel")) else None
     dot = name.rfind(".")
     if dot < 0:
         return None
