@@ -296,3 +296,14 @@ def test_report_renders_in_headless_chromium(report_dir: Path) -> None:
     assert all(done and w > 100 and h > 100 for done, w, h in sizes), sizes
     assert len(sections) == 10
     assert all(u.startswith(("file:", "data:")) for u in requests)  # nothing from the network
+
+
+def test_slim_documents_give_the_numbers_of_full_ones() -> None:
+    from ptmspiders.report import slim_model
+    from ptmspiders.report.metrics import compute
+
+    full = compute(MODELS, OWNERS, COMMITS)
+    slim = compute([slim_model({**d, "raw": {"big": "x" * 1000}}) for d in MODELS], OWNERS,
+                   COMMITS)
+    assert json.dumps(public(full), sort_keys=True) == json.dumps(public(slim), sort_keys=True)
+    assert "raw" not in slim_model({**MODELS[0], "raw": {"a": 1}})

@@ -23,14 +23,32 @@ __all__ = ["add_parser", "build_report", "compute_from_store"]
 HUBS = ("huggingface", "pytorch_hub", "onnx_zoo", "tfhub", "kaggle", "modelzoo", "modelhub")
 
 
+# Model fields the measurements read as values; the other counted fields are only tested for
+# absence, so a slim copy keeps just whether they are there (``raw`` and co. are dropped).
+VALUE_FIELDS = frozenset({"_id", "hub", "owner", "tasks", "card", "downloads", "likes",
+                          "base_models", "datasets", "github_repos", "risk"})
+
+
+def slim_model(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the measurements need of a model document, so a large store fits in memory."""
+    out = {k: doc[k] for k in VALUE_FIELDS if k in doc}
+    for field in m.MISSING_FIELDS:
+        if field not in VALUE_FIELDS and field in doc:
+            out[field] = None if doc[field] in (None, "", [], {}) else True
+    out["files"] = [{"path": f["path"]} for f in doc.get("files") or []
+                    if isinstance(f, dict) and isinstance(f.get("path"), str)]
+    return out
+
+
 def compute_from_store(store: Store, hubs: Sequence[str] = ()) -> tuple[m.Result, dict[str, int]]:
     """The ten measurements over the store's models, owners and commits of ``hubs`` (all when
-    empty), and how many documents of each were read."""
-    def read(collection: str) -> list[dict[str, Any]]:
-        docs = list(store.find(collection))
-        return [d for d in docs if not hubs or d.get("hub") in hubs]
+    empty), and how many documents of each were read. Documents are streamed and slimmed."""
+    def read(collection: str, slim: Any = None) -> list[dict[str, Any]]:
+        wheres: list[dict[str, Any] | None] = [{"hub": h} for h in hubs] or [None]
+        return [slim(d) if slim else d for where in wheres for d in store.find(collection, where)]
 
-    models, owners, commits = read("models"), read("owners"), read("commits")
+    models = read("models", slim_model)
+    owners, commits = read("owners"), read("commits")
     counts = {"models": len(models), "owners": len(owners), "commits": len(commits)}
     return m.compute(models, owners, commits), counts
 
