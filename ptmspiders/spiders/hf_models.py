@@ -118,16 +118,22 @@ class HfModelsSpider(PtmSpider):
         next_url = urljoin(response.url, next_url) if next_url else None
         self.listing_page(getattr(self, "listing_key", response.url), [i._id for i in items],
                           next_url)
+        # The page's outputs are built in one go, so the per-page state of refresh_needed and
+        # carry_over is never shared with the next page's callback, which may run meanwhile:
+        # the next page is asked for first, and the Hub prepares it while these items are
+        # processed (Scrapy's scraper-slot size limit keeps at most a few pages in memory).
         refresh = self.refresh_needed(items)
+        outputs: list[Request | ModelItem] = []
         for item in items:
             if item._id in refresh:
-                yield from self.enrich(item)
+                outputs.extend(self.enrich(item))
             else:
-                yield self.carry_over(item)
-            yield from self.owner_requests(item.owner)
+                outputs.append(self.carry_over(item))
+            outputs.extend(self.owner_requests(item.owner))
         if next_url:
             yield Request(next_url, callback=self.parse_list, errback=self.errback_listing,
                           priority=LIST_PRIORITY, dont_filter=True, meta={"ptm_expect": "list"})
+        yield from outputs
 
     # Incremental crawls and enrichment plug in through these three methods.
     def refresh_needed(self, items: list[ModelItem]) -> set[str]:
