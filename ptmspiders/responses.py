@@ -22,8 +22,33 @@ class BadResponse(ValueError):
         self.detail = detail
 
 
-def load_json(body: bytes, expect: type | tuple[type, ...] | None = None) -> Any:
-    """Decode a JSON body, classifying the failure when it is not one."""
+# Bodies a downloader middleware decoded only to check them (``keep=True``), handed to the next
+# ``load_json`` of the same bytes object (the spider's): a 1,000-model list page is decoded once.
+_KEPT: dict[int, tuple[bytes, Any]] = {}
+_KEPT_MAX = 4
+
+
+def load_json(body: bytes, expect: type | tuple[type, ...] | None = None, *,
+              keep: bool = False) -> Any:
+    """Decode a JSON body, classifying the failure when it is not one.
+
+    ``keep``: the caller does not use or change the result; the next call for the same body
+    object receives it instead of decoding again.
+    """
+    kept = _KEPT.pop(id(body), None)
+    data = kept[1] if kept is not None and kept[0] is body else _decode(body)
+    if expect is not None and not isinstance(data, expect):
+        kinds = (expect,) if isinstance(expect, type) else expect
+        names = "/".join(t.__name__ for t in kinds)
+        raise BadResponse("wrong_shape", f"expected {names}, got {type(data).__name__}")
+    if keep:
+        if len(_KEPT) >= _KEPT_MAX:  # never consumed (an error path): let them go
+            _KEPT.clear()
+        _KEPT[id(body)] = (body, data)
+    return data
+
+
+def _decode(body: bytes) -> Any:
     stripped = body.lstrip()
     if not stripped:
         raise BadResponse("empty_body")
@@ -36,10 +61,6 @@ def load_json(body: bytes, expect: type | tuple[type, ...] | None = None) -> Any
         closed = body.rstrip()[-1:] in (b"}", b"]")
         raise BadResponse("truncated_json" if opened and not closed else "invalid_json",
                           str(exc)) from None
-    if expect is not None and not isinstance(data, expect):
-        kinds = (expect,) if isinstance(expect, type) else expect
-        names = "/".join(t.__name__ for t in kinds)
-        raise BadResponse("wrong_shape", f"expected {names}, got {type(data).__name__}")
     return data
 
 

@@ -198,3 +198,21 @@ def test_fixture_mock_handler_also_pages_the_synthetic_sequence():
     assert len(json.loads(resp.body)) == 1000
     assert "cursor=" in (resp.header("Link") or "")
     assert set(ALL_KEYS) >= set(json.loads(resp.body)[0]) - {"_id", "id"}
+
+
+def test_a_body_kept_by_a_checker_is_decoded_once_for_its_consumer():
+    """The retry middleware checks list pages with ``keep=True``; the spider's decode of the
+    same body object then reuses that result instead of decoding megabytes again."""
+    from ptmspiders.responses import BadResponse, load_json
+
+    body = SyntheticCatalogue(10).page(0, 10, ["author"])
+    checked = load_json(body, list, keep=True)
+    assert load_json(body, list) is checked  # handed over once...
+    again = load_json(body, list)
+    assert again == checked and again is not checked  # ...then decoded anew
+    load_json(body, list, keep=True)
+    with pytest.raises(BadResponse, match="wrong_shape"):
+        load_json(body, dict)  # the consumer's shape check still applies
+    twin = bytes(bytearray(body))
+    load_json(body, list, keep=True)
+    assert load_json(twin, list) is not load_json(body, list)

@@ -93,7 +93,7 @@ def malformed_reason(response: Response, expect: str | None) -> str | None:
     if "dataloss" in response.flags:
         return "truncated_body"
     try:
-        load_json(response.body, EXPECT[expect])
+        load_json(response.body, EXPECT[expect], keep=True)
     except BadResponse as exc:
         return exc.reason
     return None
