@@ -37,7 +37,7 @@ def ids(models: list[dict[str, Any]]) -> list[str]:
 
 
 TRANSIENT = [
-    ("429", 0.3, {}), ("429", 1.0, {"retry_after": "1"}),
+    ("429", 0.3, {}), ("429", 0.5, {"retry_after": "1"}),
     ("503", 0.3, {}), ("503", 1.0, {}),
     ("slow", 0.3, {"delay": 3.0}),  # beyond DOWNLOAD_TIMEOUT: a timeout
     ("slow", 1.0, {"delay": 0.3}),  # merely slow
@@ -48,9 +48,10 @@ TRANSIENT = [
 ]
 
 
-# Each kind on first attempts; at rate 1.0 also on the first two attempts of every URL.
+# Each kind on first attempts; at rate 1.0 also on the first two attempts of every URL, and
+# 429s (each a wait of a second or more) on two attempts of 30% of the URLs.
 CASES = [(k, r, o, 1) for k, r, o in TRANSIENT] + [
-    (k, r, o, 2) for k, r, o in TRANSIENT if r == 1.0]
+    (k, r, o, 2) for k, r, o in TRANSIENT if r == 1.0 or (k == "429" and r == 0.3)]
 
 
 @pytest.mark.parametrize(("kind", "rate", "options", "attempts"), CASES,
