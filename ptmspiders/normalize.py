@@ -246,7 +246,11 @@ def papers_from_tags(tags: Iterable[str]) -> list[str]:
 
 def dedupe(values: Iterable[Any]) -> list[Any]:
     """Order-preserving de-duplication that drops ``None`` and empty strings."""
-    return list(dict.fromkeys(v for v in values if v is not None and v != ""))
+    # Dedupe first, then drop the two unwanted keys: no per-value generator step (hot path).
+    unique = dict.fromkeys(values)
+    unique.pop(None, None)
+    unique.pop("", None)
+    return list(unique)
 
 
 def as_list(value: Any) -> list[Any]:
