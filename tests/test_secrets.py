@@ -34,10 +34,11 @@ def test_tokens_stay_with_their_hub_and_out_of_every_output(tmp_path: Path) -> N
         hf.before.insert(0, redirect)
         # A hub having a bad moment: errors must not leak the token either.
         hf.faults.add("503", rate=0.3, prefix="/api/")  # type: ignore[attr-defined]
+        # The other origin is no hub's: nothing may carry a credential there.
         env = hub_env(hf, HF_TOKEN=HF_TOKEN, GITHUB_TOKEN=GITHUB_TOKEN,
                       KAGGLE_USERNAME="someone", KAGGLE_KEY=KAGGLE_KEY,
-                      GITHUB_API_URL=other.url, GITHUB_RAW_URL=f"{other.url}/raw",
-                      KAGGLE_API_URL=f"{other.url}/api/v1")
+                      GITHUB_API_URL="http://127.0.0.1:9", GITHUB_RAW_URL="http://127.0.0.1:9/raw",
+                      KAGGLE_API_URL="http://127.0.0.1:9/api/v1")
         export = tmp_path / "items.jsonl"
         listing = run_crawl("hf_models", hf, tmp_path, "-s", "LOG_LEVEL=DEBUG",
                             "-s", "PTM_HF_PAGE_SIZE=30", "-s", "PTM_RETRY_BACKOFF_BASE=0.05",
@@ -53,9 +54,9 @@ def test_tokens_stay_with_their_hub_and_out_of_every_output(tmp_path: Path) -> N
 
     # The Hub got its own token on every request, and nothing else.
     assert hf_auth == {f"Bearer {HF_TOKEN}"}
-    # The redirect left the Hub's origin: the other origin never saw the Hub's token.
+    # The redirect left the Hub's origin: the other origin saw no credential at all.
     assert [r.path for r in other_requests] == [f"/api/models/{moved}"]
-    assert all(HF_TOKEN not in (a or "") for a in other_auth)
+    assert other_auth == {None}
     assert "renamed" in str(crawl_stats(details.stderr))
 
     kaggle_basic = base64.b64encode(f"someone:{KAGGLE_KEY}".encode()).decode()
@@ -72,3 +73,19 @@ def test_tokens_stay_with_their_hub_and_out_of_every_output(tmp_path: Path) -> N
         for secret in (HF_TOKEN, GITHUB_TOKEN, KAGGLE_KEY, kaggle_basic):
             assert secret not in text, f"{secret[:6]}... leaked into the {name}"
     assert "Hub credentials in use: HF_TOKEN, GITHUB_TOKEN, KAGGLE_KEY" in listing.stderr
+
+
+def test_github_token_goes_to_the_api_and_never_to_the_raw_host(tmp_path: Path) -> None:
+    with MockHub() as api, MockHub() as raw:
+        env = hub_env(api, GITHUB_TOKEN=GITHUB_TOKEN, HF_TOKEN=HF_TOKEN,
+                      HF_ENDPOINT="http://127.0.0.1:9", GITHUB_RAW_URL=f"{raw.url}/raw")
+        result = run_crawl("pytorch_hub", api, tmp_path, "-s", "LOG_LEVEL=DEBUG",
+                           "-O", str(tmp_path / "items.jsonl"), env=env)
+        api_requests = api.requests()
+        raw_requests = raw.requests()
+    assert api_requests and raw_requests
+    assert {r.headers.get("authorization") for r in api_requests} == {
+        f"Bearer {GITHUB_TOKEN}"}
+    assert {r.headers.get("authorization") for r in raw_requests} == {None}
+    for text in (result.stderr, (tmp_path / "items.jsonl").read_text()):
+        assert GITHUB_TOKEN not in text and HF_TOKEN not in text
