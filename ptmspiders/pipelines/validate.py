@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 import fastjsonschema
+import jsonschema_rs
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 Validator = Callable[[Any], Any]
 _VALIDATORS: dict[str, Validator] = {}
+_FAST: dict[str, Callable[[Any], bool]] = {}
 
 
 def load_schema(name: str) -> dict[str, Any]:
@@ -37,8 +39,22 @@ def validator(name: str) -> Validator:
     return v
 
 
+def fast_check(name: str) -> Callable[[Any], bool]:
+    """jsonschema-rs (Rust) for the common case, a valid document: about 5x faster than the
+    generated Python code. Its verdict "invalid" is never trusted alone (see schema_error)."""
+    check = _FAST.get(name)
+    if check is None:
+        check = _FAST[name] = jsonschema_rs.validator_for(load_schema(name)).is_valid
+    return check
+
+
 def schema_error(name: str, doc: dict[str, Any]) -> str | None:
     """``None`` when valid, else a short reason such as ``invalid_downloads``."""
+    try:
+        if fast_check(name)(doc):
+            return None
+    except (ValueError, TypeError):  # a value that is not JSON: the full validator decides
+        pass
     try:
         validator(name)(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
