@@ -167,6 +167,10 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_query(store: Store, args: argparse.Namespace) -> int:
     where = parse_filter(args.filter)
+    if not args.collection or not all(c.islower() or c.isdigit() or c == "_"
+                                      for c in args.collection):
+        raise UsageError(f"invalid collection name {args.collection!r} (e.g. models, owners, "
+                         "crawls, changes)")
     fields = split_fields(args.fields)
     rows = store.query(args.collection, where, fields=fields, sort=parse_sort(args.sort),
                        limit=args.limit)
