@@ -12,11 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
+from scrapy import signals
+from scrapy.utils.misc import build_from_crawler
+from scrapy.utils.test import get_crawler
 
-from ptmspiders.checkpoint import FILENAME, Checkpoints
+from ptmspiders.checkpoint import FILENAME, Checkpoints, crawler_checkpoints
+from ptmspiders.parsers.huggingface import parse_model
+from ptmspiders.pipelines import StorePipeline
+from ptmspiders.spiders.hf_models import HfModelsSpider
 from tests.conftest import ROOT, crawl_stats, hub_env, run_crawl
 from tests.mockhub import MockHub
-from tests.mockhub.faults import fill_models
+from tests.mockhub.faults import fill_models, generate_models
 
 
 def test_checkpoint_moves_only_past_pages_whose_ids_are_durable(tmp_path: Path) -> None:
@@ -100,3 +106,24 @@ def test_sigkill_and_resume_stores_every_model_once(mockhub: MockHub, tmp_path: 
     assert stats["ptm/incomplete/resumed"] == 1
     assert not [k for k in stats if k.startswith("ptm/incomplete/") and "resumed" not in k]
     assert os.path.exists(tmp_path / "job" / FILENAME)
+
+
+def test_dropped_items_settle_and_store_flushes_report_durable_ids(tmp_path: Path) -> None:
+    crawler = get_crawler(HfModelsSpider, {
+        "JOBDIR": str(tmp_path / "job"), "PTM_STORE_URI": f"sqlite:///{tmp_path}/ptm.sqlite",
+        "PTM_STORE_BATCH_SIZE": 100})
+    crawler.stats.open_spider()
+    a, b = (parse_model(m, endpoint="http://hub.test", source_url=None, seen_at="2025-01-01T"
+                        "00:00:00.000Z") for m in generate_models(2))
+    tracker = crawler_checkpoints(crawler)
+    assert crawler_checkpoints(crawler) is tracker
+    tracker.page("L", [a._id, b._id], "http://hub.test/api/models?cursor=2")
+    pipe = build_from_crawler(StorePipeline, crawler)
+    pipe.open_spider()
+    pipe.process_item(a)
+    crawler.signals.send_catch_log(signals.item_dropped, item=b, response=None,
+                                   exception=Exception("invalid"), spider=None)
+    assert tracker.resume("L") == (False, None)  # a is only buffered so far
+    pipe.close_spider()  # the final flush makes it durable
+    assert Checkpoints(tmp_path / "job" / FILENAME).resume("L") == (
+        False, "http://hub.test/api/models?cursor=2")
