@@ -349,7 +349,7 @@ class RateLimitMiddleware:
                 bucket.probe_lost()
         at, why = reserved
         request.meta[META_KEY] = (bucket.key, bucket.sent)
-        if why == "probe":
+        if bucket.unknown:  # this request is the probe
             self.stats.inc_value("ptm/ratelimit/probes")
         wait = at - now
         if wait <= 0:
