@@ -322,3 +322,28 @@ def test_a_waiting_bucket_does_not_hold_up_other_buckets() -> None:
     assert clock.slept == []
     send(mw, f"{HF}/api/models?cursor=x")
     assert clock.slept == [200.0]
+
+
+def test_waiting_for_a_long_blocked_probe_does_not_send_a_second_probe() -> None:
+    mw, _ = middleware()
+    mw.probe_timeout = 0.01  # (real seconds) a probe that is out this long counts as lost
+    req = send(mw, f"{HF}/api/models")
+    again = mw.process_response(req, answer(req, 429, {"RateLimit": '"api";r=0;t=100'}))
+    assert isinstance(again, Request)
+    bucket = mw.buckets[f"{HF}|api"]
+
+    async def scenario() -> None:
+        mw.sleep = lambda seconds: asyncio.sleep(60)  # the probe waits for the reset
+        probe = asyncio.ensure_future(mw.process_request(again))
+        await asyncio.sleep(0)
+        first_probe = bucket.probe_seq
+        waiter = asyncio.ensure_future(mw.process_request(Request(f"{HF}/api/x")))
+        await asyncio.sleep(0.1)
+        # The probe has not even gone out: the waiter must not become a second probe.
+        assert bucket.probe_seq == first_probe
+        assert not waiter.done()
+        probe.cancel()
+        waiter.cancel()
+
+    asyncio.run(scenario())
+    assert mw.stats.get_value("ptm/ratelimit/probes") == 2  # the first, and one after the 429

@@ -343,10 +343,13 @@ class RateLimitMiddleware:
             reserved = bucket.reserve(now)
             if reserved is not None:
                 break
+            # The probe may itself wait for a reset first: time it from when it goes out.
+            patience = max(bucket.probe_sent_at - now, 0.0) + self.probe_timeout
             try:
-                await asyncio.wait_for(self._event(bucket.key).wait(), self.probe_timeout)
+                await asyncio.wait_for(self._event(bucket.key).wait(), patience)
             except TimeoutError:
-                bucket.probe_lost()
+                if self.clock() >= bucket.probe_sent_at + self.probe_timeout:
+                    bucket.probe_lost()
         at, why = reserved
         request.meta[META_KEY] = (bucket.key, bucket.sent)
         if bucket.unknown:  # this request is the probe
