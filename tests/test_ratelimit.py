@@ -237,7 +237,7 @@ def test_429_waits_exactly_until_reset_and_resends_without_spending_retries(
     assert isinstance(again, Request)
     assert again.url == first.url and again.dont_filter and again.priority == 11
     assert again.meta["retry_times"] == 2 and again.meta[WAITS_META] == 1
-    assert "waiting 55.0 s" in caplog.text and f"{HF}|api" in caplog.text
+    assert "on huggingface api (http://hub.test:8001): waiting 55.0 s" in caplog.text
     assert "RateLimit t=55" in caplog.text
     send(mw, again.url)
     assert clock.slept == [55.0]

@@ -82,6 +82,7 @@ class Bucket:
     roll_seq: int = 0  # reservations made before the current window began
     window_start: float | None = None
     waited_window: float | None = field(default=None, repr=False)
+    label: str = ""  # for log lines: "huggingface api (https://huggingface.co:443)"
 
     @property
     def tolerance(self) -> float:
@@ -314,12 +315,14 @@ class RateLimitMiddleware:
             key = f"{req_origin}|{bucket_name}"
             if key not in self.buckets:
                 self.buckets[key] = Bucket(key, rule.buckets.get(bucket_name), rule.window,
-                                           self.burst)
+                                           self.burst,
+                                           label=f"{rule.hub} {bucket_name} ({req_origin})")
             return self.buckets[key]
         # Another host: paced only once it has told us about a limit.
         key = f"{req_origin}|{name or 'default'}"
         if key not in self.buckets and create:
-            self.buckets[key] = Bucket(key, None, 60.0, self.burst, unknown=False)
+            self.buckets[key] = Bucket(key, None, 60.0, self.burst, unknown=False,
+                                       label=f"{name or 'default'} ({req_origin})")
         return self.buckets.get(key)
 
     def _event(self, key: str) -> asyncio.Event:
@@ -360,8 +363,8 @@ class RateLimitMiddleware:
         if why == "budget" and bucket.waited_window != bucket.window_end:
             bucket.waited_window = bucket.window_end
             self.stats.inc_value("ptm/ratelimit/window_waits")
-            logger.info("Rate limit: bucket %s has used its %s requests of this %.0f s window; "
-                        "waiting %.1f s for the reset", bucket.key, bucket.quota,
+            logger.info("Rate limit: %s has used its %s requests of this %.0f s window; "
+                        "waiting %.1f s for the reset", bucket.label or bucket.key, bucket.quota,
                         bucket.window, wait)
         self.stats.inc_value(f"ptm/ratelimit/delayed/{why or 'pace'}")
         self.stats.inc_value("ptm/ratelimit/delay_ms", round(wait * 1000))
@@ -431,8 +434,9 @@ class RateLimitMiddleware:
             return response
         if moved:
             self.stats.inc_value("ptm/ratelimit/wait_ms", round(wait * 1000))
-            logger.info("Rate limited (%s) on bucket %s: waiting %.1f s until the window "
-                        "resets (%s), then resending %s", status, bucket.key, wait, source,
+            logger.info("Rate limited (%s) on %s: waiting %.1f s until the window "
+                        "resets (%s), then resending %s", status, bucket.label or bucket.key,
+                        wait, source,
                         request.url)
         retry = request.replace(dont_filter=True, priority=request.priority + 1)
         retry.meta[WAITS_META] = waits
