@@ -159,6 +159,8 @@ class Bucket:
         end = now + reset
         if self.window_end is None or end > self.window_end + self.tolerance:
             self.window_end = end  # the hub is in a later window than assumed
+            self.window_start = end - self.window
+            self.roll_seq = max(self.roll_seq, seq - 1)
             self.left = remaining - after
         elif end >= self.window_end - self.tolerance:
             # Same window: never assume it ends earlier than first seen (a reset rounded down
