@@ -23,13 +23,15 @@ KAGGLE = "http://hub.test:8001/api/v1"
 
 
 def simulate(*, quota: int, window: float, phase: float, workers: int, latency: float,
-             n: int, burst: float = 0.5, configured: int | None = None
+             n: int, burst: float = 0.5, configured: int | None = None,
+             configured_window: float | None = None, announce_window: bool = True
              ) -> tuple[dict[int, int], float, int]:
     """Drive one bucket against a fixed-window server on a simulated clock.
 
     Returns the server's count per window, when the last answer arrived, and how many 429s.
     """
-    bucket = Bucket("k", configured if configured is not None else quota, window, burst)
+    bucket = Bucket("k", configured if configured is not None else quota,
+                    configured_window or window, burst)
     counts: dict[int, int] = {}
     events: list[tuple[float, int, str, int]] = []
     order = 0
@@ -76,7 +78,8 @@ def simulate(*, quota: int, window: float, phase: float, workers: int, latency: 
             start(now, resend=True)
         else:
             _, remaining, reset = kind.split(":")
-            bucket.observe(now, seq, int(remaining), float(reset), quota, window)
+            bucket.observe(now, seq, int(remaining), float(reset), quota,
+                           window if announce_window else None)
             done += 1
             start(now)
         for _ in range(waiting):
@@ -103,6 +106,15 @@ def test_learns_a_smaller_quota_from_the_headers() -> None:
                                   n=60, configured=500)
     assert max(counts.values()) <= 5
     assert limited == 0
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_a_window_nobody_announces_is_learnt(workers: int) -> None:
+    # GitHub-style: remaining and reset only; configured for an hour, really 4 s.
+    counts, end, _ = simulate(quota=6, window=4, phase=1.3, workers=workers, latency=0.05,
+                              n=120, configured_window=3600, announce_window=False)
+    assert max(counts.values()) <= 6 + 1  # at most a probe beyond the quota
+    assert end <= 30 * 4  # 20 windows' worth of requests, not hours
 
 
 def test_slow_answers_do_not_overrun() -> None:

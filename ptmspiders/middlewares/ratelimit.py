@@ -7,11 +7,12 @@ Kaggle's API one. A bucket is a fixed window: ``quota`` requests per ``window`` 
 from the settings (the tier tables of HUBS.md), then from what the hub says on every answer
 (``RateLimit`` / ``RateLimit-Policy``, GitHub's ``X-RateLimit-*``).
 
-How a request's send time is decided (``Bucket.reserve``): the first request of a bucket, and
-the first after a 429, is a probe sent alone; its answer tells where the window ends and how
-much is left. After that, up to ``PTM_RATELIMIT_BURST`` of a window's quota goes out at once and
-the rest is spread evenly over the time left in the window, so the remaining count reaches zero
-at the window's end rather than early; when nothing is left, requests wait for the reset. On a
+How a request's send time is decided (``Bucket.reserve``): the first request of a bucket, of
+every new window and after a 429 is a probe sent alone; its answer tells where the window ends
+and how much is left (so a wrong guess of the window costs one request, never a burst). After
+that, up to ``PTM_RATELIMIT_BURST`` of a window's quota goes out at once and the rest is spread
+evenly over the time left in the window, so the remaining count reaches zero at the window's end
+rather than early; when nothing is left, requests wait for the reset. On a
 429 (or GitHub's 403 with nothing remaining, or a secondary limit with ``Retry-After``) the
 bucket waits exactly until the window resets and the same request is sent again: the wait uses
 no retry and drops nothing.
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -88,14 +88,6 @@ class Bucket:
     def tolerance(self) -> float:
         return min(1.5, self.window / 4)
 
-    def _roll(self, t: float) -> None:
-        if self.window_end is not None and t >= self.window_end and self.quota is not None:
-            windows = math.floor((t - self.window_end) / self.window) + 1
-            self.window_end += windows * self.window
-            self.window_start = self.window_end - self.window
-            self.left = self.quota
-            self.roll_seq = self.sent
-
     def reserve(self, now: float) -> tuple[float, str] | None:
         """The send time of one more request and why it waits (``""``, ``probe``, ``pace``,
         ``budget`` or ``blocked``); ``None`` means: wait until the probe is answered."""
@@ -112,15 +104,18 @@ class Bucket:
         if self.quota is None or self.window_end is None:
             self.sent += 1
             return t, why
-        rolled = t >= self.window_end
-        self._roll(t)
-        if self.left <= 0:
+        if self.left <= 0 or t >= self.window_end:
+            # A new window (the budget is spent, or time ran out): its first request goes
+            # alone, as a probe, so the hub's answer anchors the window before more is sent.
             t = max(t, self.window_end)
             self.window_start = self.window_end
-            self.window_end += self.window
-            self.left = self.quota
-            self.roll_seq = self.sent
-            why = "budget"
+            self.unknown = True
+            self.probe_out = True
+            self.probe_sent_at = t
+            self.sent += 1
+            self.probe_seq = self.sent
+            self.roll_seq = self.sent - 1
+            return t, "budget" if t > now else (why or "probe")
         self.sent += 1
         self.left -= 1
         if self.left > self.quota * (1 - self.burst):
@@ -129,7 +124,7 @@ class Bucket:
             interval = max(self.window_end - t, 0.0) / (self.left + 1)
         self.next_at = t + interval
         if not why and t > now:
-            why = "budget" if rolled else "pace"
+            why = "pace"
         return t, why
 
     def observe(self, now: float, seq: int, remaining: int | None, reset: float | None,
@@ -146,7 +141,11 @@ class Bucket:
             self.unknown = False
             self.probe_out = False
             if remaining is not None and reset is not None:
-                self.window_end = now + reset
+                end = now + reset
+                if (window is None and self.window_start is not None
+                        and end - self.window_start > self.tolerance):
+                    self.window = end - self.window_start  # learnt from the boundary
+                self.window_end = end
                 self.left = remaining - after
             elif self.quota is not None:
                 self.window_end = self.probe_sent_at + self.window
@@ -155,7 +154,6 @@ class Bucket:
             return
         if remaining is None or reset is None:
             return
-        self._roll(now)
         end = now + reset
         if self.window_end is None or end > self.window_end + self.tolerance:
             self.window_end = end  # the hub is in a later window than assumed
@@ -174,6 +172,7 @@ class Bucket:
                 self.window = end - self.window_start
             self.window_end = end
             self.left = min(self.left, remaining - after)
+            self.next_at = min(self.next_at, now)  # the spacing came from the longer window
 
     def limited(self, now: float, wait: float) -> bool:
         """A 429: nothing until ``now + wait``, then one probe. True if this moved the wait."""
