@@ -216,3 +216,52 @@ def test_a_body_kept_by_a_checker_is_decoded_once_for_its_consumer():
     twin = bytes(bytearray(body))
     load_json(body, list, keep=True)
     assert load_json(twin, list) is not load_json(body, list)
+
+
+def _owner_response(request, status, body):
+    from scrapy.http import TextResponse
+
+    return TextResponse(request.url, body=orjson.dumps(body), status=status, request=request,
+                        encoding="utf-8")
+
+
+def test_owner_lookups_ask_first_for_the_kind_found_more_often():
+    """On a hub where most owners are users, the org-first guess would cost two calls for
+    most owners; after users dominate, users are asked first and orgs fall back."""
+    from scrapy.utils.test import get_crawler
+
+    from ptmspiders.items import OwnerItem
+    from ptmspiders.spiders.hf_models import HfModelsSpider
+
+    crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": "http://hub.test",
+                                           "PTM_STORE_ENABLED": False})
+    crawler.stats.open_spider()
+    s = HfModelsSpider.from_crawler(crawler)
+    s.collect_owners = True
+    calls = 0
+
+    def resolve(name, kind):
+        nonlocal calls
+        (req,) = s.owner_requests(name)
+        assert req.dont_filter  # the spider dedupes owners, not the dupefilter
+        while True:
+            calls += 1
+            asked = "org" if "/api/organizations/" in req.url else "user"
+            if asked == kind:
+                body = {"name": name, "type": "user"} if kind == "user" else {"name": name}
+                (item,) = s.parse_owner(_owner_response(req, 200, body))
+                return item
+            out = list(s.parse_owner(_owner_response(req, 404, {"error": "not found"})))
+            if isinstance(out[0], OwnerItem):
+                return out[0]
+            (req,) = out
+
+    assert resolve("u0", "user").type == "user"  # tie: org first, then user (2 calls)
+    assert calls == 2
+    for i in range(1, 6):
+        assert resolve(f"u{i}", "user").type == "user"
+    assert calls == 2 + 5  # users first now: one call each
+    assert resolve("big-org", "org").type == "org"  # user 404, then org
+    assert calls == 2 + 5 + 2
+    gone = resolve("gone", "nobody")
+    assert gone.type == "unknown" and calls == 2 + 5 + 2 + 2  # both kinds tried, once each
