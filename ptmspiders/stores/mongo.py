@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ptmspiders.query import check_fields, check_filter, with_id_tiebreak
+from ptmspiders.query import check_fields, check_filter, dotted, with_id_tiebreak
 from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError, redact_uri
 
 
@@ -88,7 +88,7 @@ class MongoStore(Store):
                 {"_id": {"$in": wanted[start:start + 1000]}}, projection
             ):
                 if fields:
-                    out[doc["_id"]] = {f: _dotted(doc, f) for f in fields}
+                    out[doc["_id"]] = {f: dotted(doc, f) for f in fields}
                 else:
                     out[doc["_id"]] = doc
         return out
@@ -117,7 +117,7 @@ class MongoStore(Store):
             cursor = cursor.limit(limit)
         for doc in cursor:
             if fields:
-                yield {"_id": doc["_id"], **{f: _dotted(doc, f) for f in fields if f != "_id"}}
+                yield {"_id": doc["_id"], **{f: dotted(doc, f) for f in fields if f != "_id"}}
             else:
                 yield doc
 
@@ -151,11 +151,3 @@ def _database_name(uri: str) -> str:
         raise ValueError(f"invalid database name {name!r}")
     return name or "ptm"
 
-
-def _dotted(doc: Mapping[str, Any], field: str) -> Any:
-    value: Any = doc
-    for part in field.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
