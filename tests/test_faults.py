@@ -117,3 +117,23 @@ def test_owners_that_never_answer_are_named_and_counted(mockhub: MockHub,
     for n in (1, 3, 5):
         assert f"/api/users/gen-user-{n:03d}/overview" in result.stderr
     assert "ptm/incomplete" not in stats
+
+
+def test_a_cursor_loop_ends_the_listing(mockhub: MockHub, tmp_path: Path) -> None:
+    models = fill_models(mockhub, N_MODELS, owners=6)
+    third, second = encode_cursor(2 * PAGE), encode_cursor(PAGE)
+
+    def loop_back(hub: MockHub, req: Any, resp: Any) -> Any:
+        if f"cursor={third}" in req.raw_target:
+            resp.headers = [(k, v.replace(third, second).replace(encode_cursor(3 * PAGE),
+                                                                  second))
+                            for k, v in resp.headers]
+        return resp
+
+    mockhub.after.append(loop_back)
+    result = run_crawl("hf_models", mockhub, tmp_path, *FAST)
+    stats = crawl_stats(result.stderr)
+    assert stored(tmp_path) == ids(models[: 3 * PAGE])
+    assert stats["ptm/incomplete/list_cursor_loop"] == 1
+    assert "points back to" in result.stderr
+    assert stats["ptm/list_pages"] == 3

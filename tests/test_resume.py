@@ -127,3 +127,35 @@ def test_dropped_items_settle_and_store_flushes_report_durable_ids(tmp_path: Pat
     pipe.close_spider()  # the final flush makes it durable
     assert Checkpoints(tmp_path / "job" / FILENAME).resume("L") == (
         False, "http://hub.test/api/models?cursor=2")
+
+
+@pytest.mark.crawl
+def test_graceful_stop_and_resume_follows_the_listing_once(mockhub: MockHub,
+                                                           tmp_path: Path) -> None:
+    models = fill_models(mockhub, 400, owners=4)
+    mockhub.faults.add("slow", attempts=None, prefix="/api/models",  # type: ignore[attr-defined]
+                       delay=0.25)
+    db = tmp_path / "ptm.sqlite"
+    args = ["-s", "PTM_HF_PAGE_SIZE=20", "-s", f"JOBDIR={tmp_path / 'job'}"]
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "hf_models",
+           "-s", f"PTM_STORE_URI=sqlite:///{db}", "-s", "LOG_LEVEL=INFO",
+           "-s", "PTM_STORE_FLUSH_SECONDS=0.5", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(mockhub), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while count_models(db) < 100 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C once: Scrapy stops gracefully
+    finally:
+        assert proc.wait(timeout=60) == 0
+    assert count_models(db) < len(models)
+    before = len(mockhub.requests("/api/models"))
+    result = run_crawl("hf_models", mockhub, tmp_path, *args, store_uri=f"sqlite:///{db}")
+    stats = crawl_stats(result.stderr)
+    assert count_models(db) == len(models)
+    second_run = [r.raw_target for r in mockhub.requests("/api/models")[before:]]
+    # No page is followed twice: at most one extra request, for the page both the checkpoint
+    # and Scrapy's saved queue pointed at.
+    assert len(second_run) - len(set(second_run)) <= 1
+    assert stats["ptm/list_pages"] == len(set(second_run))

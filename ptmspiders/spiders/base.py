@@ -87,21 +87,23 @@ class PtmSpider(Spider):
     def listing_start(self, listing: str, first_url: str) -> str | None:
         """Where a paged listing starts: ``first_url``, or with ``JOBDIR`` the checkpoint of a
         killed run; ``None`` if that run completed the listing. List-page requests must be
-        ``dont_filter=True`` (the JOBDIR dupefilter remembers pages whose models were lost)."""
+        ``dont_filter=True`` (the JOBDIR dupefilter remembers pages whose models were lost), so
+        the spider guards against cursor loops itself; after a graceful stop Scrapy's queue may
+        hold the same page again, which the spider then parses once."""
         done, resume_url = crawler_checkpoints(self.crawler).resume(listing)
         if done:
             logger.info("Listing %s is complete in this JOBDIR: nothing to resume", listing)
             return None
-        if resume_url:
-            logger.info("Resuming listing %s at %s (JOBDIR checkpoint)", listing, resume_url)
-            self.count("resumed_listings")
-            # This run sees only the rest of the listing: history must not infer removals.
-            self.incomplete_reasons.append("resumed")
-            if self.crawler.stats is not None:
-                self.crawler.stats.set_value("ptm/incomplete", True)
-                self.crawler.stats.inc_value("ptm/incomplete/resumed")
-            return resume_url
-        return first_url
+        if not resume_url:
+            return first_url
+        self.count("resumed_listings")
+        # This run sees only the rest of the listing: history must not infer removals.
+        self.incomplete_reasons.append("resumed")
+        if self.crawler.stats is not None:
+            self.crawler.stats.set_value("ptm/incomplete", True)
+            self.crawler.stats.inc_value("ptm/incomplete/resumed")
+        logger.info("Resuming listing %s at %s (JOBDIR checkpoint)", listing, resume_url)
+        return resume_url
 
     def listing_page(self, listing: str, ids: list[str], next_url: str | None) -> None:
         """Register a parsed list page (before yielding its items): once ``ids`` are stored,

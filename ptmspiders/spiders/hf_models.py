@@ -58,6 +58,9 @@ class HfModelsSpider(PtmSpider):
             raise ArgumentError(f"-a expand: unknown properties {', '.join(sorted(unknown))}")
         self.emitted = 0
         self.owners_requested: set[str] = set()
+        # List pages parsed: list requests skip the dupefilter (JOBDIR resume), so cursor loops
+        # and a page queued twice (checkpoint + a gracefully stopped job's queue) stop here.
+        self.list_pages_seen: set[str] = set()
         self.owner_kinds_found: dict[str, int] = {}  # overviews found per kind (org/user)
 
     @property
@@ -98,6 +101,10 @@ class HfModelsSpider(PtmSpider):
                       priority=LIST_PRIORITY, dont_filter=True, meta={"ptm_expect": "list"})
 
     def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
+        if response.url in self.list_pages_seen:
+            self.count("list_pages_duplicate")
+            return
+        self.list_pages_seen.add(response.url)
         seen_at = self.seen_at()
         try:
             items, rejects = hf.parse_models_page(response.body, endpoint=self.endpoint,
@@ -117,8 +124,14 @@ class HfModelsSpider(PtmSpider):
         if self.limit is not None and self.emitted >= self.limit:
             next_url = None
         next_url = urljoin(response.url, next_url) if next_url else None
-        self.listing_page(getattr(self, "listing_key", response.url), [i._id for i in items],
-                          next_url)
+        if next_url in self.list_pages_seen:
+            logger.error("The next link of %s points back to %s: listing stopped", response.url,
+                         next_url)
+            self.mark_incomplete("list_cursor_loop")
+            next_url = None  # and no checkpoint past this page: a resumed run tries it again
+        else:
+            self.listing_page(getattr(self, "listing_key", response.url),
+                              [i._id for i in items], next_url)
         # The page's outputs are built in one go, so the per-page state of refresh_needed and
         # carry_over is never shared with the next page's callback, which may run meanwhile:
         # the next page is asked for first, and the Hub prepares it while these items are
