@@ -4,15 +4,22 @@
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 log=$(mktemp -d)/mockhub.out
-python -m tests.mockhub --port 0 >"$log" 2>&1 &
-mock_pid=$!
-trap 'kill $mock_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  grep -q MOCKHUB_URL= "$log" 2>/dev/null && break
-  sleep 0.1
-done
+mock_pid=
+trap '[ -n "$mock_pid" ] && kill $mock_pid 2>/dev/null || true' EXIT
+# A fixed port keeps the stored URLs equal between demo runs (history would record a new port
+# as a change of every model's url); any free port when it is taken.
+start_mock() {
+  python -m tests.mockhub --port "$1" >"$log" 2>&1 &
+  mock_pid=$!
+  for _ in $(seq 1 100); do
+    grep -q MOCKHUB_URL= "$log" 2>/dev/null && return 0
+    kill -0 "$mock_pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+start_mock "${PTM_DEMO_PORT:-8731}" || start_mock 0 || { echo "mock hub did not start:"; cat "$log"; exit 1; }
 url=$(sed -n 's/^MOCKHUB_URL=//p' "$log")
-[ -n "$url" ] || { echo "mock hub did not start:"; cat "$log"; exit 1; }
 echo "Mock hub at $url"
 export HF_ENDPOINT=$url GITHUB_API_URL=$url GITHUB_RAW_URL=$url/raw MODELZOO_URL=$url \
   KAGGLE_API_URL=$url/api/v1
