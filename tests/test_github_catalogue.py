@@ -160,3 +160,12 @@ def test_a_parser_bug_on_one_file_is_counted_not_raised(monkeypatch):
     assert list(spider.parse_file_response(TextResponse(request.url, body=GOOD),
                                            **request.cb_kwargs)) == []
     assert stats(spider)["ptm/skipped/parser_error"] == 1
+
+
+def test_paths_argument_restricts_the_catalogue_files():
+    spider = make_spider(None, paths="good.md,sub/")
+    tree_request = started(spider)
+    files = {"good.md": GOOD, "other.md": OTHER, "good.md.bak.md": GOOD}
+    requests = list(spider.parse_tree(TextResponse(tree_request.url, body=tree_body(files))))
+    assert [r.url.rsplit("/", 1)[1] for r in requests] == ["good.md"]
+    assert stats(spider)["ptm/catalogue_files"] == 1

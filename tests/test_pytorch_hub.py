@@ -167,3 +167,22 @@ def test_crawl_of_another_ref_that_does_not_exist_is_incomplete(mockhub, tmp_pat
     assert stats["ptm/incomplete"] is True
     assert stats["ptm/incomplete/list_request_failed"] == 1
     assert not mockhub.requests("/raw/")
+
+
+@pytest.mark.crawl
+def test_history_sees_unchanged_files_and_infers_removals_only_from_whole_crawls(mockhub,
+                                                                                  tmp_path):
+    uri = f"sqlite:///{tmp_path}/ptm.sqlite"
+    run_crawl("pytorch_hub", mockhub, tmp_path)
+    mockhub.github.delete("pytorch", "hub", "master", "intelisl_midas_v2.md")
+    # Restricted to one file: nothing is inferred about the others.
+    run_crawl("pytorch_hub", mockhub, tmp_path, "-a", "paths=pytorch_vision_alexnet.md")
+    with open_store(uri) as store:
+        assert store.get("models", "pytorch_hub:intelisl_midas_v2").get("removed_at") is None
+    # A whole crawl: the unchanged (skipped) files count as seen, the deleted one is removed.
+    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path).stderr)
+    assert stats["ptm/history/missing"] == 1
+    with open_store(uri) as store:
+        removed = {d["_id"] for d in store.find("models", {"hub": "pytorch_hub"})
+                   if d.get("removed_at")}
+    assert removed == {"pytorch_hub:intelisl_midas_v2"}

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from scrapy import Request
 from scrapy.http import Response
 
-from ptmspiders.args import ArgumentError
+from ptmspiders.args import ArgumentError, list_arg
 from ptmspiders.github import RepoRef, TreeEntry, git_blob_sha, parse_tree, raw_url, trees_url
 from ptmspiders.responses import BadResponse
 from ptmspiders.spiders.base import PtmSpider
@@ -51,8 +51,11 @@ class GithubCatalogueSpider(PtmSpider):
 
     repo: RepoRef
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, paths: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # ``-a paths=a.md,assets/docs/google/``: only catalogue files at or below these paths
+        # (a restricted crawl: history infers no removals from it).
+        self.paths = list_arg(paths)
         self.stored: dict[str, list[StoredDoc]] = {}  # catalogue path -> stored documents
 
     async def start(self) -> AsyncIterator[Request]:
@@ -91,7 +94,9 @@ class GithubCatalogueSpider(PtmSpider):
         if tree.truncated:
             # GitHub cut the listing: what is missing must not be taken as removed.
             self.mark_incomplete("tree_truncated")
-        files = [e for e in tree.blobs() if self.is_catalogue_file(e.path)]
+        files = [e for e in tree.blobs() if self.is_catalogue_file(e.path)
+                 and (not self.paths or any(e.path == p or e.path.startswith(p.rstrip("/") + "/")
+                                            for p in self.paths))]
         self.count("catalogue_files", len(files))
         logger.info("%s@%s (tree %s): %d catalogue files of %d entries", self.repo.full_name,
                     self.repo.ref, tree.sha[:12], len(files), len(tree.entries))
