@@ -185,3 +185,22 @@ def test_crawl_accounts_for_every_file_and_links_collections(mockhub, tmp_path):
         assert store.count("models", {"hub": "tfhub"}) == 7
         members = store.get("collections", COLLECTION)["members"]
     assert "google/yamnet_edgetpu/1" not in members
+
+
+@pytest.mark.crawl
+def test_crawl_goes_on_when_a_collection_cannot_be_read(mockhub, tmp_path):
+    from tests.mockhub import MockResponse
+
+    def gone(hub, req):
+        if req.path.endswith("/collections/mobilenet_v3/1.md"):
+            return MockResponse.text("404: Not Found", status=404)
+        return None
+
+    mockhub.before.append(gone)
+    result = run_crawl("tfhub", mockhub, tmp_path)
+    stats = crawl_stats(result.stderr)
+    assert stats["ptm/failed/raw"] == 1
+    assert stats["ptm/incomplete/raw_failed"] == 1
+    assert "Catalogue file assets/docs/google/collections/mobilenet_v3/1.md could not be read" \
+        in result.stderr
+    assert stats["ptm/valid/models"] == 7 and "ptm/valid/collections" not in stats
