@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +51,28 @@ def test_github_quota_headers_pace_the_rest_api(mockhub: MockHub, tmp_path: Path
     assert len(stored_ids(tmp_path)) == 300
     assert quota.excess(probes=1) == {}, quota.counts
     assert "ptm/incomplete" not in crawl_stats(result.stderr)
+
+
+def test_a_waiting_api_bucket_does_not_stop_the_resolvers(mockhub: MockHub,
+                                                          tmp_path: Path) -> None:
+    # The API allows 3 requests per 3 s; model cards come from the resolvers, unthrottled.
+    fill_models(mockhub, 120, owners=2)
+    quota = mockhub.quota(3, 3.0, prefix="/api/")  # type: ignore[attr-defined]
+    seen: list[tuple[float, str]] = []
+
+    def clock(hub: MockHub, req: Any, resp: Any) -> Any:
+        seen.append((time.monotonic(), req.path))
+        return resp
+
+    mockhub.after.append(clock)
+    run_crawl("hf_models", mockhub, tmp_path, "-s", "PTM_HF_PAGE_SIZE=20",
+              "-s", "PTM_HF_CARDS=True", "-a", "owners=0")
+    assert len(stored_ids(tmp_path)) == 120
+    assert quota.excess(probes=1) == {}, quota.counts
+    api = [t for t, p in seen if p.startswith("/api/")]
+    cards = [t for t, p in seen if "/resolve/" in p]
+    assert len(cards) == 120
+    # Some cards were fetched while the API bucket sat out a window wait.
+    gaps = [(a, b) for a, b in itertools.pairwise(api) if b - a > 1.0]
+    assert gaps
+    assert any(a < t < b for a, b in gaps for t in cards)
