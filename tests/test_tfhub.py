@@ -12,6 +12,7 @@ from ptmspiders.responses import BadResponse
 from ptmspiders.spiders.tfhub import is_collection_path
 from ptmspiders.stores import open_store
 from tests.conftest import FIXTURES, crawl_stats, run_crawl
+from tests.mockhub import MockResponse
 
 ROOT = FIXTURES / "github" / "tensorflow" / "tfhub.dev" / "master"
 DOCS = "assets/docs/"
@@ -189,8 +190,6 @@ def test_crawl_accounts_for_every_file_and_links_collections(mockhub, tmp_path):
 
 @pytest.mark.crawl
 def test_crawl_goes_on_when_a_collection_cannot_be_read(mockhub, tmp_path):
-    from tests.mockhub import MockResponse
-
     def gone(hub, req):
         if req.path.endswith("/collections/mobilenet_v3/1.md"):
             return MockResponse.text("404: Not Found", status=404)
