@@ -12,15 +12,17 @@ every new window and after a 429 is a probe sent alone; its answer tells where t
 and how much is left (so a wrong guess of the window costs one request, never a burst). After
 that, up to ``PTM_RATELIMIT_BURST`` of a window's quota goes out at once and the rest is spread
 evenly over the time left in the window, so the remaining count reaches zero at the window's end
-rather than early; when nothing is left, requests wait for the reset. On a
-429 (or GitHub's 403 with nothing remaining, or a secondary limit with ``Retry-After``) the
-bucket waits exactly until the window resets and the same request is sent again: the wait uses
-no retry and drops nothing.
+rather than early; when nothing is left, requests wait for the reset. On a 429 (or GitHub's
+403 with nothing remaining, or a secondary limit with ``Retry-After``) the bucket waits exactly
+until the window resets and the same request is sent again: the wait uses no retry and drops
+nothing.
 
 Waiting is an ``asyncio.sleep`` in the coroutine ``process_request`` of this middleware, placed
 next to the downloader (order 950) so the moment a request leaves it is the moment it is sent;
 other buckets keep their own clocks. Each bucket also gets its own downloader slot
-(``download_slot`` meta), so a waiting bucket does not hold another bucket's concurrency.
+(``download_slot`` meta), so a waiting bucket does not hold another bucket's concurrency. As
+with Scrapy's own ``DOWNLOAD_DELAY``, waiting requests still count against
+``CONCURRENT_REQUESTS``.
 """
 
 from __future__ import annotations
