@@ -94,14 +94,16 @@ class GithubCatalogueSpider(PtmSpider):
         if tree.truncated:
             # GitHub cut the listing: what is missing must not be taken as removed.
             self.mark_incomplete("tree_truncated")
-        files = [e for e in tree.blobs() if self.is_catalogue_file(e.path)
-                 and (not self.paths or any(e.path == p or e.path.startswith(p.rstrip("/") + "/")
-                                            for p in self.paths))]
+        files = [e for e in tree.blobs() if self.is_catalogue_file(e.path) and self.wanted(e.path)]
         self.count("catalogue_files", len(files))
         logger.info("%s@%s (tree %s): %d catalogue files of %d entries", self.repo.full_name,
                     self.repo.ref, tree.sha[:12], len(files), len(tree.entries))
         self.stored = self.stored_by_path()
         yield from self.schedule(files, self.stored)
+
+    def wanted(self, path: str) -> bool:
+        return not self.paths or any(path == p or path.startswith(p.rstrip("/") + "/")
+                                     for p in self.paths)
 
     def schedule(self, files: list[TreeEntry],
                  stored: dict[str, list[StoredDoc]]) -> Iterator[Request]:
