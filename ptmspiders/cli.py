@@ -126,9 +126,11 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
     for hub in hubs():
         n = store.count("models", {"hub": hub})
         owners = store.count("owners", {"hub": hub})
-        if n or owners:
+        collections = store.count("collections", {"hub": hub})
+        if n or owners or collections:
             removed = store.count("models", {"hub": hub, "removed_at": {"$ne": None}})
-            per_hub[hub] = {"models": n, "removed": removed, "owners": owners}
+            per_hub[hub] = {"models": n, "removed": removed, "owners": owners,
+                            "collections": collections}
     verified = store.count("owners", {"is_verified": True})
     crawls = last_crawls(store)
     result = {
@@ -138,6 +140,8 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
         "removed_total": sum(h["removed"] for h in per_hub.values()),
         "owners_total": sum(h["owners"] for h in per_hub.values()),
         "owners_verified": verified,
+        "commits_total": store.count("commits"),
+        "changes_total": store.count("changes"),
         "last_crawls": [{k: c.get(k) for k in (
             "spider", "hub", "_id", "started_at", "finished_at", "finish_reason", "complete",
             "counts")} for c in crawls],
@@ -147,9 +151,10 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
         return 0
     print(f"Store: {result['store']}")
     print_table([{"hub": h, **v} for h, v in per_hub.items()],
-                ["hub", "models", "removed", "owners"])
+                ["hub", "models", "removed", "owners", "collections"])
     print(f"Total: {result['models_total']} models ({result['removed_total']} removed), "
-          f"{result['owners_total']} owners ({verified} verified)")
+          f"{result['owners_total']} owners ({verified} verified), "
+          f"{result['commits_total']} commits, {result['changes_total']} recorded changes")
     if crawls:
         print()
         print("Last crawl per spider:")

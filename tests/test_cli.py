@@ -183,8 +183,10 @@ def test_stats_json_and_table(stores: dict[str, Store], capsys: pytest.CaptureFi
         d.pop("store")
     assert data[0] == data[1]
     stats = data[0]
-    assert stats["hubs"] == {"huggingface": {"models": 5, "removed": 1, "owners": 2},
-                             "tfhub": {"models": 1, "removed": 0, "owners": 0}}
+    assert stats["hubs"] == {
+        "huggingface": {"models": 5, "removed": 1, "owners": 2, "collections": 0},
+        "tfhub": {"models": 1, "removed": 0, "owners": 0, "collections": 0}}
+    assert stats["commits_total"] == 0
     assert stats["models_total"] == 6 and stats["owners_verified"] == 1
     assert [(c["spider"], c["_id"]) for c in stats["last_crawls"]] == [
         ("hf_models", "c2"), ("tfhub", "c3")]
