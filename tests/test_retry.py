@@ -76,6 +76,19 @@ def test_5xx_is_retried_with_backoff_then_given_up(caplog: pytest.LogCaptureFixt
     assert stats["ptm/failed/http_503"] == 1
 
 
+def test_a_503_with_retry_after_waits_that_long_within_the_cap() -> None:
+    mw = middleware()
+    request = Request(URL)
+    response = Response(URL, status=503, headers={"Retry-After": "3"}, request=request)
+    retry = mw.process_response(request, response)
+    assert isinstance(retry, Request)
+    assert retry.meta[NOT_BEFORE_META] - time.time() > 2.5
+    response = Response(URL, status=503, headers={"Retry-After": "600"}, request=request)
+    retry = mw.process_response(request, response)
+    assert isinstance(retry, Request)
+    assert retry.meta[NOT_BEFORE_META] - time.time() <= 4.0  # PTM_RETRY_BACKOFF_MAX
+
+
 def test_429_is_never_retried_here() -> None:
     mw = middleware()
     request = Request(URL)

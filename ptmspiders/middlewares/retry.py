@@ -40,6 +40,7 @@ from scrapy.utils.misc import load_object
 from twisted.internet import error as tx_error
 from twisted.web.client import ResponseFailed
 
+from ptmspiders.ratelimit_headers import parse_retry_after
 from ptmspiders.responses import BadResponse, load_json
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,9 @@ class RetryMiddleware:
             if bad is None:
                 return response
             reason = f"bad_response/{bad}"
-        retry = self._retry(request, reason)
+        # A 503 that names its own wait (maintenance) is retried no sooner than it asks.
+        asked = parse_retry_after(response.headers.get("Retry-After"), time.time())
+        retry = self._retry(request, reason, at_least=asked)
         if retry is not None:
             return retry
         if reason.startswith("bad_response/"):
@@ -173,12 +176,15 @@ class RetryMiddleware:
             self._give_up(request, reason, exception)
         return retry
 
-    def _retry(self, request: Request, reason: str) -> Request | None:
+    def _retry(self, request: Request, reason: str, at_least: float | None = None
+               ) -> Request | None:
         attempt = int(request.meta.get("retry_times", 0)) + 1
         limit = request.meta.get("max_retry_times", self.times)
         if attempt > limit:
             return None
         delay = backoff(attempt, self.base, self.cap)
+        if at_least is not None:
+            delay = max(delay, min(at_least, self.cap))
         retry = request.replace(dont_filter=True,
                                 priority=request.priority + self.priority_adjust)
         retry.meta["retry_times"] = attempt
