@@ -89,6 +89,16 @@ def test_a_503_with_retry_after_waits_that_long_within_the_cap() -> None:
     assert retry.meta[NOT_BEFORE_META] - time.time() <= 4.0  # PTM_RETRY_BACKOFF_MAX
 
 
+def test_a_body_cut_short_is_retried_even_without_expectation() -> None:
+    mw = middleware(PTM_RETRY_TIMES=0)
+    request = Request(URL)
+    cut = Response(URL, status=200, body=b"[{", flags=["dataloss"], request=request)
+    assert mw.process_response(request, cut) is cut  # no retries left: passed on, counted
+    assert mw.stats.get_value("ptm/failed/data_loss") == 1
+    mw = middleware()
+    assert isinstance(mw.process_response(request, cut), Request)
+
+
 def test_429_is_never_retried_here() -> None:
     mw = middleware()
     request = Request(URL)

@@ -149,6 +149,8 @@ class RetryMiddleware:
             return response
         if response.status in self.http_codes:
             reason = f"http_{response.status}"
+        elif "dataloss" in response.flags:  # with DOWNLOAD_FAIL_ON_DATALOSS off
+            reason = "data_loss"
         else:
             bad = malformed_reason(response, request.meta.get("ptm_expect"))
             if bad is None:
