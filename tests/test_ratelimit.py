@@ -227,6 +227,18 @@ def test_raw_host_and_other_hosts_are_not_counted() -> None:
         assert "download_slot" not in request.meta
 
 
+def test_raw_files_under_a_shared_base_are_not_counted() -> None:
+    # One mock for every hub (the demo, the tests): raw reads must not eat the Hub's or
+    # GitHub's quota just because their URLs share an origin and prefix.
+    mw, _ = middleware(HF_ENDPOINT=HF, GITHUB_API_URL=HF, GITHUB_RAW_URL=f"{HF}/raw")
+    raw = send(mw, f"{HF}/raw/pytorch/hub/master/hubconf.md")
+    assert "download_slot" not in raw.meta
+    tree = send(mw, f"{HF}/repos/pytorch/hub/git/trees/master?recursive=1")
+    assert tree.meta["download_slot"] == f"{HF}|core"
+    api = send(mw, f"{HF}/api/models")
+    assert api.meta["download_slot"] == f"{HF}|api"
+
+
 def test_tier_sets_the_quota_and_bad_tier_is_refused() -> None:
     mw, _ = middleware(PTM_HF_TIER="pro")
     assert mw.bucket_for(f"{HF}/api/models").quota == 2500  # type: ignore[union-attr]

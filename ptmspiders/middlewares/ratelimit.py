@@ -204,6 +204,7 @@ class HubRule:
     buckets: dict[str, int | None]
     window: float
     path_filter: tuple[str, ...] = ()
+    exempt: bool = False  # matched so no other rule takes it, but never paced or counted
 
     def bucket_name(self, path: str) -> str | None:
         if not path.startswith(self.path):
@@ -253,7 +254,12 @@ def hub_rules(settings: Any, env_tokens: dict[str, bool]) -> list[HubRule]:
     gh_filter: tuple[str, ...] = ()
     if (gh_origin, gh_path) == (hf_origin, hf_path):
         gh_filter = tuple(f"{gh_path}/{p}/" for p in ("repos", "rate_limit", "search", "orgs"))
+    # Raw catalogue files are not counted against any quota; a rule of their own keeps them
+    # out of a bucket whose base they share (the API's or the Hub's, on one test mock).
+    raw_origin, raw_path = _base(settings.get("GITHUB_RAW_URL"))
     rules = [
+        HubRule("github_raw", raw_origin, raw_path, {"raw": None}, windows["GITHUB"],
+                exempt=True),
         HubRule("kaggle", kg_origin, kg_path, {"kaggle": kaggle_quota}, windows["KAGGLE"]),
         HubRule("github", gh_origin, gh_path, {"core": gh_quota}, windows["GITHUB"], gh_filter),
         HubRule("huggingface", hf_origin, hf_path, hf_quotas, windows["HF"]),
@@ -313,6 +319,8 @@ class RateLimitMiddleware:
             bucket_name = rule.bucket_name(path)
             if bucket_name is None:
                 continue
+            if rule.exempt:
+                return None
             if name is not None and name != bucket_name and name in rule.buckets:
                 bucket_name = name
             key = f"{req_origin}|{bucket_name}"
