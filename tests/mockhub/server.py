@@ -138,6 +138,9 @@ class MockHub:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: without TCP_NODELAY, Nagle and the
+            # client's delayed ACK stall each small answer ~40 ms (~200 requests/s at most).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
