@@ -24,6 +24,7 @@ from twisted.internet.error import ConnectionDone, DNSLookupError, TCPTimedOutEr
 from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseFailed, _DataLoss
 
+from ptmspiders.github import git_blob_sha
 from ptmspiders.middlewares.retry import (
     NOT_BEFORE_META,
     RetryMiddleware,
@@ -196,3 +197,15 @@ def test_switched_off_and_bad_settings() -> None:
         middleware(PTM_RETRY_ENABLED=False)
     with pytest.raises(ValueError, match="PTM_RETRY"):
         middleware(PTM_RETRY_BACKOFF_BASE=5.0, PTM_RETRY_BACKOFF_MAX=1.0)
+
+
+def test_a_raw_file_malformed_as_committed_is_passed_on_at_once() -> None:
+    mw = middleware()
+    body = b'[{"model": '
+    committed = Request(URL, meta={"ptm_expect": "list", "ptm_git_blob": git_blob_sha(body)})
+    response = answer(committed, 200, body)
+    assert mw.process_response(committed, response) is response  # no retry can change it
+    assert mw.stats.get_value("ptm/retry/skipped/committed_truncated_json") == 1
+    # A body other than the committed one (an error page, a cut) is retried as usual.
+    html = answer(committed, 200, b"<html>busy</html>")
+    assert isinstance(mw.process_response(committed, html), Request)

@@ -12,7 +12,9 @@ exponential backoff with jitter (``PTM_RETRY_BACKOFF_BASE * 2**n``, at most
 ``ptm/bad_response/<reason>``.
 
 Requests that expect JSON say so with ``meta["ptm_expect"] = "list" | "object" | "any"``
-(see ``PtmSpider.json_request``).
+(see ``PtmSpider.json_request``). A file read whose git blob sha is known in advance also says
+``meta["ptm_git_blob"]``: a malformed body with exactly that sha is the file as committed, which
+no retry can change, so it goes to the spider at once.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from scrapy.utils.misc import load_object
 from twisted.internet import error as tx_error
 from twisted.web.client import ResponseFailed
 
+from ptmspiders.github import git_blob_sha
 from ptmspiders.ratelimit_headers import parse_retry_after
 from ptmspiders.responses import BadResponse, load_json
 
@@ -49,6 +52,7 @@ EXPECT: dict[str, type | tuple[type, ...] | None] = {
     "list": list, "object": dict, "any": None,
 }
 NOT_BEFORE_META = "ptm_not_before"  # wall-clock time (survives a JOBDIR restart)
+GIT_BLOB_META = "ptm_git_blob"  # the blob sha a raw file read should have
 
 
 def exception_reason(exc: BaseException) -> str:
@@ -155,6 +159,10 @@ class RetryMiddleware:
             bad = malformed_reason(response, request.meta.get("ptm_expect"))
             if bad is None:
                 return response
+            blob = request.meta.get(GIT_BLOB_META)
+            if blob and git_blob_sha(response.body) == blob:
+                self.stats.inc_value(f"ptm/retry/skipped/committed_{bad}")
+                return response  # malformed as committed: the spider names and counts it
             reason = f"bad_response/{bad}"
         # A 503 that names its own wait (maintenance) is retried no sooner than it asks.
         asked = parse_retry_after(response.headers.get("Retry-After"), time.time())
