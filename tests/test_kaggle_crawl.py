@@ -109,8 +109,11 @@ def test_refused_credentials_end_cleanly(mockhub, tmp_path):
 def test_malformed_entries_and_a_broken_page_are_counted(mockhub, tmp_path):
     mockhub.kaggle.models[1:1] = json.loads((FIXTURES / "malformed.json").read_text())
     mockhub.kaggle.broken_pages = {2}
-    result = run_crawl("kaggle_models", mockhub, tmp_path, "-s", "PTM_KAGGLE_PAGE_SIZE=3")
+    result = run_crawl("kaggle_models", mockhub, tmp_path, "-s", "PTM_KAGGLE_PAGE_SIZE=3",
+                       "-s", "PTM_RETRY_TIMES=1", "-s", "PTM_RETRY_BACKOFF_BASE=0.01")
     stats = crawl_stats(result.stderr)
+    # Retried once as a malformed answer, then logged and counted by the spider.
+    assert stats["ptm/retry/reason/bad_response/truncated_json"] == 1
     # pages 0 and 1 hold 4 good models and the 3 malformed entries; page 2 is cut short
     assert len(stored(tmp_path)) == 3
     assert stats["ptm/rejected/entry_not_object"] == 1

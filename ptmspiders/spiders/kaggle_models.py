@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from scrapy import Request
 from scrapy.http import Response
@@ -46,6 +47,9 @@ class KaggleModelsSpider(PtmSpider):
         self.emitted = 0
         self.seen_ids: set[str] = set()
         self.seen_tokens: set[str] = set()
+        # List requests skip the dupefilter (JOBDIR resume): a page queued twice (checkpoint and
+        # a gracefully stopped job's queue) is parsed once.
+        self.list_pages_seen: set[str] = set()
 
     @property
     def api_url(self) -> str:
@@ -58,19 +62,31 @@ class KaggleModelsSpider(PtmSpider):
         if not (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")):
             logger.warning("KAGGLE_USERNAME/KAGGLE_KEY are not set: listing anonymously, which "
                            "Kaggle may refuse (401)")
-        yield self.page_request(None)
+        first = self.page_url(None)
+        # With JOBDIR, a killed crawl resumes at the last page whose models were stored.
+        self.listing_key = f"{self.name}:{first}"
+        start_url = self.listing_start(self.listing_key, first)
+        if start_url is not None:
+            yield self.page_request(start_url)
 
-    def page_request(self, token: str | None) -> Request:
+    def page_url(self, token: str | None) -> str:
         size = self.page_size
         if self.limit is not None:
             size = min(size, self.limit - self.emitted)
-        url = kaggle.list_url(self.api_url, page_size=size, page_token=token,
-                              search=self.search, sort_by=self.sort_by, owner=self.owner)
-        return Request(url, callback=self.parse_list, errback=self.errback_listing,
-                       headers={"Accept": "application/json"},
-                       meta={"handle_httpstatus_list": AUTH_STATUSES})
+        return kaggle.list_url(self.api_url, page_size=size, page_token=token,
+                               search=self.search, sort_by=self.sort_by, owner=self.owner)
+
+    def page_request(self, url: str) -> Request:
+        return self.json_request(url, expect="object", callback=self.parse_list,
+                                 errback=self.errback_listing, dont_filter=True,
+                                 headers={"Accept": "application/json"},
+                                 meta={"handle_httpstatus_list": AUTH_STATUSES})
 
     def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
+        if response.url in self.list_pages_seen:
+            self.count("list_pages_duplicate")
+            return
+        self.list_pages_seen.add(response.url)
         if response.status in AUTH_STATUSES:
             self.count(f"auth_refused/{response.status}")
             logger.error("Kaggle refused %s (%s): set KAGGLE_USERNAME and KAGGLE_KEY to a valid "
@@ -91,23 +107,31 @@ class KaggleModelsSpider(PtmSpider):
         for entry, reason in rejects:
             self.count(f"rejected/{reason}")
             logger.warning("Skipped a list entry of %s: %s (%.80r)", response.url, reason, entry)
+        fresh: list[ModelItem] = []
         for item in items:
             if self.limit is not None and self.emitted >= self.limit:
-                return
+                break
             if item._id in self.seen_ids:  # paging over a changing ranking repeats entries
                 self.count("duplicates")
                 continue
             self.seen_ids.add(item._id)
             self.emitted += 1
-            yield item
+            fresh.append(item)
         if self.limit is not None and self.emitted >= self.limit:
-            return
-        if token is None:
-            return
-        if token in self.seen_tokens:
+            token = None
+        own = parse_qs(urlsplit(response.url).query).get("pageToken", [None])[0]
+        if token is not None and (token in self.seen_tokens or token == own):
             logger.error("Kaggle returned page token %r twice (at %s): stopping to avoid a loop",
                          token, response.url)
             self.mark_incomplete("page_token_loop")
-            return
-        self.seen_tokens.add(token)
-        yield self.page_request(token)
+            # No checkpoint past this page: a resumed run tries it again.
+        else:
+            next_url = None
+            if token is not None:
+                self.seen_tokens.add(token)
+                next_url = self.page_url(token)
+            self.listing_page(getattr(self, "listing_key", response.url),
+                              [i._id for i in fresh], next_url)
+            if next_url is not None:
+                yield self.page_request(next_url)
+        yield from fresh
