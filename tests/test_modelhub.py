@@ -107,10 +107,13 @@ def test_bad_index_entries(entry, reason):
 @pytest.mark.crawl
 def test_crawl_one_document_per_index_entry(mockhub, tmp_path):
     uri = f"sqlite:///{tmp_path}/ptm.sqlite"
-    stats = crawl_stats(run_crawl("modelhub", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("modelhub", mockhub, tmp_path, "-s", "PTM_RETRY_TIMES=1",
+                                  "-s", "PTM_RETRY_BACKOFF_BASE=0.01").stderr)
     assert stats["ptm/valid/models"] == 5
     assert stats["ptm/config_errors/not_found"] == 1
     assert stats["ptm/config_errors/invalid_json"] == 1
+    # A config from a model's own repository has no known blob sha: retried, then recorded.
+    assert stats["ptm/retry/reason/bad_response/invalid_json"] == 1
     assert stats["ptm/rejected/entry_without_github"] == 1
     raw = sorted(r.path for r in mockhub.requests("/raw/"))
     assert "/raw/modelhub-ai/cxr-risk/main/contrib_src/model/config.json" in raw

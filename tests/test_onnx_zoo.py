@@ -125,6 +125,9 @@ def test_crawl_of_a_broken_manifest_is_logged_and_counted(mockhub, tmp_path):
     stats = crawl_stats(result.stderr)
     assert stats["ptm/skipped/truncated_json"] == 1
     assert "Skipped catalogue file ONNX_HUB_MANIFEST.json: truncated_json" in result.stderr
+    # Malformed as committed (the tree's blob sha): no retry can change it.
+    assert "ptm/retry/count" not in stats
+    assert len(mockhub.requests("/raw/onnx/models/main/ONNX_HUB_MANIFEST.json")) == 1
     assert "ptm/valid/models" not in stats
     assert stats["finish_reason"] == "finished"
 

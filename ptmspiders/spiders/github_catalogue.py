@@ -57,6 +57,7 @@ class GithubCatalogueSpider(PtmSpider):
         # (a restricted crawl: history infers no removals from it).
         self.paths = list_arg(paths)
         self.stored: dict[str, list[StoredDoc]] = {}  # catalogue path -> stored documents
+        self.tree_parsed = False
 
     async def start(self) -> AsyncIterator[Request]:
         prefix = self.setting_prefix
@@ -68,14 +69,23 @@ class GithubCatalogueSpider(PtmSpider):
             raise ArgumentError(f"{prefix}_REPO/{prefix}_REF: {exc}") from None
         self.api_url = str(self.settings.get("GITHUB_API_URL")).rstrip("/")
         self.raw_base = str(self.settings.get("GITHUB_RAW_URL")).rstrip("/")
-        yield Request(trees_url(self.api_url, self.repo), callback=self.parse_tree,
-                      errback=self.errback_listing, priority=TREE_PRIORITY,
-                      headers={"Accept": "application/vnd.github+json",
-                               "X-GitHub-Api-Version": "2022-11-28"})
+        # dont_filter on the tree and every file read: with JOBDIR, a restarted crawl reads
+        # the tree again and the store (blob shas) decides what is left to read, not the
+        # dupefilter, which would drop them all and with them files changed at the same URL.
+        yield self.json_request(trees_url(self.api_url, self.repo), expect="object",
+                                callback=self.parse_tree, errback=self.errback_listing,
+                                priority=TREE_PRIORITY, dont_filter=True,
+                                headers={"Accept": "application/vnd.github+json",
+                                         "X-GitHub-Api-Version": "2022-11-28"})
 
     # -- what subclasses provide -------------------------------------------------------------
     def is_catalogue_file(self, path: str) -> bool:
         raise NotImplementedError
+
+    def file_expect(self, path: str) -> str | None:
+        """``ptm_expect`` of a catalogue file that must be JSON (``"list"``, ``"object"``):
+        malformed reads are then retried. ``None`` (the default) for other formats."""
+        return None
 
     def parse_file(self, entry: TreeEntry, body: bytes, *, source_url: str,
                    seen_at: str) -> Iterable[Any]:
@@ -85,6 +95,10 @@ class GithubCatalogueSpider(PtmSpider):
 
     # -- the tree ----------------------------------------------------------------------------
     def parse_tree(self, response: Response) -> Iterator[Request]:
+        if self.tree_parsed:  # queued again by a gracefully stopped job: read files once
+            self.count("trees_duplicate")
+            return
+        self.tree_parsed = True
         try:
             tree = parse_tree(response.body)
         except BadResponse as exc:
@@ -113,9 +127,15 @@ class GithubCatalogueSpider(PtmSpider):
                 yield self.file_request(entry)
 
     def file_request(self, entry: TreeEntry, **kwargs: Any) -> Request:
+        meta: dict[str, Any] = {"ptm_path": entry.path}
+        expect = self.file_expect(entry.path)
+        if expect is not None:
+            # The raw host serves text/plain: the body decides. One malformed as committed
+            # (same blob sha) is not retried; parse_file_response logs and counts it.
+            meta.update(ptm_expect=expect, ptm_git_blob=entry.sha)
         return Request(raw_url(self.raw_base, self.repo, entry.path),
                        callback=self.parse_file_response, errback=self.errback_file,
-                       cb_kwargs={"entry": entry}, meta={"ptm_path": entry.path}, **kwargs)
+                       cb_kwargs={"entry": entry}, meta=meta, dont_filter=True, **kwargs)
 
     # -- incremental -------------------------------------------------------------------------
     def stored_by_path(self) -> dict[str, list[StoredDoc]]:

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from scrapy import Request
 from scrapy.http import Response
 
 from ptmspiders.github import TreeEntry, raw_url
@@ -33,6 +32,9 @@ class ModelhubSpider(GithubCatalogueSpider):
     def is_catalogue_file(self, path: str) -> bool:
         return path == parser.INDEX
 
+    def file_expect(self, path: str) -> str | None:
+        return "list"
+
     def parse_file(self, entry: TreeEntry, body: bytes, *, source_url: str,
                    seen_at: str) -> Iterable[Any]:
         models, rejects = parser.parse_index(body)
@@ -41,9 +43,12 @@ class ModelhubSpider(GithubCatalogueSpider):
         self.count("index_entries", len(models))
         for model in models:
             url = raw_url(self.raw_base, model.repo, parser.CONFIG_PATH)
-            yield Request(url, callback=self.parse_config, errback=self.errback_config,
-                          meta={"handle_httpstatus_list": [404], "ptm_model": model,
-                                "ptm_entry": entry, "ptm_index_url": source_url})
+            # Each model's own repository: no blob sha known, so a malformed config is
+            # retried before parse_config records it (config_errors/<reason>).
+            yield self.json_request(
+                url, expect="object", callback=self.parse_config, errback=self.errback_config,
+                dont_filter=True, meta={"handle_httpstatus_list": [404], "ptm_model": model,
+                                        "ptm_entry": entry, "ptm_index_url": source_url})
 
     def parse_config(self, response: Response) -> Iterator[ModelItem]:
         config: dict[str, Any] | None = None

@@ -20,6 +20,9 @@ class OnnxZooSpider(GithubCatalogueSpider):
     def is_catalogue_file(self, path: str) -> bool:
         return path == parser.MANIFEST
 
+    def file_expect(self, path: str) -> str | None:
+        return "list"
+
     def parse_file(self, entry: TreeEntry, body: bytes, *, source_url: str,
                    seen_at: str) -> Iterable[Any]:
         items, rejects = parser.parse_manifest(body, repo=self.repo, path=entry.path,
