@@ -65,6 +65,9 @@ PTM_KAGGLE_PAGE_SIZE = 100
 PTM_CHROMIUM_PATH = os.environ.get("PTM_CHROMIUM_PATH", "/usr/bin/chromium")
 PTM_MODELZOO_BROWSER = True
 PTM_MODELZOO_RENDER_TIMEOUT = 30.0
+# Retries of a modelzoo API answer (5xx, HTML or malformed JSON) before the browser fallback
+# (at most PTM_RETRY_TIMES): a refusal there is seldom transient and the fallback is at hand.
+PTM_MODELZOO_API_RETRIES = 2
 # GitHub-hosted catalogues (spiders/github_catalogue.py): repository (owner/repo) and ref.
 PTM_PYTORCH_HUB_REPO = "pytorch/hub"
 PTM_PYTORCH_HUB_REF = "master"

@@ -140,8 +140,11 @@ def test_malformed_and_duplicate_entries_are_counted(mockhub, tmp_path):
 @pytest.mark.crawl
 def test_broken_list_is_logged_and_marks_the_crawl_incomplete(mockhub, tmp_path):
     mockhub.modelzoo.broken_list = True
-    result = run_crawl("modelzoo", mockhub, tmp_path, "-a", "render=never")
+    result = run_crawl("modelzoo", mockhub, tmp_path, "-a", "render=never",
+                       "-s", "PTM_RETRY_BACKOFF_BASE=0.01")
     stats = crawl_stats(result.stderr)
+    # Retried PTM_MODELZOO_API_RETRIES times, then the spider's own handling.
+    assert len(mockhub.requests("/api/models/0/")) == 3
     assert stats["ptm/bad_response/truncated_json"] == 1
     assert stats["ptm/incomplete"] is True
     assert f"Unusable model list from {mockhub.url}/api/models/0/" in result.stderr

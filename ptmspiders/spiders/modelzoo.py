@@ -99,6 +99,10 @@ class ModelzooSpider(PtmSpider):
         if timeout <= 0:
             raise ValueError("PTM_MODELZOO_RENDER_TIMEOUT must be > 0 seconds")
         self.render_timeout_ms = int(timeout * 1000)
+        self.api_retries = min(self.settings.getint("PTM_MODELZOO_API_RETRIES", 2),
+                               self.settings.getint("PTM_RETRY_TIMES", 5))
+        if self.api_retries < 0:
+            raise ValueError("PTM_MODELZOO_API_RETRIES must be >= 0")
         self.browser_problem = browser_problem(self.settings)
         if self.browser_problem and self.render != "never":
             logger.warning("No browser fallback for modelzoo: %s. Models whose API detail is "
@@ -108,9 +112,18 @@ class ModelzooSpider(PtmSpider):
                 for request in self.model_requests({"slug": slug}, source_url=None):
                     yield request
             return
-        yield Request(mz.list_url(self.base), headers=mz.api_headers(self.base),
-                      callback=self.parse_list, errback=self.errback_list,
-                      meta={"handle_httpstatus_list": DETAIL_STATUSES})
+        yield self.api_request(mz.list_url(self.base), callback=self.parse_list,
+                               errback=self.errback_list)
+
+    def api_request(self, url: str, *, meta: dict[str, Any] | None = None, **kwargs: Any
+                    ) -> Request:
+        """An API call: a JSON object, or after ``api_retries`` retries the callback's
+        fallback. dont_filter: a JOBDIR restart crawls again instead of finding every URL
+        seen (``seen_slugs`` keeps details unique within a run)."""
+        return self.json_request(
+            url, expect="object", headers=mz.api_headers(self.base), dont_filter=True,
+            meta={**(meta or {}), "handle_httpstatus_list": DETAIL_STATUSES,
+                  "max_retry_times": self.api_retries}, **kwargs)
 
     def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
         if response.status != 200:
@@ -188,9 +201,8 @@ class ModelzooSpider(PtmSpider):
         if self.render == "always":
             yield from self.fallback(entry, source_url, reason="render_always")
             return
-        yield Request(mz.detail_url(self.base, slug), headers=mz.api_headers(self.base),
-                      callback=self.parse_detail, errback=self.errback_detail,
-                      meta={**meta, "handle_httpstatus_list": DETAIL_STATUSES})
+        yield self.api_request(mz.detail_url(self.base, slug), callback=self.parse_detail,
+                               errback=self.errback_detail, meta=meta)
 
     def parse_detail(self, response: Response) -> Iterator[Request | ModelItem]:
         entry = response.meta["ptm_entry"]
