@@ -103,6 +103,19 @@ def test_chain_card_tree_commits_api_then_item() -> None:
     assert stats["ptm/enrich/card/ok"] == stats["ptm/enrich/files/ok"] == 1
 
 
+def test_json_steps_expect_lists_and_each_page_has_its_own_retry_budget() -> None:
+    s = spider(PTM_HF_SIGNATURE_METHOD="api", PTM_HF_CARDS=False)
+    (req,) = enricher(s).start(model())
+    assert req.meta["ptm_expect"] == "list" and req.dont_filter  # the item rides along
+    req.meta.update(retry_times=3, download_slot="x")  # as after three retries
+    (nxt,) = respond(req, "[]", headers={"Link": f"<{ENDPOINT}/api/x?p=1>; rel=\"next\""})
+    assert nxt.url == f"{ENDPOINT}/api/x?p=1" and nxt.dont_filter
+    assert nxt.meta == {"handle_httpstatus_list": [401, 403, 404],
+                        "ptm_enrich_step": "files", "ptm_expect": "list"}
+    (commits,) = respond(nxt, "[]")
+    assert "/commits/" in commits.url and commits.meta["ptm_expect"] == "list"
+
+
 def test_failures_leave_gaps_and_still_yield_the_item() -> None:
     s = spider(PTM_HF_SIGNATURE_METHOD="html")
     (req,) = enricher(s).start(model(gated="manual"))

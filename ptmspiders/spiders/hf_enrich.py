@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 ENRICHED_FIELDS: tuple[str, ...] = ("card", "files", "risk", "enrichment")
 # Gaps that another try will not fill: the step counts as done (no retry every crawl).
 LASTING_GAPS = frozenset({"http_401", "http_403", "http_404", "repo_not_found"})
+# What the next page of a step keeps of its request's meta (the rest is per-request state of
+# the downloader middlewares: retries, waits, slots, redirects).
+PAGE_META = frozenset({"handle_httpstatus_list", "ptm_enrich_step", "ptm_expect"})
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,14 @@ class EnrichSettings:
                           max_commits=commits_max),
             git_concurrency=concurrency,
         )
+
+
+def next_page(response: Response, url: str) -> Request:
+    """The same step's request for the next page: its own retry budget and rate-limit
+    bookkeeping, not what the page before used up."""
+    assert response.request is not None
+    meta = {k: v for k, v in response.request.meta.items() if k in PAGE_META}
+    return response.request.replace(url=urljoin(response.url, url), meta=meta)
 
 
 def enricher(spider: Spider) -> HfEnricher:
@@ -152,27 +163,27 @@ class HfEnricher:
             return
         step, rest = steps[0], steps[1:]
         rev = item.latest_commit_sha or "main"
-        kwargs = {"item": item, "steps": rest, "state": state}
+        # dont_filter: the item rides in cb_kwargs, so a request the dupefilter dropped (a
+        # JOBDIR restart refetching a list page) would lose the model.
+        kwargs: dict[str, Any] = {"cb_kwargs": {"item": item, "steps": rest, "state": state},
+                                  "errback": self.on_error, "dont_filter": True}
         meta = {"handle_httpstatus_list": [401, 403, 404], "ptm_enrich_step": step}
         if step == "card":
             yield Request(hf_repo.readme_url(self.endpoint, item.hub_id, rev),
-                          callback=self.on_card, errback=self.on_error, meta=meta,
-                          cb_kwargs=kwargs)
+                          callback=self.on_card, meta=meta, **kwargs)
         elif step == "files":
             yield Request(hf_repo.tree_url(self.endpoint, item.hub_id, rev),
-                          callback=self.on_tree, errback=self.on_error, meta=meta,
-                          cb_kwargs=kwargs)
+                          callback=self.on_tree, meta={**meta, "ptm_expect": "list"}, **kwargs)
         elif self.config.method == "api":
             yield Request(hf_repo.commits_url(self.endpoint, item.hub_id, rev),
-                          callback=self.on_commits_api, errback=self.on_error, meta=meta,
-                          cb_kwargs=kwargs)
+                          callback=self.on_commits_api, meta={**meta, "ptm_expect": "list"},
+                          **kwargs)
         elif self.config.method == "html":
             yield Request(self.commits_page_url(item.hub_id, rev), callback=self.on_commits_html,
-                          errback=self.on_error, meta=meta, cb_kwargs=kwargs)
+                          meta=meta, **kwargs)
         else:  # git: probe the smart-HTTP refs first, so a gated or missing repo costs no clone
             yield Request(f"{self.git_url(item.hub_id)}/info/refs?service=git-upload-pack",
-                          callback=self.on_git_refs, errback=self.on_error, meta=meta,
-                          cb_kwargs=kwargs)
+                          callback=self.on_git_refs, meta=meta, **kwargs)
 
     def git_url(self, repo_id: str) -> str:
         return f"{self.endpoint}/{quote(repo_id, safe='/')}.git"
@@ -243,7 +254,7 @@ class HfEnricher:
             return
         next_url = parse_link_header(response.headers.get("Link")).get("next")
         if next_url:
-            yield response.request.replace(url=urljoin(response.url, next_url))  # type: ignore[union-attr]
+            yield next_page(response, next_url)
             return
         item.files = state.pop("files")
         state["files"] = []
@@ -288,7 +299,7 @@ class HfEnricher:
             del commits[limit:]
             next_url = None
         if next_url and page:
-            yield response.request.replace(url=urljoin(response.url, next_url))  # type: ignore[union-attr]
+            yield next_page(response, next_url)
             return
         state["method"] = method
         self.done(item, "commits")

@@ -79,12 +79,14 @@ class HfModelsSpider(PtmSpider):
                 i.split(":", 1)[1] for i in store.ids("owners", {"hub": self.hub})
             }
         if self.ids:
-            for repo_id in self.ids:
-                yield Request(hf.detail_url(self.endpoint, repo_id, self.expand),
-                              callback=self.parse_detail, errback=self.errback_count("detail"),
-                              meta={"ptm_repo_id": repo_id, "handle_httpstatus_list": [404],
-                                    "ptm_expect": "object"},
-                              cb_kwargs={})
+            # dont_filter: with JOBDIR, a restarted ``-a ids=`` crawl asks for every id again
+            # (the dupefilter would remember those asked before the kill and drop them).
+            for repo_id in dict.fromkeys(self.ids):
+                yield self.json_request(
+                    hf.detail_url(self.endpoint, repo_id, self.expand), expect="object",
+                    callback=self.parse_detail, errback=self.errback_count("detail"),
+                    dont_filter=True,
+                    meta={"ptm_repo_id": repo_id, "handle_httpstatus_list": [404]})
             return
         page_size = self.settings.getint("PTM_HF_PAGE_SIZE", hf.MAX_PAGE_SIZE)
         if not 1 <= page_size <= hf.MAX_PAGE_SIZE:
