@@ -169,3 +169,24 @@ def test_paths_argument_restricts_the_catalogue_files():
     requests = list(spider.parse_tree(TextResponse(tree_request.url, body=tree_body(files))))
     assert [r.url.rsplit("/", 1)[1] for r in requests] == ["good.md"]
     assert stats(spider)["ptm/catalogue_files"] == 1
+
+
+def test_requests_queued_by_an_earlier_run_are_ignored():
+    # A gracefully stopped JOBDIR crawl leaves its queue: the restart reads the tree again
+    # and schedules its own reads, so the old run's answers yield nothing.
+    earlier, spider = make_spider(None), make_spider(None)
+    old_tree, tree = started(earlier), started(spider)
+    assert tree.dont_filter and tree.meta["ptm_expect"] == "object"
+    body = tree_body({"good.md": GOOD})
+    (old_file,) = earlier.parse_tree(TextResponse(old_tree.url, body=body, request=old_tree))
+    assert list(spider.parse_tree(TextResponse(old_tree.url, body=body,
+                                               request=old_tree))) == []
+    (current,) = spider.parse_tree(TextResponse(tree.url, body=body, request=tree))
+    assert current.dont_filter and "ptm_expect" not in current.meta  # Markdown
+    assert list(spider.parse_file_response(
+        TextResponse(old_file.url, body=GOOD, request=old_file), **old_file.cb_kwargs)) == []
+    items = list(spider.parse_file_response(
+        TextResponse(current.url, body=GOOD, request=current), **current.cb_kwargs))
+    assert [i._id for i in items] == ["pytorch_hub:good"]
+    assert stats(spider)["ptm/stale_requests"] == 2
+    assert stats(spider)["ptm/files_parsed"] == 1

@@ -9,6 +9,7 @@ whose sha did not change: one batched store lookup per tree, not one per file.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ from ptmspiders.stores import crawler_store
 logger = logging.getLogger(__name__)
 
 TREE_PRIORITY = 10
+RUN_META = "ptm_run"  # which run scheduled a request (a JOBDIR queue outlives its run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,7 @@ class GithubCatalogueSpider(PtmSpider):
         # (a restricted crawl: history infers no removals from it).
         self.paths = list_arg(paths)
         self.stored: dict[str, list[StoredDoc]] = {}  # catalogue path -> stored documents
-        self.tree_parsed = False
+        self.run = uuid.uuid4().hex
 
     async def start(self) -> AsyncIterator[Request]:
         prefix = self.setting_prefix
@@ -73,8 +75,9 @@ class GithubCatalogueSpider(PtmSpider):
         # the tree again and the store (blob shas) decides what is left to read, not the
         # dupefilter, which would drop them all and with them files changed at the same URL.
         yield self.json_request(trees_url(self.api_url, self.repo), expect="object",
-                                callback=self.parse_tree, errback=self.errback_listing,
+                                callback=self.parse_tree, errback=self.errback_tree,
                                 priority=TREE_PRIORITY, dont_filter=True,
+                                meta={RUN_META: self.run},
                                 headers={"Accept": "application/vnd.github+json",
                                          "X-GitHub-Api-Version": "2022-11-28"})
 
@@ -94,11 +97,23 @@ class GithubCatalogueSpider(PtmSpider):
         raise NotImplementedError
 
     # -- the tree ----------------------------------------------------------------------------
+    def stale(self, request: Request | None) -> bool:
+        """A request queued by an earlier run in this JOBDIR (a graceful stop keeps Scrapy's
+        queue): this run reads the tree again and schedules its own, so the old one is
+        ignored (each file is read once, tfhub's collections still come first)."""
+        if request is None or request.meta.get(RUN_META, self.run) == self.run:
+            return False
+        self.count("stale_requests")
+        logger.debug("Ignored %s, queued by an earlier run", request.url)
+        return True
+
+    def errback_tree(self, failure: Any) -> None:
+        if not self.stale(getattr(failure, "request", None)):
+            self.errback_listing(failure)
+
     def parse_tree(self, response: Response) -> Iterator[Request]:
-        if self.tree_parsed:  # queued again by a gracefully stopped job: read files once
-            self.count("trees_duplicate")
+        if self.stale(response.request):
             return
-        self.tree_parsed = True
         try:
             tree = parse_tree(response.body)
         except BadResponse as exc:
@@ -127,7 +142,7 @@ class GithubCatalogueSpider(PtmSpider):
                 yield self.file_request(entry)
 
     def file_request(self, entry: TreeEntry, **kwargs: Any) -> Request:
-        meta: dict[str, Any] = {"ptm_path": entry.path}
+        meta: dict[str, Any] = {"ptm_path": entry.path, RUN_META: self.run}
         expect = self.file_expect(entry.path)
         if expect is not None:
             # The raw host serves text/plain: the body decides. One malformed as committed
@@ -174,6 +189,8 @@ class GithubCatalogueSpider(PtmSpider):
 
     # -- one file ----------------------------------------------------------------------------
     def parse_file_response(self, response: Response, entry: TreeEntry) -> Iterator[Any]:
+        if self.stale(response.request):
+            return
         actual = git_blob_sha(response.body)
         if actual != entry.sha:
             # The branch moved between the tree call and this read: record what was parsed.
@@ -230,6 +247,8 @@ class GithubCatalogueSpider(PtmSpider):
     def errback_file(self, failure: Any) -> None:
         """A listed catalogue file that could not be read: its documents were not seen."""
         request = getattr(failure, "request", None)
+        if self.stale(request):
+            return
         path = request.meta.get("ptm_path", "?") if request is not None else "?"
         self.count("failed/raw")
         logger.error("Catalogue file %s could not be read: %s", path, failure.getErrorMessage())

@@ -17,7 +17,7 @@ from ptmspiders.github import TreeEntry, raw_url
 from ptmspiders.items import ModelItem
 from ptmspiders.parsers import modelhub as parser
 from ptmspiders.responses import BadResponse
-from ptmspiders.spiders.github_catalogue import GithubCatalogueSpider
+from ptmspiders.spiders.github_catalogue import RUN_META, GithubCatalogueSpider
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +48,12 @@ class ModelhubSpider(GithubCatalogueSpider):
             yield self.json_request(
                 url, expect="object", callback=self.parse_config, errback=self.errback_config,
                 dont_filter=True, meta={"handle_httpstatus_list": [404], "ptm_model": model,
-                                        "ptm_entry": entry, "ptm_index_url": source_url})
+                                        "ptm_entry": entry, "ptm_index_url": source_url,
+                                        RUN_META: self.run})
 
     def parse_config(self, response: Response) -> Iterator[ModelItem]:
+        if self.stale(response.request):
+            return
         config: dict[str, Any] | None = None
         error: str | None = None
         if response.status == 404:
@@ -64,6 +67,8 @@ class ModelhubSpider(GithubCatalogueSpider):
 
     def errback_config(self, failure: Any) -> Iterator[ModelItem]:
         request = failure.request
+        if self.stale(request):
+            return
         yield self.model_item(request.meta, None, "request_failed", request.url)
 
     def model_item(self, meta: dict[str, Any], config: dict[str, Any] | None,

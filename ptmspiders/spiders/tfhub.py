@@ -70,10 +70,14 @@ class TfhubSpider(GithubCatalogueSpider):
             yield from self.schedule_models()
 
     def parse_collection_file(self, response: Response, entry: TreeEntry) -> Iterator[Any]:
+        if self.stale(response.request):  # not one of this run's pending collections
+            return
         yield from self.parse_file_response(response, entry)
         yield from self.collection_done()
 
     def errback_collection_file(self, failure: Any) -> Iterator[Request]:
+        if self.stale(getattr(failure, "request", None)):
+            return
         self.errback_file(failure)
         yield from self.collection_done()
 
