@@ -1,0 +1,369 @@
+#!/usr/bin/env python
+"""Benchmark the Hugging Face crawl at hub scale against a synthetic mock hub.
+
+One run, one process tree: the mock hub (``python -m tests.mockhub --synthetic N``) in one
+subprocess, then each crawl in its own ``scrapy crawl`` subprocess:
+
+- ``full``: ``hf_models`` into a fresh SQLite store with the project's pipelines (normalise,
+  validate, store) and owner look-ups;
+- ``baseline``: the same spider, the same requests, ``ITEM_PIPELINES={}`` and no store: what
+  Scrapy and the parser cost without the project's pipelines;
+- ``raw`` (``--raw``): a minimal Scrapy spider that only decodes the same list pages and yields
+  the entries as dicts, following the ``Link`` cursor (no owners, no parsing into items);
+- ``recrawl`` (unless ``--no-recrawl``): ``hf_models`` again into the store of ``full``: owners
+  stored by ``full`` must cost no request.
+
+Prints a table and, with ``--json PATH``, writes the numbers. Rate limiting is switched off for
+the crawls (every ``PTM_*_ENABLED`` switch of a throttle or rate-limit component).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import scrapy
+
+ROOT = Path(__file__).resolve().parent.parent
+HUB_MODELS = 2_000_000  # the Hub's size, roughly (HUBS.md)
+PAGE = 1000  # models per list call
+WINDOW = 300  # seconds of the Hub's fixed rate-limit window
+# API-bucket quotas per 5 minutes (HUBS.md, hub-docs rate-limits.md).
+TIER_QUOTAS = {"anonymous": 500, "free": 1000, "pro": 2500, "team": 3000, "enterprise": 6000}
+
+
+class RawListSpider(scrapy.Spider):
+    """Plain Scrapy: decode each list page, yield its entries, follow ``Link``. Nothing else."""
+
+    name = "bench_raw"
+    custom_settings = {"ITEM_PIPELINES": {}, "PTM_STORE_ENABLED": False}
+
+    async def start(self) -> Any:
+        from ptmspiders.parsers import huggingface as hf
+
+        yield scrapy.Request(hf.list_url(self.settings["HF_ENDPOINT"]))
+
+    def parse(self, response: Any) -> Iterator[Any]:
+        import orjson
+
+        from ptmspiders.responses import parse_link_header
+
+        yield from orjson.loads(response.body)
+        next_url = parse_link_header(response.headers.get("Link")).get("next")
+        if next_url:
+            yield scrapy.Request(response.urljoin(next_url))
+
+
+def rate_limit_switches() -> list[str]:
+    """``-s NAME=False`` for every rate-limit / throttle switch the project settings define."""
+    sys.path.insert(0, str(ROOT))
+    import ptmspiders.settings as project
+
+    names = [n for n in dir(project) if n.startswith("PTM_") and n.endswith("_ENABLED")
+             and re.search(r"RATE|THROTTLE|QUOTA|LIMIT", n)]
+    switches = []
+    for name in names:
+        switches += ["-s", f"{name}=False"]
+    return [*switches, "-s", "AUTOTHROTTLE_ENABLED=False"]
+
+
+def start_mock(n: int, seed: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    log = (workdir / "mockhub.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.mockhub", "--port", "0", "--synthetic", str(n),
+         "--seed", str(seed)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = (workdir / "mockhub.log").read_text(errors="replace")
+        m = re.search(r"MOCKHUB_URL=(\S+)", text)
+        if m:
+            return proc, m.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"mock hub did not start:\n{(workdir / 'mockhub.log').read_text()}")
+
+
+def mock_counts(url: str) -> dict[str, int]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/_mock/counts", timeout=30) as resp:
+        return {str(k): int(v) for k, v in json.loads(resp.read()).items()}
+
+
+def crawl_stats(log: str) -> dict[str, Any]:
+    """The final ``Dumping Scrapy stats`` block of a crawl log."""
+    start = log.rfind("Dumping Scrapy stats:")
+    if start < 0:
+        return {}
+    body = log[log.index("{", start): log.index("}\n", start) + 1]
+    body = re.sub(r"datetime\.datetime\([^)]*\)", "None", body)
+    try:
+        return dict(ast.literal_eval(body))
+    except (ValueError, SyntaxError):
+        return {}
+
+
+def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
+              url: str, py_spy: str | None = None) -> dict[str, Any]:
+    """Run one crawl, measuring wall time, the crawler's own peak RSS and the mock's counts."""
+    if py_spy:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        cmd = [spy, "record", "--rate", "200", "--format", "speedscope", "-o", py_spy, "--",
+               *cmd]
+    before = mock_counts(url)
+    log_path = workdir / f"{label}.log"
+    with log_path.open("wb") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        status, usage, peak = _wait(proc, sample=bool(py_spy))
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    after = mock_counts(url)
+    text = log_path.read_text(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{label} crawl failed ({proc.returncode}); log {log_path}:\n"
+                         f"{text[-3000:]}")
+    stats = crawl_stats(text)
+    # ru_maxrss of the waited-for child is its own peak (KiB on Linux); under py-spy the child
+    # is py-spy itself, so the sampled peak of its child (the crawler) is used instead.
+    rss_mb = (peak if peak is not None else usage.ru_maxrss * 1024) / 2**20
+    return {
+        "wall_s": wall,
+        "crawl_s": float(stats.get("elapsed_time_seconds") or wall),
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": rss_mb,
+        "requests": {k: after.get(k, 0) - before.get(k, 0)
+                     for k in sorted(set(after) | set(before))},
+        "stats": stats,
+        "log": str(log_path),
+    }
+
+
+def _wait(proc: subprocess.Popen[bytes], sample: bool) -> tuple[int, Any, int | None]:
+    """Reap the child with its own resource usage; with ``sample``, also the peak RSS of its
+    descendants (sampled with psutil every 0.1 s)."""
+    import psutil
+
+    peak = 0
+    parent = psutil.Process(proc.pid)
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            return status, usage, peak if sample else None
+        if sample:
+            try:
+                for child in parent.children(recursive=True):
+                    peak = max(peak, child.memory_info().rss)
+            except psutil.Error:
+                pass
+        time.sleep(0.1)
+
+
+def sweep_seconds(n_calls_per_model: float, quota: int) -> float:
+    return HUB_MODELS * n_calls_per_model / (quota / WINDOW)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=50_000, help="models in the synthetic hub")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="PATH", help="write the results here")
+    parser.add_argument("--workdir", help="keep stores and logs here (default: a temp dir)")
+    parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the sweep again with the project's pipelines off")
+    parser.add_argument("--raw", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the minimal plain-Scrapy spider")
+    parser.add_argument("--owners", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the first crawl with owner look-ups, then a recrawl")
+    parser.add_argument("--py-spy", metavar="PATH",
+                        help="profile the sweep with py-spy (speedscope JSON)")
+    parser.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra Scrapy setting for every crawl")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error("--n must be >= 1")
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ptm-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    mock, url = start_mock(args.n, args.seed, workdir)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN",)}
+    env.update(HF_ENDPOINT=url, PYTHONPATH=str(ROOT))
+    # The list sweep only: enrichment (cards, files, commits) is per changed model, not per page.
+    common = ["-s", "LOG_LEVEL=INFO", "-s", "LOGSTATS_INTERVAL=0", "-s", "PTM_HF_CARDS=False",
+              "-s", "PTM_HF_FILES=False", "-s", "PTM_HF_COMMITS=False", *rate_limit_switches()]
+    for extra in args.set:
+        common += ["-s", extra]
+    for p in workdir.glob("*.sqlite*"):
+        p.unlink()
+    sweep_store, owners_store = workdir / "sweep.sqlite", workdir / "owners.sqlite"
+    crawl = [sys.executable, "-m", "scrapy", "crawl", "hf_models"]
+    runs: dict[str, dict[str, Any]] = {}
+    load_before = os.getloadavg()
+    try:
+        runs["sweep"] = run_crawl(
+            "sweep", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{sweep_store}",
+                      "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url, args.py_spy)
+        if args.baseline:
+            runs["baseline"] = run_crawl(
+                "baseline", [*crawl, "-s", "ITEM_PIPELINES={}", "-s", "PTM_STORE_ENABLED=False",
+                             "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url)
+        if args.raw:
+            runs["raw"] = run_crawl(
+                "raw", [sys.executable, "-m", "scrapy", "runspider",
+                        str(Path(__file__).resolve()), *common], env, workdir, url)
+        if args.owners:
+            runs["owners"] = run_crawl(
+                "owners", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{owners_store}", *common],
+                env, workdir, url)
+            runs["recrawl"] = run_crawl(
+                "recrawl", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{owners_store}", *common],
+                env, workdir, url)
+    finally:
+        mock.send_signal(signal.SIGTERM)
+        try:
+            mock.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            mock.kill()
+            mock.wait()
+
+    result = summarise(args.n, runs, sweep_store, owners_store)
+    result["machine"] = {"cpus": os.cpu_count(), "loadavg_before": load_before,
+                         "loadavg_after": os.getloadavg(), "python": platform.python_version(),
+                         "scrapy": scrapy.__version__}
+    result["workdir"] = str(workdir)
+    print(table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _count(store: Path, collection: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(store) as conn:
+        try:
+            return int(conn.execute(f"SELECT count(*) FROM {collection}").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+
+def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path,
+              owners_store: Path) -> dict[str, Any]:
+    sweep = runs["sweep"]
+    stored = _count(sweep_store, "models")
+    if stored != n:
+        raise SystemExit(f"the sweep stored {stored} models, not {n}: see {sweep['log']}")
+    req = sweep["requests"]
+    rate = n / sweep["crawl_s"]
+    out: dict[str, Any] = {
+        "n": n,
+        "models_per_s": round(rate, 1),
+        "models_per_s_wall": round(n / sweep["wall_s"], 1),
+        "crawl_seconds": round(sweep["crawl_s"], 2),
+        "cpu_seconds": round(sweep["cpu_s"], 2),
+        "cpu_ms_per_model": round(1000 * sweep["cpu_s"] / n, 3),
+        "peak_rss_mb": round(sweep["peak_rss_mb"], 1),
+        "models_stored": stored,
+        "dropped": sweep["stats"].get("ptm/dropped", 0),
+        "list_requests": req.get("list", 0),
+        "list_requests_per_1000_models": round(1000 * req.get("list", 0) / n, 3),
+    }
+    if "baseline" in runs:
+        base = n / runs["baseline"]["crawl_s"]
+        out["baseline_models_per_s"] = round(base, 1)
+        out["ratio_to_baseline"] = round(rate / base, 3)
+        out["baseline_cpu_seconds"] = round(runs["baseline"]["cpu_s"], 2)
+        out["baseline_peak_rss_mb"] = round(runs["baseline"]["peak_rss_mb"], 1)
+    if "raw" in runs:
+        out["raw_scrapy_models_per_s"] = round(n / runs["raw"]["crawl_s"], 1)
+        out["raw_scrapy_cpu_seconds"] = round(runs["raw"]["cpu_s"], 2)
+        out["raw_scrapy_peak_rss_mb"] = round(runs["raw"]["peak_rss_mb"], 1)
+    calls_per_model = req.get("list", 0) / n
+    out["sweep_seconds_at_quota"] = {
+        tier: round(sweep_seconds(calls_per_model, q), 1) for tier, q in TIER_QUOTAS.items()}
+    out["sweep_seconds_at_measured_speed"] = round(HUB_MODELS / rate, 1)
+    if "owners" in runs:
+        first = runs["owners"]
+        oreq = first["requests"]
+        owner_requests = oreq.get("org", 0) + oreq.get("user", 0)
+        owners_stored = _count(owners_store, "owners")
+        rr = runs["recrawl"]["requests"]
+        out.update({
+            "first_crawl_models_per_s": round(n / first["crawl_s"], 1),
+            "first_crawl_cpu_seconds": round(first["cpu_s"], 2),
+            "first_crawl_peak_rss_mb": round(first["peak_rss_mb"], 1),
+            "owners_stored": owners_stored,
+            "owner_requests": owner_requests,
+            "owner_requests_per_1000_models": round(1000 * owner_requests / n, 1),
+            "owner_requests_per_owner": round(owner_requests / max(owners_stored, 1), 3),
+            "owner_requests_per_s": round(owner_requests / first["crawl_s"], 1),
+            "recrawl_models_per_s": round(n / runs["recrawl"]["crawl_s"], 1),
+            "recrawl_peak_rss_mb": round(runs["recrawl"]["peak_rss_mb"], 1),
+            "recrawl_owner_requests": rr.get("org", 0) + rr.get("user", 0),
+            "recrawl_list_requests_per_1000_models": round(1000 * rr.get("list", 0) / n, 3),
+        })
+        # Owners per model shrink as the hub grows (big publishers repeat), so this is an
+        # upper bound for a 2M-model hub.
+        first_sweep = (oreq.get("list", 0) + owner_requests) / n
+        out["first_sweep_seconds_at_quota_with_owners"] = {
+            tier: round(sweep_seconds(first_sweep, q), 1) for tier, q in TIER_QUOTAS.items()}
+    out["runs"] = {k: {kk: vv for kk, vv in v.items() if kk != "stats"} for k, v in runs.items()}
+    return out
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [
+        ("models (N)", f"{r['n']:,}"),
+        ("sweep models/s into SQLite", f"{r['models_per_s']:,.0f}"),
+        ("  incl. process start", f"{r['models_per_s_wall']:,.0f}"),
+        ("  crawler CPU ms per model", f"{r['cpu_ms_per_model']:.3f}"),
+        ("  peak RSS of the crawler (MB)", f"{r['peak_rss_mb']:.0f}"),
+        ("  list requests / 1000 models", f"{r['list_requests_per_1000_models']:.3f}"),
+    ]
+    if "baseline_models_per_s" in r:
+        rows += [("baseline models/s (pipelines off)", f"{r['baseline_models_per_s']:,.0f}"),
+                 ("ratio to baseline", f"{r['ratio_to_baseline']:.2f}")]
+    if "raw_scrapy_models_per_s" in r:
+        rows.append(("raw Scrapy models/s (decode only)", f"{r['raw_scrapy_models_per_s']:,.0f}"))
+    if "owner_requests" in r:
+        rows += [
+            ("first crawl with owners, models/s", f"{r['first_crawl_models_per_s']:,.0f}"),
+            ("  owners / owner requests", f"{r['owners_stored']:,} / {r['owner_requests']:,}"),
+            ("  owner requests / 1000 models", f"{r['owner_requests_per_1000_models']:.1f}"),
+            ("  owner requests / owner", f"{r['owner_requests_per_owner']:.2f}"),
+            ("  owner requests / s", f"{r['owner_requests_per_s']:,.0f}"),
+            ("  peak RSS (MB)", f"{r['first_crawl_peak_rss_mb']:.0f}"),
+            ("recrawl (owners stored), models/s", f"{r['recrawl_models_per_s']:,.0f}"),
+            ("  owner requests", f"{r['recrawl_owner_requests']}"),
+            ("  peak RSS (MB)", f"{r['recrawl_peak_rss_mb']:.0f}"),
+        ]
+    rows.append(("2M-model sweep at measured speed (s)",
+                 f"{r['sweep_seconds_at_measured_speed']:,.0f}"))
+    for tier, sec in r["sweep_seconds_at_quota"].items():
+        extra = ""
+        if "first_sweep_seconds_at_quota_with_owners" in r:
+            extra = (f"  (first sweep with owner look-ups: "
+                     f"{r['first_sweep_seconds_at_quota_with_owners'][tier]:,.0f})")
+        rows.append((f"2M sweep at {tier} quota (s)", f"{sec:,.0f}{extra}"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
