@@ -1,0 +1,44 @@
+"""scripts/bench.py end to end on a small synthetic hub: the numbers it reports are there and
+consistent (never how fast: no timed assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.crawl
+def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--n", "2500", "--no-raw", "--workdir",
+         str(tmp_path / "work"), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    r = json.loads(out.read_text())
+    for key in ("n", "models_per_s", "baseline_models_per_s", "ratio_to_baseline",
+                "peak_rss_mb", "list_requests_per_1000_models", "sweep_seconds_at_quota",
+                "sweep_seconds_at_measured_speed"):
+        assert key in r, key
+    assert r["n"] == r["models_stored"] == 2500
+    assert r["dropped"] == 0
+    assert r["list_requests"] == 3  # 1,000 per page
+    assert r["list_requests_per_1000_models"] == 1.2
+    assert r["models_per_s"] > 0 and r["baseline_models_per_s"] > 0 and r["peak_rss_mb"] > 20
+    assert r["ratio_to_baseline"] == pytest.approx(
+        r["models_per_s"] / r["baseline_models_per_s"], rel=0.01)
+    # 2M models, 1.2 calls per 1,000 at 500 / 1,000 / 2,500 / 3,000 / 6,000 calls per 300 s.
+    assert r["sweep_seconds_at_quota"] == {
+        "anonymous": 1440.0, "free": 720.0, "pro": 288.0, "team": 240.0, "enterprise": 120.0}
+    # Owners: each looked up at most once per kind, none again once stored.
+    assert r["owners_stored"] > 300
+    assert r["owners_stored"] <= r["owner_requests"] <= 2 * r["owners_stored"]
+    assert r["recrawl_owner_requests"] == 0
+    assert r["runs"]["baseline"]["requests"] == {"list": 3}
+    assert "sweep models/s into SQLite" in result.stdout
