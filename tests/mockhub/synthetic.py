@@ -261,7 +261,7 @@ def _variant(archetype: str, rng: Random) -> tuple[str, dict[str, Any]]:
                      "text-generation-inference", "autotrain_compatible",
                      "endpoints_compatible"]
         if rng.random() < 0.1:  # a gated, Llama-style card with its agreement text
-            card["extra_gated_prompt"] = _CARD_PROSE * rng.randint(5, 25)
+            card["extra_gated_prompt"] = _CARD_PROSE * rng.randint(10, 45)
             card["extra_gated_fields"] = {"First Name": "text", "Last Name": "text",
                                           "Country": "country", "Affiliation": "text"}
         relation = {"gguf": "quantized", "peft": "adapter"}.get(archetype, "finetune")
