@@ -25,7 +25,10 @@ from ptmspiders.stores import crawler_store
 
 logger = logging.getLogger(__name__)
 
-LIST_PRIORITY = 10  # list pages first: they carry the models, owners can wait
+# The next list page waits behind the page's owner and enrichment requests: asked first, it
+# would let a first crawl queue owner look-ups (and items riding on enrichment requests)
+# without bound, since the quota lets pages through far faster than per-owner calls.
+LIST_PRIORITY = -10
 
 
 class HfModelsSpider(PtmSpider):
