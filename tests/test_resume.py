@@ -66,6 +66,22 @@ def count_models(db: Path) -> int:
         return 0  # the table does not exist yet
 
 
+def kill_mid_crawl(spider: str, hub: MockHub, db: Path, args: list[str], at_least: int) -> int:
+    """Run ``scrapy crawl`` until ``at_least`` models are stored, SIGKILL it, return the count."""
+    cmd = [sys.executable, "-m", "scrapy", "crawl", spider,
+           "-s", f"PTM_STORE_URI=sqlite:///{db}", "-s", "LOG_LEVEL=INFO", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while count_models(db) < at_least and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    return count_models(db)
+
+
 @pytest.mark.crawl
 def test_sigkill_and_resume_stores_every_model_once(mockhub: MockHub, tmp_path: Path) -> None:
     models = fill_models(mockhub, 600, owners=6)
@@ -76,18 +92,7 @@ def test_sigkill_and_resume_stores_every_model_once(mockhub: MockHub, tmp_path: 
     args = ["-s", "PTM_HF_PAGE_SIZE=20", "-s", f"JOBDIR={tmp_path / 'job'}",
             # Flush by time only: at the kill, the pipeline still buffers a page or more.
             "-s", "PTM_STORE_BATCH_SIZE=100000", "-s", "PTM_STORE_FLUSH_SECONDS=0.5"]
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "hf_models",
-           "-s", f"PTM_STORE_URI=sqlite:///{db}", "-s", "LOG_LEVEL=INFO", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(mockhub), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while count_models(db) < 150 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    killed_at = count_models(db)
+    killed_at = kill_mid_crawl("hf_models", mockhub, db, args, at_least=150)
     assert 150 <= killed_at < len(models), killed_at
     list_requests_before = len(mockhub.requests("/api/models"))
 

@@ -4,21 +4,17 @@ checkpoint, and a catalogue spider started again in the JOBDIR of a finished cra
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ptmspiders.github import git_blob_sha
 from ptmspiders.stores import open_store
-from tests.conftest import FIXTURES, ROOT, crawl_stats, hub_env, run_crawl
+from tests.conftest import FIXTURES, crawl_stats, run_crawl
 from tests.mockhub import MockHub
 from tests.test_faults_hubs import kaggle_ids, kaggle_models
-from tests.test_resume import count_models
+from tests.test_resume import kill_mid_crawl
 
 pytestmark = pytest.mark.crawl
 
@@ -33,18 +29,7 @@ def test_kaggle_sigkill_and_resume_stores_every_model_once(mockhub: MockHub,
     args = ["-s", "PTM_KAGGLE_PAGE_SIZE=20", "-s", f"JOBDIR={tmp_path / 'job'}",
             # Flush by time only: at the kill, the pipeline still buffers a page or more.
             "-s", "PTM_STORE_BATCH_SIZE=100000", "-s", "PTM_STORE_FLUSH_SECONDS=0.5"]
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "kaggle_models",
-           "-s", f"PTM_STORE_URI=sqlite:///{db}", "-s", "LOG_LEVEL=INFO", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(mockhub), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while count_models(db) < 100 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    killed_at = count_models(db)
+    killed_at = kill_mid_crawl("kaggle_models", mockhub, db, args, at_least=100)
     assert 100 <= killed_at < len(models), killed_at
     before = len(mockhub.requests("/api/v1/models/list"))
 
