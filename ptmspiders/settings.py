@@ -39,6 +39,10 @@ PTM_STORE_ENABLED = True
 PTM_AUTH_ENABLED = True
 PTM_STORE_BATCH_SIZE = 500
 PTM_STORE_FLUSH_SECONDS = 5.0
+# Batches are written on a thread behind the crawl (ptmspiders/stores/writer.py), at most
+# PTM_STORE_WRITER_MAX_PENDING batches ahead of the store; off: written in the crawl's thread.
+PTM_STORE_WRITER_THREAD = True
+PTM_STORE_WRITER_MAX_PENDING = 4
 
 # Hugging Face: collect owner overviews (one API call per new owner).
 PTM_HF_OWNERS = True
@@ -117,16 +121,13 @@ DOWNLOADER_MIDDLEWARES = {
 ITEM_PIPELINES = {
     "ptmspiders.pipelines.NormalizePipeline": 300,
     "ptmspiders.pipelines.ValidatePipeline": 400,
-    "ptmspiders.history.HistoryPipeline": 700,
     "ptmspiders.pipelines.StorePipeline": 800,
 }
 
 # History (ptmspiders/history.py): a `crawls` record per run, `changes` per model and crawl,
-# removed_at for models a complete crawl no longer saw. Models are compared with the store in
-# batches: up to PTM_HISTORY_BATCH_SIZE per lookup, waiting at most PTM_HISTORY_BATCH_SECONDS.
+# removed_at for models a complete crawl no longer saw. Models are compared with the store one
+# store batch (PTM_STORE_BATCH_SIZE) at a time, just before the batch is written.
 PTM_HISTORY_ENABLED = True
-PTM_HISTORY_BATCH_SIZE = 100
-PTM_HISTORY_BATCH_SECONDS = 0.05
 # A complete crawl that misses more than this share of a hub's listed models marks none removed
 # (an empty or truncated listing must not retire the hub); raise it to accept mass removals.
 PTM_HISTORY_MAX_MISSING_RATIO = 0.5

@@ -1,5 +1,7 @@
 """Pipelines as components, built from a crawler with ``get_crawler``."""
 
+import sqlite3
+
 import pytest
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.utils.misc import build_from_crawler
@@ -8,6 +10,7 @@ from scrapy.utils.test import get_crawler
 from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.pipelines import NormalizePipeline, StorePipeline, ValidatePipeline
 from ptmspiders.spiders.hf_models import HfModelsSpider
+from ptmspiders.stores import crawler_store
 
 CRAWL = {"first_seen": "2026-01-01T00:00:00Z", "last_seen": "2026-01-01T00:00:00Z",
          "source_url": None}
@@ -66,11 +69,37 @@ def test_store_pipeline_batches_and_flushes_on_close(tmp_path):
         pipe.process_item(model(i))
     owner = OwnerItem(_id="huggingface:o", hub="huggingface", name="o", crawl=dict(CRAWL))
     pipe.process_item(owner)
-    assert pipe.store.count("models") == 3  # one full batch written, one item buffered
+    assert pipe.writer.threaded  # a file store is written behind the crawl
+    pipe.writer.sync()
+    store = crawler_store(crawler)
+    assert store.count("models") == 3  # one full batch written, one item buffered
+    assert crawler.stats.get_value("ptm/stored/models") == 3
     pipe.close_spider()
-    assert pipe.store.count("models") == 4
-    assert pipe.store.count("owners") == 1
+    assert store.count("models") == 4
+    assert store.count("owners") == 1
     assert crawler.stats.get_value("ptm/stored/models") == 4
+
+
+def test_store_pipeline_counts_a_failed_write_and_goes_on(tmp_path):
+    crawler = crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=2, PTM_STORE_FLUSH_SECONDS=3600)
+    pipe = build_from_crawler(StorePipeline, crawler)
+    pipe.open_spider()
+    writer_store = pipe.writer.thread_store
+    real_upsert = writer_store.upsert
+    calls = []
+
+    def flaky(collection, docs):
+        calls.append(len(docs))
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_upsert(collection, docs)
+    writer_store.upsert = flaky
+    items = [model(i) for i in range(5)]
+    assert [pipe.process_item(i) for i in items] == items  # every item comes through
+    pipe.close_spider()
+    assert crawler_store(crawler).count("models") == 3  # the first batch of 2 is lost, counted
+    assert crawler.stats.get_value("ptm/store/failed/models") == 2
+    assert crawler.stats.get_value("ptm/stored/models") == 3
 
 
 def test_store_pipeline_switch_and_bad_settings(tmp_path):

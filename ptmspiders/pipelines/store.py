@@ -1,15 +1,17 @@
 """Batched writes to the configured store (``PTM_STORE_URI``).
 
 Items are buffered per collection and written in one transaction / bulk call per batch, and at
-least every ``PTM_STORE_FLUSH_SECONDS``, so a killed crawl loses at most that much. With
-``JOBDIR``, each flush tells the listing checkpoints (:mod:`ptmspiders.checkpoint`) which ids are
-now durable, so a resumed crawl refetches exactly the pages whose models were still buffered.
+least every ``PTM_STORE_FLUSH_SECONDS``, so a killed crawl loses at most that much. Batches are
+written behind the crawl on a thread (:mod:`ptmspiders.stores.writer`). With ``JOBDIR``, each
+written batch tells the listing checkpoints (:mod:`ptmspiders.checkpoint`) which ids are now
+durable, so a resumed crawl refetches exactly the pages whose models were not yet written.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from scrapy.crawler import Crawler
@@ -17,7 +19,8 @@ from scrapy.exceptions import NotConfigured
 
 from ptmspiders.checkpoint import crawler_checkpoints
 from ptmspiders.items import to_doc
-from ptmspiders.stores import Doc, Store, crawler_store, redact_uri
+from ptmspiders.stores import Doc, crawler_store, redact_uri
+from ptmspiders.stores.writer import BackgroundWriter, StoreWriteError, crawler_writer
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ class StorePipeline:
         self.flush_seconds = flush_seconds
         self.buffers: dict[str, list[Doc]] = {}
         self.last_flush = time.monotonic()
-        self.store: Store | None = None
+        self.writer: BackgroundWriter | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
@@ -45,8 +48,8 @@ class StorePipeline:
         return cls(crawler, batch, flush)
 
     def open_spider(self) -> None:
-        self.store = crawler_store(self.crawler)
-        logger.info("Storing items in %s", redact_uri(self.store.uri))
+        logger.info("Storing items in %s", redact_uri(crawler_store(self.crawler).uri))
+        self.writer = crawler_writer(self.crawler)
 
     def process_item(self, item: Any) -> Any:
         collection = getattr(item, "collection", None)
@@ -59,18 +62,32 @@ class StorePipeline:
         return item
 
     def flush(self) -> None:
-        assert self.store is not None
-        durable: list[str] = []
+        assert self.writer is not None
+        self.last_flush = time.monotonic()
         for collection, docs in self.buffers.items():
             if docs:
-                written = self.store.upsert(collection, docs)
-                self.stats.inc_value(f"ptm/stored/{collection}", written)
-                durable.extend(d["_id"] for d in docs)
-                docs.clear()
-        self.last_flush = time.monotonic()
-        if durable:
-            crawler_checkpoints(self.crawler).settled(durable)
+                self.buffers[collection] = []
+                self._guard(self.writer.submit, collection, docs,
+                            self._written(collection, docs))
+
+    def _guard(self, call: Callable[..., None], *args: Any) -> bool:
+        """A failed write is logged and counted; the crawl and the other batches go on."""
+        try:
+            call(*args)
+        except StoreWriteError as exc:
+            self.stats.inc_value(f"ptm/store/failed/{exc.collection}", exc.count)
+            logger.error("Store write failed: %s", exc)
+            return False
+        return True
+
+    def _written(self, collection: str, docs: list[Doc]) -> Callable[[int], None]:
+        def done(written: int) -> None:
+            self.stats.inc_value(f"ptm/stored/{collection}", written)
+            crawler_checkpoints(self.crawler).settled(d["_id"] for d in docs)
+        return done
 
     def close_spider(self) -> None:
-        if self.store is not None:
+        if self.writer is not None:
             self.flush()
+            while not self._guard(self.writer.sync):
+                pass  # every failure of the last batches is reported, not only the first

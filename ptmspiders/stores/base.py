@@ -79,6 +79,11 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def for_thread(self) -> Store | None:
+        """A store over the same data that another thread may write through (closed by the
+        caller), or ``None`` when writes must stay on this thread."""
+        return None
+
     def __enter__(self) -> Store:
         return self
 

@@ -19,6 +19,7 @@ class MongoStore(Store):
             db_name = _database_name(uri)
         except ValueError as exc:
             raise StoreError(f"{redact_uri(uri)}: {exc}") from exc
+        self.owns_client = client is None
         if client is None:
             client = self._connect(uri)
         self.client = client
@@ -139,8 +140,18 @@ class MongoStore(Store):
         result = self.coll(collection).delete_many({"_id": {"$in": list(ids)}})
         return int(result.deleted_count)
 
+    def for_thread(self) -> MongoStore | None:
+        """pymongo clients are thread-safe: the same client, closed by this store only.
+        mongomock's are not, so its writes stay on the caller's thread."""
+        if self.is_mock:
+            return None
+        store = MongoStore(self.uri, client=self.client)
+        store._indexed = set(self._indexed)
+        return store
+
     def close(self) -> None:
-        self.client.close()
+        if self.owns_client:
+            self.client.close()
 
 
 def _database_name(uri: str) -> str:

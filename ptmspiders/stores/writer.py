@@ -1,0 +1,186 @@
+"""Write-behind for a crawl's store: batches are written on one thread while parsing goes on.
+
+SQLite releases the GIL while it inserts and indexes (most of a batch's cost), and pymongo while
+it waits on the server, so a writer thread takes the store off the crawl's critical path. Batches
+are written in submission order; completion callbacks run on the caller's thread (the reactor)
+at the next :meth:`BackgroundWriter.submit`, :meth:`poll` or :meth:`sync`, so the JOBDIR
+checkpoints only ever hear of ids that are really stored.
+
+A store that cannot be shared with a thread (``sqlite:///:memory:``, mongomock) is written
+synchronously, with the same interface.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from ptmspiders.stores.base import Doc, Store, StoreError
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+Done = Callable[[int], None]
+Applied = Callable[[], None]
+# Runs on the writer's thread just before a batch of its collection is written, with the store
+# that writes it (so it reads what the batch replaces); returns what to apply on the caller's
+# thread once the batch is written (counts, stats), or None.
+WriteHook = Callable[[Store, str, list[Doc]], Applied | None]
+_Task = tuple[str, list[Doc], Done | None]
+_STOP = object()
+
+
+class StoreWriteError(StoreError):
+    """A batch that could not be written: its documents are lost to this crawl (and their
+    listing pages never settle, so a resumed crawl fetches them again)."""
+
+    def __init__(self, collection: str, count: int, cause: BaseException) -> None:
+        super().__init__(f"could not write {count} {collection}: {cause}")
+        self.collection = collection
+        self.count = count
+
+
+class BackgroundWriter:
+    """Ordered write-behind of ``upsert`` batches. ``max_pending`` bounds the memory held by
+    batches not yet written: a caller that outruns the store waits in :meth:`submit`."""
+
+    def __init__(self, store: Store, thread_store: Store | None, max_pending: int = 4) -> None:
+        self.store = store
+        self.thread_store = thread_store
+        self.queue: queue.Queue[_Task | object] = queue.Queue(maxsize=max(1, max_pending))
+        self.finished: deque[tuple[Done | None, int, list[Applied]]] = deque()
+        self.hooks: dict[str, list[WriteHook]] = {}
+        self.errors: deque[StoreWriteError] = deque()
+        self.thread: threading.Thread | None = None
+        self.closed = False
+        if thread_store is not None:
+            self.thread = threading.Thread(target=self._run, name="ptm-store-writer",
+                                           daemon=True)
+            self.thread.start()
+
+    @property
+    def threaded(self) -> bool:
+        return self.thread is not None
+
+    def add_hook(self, collection: str, hook: WriteHook) -> None:
+        """Register before the first batch of ``collection`` is submitted."""
+        self.hooks.setdefault(collection, []).append(hook)
+
+    def _write(self, store: Store, collection: str, docs: list[Doc]) -> tuple[int, list[Applied]]:
+        applied: list[Applied] = []
+        for hook in self.hooks.get(collection, ()):
+            try:
+                result = hook(store, collection, docs)
+            except Exception:  # a hook never costs the batch its write
+                logger.exception("Write hook %r failed on %d %s", hook, len(docs), collection)
+                continue
+            if result is not None:
+                applied.append(result)
+        try:
+            written = store.upsert(collection, docs)
+        except Exception as exc:
+            raise StoreWriteError(collection, len(docs), exc) from exc
+        return written, applied
+
+    def submit(self, collection: str, docs: Sequence[Doc], done: Done | None = None) -> None:
+        """Write ``docs`` (the caller hands them over: it must not change them afterwards).
+
+        Raises :class:`StoreWriteError` for this batch (written here) or an earlier one."""
+        if self.closed:
+            raise RuntimeError("the store writer is closed")
+        if docs and self.thread is None:
+            self.finished.append((done, *self._write(self.store, collection, list(docs))))
+        elif docs:
+            self.queue.put((collection, list(docs), done))
+        self.poll()
+
+    def poll(self) -> None:
+        """Run the callbacks of the batches written since the last call."""
+        while self.finished:
+            done, written, applied = self.finished.popleft()
+            for apply in applied:
+                apply()
+            if done is not None:
+                done(written)
+        self._raise_error()
+
+    def sync(self) -> None:
+        """Wait until everything submitted is written (the barrier before reading it back)."""
+        if self.thread is not None:
+            self.queue.join()
+        self.poll()
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread and close its store. Idempotent."""
+        if self.closed:
+            return
+        try:
+            self.sync()
+        finally:
+            self.closed = True
+            if self.thread is not None:
+                self.queue.put(_STOP)
+                self.thread.join()
+                assert self.thread_store is not None
+                self.thread_store.close()
+
+    def _raise_error(self) -> None:
+        if self.errors:
+            raise self.errors.popleft()
+
+    def _run(self) -> None:
+        assert self.thread_store is not None
+        while True:
+            task = self.queue.get()
+            try:
+                if task is _STOP:
+                    return
+                assert isinstance(task, tuple)
+                collection: str = task[0]
+                docs: list[Doc] = task[1]
+                done: Done | None = task[2]
+                try:
+                    self.finished.append((done, *self._write(self.thread_store, collection,
+                                                             docs)))
+                except StoreWriteError as exc:  # raised again on the caller's thread
+                    self.errors.append(exc)
+            finally:
+                self.queue.task_done()
+
+
+def crawler_writer(crawler: Crawler) -> BackgroundWriter:
+    """The crawl's one writer over :func:`crawler_store`, closed (drained) before the store."""
+    writer: BackgroundWriter | None = getattr(crawler, "_ptm_writer", None)
+    if writer is None:
+        from scrapy import signals
+
+        from ptmspiders.stores import crawler_store
+
+        store = crawler_store(crawler)
+        threaded = crawler.settings.getbool("PTM_STORE_WRITER_THREAD", True)
+        thread_store = store.for_thread() if threaded else None
+        writer = BackgroundWriter(store, thread_store,
+                                  crawler.settings.getint("PTM_STORE_WRITER_MAX_PENDING", 4))
+        crawler._ptm_writer = writer  # type: ignore[attr-defined]
+
+        def _close() -> None:
+            w = getattr(crawler, "_ptm_writer", None)
+            if w is not None:
+                crawler._ptm_writer = None  # type: ignore[attr-defined]
+                w.close()
+
+        crawler.signals.connect(_close, signal=signals.engine_stopped, weak=False)
+    return writer
+
+
+def sync_writes(crawler: Crawler) -> None:
+    """Barrier before reading back what this crawl wrote (no-op when nothing was written)."""
+    writer: BackgroundWriter | None = getattr(crawler, "_ptm_writer", None)
+    if writer is not None:
+        writer.sync()

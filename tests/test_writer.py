@@ -1,0 +1,143 @@
+"""The store's write-behind thread (``ptmspiders.stores.writer``) as a component."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from ptmspiders.stores import Store, open_store
+from ptmspiders.stores.writer import BackgroundWriter, StoreWriteError
+
+
+def docs(*ids: int) -> list[dict[str, Any]]:
+    return [{"_id": f"m{i}", "n": i} for i in ids]
+
+
+class GatedStore:
+    """A thread store whose writes wait for ``gate``; records what it wrote, on which thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.writes: list[tuple[str, list[str], str]] = []
+        self.closed = False
+
+    def upsert(self, collection: str, batch: list[dict[str, Any]]) -> int:
+        self.entered.set()
+        assert self.gate.wait(10)
+        self.writes.append((collection, [d["_id"] for d in batch],
+                            threading.current_thread().name))
+        return self.store.upsert(collection, batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def close(self) -> None:
+        self.closed = True
+        self.store.close()
+
+
+@pytest.fixture
+def file_store(tmp_path: Any) -> Any:
+    store = open_store(f"sqlite:///{tmp_path}/w.sqlite")
+    yield store
+    store.close()
+
+
+def test_batches_are_written_in_order_on_the_thread_and_reported_on_the_caller(
+        file_store: Store) -> None:
+    thread_store = GatedStore(file_store.for_thread())  # type: ignore[arg-type]
+    writer = BackgroundWriter(file_store, thread_store)  # type: ignore[arg-type]
+    reported: list[tuple[str, int, str]] = []
+    for n, batch in enumerate((docs(1, 2), docs(3), docs(2))):
+        writer.submit("models", batch, lambda written, n=n: reported.append(
+            (f"batch{n}", written, threading.current_thread().name)))
+    writer.sync()
+    assert [w[1] for w in thread_store.writes] == [["m1", "m2"], ["m3"], ["m2"]]
+    assert {w[2] for w in thread_store.writes} == {"ptm-store-writer"}
+    main = threading.current_thread().name
+    assert reported == [("batch0", 2, main), ("batch1", 1, main), ("batch2", 1, main)]
+    assert file_store.count("models") == 3  # the main connection reads what the thread wrote
+    writer.close()
+    writer.close()  # idempotent
+    assert thread_store.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.submit("models", docs(4))
+
+
+def test_a_caller_that_outruns_the_store_waits(file_store: Store) -> None:
+    thread_store = GatedStore(file_store.for_thread())  # type: ignore[arg-type]
+    thread_store.gate.clear()
+    writer = BackgroundWriter(file_store, thread_store, max_pending=1)  # type: ignore[arg-type]
+    writer.submit("models", docs(1))
+    assert thread_store.entered.wait(10)  # the thread holds batch 1
+    writer.submit("models", docs(2))  # queued: the one pending slot
+    third = threading.Thread(target=writer.submit, args=("models", docs(3)))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive()  # no slot: the caller waits instead of piling up batches
+    thread_store.gate.set()
+    third.join(10)
+    assert not third.is_alive()
+    writer.close()
+    assert file_store.count("models") == 3
+
+
+def test_a_failed_batch_is_raised_on_the_caller_and_the_rest_is_written(
+        file_store: Store) -> None:
+    thread_store = GatedStore(file_store.for_thread())  # type: ignore[arg-type]
+    real = thread_store.upsert
+
+    def upsert(collection: str, batch: list[dict[str, Any]]) -> int:
+        if batch[0]["_id"] == "m1":
+            raise OSError("disk full")
+        return real(collection, batch)
+    thread_store.upsert = upsert  # type: ignore[method-assign]
+    writer = BackgroundWriter(file_store, thread_store)  # type: ignore[arg-type]
+    done: list[int] = []
+    writer.submit("models", docs(1), done.append)
+    writer.submit("models", docs(2, 3), done.append)
+    with pytest.raises(StoreWriteError, match="could not write 1 models: disk full") as err:
+        writer.sync()
+    assert (err.value.collection, err.value.count) == ("models", 1)
+    writer.close()
+    assert done == [2]  # the failed batch never reports as written
+    assert file_store.ids("models") == {"m2", "m3"}
+
+
+def test_hooks_see_the_batch_before_it_replaces_the_stored_documents(file_store: Store) -> None:
+    file_store.upsert("models", [{"_id": "m1", "n": 0}])
+    writer = BackgroundWriter(file_store, file_store.for_thread())
+    seen: list[Any] = []
+    applied: list[str] = []
+
+    def hook(store: Store, collection: str, batch: list[dict[str, Any]]) -> Any:
+        seen.append((collection, store.get_many(collection, [d["_id"] for d in batch])))
+        return lambda: applied.append(threading.current_thread().name)
+
+    def broken(store: Store, collection: str, batch: list[dict[str, Any]]) -> Any:
+        raise ValueError("a bug in a hook")
+    writer.add_hook("models", broken)
+    writer.add_hook("models", hook)
+    writer.submit("models", docs(1, 2))
+    writer.submit("owners", docs(9))  # no hook for owners
+    writer.close()
+    assert seen == [("models", {"m1": {"_id": "m1", "n": 0}})]  # the old document, not n=1
+    assert applied == [threading.current_thread().name]
+    assert file_store.get("models", "m1") == {"_id": "m1", "n": 1}  # the broken hook cost nothing
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///:memory:", "mongomock://localhost/ptm"])
+def test_stores_that_cannot_share_a_thread_are_written_inline(uri: str) -> None:
+    store = open_store(uri)
+    writer = BackgroundWriter(store, store.for_thread())
+    assert not writer.threaded
+    done: list[int] = []
+    writer.submit("models", docs(1, 2), done.append)
+    assert done == [2] and store.count("models") == 2  # written before submit returns
+    writer.close()
+    store.close()
