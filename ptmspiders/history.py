@@ -1,10 +1,12 @@
 """Change history: what each crawl saw, and how every model changed between crawls.
 
-- :class:`HistoryPipeline` (before the store) compares each model with its stored document, in
-  batches (one ``get_many`` per batch, not one query per item), counts it as new, changed,
-  unchanged, renamed or reappeared, and writes one ``changes`` record per model that is not
-  unchanged: the changed fields, old and new values of scalars, items added/removed of lists.
-- :class:`CrawlHistory` (an extension) writes one ``crawls`` record per run and, after a
+- :class:`ModelHistory` compares each batch of models with the stored documents just before
+  the store replaces them (a write hook, on the store writer's thread: one ``get_many`` per
+  batch), counts each model as new, changed, unchanged, renamed or reappeared, and writes one
+  ``changes`` record per model that is not unchanged: the changed fields, old and new values
+  of scalars, items added/removed of lists.
+- :class:`CrawlHistory` (an extension) installs that hook, writes one ``crawls`` record per
+  run and, after a
   complete crawl (finished, not marked incomplete, no argument that restricts the listing),
   sets ``removed_at`` on the hub's models the crawl did not see. Nothing is ever deleted; a
   model seen again is stored without ``removed_at``.
@@ -15,7 +17,6 @@ calls ``PtmSpider.note_unchanged("models", _id)``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -27,9 +28,10 @@ from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
-from ptmspiders.items import Doc, ModelItem, field_names, to_doc
+from ptmspiders.items import Doc, ModelItem, field_names
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.stores import Store, crawler_store
+from ptmspiders.stores.writer import crawler_writer, sync_writes
 
 logger = logging.getLogger(__name__)
 
@@ -152,120 +154,102 @@ def change_record(state: CrawlState, spider: str, doc: Mapping[str, Any], kind: 
     return record
 
 
-# -- the pipeline --------------------------------------------------------------------------------
+# -- comparing each batch as it is written ------------------------------------------------------
 
-class HistoryPipeline:
-    """Compares models with their stored documents and writes ``changes`` (before the store)."""
+@dataclass
+class BatchHistory:
+    """What comparing one batch found, applied on the crawl's thread once the batch is stored."""
 
-    def __init__(self, crawler: Crawler, batch_size: int, batch_seconds: float) -> None:
+    counts: dict[str, int] = field(default_factory=dict)
+    records: int = 0
+    renamed_away: dict[str, str] = field(default_factory=dict)
+
+
+class ModelHistory:
+    """Compares each batch of models with the store just before the store replaces them.
+
+    Runs as a write hook of :class:`ptmspiders.stores.writer.BackgroundWriter`, on the writer's
+    thread and with its store: one lookup per batch (and one for the hub_uids of new models),
+    and no work at all on the crawl's critical path. A batch written after the comparison is
+    what it compared, so no ordering between pipelines is needed.
+    """
+
+    def __init__(self, crawler: Crawler, state: CrawlState) -> None:
         assert crawler.stats is not None
-        self.crawler = crawler
         self.stats = crawler.stats
-        self.batch_size = batch_size
-        self.batch_seconds = batch_seconds
+        self.state = state
+        self.spider_name = str(getattr(crawler.spidercls, "name", "?"))
         self.fields = [f for f in field_names(ModelItem) if f not in IGNORED_FIELDS]
         self.lookup_fields = [*self.fields, "removed_at"]
-        self.pending: list[tuple[Any, asyncio.Future[None] | None]] = []
-        self.timer: asyncio.TimerHandle | None = None
-        self.records: list[Doc] = []
-        self.store: Store | None = None
-        self.state = crawl_state(crawler)
 
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> HistoryPipeline:
-        s = crawler.settings
-        if not s.getbool("PTM_HISTORY_ENABLED", True):
-            raise NotConfigured("PTM_HISTORY_ENABLED is off")
-        if not s.getbool("PTM_STORE_ENABLED", True):
-            raise NotConfigured("history needs the store (PTM_STORE_ENABLED is off)")
-        size = s.getint("PTM_HISTORY_BATCH_SIZE", 100)
-        seconds = s.getfloat("PTM_HISTORY_BATCH_SECONDS", 0.05)
-        if size < 1 or seconds < 0:
-            raise ValueError("PTM_HISTORY_BATCH_SIZE must be >= 1, "
-                             "PTM_HISTORY_BATCH_SECONDS >= 0")
-        return cls(crawler, size, seconds)
-
-    @property
-    def spider_name(self) -> str:
-        return str(getattr(self.crawler.spidercls, "name", "?"))
-
-    def open_spider(self) -> None:
-        self.store = crawler_store(self.crawler)
-
-    async def process_item(self, item: Any) -> Any:
-        """Waits (at most ``PTM_HISTORY_BATCH_SECONDS``) for a batch to fill: the items of a
-        list page arrive together, so one store lookup covers many of them."""
-        if getattr(item, "collection", None) != "models":
-            return item
+    def before_write(self, store: Store, collection: str, docs: list[Doc]) -> Any:
+        """The write hook: compare, write the change records, hand back the counts."""
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not under asyncio: compare on the spot
-            self.compare([item])
-            return item
-        future: asyncio.Future[None] = loop.create_future()
-        self.pending.append((item, future))
-        if len(self.pending) >= self.batch_size:
-            self.flush()
-        elif self.timer is None:
-            self.timer = loop.call_later(self.batch_seconds, self.flush)
-        await future
-        return item
-
-    def flush(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        batch, self.pending = self.pending, []
-        if not batch:
-            return
-        try:
-            self.compare([item for item, _ in batch])
+            batch = self.compare(store, docs)
         except Exception:
-            # History must never cost the crawl its items: count, log, let them through.
-            self.stats.inc_value("ptm/history/errors")
-            logger.exception("Could not compare %d models with the store", len(batch))
-        for _, future in batch:
-            if future is not None and not future.done():
-                future.set_result(None)
+            # History must never cost the crawl its items: count, log, let the batch through.
+            logger.exception("Could not compare %d models with the store", len(docs))
+            return lambda: self.stats.inc_value("ptm/history/errors")
+        return lambda: self.apply(batch)
 
-    def compare(self, items: list[Any]) -> None:
-        """One store lookup for the batch (and one for the hub_uids of new models)."""
-        assert self.store is not None
+    def apply(self, batch: BatchHistory) -> None:
         self.stats.inc_value("ptm/history/lookups")
-        docs = {d["_id"]: d for d in (to_doc(i) for i in items)}
-        stored = self.store.get_many("models", list(docs), fields=self.lookup_fields)
-        renamed_from = self._renames([d for i, d in docs.items() if i not in stored])
-        old_docs = self.store.get_many("models", list(set(renamed_from.values())),
-                                       fields=self.lookup_fields) if renamed_from else {}
+        for kind, n in batch.counts.items():
+            self.state.counts[kind] = self.state.counts.get(kind, 0) + n
+            self.stats.inc_value(f"ptm/history/{kind}", n)
+        if batch.records:
+            self.stats.inc_value("ptm/history/records", batch.records)
+        self.state.renamed_away.update(batch.renamed_away)
+
+    def compare(self, store: Store, docs: list[Doc]) -> BatchHistory:
+        """Counts and change records of a batch; writes the records (``changes``)."""
+        batch = BatchHistory()
+        by_id = {d["_id"]: d for d in docs}
+        stored = store.get_many("models", list(by_id), fields=self.lookup_fields)
+        renamed_from = self._renames(store, [d for i, d in by_id.items() if i not in stored])
+        old_docs = store.get_many("models", list(set(renamed_from.values())),
+                                  fields=self.lookup_fields) if renamed_from else {}
         at = now_iso()
-        for _id, doc in docs.items():
+        records: list[Doc] = []
+        counts = batch.counts
+
+        def record(doc: Doc, kind: str, changed: list[str] | None = None,
+                   values: dict[str, Any] | None = None, lists: dict[str, Any] | None = None,
+                   **extra: Any) -> None:
+            counts[kind] = counts.get(kind, 0) + 1
+            records.append(change_record(self.state, self.spider_name, doc, kind, at=at,
+                                         changed=changed, values=values, lists=lists, **extra))
+
+        for _id, doc in by_id.items():
             old = stored.get(_id)
             if old is None and _id in renamed_from:
                 previous = renamed_from[_id]
                 changed, values, lists = diff_docs(old_docs.get(previous, {}), doc, self.fields)
-                self._record(doc, "renamed", at, changed, values, lists, renamed_from=previous)
-                self.state.renamed_away[previous] = _id
+                record(doc, "renamed", changed, values, lists, renamed_from=previous)
+                batch.renamed_away[previous] = _id
             elif old is None:
-                self._record(doc, "new", at)
+                record(doc, "new")
             else:
                 changed, values, lists = diff_docs(old, doc, self.fields)
                 if old.get("removed_at"):
                     values["removed_at"] = {"old": old["removed_at"], "new": None}
-                    self._record(doc, "reappeared", at, ["removed_at", *changed], values, lists)
+                    record(doc, "reappeared", ["removed_at", *changed], values, lists)
                 elif changed:
-                    self._record(doc, "changed", at, changed, values, lists)
+                    record(doc, "changed", changed, values, lists)
                 else:
-                    self._count("unchanged")
-        if len(self.records) >= 500:
-            self.write_records()
+                    counts["unchanged"] = counts.get("unchanged", 0) + 1
+        if records:
+            store.upsert("changes", records)
+        batch.records = len(records)
+        return batch
 
-    def _renames(self, new_docs: list[Doc]) -> dict[str, str]:
+    @staticmethod
+    def _renames(store: Store, new_docs: list[Doc]) -> dict[str, str]:
         """New id -> stored id of the same hub with the same ``hub_uid`` (a renamed repo)."""
-        assert self.store is not None
         by_uid = {(d.get("hub"), d["hub_uid"]): d["_id"] for d in new_docs if d.get("hub_uid")}
         if not by_uid:
             return {}
-        found = self.store.query(
+        found = store.query(
             "models", {"hub_uid": {"$in": sorted({uid for _, uid in by_uid})},
                        "_id": {"$nin": sorted(by_uid.values())}},
             fields=["hub", "hub_uid"])
@@ -275,28 +259,6 @@ class HistoryPipeline:
             if new_id is not None:
                 out[new_id] = doc["_id"]
         return out
-
-    def _record(self, doc: Doc, kind: str, at: str, changed: list[str] | None = None,
-                values: dict[str, Any] | None = None, lists: dict[str, Any] | None = None,
-                **extra: Any) -> None:
-        self._count(kind)
-        self.records.append(change_record(self.state, self.spider_name, doc, kind, at=at,
-                                          changed=changed, values=values, lists=lists,
-                                          **extra))
-
-    def _count(self, kind: str) -> None:
-        self.state.counts[kind] = self.state.counts.get(kind, 0) + 1
-        self.stats.inc_value(f"ptm/history/{kind}")
-
-    def write_records(self) -> None:
-        if self.records and self.store is not None:
-            self.store.upsert("changes", self.records)
-            self.stats.inc_value("ptm/history/records", len(self.records))
-            self.records = []
-
-    def close_spider(self) -> None:
-        self.flush()
-        self.write_records()
 
 
 # -- the extension -------------------------------------------------------------------------------
@@ -341,6 +303,7 @@ class CrawlHistory:
         self.max_missing_ratio = max_missing_ratio
         self.chunk = chunk
         self.state = crawl_state(crawler)
+        self.models = ModelHistory(crawler, self.state)
         self.arguments: dict[str, Any] = {}
 
     @classmethod
@@ -372,6 +335,7 @@ class CrawlHistory:
 
     def spider_opened(self, spider: Spider) -> None:
         self.arguments = spider_arguments(spider)
+        crawler_writer(self.crawler).add_hook("models", self.models.before_write)
         # Written at once, so a crawl killed half-way still leaves its trace.
         crawler_store(self.crawler).upsert("crawls", [self.record(
             spider, finished_at=None, finish_reason=None, complete=None, status="running")])
@@ -382,6 +346,7 @@ class CrawlHistory:
             self.state.dropped.add(str(getattr(item, "_id", "")))
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
+        sync_writes(self.crawler)  # the comparisons of the last batches, and what they saw
         started = time.monotonic()
         store = crawler_store(self.crawler)
         stats = self.stats.get_stats()

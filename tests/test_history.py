@@ -3,7 +3,6 @@ extension and the spider hooks built from a crawler (``get_crawler``) over both 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -11,11 +10,18 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
 from ptmspiders import incremental
-from ptmspiders.history import CrawlHistory, HistoryPipeline, diff_docs, is_restricted
+from ptmspiders.history import (
+    CrawlHistory,
+    ModelHistory,
+    crawl_state,
+    diff_docs,
+    is_restricted,
+)
 from ptmspiders.items import ModelItem, field_names, to_doc
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import Store
+from ptmspiders.stores.writer import BackgroundWriter
 
 OLD = "2020-01-01T00:00:00.000Z"
 FIELDS = [f for f in field_names(ModelItem)]
@@ -118,27 +124,30 @@ def test_refresh_needed_is_one_lookup_per_page(store: Store) -> None:
     assert counting.calls == {"get_many": 1}  # -a full=1 asks the store nothing
 
 
-# -- the pipeline --------------------------------------------------------------------------------
+# -- comparing each written batch ---------------------------------------------------------------
 
-def run_items(pipe: HistoryPipeline, items: list[ModelItem]) -> list[Any]:
-    async def go() -> list[Any]:
-        return list(await asyncio.gather(*(pipe.process_item(i) for i in items)))
-    return asyncio.run(go())
+def history_writer(store: Any, **settings: Any) -> tuple[Any, ModelHistory, BackgroundWriter]:
+    """A crawl's write path without the thread: the same hook, run inline."""
+    crawler, _ = crawler_for(store, **settings)
+    history = ModelHistory(crawler, crawl_state(crawler))
+    writer = BackgroundWriter(store, None)
+    writer.add_hook("models", history.before_write)
+    return crawler, history, writer
 
 
-def test_pipeline_compares_in_batches_and_records_changes(store: Store) -> None:
+def test_history_compares_each_batch_before_it_is_written(store: Store) -> None:
     store.upsert("models", [to_doc(model(i)) for i in range(100)])
     counting = CountingStore(store)
-    crawler, _ = crawler_for(counting, PTM_HISTORY_BATCH_SIZE=40)  # type: ignore[arg-type]
-    pipe = HistoryPipeline.from_crawler(crawler)
-    pipe.open_spider()
+    crawler, history, writer = history_writer(counting)
     items = [model(i, downloads=i + (1 if i % 10 == 0 else 0)) for i in range(100)]
     items += [model(200, hub_uid="uid7", hub_id="o/m7-renamed"), model(201, hub_uid="fresh")]
-    assert run_items(pipe, items) == items  # every item comes through
-    pipe.close_spider()
+    docs = [to_doc(i) for i in items]
+    for start in range(0, len(docs), 40):
+        writer.submit("models", docs[start:start + 40])
+    writer.close()
     assert counting.calls["get_many"] == 3 + 1  # 3 batches of <= 40, the renamed model's old doc
     assert counting.calls["query"] == 1  # hub_uid lookup for the new ids only
-    state = pipe.state
+    state = history.state
     assert {k: state.counts[k] for k in ("new", "changed", "unchanged", "renamed")} == {
         "new": 1, "changed": 10, "unchanged": 90, "renamed": 1}
     assert state.renamed_away == {"huggingface:o/m7": "huggingface:o/m200"}
@@ -151,28 +160,33 @@ def test_pipeline_compares_in_batches_and_records_changes(store: Store) -> None:
     assert renamed["kind"] == "renamed" and renamed["renamed_from"] == "huggingface:o/m7"
     assert renamed["values"]["hub_id"] == {"old": "o/m7", "new": "o/m7-renamed"}
     assert crawler.stats.get_value("ptm/history/records") == 12
+    assert crawler.stats.get_value("ptm/history/unchanged") == 90
+    # what was compared is what got written
+    assert store.get("models", "huggingface:o/m30")["downloads"] == 31
 
 
-def test_pipeline_never_loses_items_when_the_store_fails(store: Store) -> None:
-    crawler, _ = crawler_for(store)
-    pipe = HistoryPipeline.from_crawler(crawler)
-    pipe.open_spider()
+def test_history_never_costs_a_batch_its_write(store: Store) -> None:
+    crawler, history, writer = history_writer(store)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("store down")
-    pipe.store.get_many = broken  # type: ignore[method-assign,union-attr]
-    items = [model(1), model(2)]
-    assert run_items(pipe, items) == items
+        raise RuntimeError("lookup failed")
+    reading = CountingStore(store)
+    reading.get_many = broken  # type: ignore[method-assign]
+    history.before_write(reading, "models", [to_doc(model(9))])()  # type: ignore[arg-type]
     assert crawler.stats.get_value("ptm/history/errors") == 1
+    history.compare = broken  # type: ignore[method-assign]
+    writer.submit("models", [to_doc(model(1)), to_doc(model(2))])
+    writer.close()
+    assert store.count("models") == 2
+    assert crawler.stats.get_value("ptm/history/errors") == 2
 
 
 @pytest.mark.parametrize("settings", [{"PTM_HISTORY_ENABLED": False},
                                       {"PTM_STORE_ENABLED": False}])
 def test_history_switches_off(store: Store, settings: dict[str, Any]) -> None:
     crawler, _ = crawler_for(store, **settings)
-    for component in (HistoryPipeline, CrawlHistory):
-        with pytest.raises(NotConfigured):
-            component.from_crawler(crawler)  # type: ignore[attr-defined]
+    with pytest.raises(NotConfigured):
+        CrawlHistory.from_crawler(crawler)
 
 
 # -- the extension -------------------------------------------------------------------------------
