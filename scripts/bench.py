@@ -119,13 +119,18 @@ def crawl_stats(log: str) -> dict[str, Any]:
 
 
 def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
-              url: str, py_spy: str | None = None) -> dict[str, Any]:
-    """Run one crawl, measuring wall time, the crawler's own peak RSS and the mock's counts."""
+              url: str, mock_pid: int, py_spy: str | None = None) -> dict[str, Any]:
+    """Run one crawl, measuring wall time, the crawler's own peak RSS, the mock's counts and
+    the mock's CPU time (on 2 cores, the mock competes with the crawler's threads)."""
+    import psutil
+
+    mock = psutil.Process(mock_pid)
     if py_spy:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         cmd = [spy, "record", "--rate", "200", "--format", "speedscope", "-o", py_spy, "--",
                *cmd]
     before = mock_counts(url)
+    mock_cpu = sum(mock.cpu_times()[:2])
     log_path = workdir / f"{label}.log"
     with log_path.open("wb") as log:
         t0 = time.perf_counter()
@@ -134,6 +139,7 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     after = mock_counts(url)
+    mock_cpu = sum(mock.cpu_times()[:2]) - mock_cpu
     text = log_path.read_text(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"{label} crawl failed ({proc.returncode}); log {log_path}:\n"
@@ -146,6 +152,7 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
         "wall_s": wall,
         "crawl_s": float(stats.get("elapsed_time_seconds") or wall),
         "cpu_s": usage.ru_utime + usage.ru_stime,
+        "mock_cpu_s": mock_cpu,
         "peak_rss_mb": rss_mb,
         "requests": {k: after.get(k, 0) - before.get(k, 0)
                      for k in sorted(set(after) | set(before))},
@@ -218,22 +225,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs["sweep"] = run_crawl(
             "sweep", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{sweep_store}",
-                      "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url, args.py_spy)
+                      "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url, mock.pid,
+            args.py_spy)
         if args.baseline:
             runs["baseline"] = run_crawl(
                 "baseline", [*crawl, "-s", "ITEM_PIPELINES={}", "-s", "PTM_STORE_ENABLED=False",
-                             "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url)
+                             "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url, mock.pid)
         if args.raw:
             runs["raw"] = run_crawl(
                 "raw", [sys.executable, "-m", "scrapy", "runspider",
-                        str(Path(__file__).resolve()), *common], env, workdir, url)
+                        str(Path(__file__).resolve()), *common], env, workdir, url, mock.pid)
         if args.owners:
             runs["owners"] = run_crawl(
                 "owners", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{owners_store}", *common],
-                env, workdir, url)
+                env, workdir, url, mock.pid)
             runs["recrawl"] = run_crawl(
                 "recrawl", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{owners_store}", *common],
-                env, workdir, url)
+                env, workdir, url, mock.pid)
     finally:
         mock.send_signal(signal.SIGTERM)
         try:
@@ -278,6 +286,7 @@ def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path,
         "crawl_seconds": round(sweep["crawl_s"], 2),
         "cpu_seconds": round(sweep["cpu_s"], 2),
         "cpu_ms_per_model": round(1000 * sweep["cpu_s"] / n, 3),
+        "mock_cpu_seconds": round(sweep["mock_cpu_s"], 2),
         "peak_rss_mb": round(sweep["peak_rss_mb"], 1),
         "models_stored": stored,
         "dropped": sweep["stats"].get("ptm/dropped", 0),
@@ -333,6 +342,7 @@ def table(r: dict[str, Any]) -> str:
         ("sweep models/s into SQLite", f"{r['models_per_s']:,.0f}"),
         ("  incl. process start", f"{r['models_per_s_wall']:,.0f}"),
         ("  crawler CPU ms per model", f"{r['cpu_ms_per_model']:.3f}"),
+        ("  mock hub CPU seconds", f"{r['mock_cpu_seconds']:.1f}"),
         ("  peak RSS of the crawler (MB)", f"{r['peak_rss_mb']:.0f}"),
         ("  list requests / 1000 models", f"{r['list_requests_per_1000_models']:.3f}"),
     ]
