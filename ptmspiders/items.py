@@ -7,6 +7,7 @@ every parser, and itemadapter lets feed exports and pipelines treat them like an
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -163,11 +164,18 @@ def field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
+_GETTERS: dict[type, operator.attrgetter[Any]] = {}
+
+
 def to_doc(item: Any) -> Doc:
     """Shallow dict of an item: ``dataclasses.asdict`` deep-copies ``raw``, which costs."""
     if isinstance(item, dict):
         return item
-    return {name: getattr(item, name) for name in field_names(type(item))}
+    cls = type(item)
+    getter = _GETTERS.get(cls)
+    if getter is None:
+        getter = _GETTERS[cls] = operator.attrgetter(*field_names(cls))
+    return dict(zip(_FIELD_NAMES[cls], getter(item), strict=True))
 
 
 def make_id(hub: str, hub_id: str) -> str:

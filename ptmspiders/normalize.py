@@ -7,10 +7,15 @@ join hubs need one spelling, so every document passes through these before it is
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+# The pure string functions below see the same few thousand spellings millions of times in a
+# sweep (licenses, libraries, popular GitHub repos and papers): bounded caches make them cheap.
+_cached = functools.lru_cache(maxsize=16384)
 
 _ISO_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
@@ -153,7 +158,12 @@ def normalize_license(value: Any) -> str | None:
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else " OR ".join(dict.fromkeys(parts))
-    text = str(value).strip()
+    return _license_text(value if isinstance(value, str) else str(value))
+
+
+@_cached
+def _license_text(value: str) -> str | None:
+    text = value.strip()
     if not text:
         return None
     key = _license_key(text)
@@ -184,6 +194,11 @@ def github_repo(value: Any, *, allow_bare: bool = False) -> str | None:
     """
     if not isinstance(value, str):
         return None
+    return _github_repo_text(value, allow_bare)
+
+
+@_cached
+def _github_repo_text(value: str, allow_bare: bool) -> str | None:
     text = value.strip().strip("<>()[]\"'")
     m = _GITHUB_RE.search(text)
     if m is None:
@@ -217,6 +232,11 @@ def paper_id(value: Any) -> str | None:
     """``arxiv:<id>`` or ``doi:<doi>`` (lower-case) from a tag, an id or a URL."""
     if not isinstance(value, str):
         return None
+    return _paper_text(value)
+
+
+@_cached
+def _paper_text(value: str) -> str | None:
     text = value.strip()
     if not text:
         return None
@@ -302,6 +322,11 @@ def normalize_library(value: Any) -> str | None:
     """Lower-case library/framework name with common aliases folded (``tf`` -> tensorflow)."""
     if not isinstance(value, str):
         return None
+    return _library_text(value)
+
+
+@_cached
+def _library_text(value: str) -> str | None:
     key = value.strip().lower()
     if not key:
         return None
