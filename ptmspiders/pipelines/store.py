@@ -91,3 +91,5 @@ class StorePipeline:
             self.flush()
             while not self._guard(self.writer.sync):
                 pass  # every failure of the last batches is reported, not only the first
+            # Non-zero: the store, not the hub or the parsing, set the crawl's pace.
+            self.stats.set_value("ptm/store/wait_seconds", round(self.writer.waited, 3))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -59,6 +60,8 @@ class BackgroundWriter:
         self.errors: deque[StoreWriteError] = deque()
         self.thread: threading.Thread | None = None
         self.closed = False
+        # Seconds callers spent waiting for a free slot: how much the store held the crawl up.
+        self.waited = 0.0
         if thread_store is not None:
             self.thread = threading.Thread(target=self._run, name="ptm-store-writer",
                                            daemon=True)
@@ -97,7 +100,13 @@ class BackgroundWriter:
         if docs and self.thread is None:
             self.finished.append((done, *self._write(self.store, collection, list(docs))))
         elif docs:
-            self.queue.put((collection, list(docs), done))
+            task = (collection, list(docs), done)
+            try:
+                self.queue.put_nowait(task)
+            except queue.Full:
+                started = time.monotonic()
+                self.queue.put(task)
+                self.waited += time.monotonic() - started
         self.poll()
 
     def poll(self) -> None:
