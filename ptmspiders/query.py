@@ -280,9 +280,24 @@ class _Translator:
         return f"({v} {sql_op} {self.param(x)} AND {guard})"
 
     def in_(self, v: str, t: str, values: Sequence[Any]) -> str:
+        """Strings and numbers as one SQL ``IN`` each (an index answers it with one probe per
+        value); other values as equalities. A flat chain of hundreds of ``OR`` would exceed
+        SQLite's expression depth (1,000)."""
         if not values:
             return "0"
-        return "(" + " OR ".join(self.eq(v, t, x) for x in values) + ")"
+        strs = [x for x in values if isinstance(x, str)]
+        nums = [x for x in values if isinstance(x, int | float) and not isinstance(x, bool)]
+        terms = []
+        if strs:
+            marks = ", ".join(self.param(x) for x in strs)
+            terms.append(f"({v} IN ({marks}) AND {t} IS 'text')")
+        if nums:
+            marks = ", ".join(self.param(x) for x in nums)
+            terms.append(f"({v} IN ({marks}) AND {t} IN {_NUMERIC})")
+        terms += [self.eq(v, t, x) for x in values
+                  if not isinstance(x, str) and (isinstance(x, bool)
+                                                 or not isinstance(x, int | float))]
+        return _any(terms)
 
     # Paths.
     def any_of(self, field: str, pred: Callable[[str, str], str]) -> str:
@@ -320,6 +335,14 @@ class _Translator:
         return (f"({direct} OR ({t} IS 'array' AND EXISTS (SELECT 1 FROM "
                 f"json_each({src}, '{here}') AS {alias} WHERE {alias}.type IS 'object' "
                 f"AND {inner})))")
+
+
+def _any(terms: Sequence[str]) -> str:
+    """``OR`` of the terms as a balanced tree: its depth grows with log(n), not n."""
+    if len(terms) == 1:
+        return terms[0]
+    mid = len(terms) // 2
+    return f"({_any(terms[:mid])} OR {_any(terms[mid:])})"
 
 
 def _not(sql: str) -> str:

@@ -208,3 +208,18 @@ def test_get_many_projection_keeps_json_types(store: Store) -> None:
     got = store.get_many("models", [str(DOCS[2]["_id"])], fields=["gated", "card.present"])
     assert json.dumps(got) == json.dumps({str(DOCS[2]["_id"]): {"gated": True,
                                                                 "card.present": True}})
+
+
+def test_long_in_lists_work_and_agree(both: tuple[Store, Store]) -> None:
+    """A store batch asks with hundreds of values (history's renames); a flat OR chain of
+    them exceeded SQLite's expression depth."""
+    many = [f"o{i % 2}/x{i}" for i in range(3000)]
+    wanted = {"hub_id": {"$in": [*many, "o1/m1", "o0/m2", 40, None]}}
+    for store in both:
+        assert [d["_id"] for d in store.query("models", wanted)] == ids([2, 1])
+        assert [d["_id"] for d in store.query(
+            "models", {"downloads": {"$in": [10, 15.5, "20", True, *range(100, 3100)]}})
+        ] == ids([1])
+        assert [d["_id"] for d in store.query(
+            "models", {"_id": {"$nin": [f"huggingface:o{n % 2}/m{n}" for n in range(2000)]}})
+        ] == ids([3])
