@@ -133,5 +133,12 @@ PTM_HISTORY_ENABLED = True
 PTM_HISTORY_MAX_MISSING_RATIO = 0.5
 
 EXTENSIONS = {
+    "ptmspiders.gctuning.GcTuning": 100,
     "ptmspiders.history.CrawlHistory": 500,
 }
+
+# Garbage collector (ptmspiders/gctuning.py): a list page decodes into ~50k containers; with
+# CPython's default thresholds the collector took a quarter of a sweep's time.
+PTM_GC_TUNING_ENABLED = True
+PTM_GC_THRESHOLDS = (50_000, 20, 10)
+PTM_GC_FREEZE = True

@@ -1,0 +1,112 @@
+"""Garbage-collector tuning for long sweeps.
+
+A list page of the Hub decodes into about fifty thousand dicts and lists, and a sweep keeps a
+few pages of them alive (items in the pipelines, batches waiting for the store). With
+CPython's default thresholds (700, 10, 10) the collector then runs dozens of times per page and
+every full collection walks every live object: measured with ``scripts/bench.py``, a quarter
+of the crawl's time. Raising the young threshold to about one page of containers, and freezing
+what start-up allocated (modules, classes, settings: objects that never become garbage), keeps
+the collector's cost small without turning it off: cycles are still found, a page later.
+
+The process-wide state is applied when the first crawl in a process starts and restored when
+the last one stops, so crawls run side by side (tests, ``CrawlerProcess``) share it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from typing import Any
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from scrapy.statscollectors import StatsCollector
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLDS = (50_000, 20, 10)
+
+# Crawls of this process that applied the tuning, and the state to restore after the last.
+_active: list[GcTuning] = []
+_saved: tuple[int, ...] | None = None
+
+
+def parse_thresholds(value: Any) -> tuple[int, int, int]:
+    """``PTM_GC_THRESHOLDS``: three integers, as a list/tuple or ``"50000,20,10"``."""
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        out = tuple(int(str(v).strip()) for v in items)
+    except (TypeError, ValueError):
+        raise ValueError(f"PTM_GC_THRESHOLDS={value!r}: expected three integers") from None
+    if len(out) != 3 or out[0] < 1 or min(out) < 0:
+        raise ValueError(f"PTM_GC_THRESHOLDS={value!r}: expected three integers, the first "
+                         "at least 1 (0 would switch the collector off)")
+    return out[0], out[1], out[2]
+
+
+class GcTuning:
+    """Raises the collector's thresholds and freezes start-up objects for the crawl; counts
+    collections and their seconds as ``ptm/gc/...`` stats."""
+
+    def __init__(self, stats: StatsCollector, thresholds: tuple[int, int, int],
+                 freeze: bool) -> None:
+        self.stats = stats
+        self.thresholds = thresholds
+        self.freeze = freeze
+        self.seconds = 0.0
+        self.collections = 0
+        self._started: float | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> GcTuning:
+        s = crawler.settings
+        if not s.getbool("PTM_GC_TUNING_ENABLED", True):
+            raise NotConfigured("PTM_GC_TUNING_ENABLED is off")
+        assert crawler.stats is not None
+        ext = cls(crawler.stats, parse_thresholds(s.get("PTM_GC_THRESHOLDS",
+                                                        DEFAULT_THRESHOLDS)),
+                  s.getbool("PTM_GC_FREEZE", True))
+        crawler.signals.connect(ext.engine_started, signal=signals.engine_started)
+        crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(ext.engine_stopped, signal=signals.engine_stopped)
+        return ext
+
+    def engine_started(self) -> None:
+        global _saved
+        if not _active:
+            _saved = gc.get_threshold()
+            if self.freeze:
+                gc.collect()  # what is garbage now must not be frozen
+                gc.freeze()
+            gc.set_threshold(*self.thresholds)
+            logger.debug("GC thresholds %s (were %s), %d objects frozen", self.thresholds,
+                         _saved, gc.get_freeze_count())
+        _active.append(self)
+        gc.callbacks.append(self._measure)
+
+    def engine_stopped(self) -> None:
+        global _saved
+        if self._measure in gc.callbacks:
+            gc.callbacks.remove(self._measure)
+        if self in _active:
+            _active.remove(self)
+            if not _active and _saved is not None:
+                gc.set_threshold(*_saved)
+                gc.unfreeze()
+                _saved = None
+
+    def spider_closed(self) -> None:
+        # Collections of any thread of the process while this crawl ran (the stats are dumped
+        # before engine_stopped).
+        self.stats.set_value("ptm/gc/collections", self.collections)
+        self.stats.set_value("ptm/gc/seconds", round(self.seconds, 3))
+
+    def _measure(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+            self._started = None
