@@ -27,12 +27,21 @@ from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError
 _SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
 # Rows per multi-row statement: 2 parameters each, well under SQLite's 32,766.
 _ROWS_PER_STATEMENT = 500
+# Every model lands at a random place in each index, so at hub scale each batch dirties about
+# one index page per model and index. SQLite's default checkpoint (every 1,000 WAL pages, with
+# an fsync) then copies those pages back almost every batch; a larger WAL lets a page dirtied
+# by many batches be copied once (measured at 200k models: 205 -> 109 us per model upserted).
+# The WAL file can reach ~200 MB during a crawl; the last connection to close folds it back.
+_WAL_AUTOCHECKPOINT_PAGES = 50_000
 
 
 @functools.lru_cache(maxsize=64)
 def _upsert_sql(table: str, rows: int) -> str:
-    """Replace each document by ``_id``, keeping the stored ``crawl.first_seen``."""
-    values = ",".join(["(?, ?)"] * rows)
+    """Replace each document by ``_id``, keeping the stored ``crawl.first_seen``.
+
+    The document comes as orjson's UTF-8 bytes and is cast to TEXT in SQLite: decoding it to a
+    Python str only for sqlite3 to encode it back costs more than the dump, GIL held."""
+    values = ",".join(["(?, CAST(? AS TEXT))"] * rows)
     return (
         f"INSERT INTO {table}(_id, doc) VALUES {values} ON CONFLICT(_id) DO UPDATE SET doc = "
         f"CASE WHEN json_extract({table}.doc, '$.crawl.first_seen') IS NULL THEN excluded.doc "
@@ -77,6 +86,7 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {uri}: {exc}") from exc
         self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
         register_functions(self.conn)
@@ -111,10 +121,10 @@ class SQLiteStore(Store):
             self.conn.execute("BEGIN")
             for start in range(0, len(docs), _ROWS_PER_STATEMENT):
                 chunk = docs[start:start + _ROWS_PER_STATEMENT]
-                params: list[str] = []
+                params: list[str | bytes] = []
                 for d in chunk:
                     params.append(d["_id"])
-                    params.append(orjson.dumps(d, default=str).decode())
+                    params.append(orjson.dumps(d, default=str))
                 self.conn.execute(_upsert_sql(table, len(chunk)), params)
         return len(docs)
 
