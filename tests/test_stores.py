@@ -98,3 +98,12 @@ def test_bad_uris_are_clear_errors(uri):
 def test_redact_uri_hides_passwords():
     assert redact_uri("mongodb://me:s3cret@db:27017/ptm") == "mongodb://me:***@db:27017/ptm"
     assert redact_uri("sqlite:///data/ptm.sqlite") == "sqlite:///data/ptm.sqlite"
+
+
+def test_exists_stops_at_a_match(store):
+    assert store.exists("models", {"hub": "huggingface"}) is False
+    store.upsert("models", [doc(1), doc(2)])
+    assert store.exists("models", {"hub": "huggingface"}) is True
+    assert store.exists("models", {"hub": "tfhub"}) is False
+    assert store.exists("models") is True
+    assert store.exists("owners") is False

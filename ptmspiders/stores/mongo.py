@@ -100,6 +100,9 @@ class MongoStore(Store):
     def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
         return int(self.coll(collection).count_documents(check_filter(where)))
 
+    def exists(self, collection: str, where: Mapping[str, Any] | None = None) -> bool:
+        return self.coll(collection).find_one(check_filter(where), {"_id": 1}) is not None
+
     def ids(self, collection: str, where: Mapping[str, Any] | None = None) -> set[str]:
         return {d["_id"] for d in self.coll(collection).find(check_filter(where), {"_id": 1})}
 

@@ -178,6 +178,13 @@ class SQLiteStore(Store):
         ).fetchone()
         return int(row[0])
 
+    def exists(self, collection: str, where: Mapping[str, Any] | None = None) -> bool:
+        # No ORDER BY: the first index match answers (query() sorts by _id first).
+        clause, params = self._where(collection, where)
+        return self.conn.execute(
+            f"SELECT 1 FROM {self.table(collection)}{clause} LIMIT 1", params
+        ).fetchone() is not None
+
     def ids(self, collection: str, where: Mapping[str, Any] | None = None) -> set[str]:
         clause, params = self._where(collection, where)
         return {r[0] for r in self.conn.execute(
