@@ -62,6 +62,9 @@ class CrawlState:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     dropped: set[str] = field(default_factory=set)
     renamed_away: dict[str, str] = field(default_factory=dict)  # old id -> new id
+    # The hub had no stored model when the crawl began: its models are the baseline that
+    # later crawls are compared with, counted as new but without a record each.
+    baseline: bool = False
 
 
 def crawl_state(crawler: Crawler) -> CrawlState:
@@ -206,7 +209,9 @@ class ModelHistory:
         batch = BatchHistory()
         by_id = {d["_id"]: d for d in docs}
         stored = store.get_many("models", list(by_id), fields=self.lookup_fields)
-        renamed_from = self._renames(store, [d for i, d in by_id.items() if i not in stored])
+        baseline = self.state.baseline
+        renamed_from = {} if baseline else self._renames(
+            store, [d for i, d in by_id.items() if i not in stored])
         old_docs = store.get_many("models", list(set(renamed_from.values())),
                                   fields=self.lookup_fields) if renamed_from else {}
         at = now_iso()
@@ -227,6 +232,10 @@ class ModelHistory:
                 changed, values, lists = diff_docs(old_docs.get(previous, {}), doc, self.fields)
                 record(doc, "renamed", changed, values, lists, renamed_from=previous)
                 batch.renamed_away[previous] = _id
+            elif old is None and baseline:
+                # A "new" record per model of a first crawl would only repeat the crawl record
+                # and crawl.first_seen, and cost a third of the crawl's writes.
+                counts["new"] = counts.get("new", 0) + 1
             elif old is None:
                 record(doc, "new")
             else:
@@ -329,12 +338,16 @@ class CrawlHistory:
             "hub": getattr(spider, "hub", None),
             "arguments": self.arguments,
             "restricted": is_restricted(spider),
+            "baseline": self.state.baseline,
             "started_at": self.state.started_at,
             **fields,
         }
 
     def spider_opened(self, spider: Spider) -> None:
         self.arguments = spider_arguments(spider)
+        hub = getattr(spider, "hub", None)
+        self.state.baseline = bool(hub) and not crawler_store(self.crawler).exists(
+            "models", {"hub": hub})
         crawler_writer(self.crawler).add_hook("models", self.models.before_write)
         # Written at once, so a crawl killed half-way still leaves its trace.
         crawler_store(self.crawler).upsert("crawls", [self.record(

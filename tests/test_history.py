@@ -165,6 +165,40 @@ def test_history_compares_each_batch_before_it_is_written(store: Store) -> None:
     assert store.get("models", "huggingface:o/m30")["downloads"] == 31
 
 
+def test_first_crawl_of_a_hub_is_a_baseline_without_new_records(store: Store) -> None:
+    """Counted as new, no record per model, no renames lookup; a model already stored (the
+    same id twice in the crawl) is still compared."""
+    counting = CountingStore(store)
+    _crawler, history, writer = history_writer(counting)
+    history.state.baseline = True
+    writer.submit("models", [to_doc(model(i)) for i in range(10)])
+    writer.submit("models", [to_doc(model(3, downloads=99)), to_doc(model(11))])
+    writer.close()
+    assert "query" not in counting.calls
+    assert history.state.counts["new"] == 11 and history.state.counts["changed"] == 1
+    records = list(store.query("changes", {}))
+    assert [(r["model_id"], r["kind"]) for r in records] == [("huggingface:o/m3", "changed")]
+    assert store.count("models") == 11
+
+
+def test_baseline_only_when_the_hub_has_no_stored_model(store: Store) -> None:
+    crawler, spider = crawler_for(store)
+    ext = CrawlHistory.from_crawler(crawler)
+    ext.spider_opened(spider)
+    assert ext.state.baseline is True
+    assert store.get("crawls", ext.state.crawl_id)["baseline"] is True
+    store.upsert("models", [to_doc(model(1, hub="tfhub", _id="tfhub:o/m1"))])
+    crawler, spider = crawler_for(store)
+    ext = CrawlHistory.from_crawler(crawler)
+    ext.spider_opened(spider)
+    assert ext.state.baseline is True  # another hub's models do not count
+    store.upsert("models", [to_doc(model(1))])
+    crawler, spider = crawler_for(store)
+    ext = CrawlHistory.from_crawler(crawler)
+    ext.spider_opened(spider)
+    assert ext.state.baseline is False
+
+
 def test_history_never_costs_a_batch_its_write(store: Store) -> None:
     crawler, history, writer = history_writer(store)
 

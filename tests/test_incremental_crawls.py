@@ -114,10 +114,12 @@ def check_step(name: str, result: dict[str, Any], history: list[dict[str, Any]])
     if name == "first":
         assert counts == {"new": 25, "changed": 0, "unchanged": 0, "renamed": 0,
                           "reappeared": 0, "missing": 0}
-        assert set(kinds) == {"new"} and len(kinds["new"]) == 25
+        # The hub's first crawl is the baseline: counted, no per-model "new" record.
+        assert result["changes"] == [] and crawl["baseline"] is True
         assert crawl["complete"] is True and crawl["arguments"] == {}
         assert removed_now == set()
     elif name == "unchanged":
+        assert crawl["baseline"] is False
         # Done-when: only the list requests (owners are stored, no model needs a refresh).
         assert result["requests"] == ["/api/models"] * LIST_PAGES
         assert counts["unchanged"] == 25 and counts["new"] == counts["changed"] == 0
