@@ -375,7 +375,9 @@ class CrawlHistory:
         counts["reappeared"] += self._clear_removed(store, noted, spider, finished_at, records)
         renamed_away = dict(self.state.renamed_away)
         missing: list[str] = []
-        if complete and hub:
+        # A baseline crawl began with no stored model of its hub: none can be missing, and the
+        # scan of the hub's models (all of them, at hub scale) is skipped.
+        if complete and hub and not self.state.baseline:
             seen_elsewhere = noted | self.state.dropped | set(renamed_away)
             missing = [d["_id"] for d in store.query(
                 "models", {"hub": hub, "removed_at": None,

@@ -246,6 +246,20 @@ def close_crawl(store: Store, *, reason: str = "finished", spider_kwargs: dict[s
                                                                    fields=["removed_at"])}
 
 
+def test_baseline_crawl_closes_without_scanning_for_missing_models(store: Store) -> None:
+    counting = CountingStore(store)
+    crawler, spider = crawler_for(counting)  # type: ignore[arg-type]
+    ext = CrawlHistory.from_crawler(crawler)
+    ext.spider_opened(spider)
+    store.upsert("models", [to_doc(model(i, seen=now_iso())) for i in range(3)])
+    counting.calls.clear()
+    ext.spider_closed(spider, "finished")
+    record = store.get("crawls", ext.state.crawl_id)
+    assert record["baseline"] is True and record["complete"] is True
+    assert record["counts"]["missing"] == 0
+    assert "query" not in counting.calls and "count" not in counting.calls
+
+
 def test_complete_crawl_marks_unseen_models_removed(store: Store) -> None:
     record, removed = close_crawl(store)
     assert record["complete"] is True and record["finish_reason"] == "finished"
