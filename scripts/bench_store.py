@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Benchmark the SQLite store's write path alone, as the store grows.
+
+Builds model documents the way a sweep does (synthetic list pages from ``tests.mockhub``,
+``parse_models_page``, ``normalize_model``, ``to_doc``), then writes them in store batches the
+way the writer thread does: history's comparison (``ModelHistory.compare``) and the upsert.
+Prints the microseconds per model of each, per ``--every`` models, so the cost of random
+index inserts at scale shows (``scripts/bench.py`` measures the whole crawl)::
+
+    .venv/bin/python scripts/bench_store.py --n 200000
+    .venv/bin/python scripts/bench_store.py --n 200000 --first-crawl   # history's baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200_000, help="models written")
+    parser.add_argument("--batch", type=int, default=500, help="models per store batch")
+    parser.add_argument("--every", type=int, default=50_000, help="report interval (models)")
+    parser.add_argument("--first-crawl", action="store_true",
+                        help="history in baseline mode (a hub's first crawl)")
+    parser.add_argument("--workdir", help="where the store goes (default: a temp dir)")
+    parser.add_argument("--json", metavar="PATH", help="write the rows here")
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.batch < 1 or args.every < 1:
+        parser.error("--n, --batch and --every must be >= 1")
+
+    from scrapy.utils.test import get_crawler
+
+    from ptmspiders.gctuning import DEFAULT_THRESHOLDS
+    from ptmspiders.history import ModelHistory, crawl_state
+    from ptmspiders.items import to_doc
+    from ptmspiders.parsers import huggingface as hf
+    from ptmspiders.pipelines.normalize import normalize_model
+    from ptmspiders.spiders.hf_models import HfModelsSpider
+    from ptmspiders.stores.sqlite import SQLiteStore
+    from tests.mockhub.synthetic import SyntheticCatalogue
+
+    gc.set_threshold(*DEFAULT_THRESHOLDS)  # as a crawl runs (ptmspiders.gctuning)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ptm-bench-store-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "store.sqlite"
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        p.unlink(missing_ok=True)
+    store = SQLiteStore(f"sqlite:///{path}")
+    crawler = get_crawler(HfModelsSpider)
+    history = ModelHistory(crawler, crawl_state(crawler))
+    history.state.baseline = args.first_crawl
+    catalogue = SyntheticCatalogue(args.n, 0)
+    fields = ["_id", "id", *hf.DEFAULT_EXPAND]
+
+    rows: list[dict[str, Any]] = []
+    compare_s = upsert_s = 0.0
+    done = since = 0
+    page = 5000
+    for start in range(0, args.n, page):
+        body = b"[" + b",".join(catalogue.render(i, fields)
+                                for i in range(start, min(args.n, start + page))) + b"]"
+        items, _bad = hf.parse_models_page(body, endpoint="http://x", source_url="http://x",
+                                           seen_at="2026-01-01T00:00:00.000Z")
+        docs = [to_doc(normalize_model(item)) for item in items]
+        for i in range(0, len(docs), args.batch):
+            batch = docs[i:i + args.batch]
+            t = time.perf_counter()
+            history.compare(store, batch)
+            compare_s += time.perf_counter() - t
+            t = time.perf_counter()
+            store.upsert("models", batch)
+            upsert_s += time.perf_counter() - t
+            done += len(batch)
+            since += len(batch)
+            if since >= args.every or done == args.n:
+                row = {"models": done, "compare_us": round(1e6 * compare_s / since, 1),
+                       "upsert_us": round(1e6 * upsert_s / since, 1)}
+                rows.append(row)
+                print(f"{done:>10,} models  compare {row['compare_us']:7.1f} us/model  "
+                      f"upsert {row['upsert_us']:7.1f} us/model", flush=True)
+                compare_s = upsert_s = 0.0
+                since = 0
+    store.close()
+    size = sum(p.stat().st_size for p in workdir.glob("store.sqlite*"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"store {size / 2**20:,.0f} MB, peak RSS {peak:,.0f} MB, {os.cpu_count()} CPUs")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"n": args.n, "batch": args.batch, "first_crawl": args.first_crawl, "rows": rows,
+             "store_mb": round(size / 2**20, 1), "peak_rss_mb": round(peak, 1)}, indent=2)
+            + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
