@@ -228,10 +228,25 @@ def model_ids(store: Store, model_id: str) -> list[str]:
     return sorted(ids)
 
 
+def first_seen_rows(store: Store, ids: list[str], rows: list[Doc]) -> list[Doc]:
+    """A ``first_seen`` row for each model whose arrival has no record: a hub's first
+    (baseline) crawl writes none per model, so its history starts at ``crawl.first_seen``."""
+    arrived = {r.get("model_id") for r in rows if r.get("kind") in ("new", "renamed")}
+    out = []
+    for _id, doc in sorted(store.get_many("models", [i for i in ids if i not in arrived],
+                                          fields=["crawl"]).items()):
+        first = (doc.get("crawl") or {}).get("first_seen")
+        if first:
+            out.append({"model_id": _id, "at": first, "kind": "first_seen", "crawl_id": None,
+                        "fields": [], "values": {}, "lists": {}})
+    return sorted(out, key=lambda r: (str(r["at"]), r["model_id"]))
+
+
 def cmd_history(store: Store, args: argparse.Namespace) -> int:
     ids = model_ids(store, args.model_id)
     rows = list(store.query("changes", {"model_id": {"$in": ids}},
                             sort=[("at", 1), ("crawl_id", 1)], limit=args.limit))
+    rows = (first_seen_rows(store, ids, rows) + rows)[:args.limit]
     if not rows:
         print(f"ptm: no history for {args.model_id}", file=sys.stderr)
         return 1

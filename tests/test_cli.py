@@ -246,3 +246,19 @@ def test_history_of_a_renamed_model_starts_at_its_first_name(
     assert [(json.loads(x)["model_id"], json.loads(x)["kind"]) for x in out.splitlines()] == [
         ("huggingface:o/old", "new"), ("huggingface:o/new", "renamed"),
         ("huggingface:o/old", "removed")]
+
+
+def test_history_of_a_baseline_model_starts_at_first_seen(
+        stores: dict[str, Store], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub's first crawl writes no record per model: history starts at crawl.first_seen."""
+    code, out, _ = both(stores, capsys, monkeypatch, "history", "huggingface:o1/m1")
+    assert code == 0
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert [(r["kind"], r["at"]) for r in rows] == [
+        ("first_seen", "2026-01-01T00:00:00.000Z"), ("removed", "2026-02-01T00:09Z")]
+    code, out, _ = both(stores, capsys, monkeypatch, "history", "huggingface:o0/m4", "--table")
+    assert code == 0 and "first_seen" in out and "huggingface:o0/m4" in out
+    code, out, _ = both(stores, capsys, monkeypatch, "history", "huggingface:o1/m1",
+                        "--limit", "1")
+    assert [json.loads(x)["kind"] for x in out.splitlines()] == ["first_seen"]
