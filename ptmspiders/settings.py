@@ -133,12 +133,14 @@ PTM_HISTORY_ENABLED = True
 PTM_HISTORY_MAX_MISSING_RATIO = 0.5
 
 EXTENSIONS = {
-    "ptmspiders.gctuning.GcTuning": 100,
+    "ptmspiders.tuning.InterpreterTuning": 100,
     "ptmspiders.history.CrawlHistory": 500,
 }
 
-# Garbage collector (ptmspiders/gctuning.py): a list page decodes into ~50k containers; with
-# CPython's default thresholds the collector took a quarter of a sweep's time.
-PTM_GC_TUNING_ENABLED = True
+# Interpreter tuning (ptmspiders/tuning.py): a list page decodes into ~50k containers, and with
+# CPython's default GC thresholds the collector took a quarter of a sweep's time; the store's
+# writer thread waited up to the 5 ms default switch interval for the GIL after every SQLite call.
+PTM_TUNING_ENABLED = True
 PTM_GC_THRESHOLDS = (50_000, 20, 10)
 PTM_GC_FREEZE = True
+PTM_SWITCH_INTERVAL = 0.001

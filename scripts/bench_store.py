@@ -44,16 +44,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from scrapy.utils.test import get_crawler
 
-    from ptmspiders.gctuning import DEFAULT_THRESHOLDS
     from ptmspiders.history import ModelHistory, crawl_state
     from ptmspiders.items import to_doc
     from ptmspiders.parsers import huggingface as hf
     from ptmspiders.pipelines.normalize import normalize_model
     from ptmspiders.spiders.hf_models import HfModelsSpider
     from ptmspiders.stores.sqlite import SQLiteStore
+    from ptmspiders.tuning import DEFAULT_THRESHOLDS
     from tests.mockhub.synthetic import SyntheticCatalogue
 
-    gc.set_threshold(*DEFAULT_THRESHOLDS)  # as a crawl runs (ptmspiders.gctuning)
+    gc.set_threshold(*DEFAULT_THRESHOLDS)  # as a crawl runs (ptmspiders.tuning)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ptm-bench-store-"))
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "store.sqlite"
