@@ -256,12 +256,16 @@ def _paper_text(value: str) -> str | None:
 
 
 def papers(values: Iterable[Any]) -> list[str]:
-    return dedupe(p for p in (paper_id(v) for v in values) if p)
+    return dedupe([paper_id(v) for v in values])
+
+
+_PAPER_PREFIXES = frozenset(("arxiv:", "doi:10"))
 
 
 def papers_from_tags(tags: Iterable[str]) -> list[str]:
     """Paper ids from hub tags such as ``arxiv:1810.04805`` or ``doi:10.57967/hf/0003``."""
-    return papers(t for t in tags if t[:6].lower() in ("arxiv:", "doi:10") or t[:4] == "doi:")
+    found = [t for t in tags if t[:6].lower() in _PAPER_PREFIXES or t[:4] == "doi:"]
+    return papers(found) if found else []
 
 
 def dedupe(values: Iterable[Any]) -> list[Any]:
