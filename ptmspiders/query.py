@@ -207,11 +207,11 @@ class _Translator:
         clauses = []
         for key, value in where.items():
             if key == "$and":
-                clauses.append("(" + " AND ".join(self.filter(s) for s in value) + ")")
+                clauses.append(_join("AND", [self.filter(s) for s in value]))
             elif key == "$or":
-                clauses.append("(" + " OR ".join(self.filter(s) for s in value) + ")")
+                clauses.append(_join("OR", [self.filter(s) for s in value]))
             elif key == "$nor":
-                clauses.append("(" + " AND ".join(_not(self.filter(s)) for s in value) + ")")
+                clauses.append(_join("AND", [_not(self.filter(s)) for s in value]))
             else:
                 clauses.append(self.condition(key, value))
         return "(" + " AND ".join(clauses) + ")" if clauses else "1"
@@ -285,19 +285,23 @@ class _Translator:
         SQLite's expression depth (1,000)."""
         if not values:
             return "0"
-        strs = [x for x in values if isinstance(x, str)]
-        nums = [x for x in values if isinstance(x, int | float) and not isinstance(x, bool)]
-        terms = []
+        strs: list[str] = []
+        nums: list[int | float] = []
+        terms: list[str] = []
+        for x in values:
+            if isinstance(x, str):
+                strs.append(x)
+            elif isinstance(x, int | float) and not isinstance(x, bool):
+                nums.append(x)
+            else:
+                terms.append(self.eq(v, t, x))
         if strs:
             marks = ", ".join(self.param(x) for x in strs)
             terms.append(f"({v} IN ({marks}) AND {t} IS 'text')")
         if nums:
             marks = ", ".join(self.param(x) for x in nums)
             terms.append(f"({v} IN ({marks}) AND {t} IN {_NUMERIC})")
-        terms += [self.eq(v, t, x) for x in values
-                  if not isinstance(x, str) and (isinstance(x, bool)
-                                                 or not isinstance(x, int | float))]
-        return _any(terms)
+        return _join("OR", terms)
 
     # Paths.
     def any_of(self, field: str, pred: Callable[[str, str], str]) -> str:
@@ -337,12 +341,13 @@ class _Translator:
                 f"AND {inner})))")
 
 
-def _any(terms: Sequence[str]) -> str:
-    """``OR`` of the terms as a balanced tree: its depth grows with log(n), not n."""
+def _join(op: str, terms: Sequence[str]) -> str:
+    """``AND``/``OR`` of the terms as a balanced tree: a flat chain of n terms is n deep, and
+    SQLite refuses expressions deeper than 1,000."""
     if len(terms) == 1:
-        return terms[0]
+        return f"({terms[0]})"
     mid = len(terms) // 2
-    return f"({_any(terms[:mid])} OR {_any(terms[mid:])})"
+    return f"({_join(op, terms[:mid])} {op} {_join(op, terms[mid:])})"
 
 
 def _not(sql: str) -> str:

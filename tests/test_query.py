@@ -223,3 +223,9 @@ def test_long_in_lists_work_and_agree(both: tuple[Store, Store]) -> None:
         assert [d["_id"] for d in store.query(
             "models", {"_id": {"$nin": [f"huggingface:o{n % 2}/m{n}" for n in range(2000)]}})
         ] == ids([3])
+        # the same depth for logical operators with many clauses
+        assert [d["_id"] for d in store.query(
+            "models", {"$or": [{"downloads": n} for n in range(1500)] + [{"likes": 3}]})
+        ] == ids([0, 2, 4, 1, 5])
+        assert [d["_id"] for d in store.query(
+            "models", {"$nor": [{"downloads": n} for n in range(1, 1500)]})] == ids([0, 1, 3])
