@@ -70,9 +70,9 @@ class Store(ABC):
     @abstractmethod
     def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int: ...
 
+    @abstractmethod
     def exists(self, collection: str, where: Mapping[str, Any] | None = None) -> bool:
         """Whether any document matches: stops at the first, unlike :meth:`count`."""
-        return any(True for _ in self.query(collection, where, fields=["_id"], limit=1))
 
     @abstractmethod
     def ids(self, collection: str, where: Mapping[str, Any] | None = None) -> set[str]: ...
