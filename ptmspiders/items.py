@@ -8,6 +8,7 @@ every parser, and itemadapter lets feed exports and pipelines treat them like an
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -164,7 +165,17 @@ def field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-_GETTERS: dict[type, operator.attrgetter[Any]] = {}
+_READERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+
+
+def _reader(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """All field values of an instance in one ``attrgetter`` call (as a tuple, even for one)."""
+    reader = _READERS.get(cls)
+    if reader is None:
+        names = field_names(cls)
+        get = operator.attrgetter(*names)
+        reader = _READERS[cls] = get if len(names) > 1 else (lambda item: (get(item),))
+    return reader
 
 
 def to_doc(item: Any) -> Doc:
@@ -172,10 +183,7 @@ def to_doc(item: Any) -> Doc:
     if isinstance(item, dict):
         return item
     cls = type(item)
-    getter = _GETTERS.get(cls)
-    if getter is None:
-        getter = _GETTERS[cls] = operator.attrgetter(*field_names(cls))
-    return dict(zip(_FIELD_NAMES[cls], getter(item), strict=True))
+    return dict(zip(field_names(cls), _reader(cls)(item), strict=True))
 
 
 def make_id(hub: str, hub_id: str) -> str:

@@ -1,5 +1,7 @@
 """The typed items and the published JSON Schemas must describe the same documents."""
 
+from dataclasses import dataclass
+
 import pytest
 
 from ptmspiders.items import ModelItem, OwnerItem, field_names, to_doc
@@ -54,3 +56,12 @@ def test_to_doc_is_shallow_and_complete():
     doc = to_doc(item)
     assert doc["raw"] is item.raw
     assert list(doc) == list(field_names(ModelItem))
+
+
+def test_to_doc_of_a_one_field_dataclass() -> None:
+    """One attrgetter reads every field; with a single field it returns no tuple."""
+    @dataclass(slots=True)
+    class One:
+        a: int
+
+    assert to_doc(One(1)) == {"a": 1}
