@@ -9,6 +9,8 @@ index inserts at scale shows (``scripts/bench.py`` measures the whole crawl)::
 
     .venv/bin/python scripts/bench_store.py --n 200000
     .venv/bin/python scripts/bench_store.py --n 200000 --first-crawl   # history's baseline
+    .venv/bin/python scripts/bench_store.py --n 200000 --indexes hub_uid
+    .venv/bin/python scripts/bench_store.py --n 200000 --wal-autocheckpoint 1000
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=50_000, help="report interval (models)")
     parser.add_argument("--first-crawl", action="store_true",
                         help="history in baseline mode (a hub's first crawl)")
+    parser.add_argument("--indexes", metavar="FIELDS",
+                        help="comma-separated models fields to index instead of the store's "
+                             "(e.g. hub_uid): what each secondary index costs")
+    parser.add_argument("--wal-autocheckpoint", type=int, metavar="PAGES",
+                        help="SQLite's checkpoint interval instead of the store's "
+                             "(SQLite's own default is 1000)")
     parser.add_argument("--workdir", help="where the store goes (default: a temp dir)")
     parser.add_argument("--json", metavar="PATH", help="write the rows here")
     args = parser.parse_args(argv)
@@ -49,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from ptmspiders.parsers import huggingface as hf
     from ptmspiders.pipelines.normalize import normalize_model
     from ptmspiders.spiders.hf_models import HfModelsSpider
+    from ptmspiders.stores import sqlite as sqlite_store
     from ptmspiders.stores.sqlite import SQLiteStore
     from ptmspiders.tuning import DEFAULT_THRESHOLDS
     from tests.mockhub.synthetic import SyntheticCatalogue
@@ -59,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     path = workdir / "store.sqlite"
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         p.unlink(missing_ok=True)
+    if args.indexes is not None:
+        chosen = tuple(f.strip() for f in args.indexes.split(",") if f.strip())
+        sqlite_store.INDEXED_FIELDS = {**sqlite_store.INDEXED_FIELDS, "models": chosen}
     store = SQLiteStore(f"sqlite:///{path}")
+    if args.wal_autocheckpoint is not None:
+        store.conn.execute(f"PRAGMA wal_autocheckpoint={int(args.wal_autocheckpoint)}")
     crawler = get_crawler(HfModelsSpider)
     history = ModelHistory(crawler, crawl_state(crawler))
     history.state.baseline = args.first_crawl
@@ -100,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"store {size / 2**20:,.0f} MB, peak RSS {peak:,.0f} MB, {os.cpu_count()} CPUs")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"n": args.n, "batch": args.batch, "first_crawl": args.first_crawl, "rows": rows,
+            {"n": args.n, "batch": args.batch, "first_crawl": args.first_crawl,
+             "indexes": args.indexes, "wal_autocheckpoint": args.wal_autocheckpoint, "rows": rows,
              "store_mb": round(size / 2**20, 1), "peak_rss_mb": round(peak, 1)}, indent=2)
             + "\n")
     return 0
