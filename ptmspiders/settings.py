@@ -43,6 +43,10 @@ PTM_STORE_FLUSH_SECONDS = 5.0
 # PTM_STORE_WRITER_MAX_PENDING batches ahead of the store; off: written in the crawl's thread.
 PTM_STORE_WRITER_THREAD = True
 PTM_STORE_WRITER_MAX_PENDING = 4
+# The writer thread commits every this many documents (and at least every
+# PTM_STORE_FLUSH_SECONDS): at hub scale each SQLite commit writes every index page its batches
+# touched, so fewer, larger commits cost less per model (scripts/bench_store.py --transaction).
+PTM_STORE_TRANSACTION_SIZE = 5000
 
 # Hugging Face: collect owner overviews (one API call per new owner).
 PTM_HF_OWNERS = True

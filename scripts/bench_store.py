@@ -3,7 +3,8 @@
 
 Builds model documents the way a sweep does (synthetic list pages from ``tests.mockhub``,
 ``parse_models_page``, ``normalize_model``, ``to_doc``), then writes them in store batches the
-way the writer thread does: history's comparison (``ModelHistory.compare``) and the upsert.
+way the writer thread does: history's comparison (``ModelHistory.compare``) and the upsert,
+committed every ``--transaction`` models.
 Prints the microseconds per model of each, per ``--every`` models, so the cost of random
 index inserts at scale shows (``scripts/bench.py`` measures the whole crawl)::
 
@@ -11,6 +12,8 @@ index inserts at scale shows (``scripts/bench.py`` measures the whole crawl)::
     .venv/bin/python scripts/bench_store.py --n 200000 --first-crawl   # history's baseline
     .venv/bin/python scripts/bench_store.py --n 200000 --indexes hub_uid
     .venv/bin/python scripts/bench_store.py --n 200000 --wal-autocheckpoint 1000
+    .venv/bin/python scripts/bench_store.py --n 300000 --transaction 500   # a commit per batch
+    .venv/bin/python scripts/bench_store.py --n 300000 --pragma cache_size=-65536
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200_000, help="models written")
     parser.add_argument("--batch", type=int, default=500, help="models per store batch")
+    parser.add_argument("--transaction", type=int, metavar="MODELS",
+                        help="models per commit, as the writer thread groups batches "
+                             "(default: PTM_STORE_TRANSACTION_SIZE's default)")
     parser.add_argument("--every", type=int, default=50_000, help="report interval (models)")
     parser.add_argument("--first-crawl", action="store_true",
                         help="history in baseline mode (a hub's first crawl)")
@@ -44,11 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wal-autocheckpoint", type=int, metavar="PAGES",
                         help="SQLite's checkpoint interval instead of the store's "
                              "(SQLite's own default is 1000)")
+    parser.add_argument("--pragma", action="append", default=[], metavar="NAME=VALUE",
+                        help="a SQLite PRAGMA set on the store's connection after it opens "
+                             "(repeatable), e.g. cache_size=-65536")
     parser.add_argument("--workdir", help="where the store goes (default: a temp dir)")
     parser.add_argument("--json", metavar="PATH", help="write the rows here")
     args = parser.parse_args(argv)
-    if args.n < 1 or args.batch < 1 or args.every < 1:
-        parser.error("--n, --batch and --every must be >= 1")
+    from ptmspiders.stores.writer import DEFAULT_TRANSACTION_SIZE
+
+    if args.transaction is None:
+        args.transaction = DEFAULT_TRANSACTION_SIZE
+    if min(args.n, args.batch, args.every, args.transaction) < 1:
+        parser.error("--n, --batch, --every and --transaction must be >= 1")
 
     from scrapy.utils.test import get_crawler
 
@@ -74,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     store = SQLiteStore(f"sqlite:///{path}")
     if args.wal_autocheckpoint is not None:
         store.conn.execute(f"PRAGMA wal_autocheckpoint={int(args.wal_autocheckpoint)}")
+    for pragma in args.pragma:
+        name, sep, value = pragma.partition("=")
+        if not sep or not name.replace("_", "").isalpha() or not value.lstrip("-").isalnum():
+            parser.error(f"--pragma takes NAME=VALUE, not {pragma!r}")
+        store.conn.execute(f"PRAGMA {name}={value}")
     crawler = get_crawler(HfModelsSpider)
     history = ModelHistory(crawler, crawl_state(crawler))
     history.state.baseline = args.first_crawl
@@ -82,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, Any]] = []
     compare_s = upsert_s = 0.0
-    done = since = 0
+    done = since = uncommitted = 0
     page = 5000
     for start in range(0, args.n, page):
         body = b"[" + b",".join(catalogue.render(i, fields)
@@ -92,11 +110,17 @@ def main(argv: list[str] | None = None) -> int:
         docs = [to_doc(normalize_model(item)) for item in items]
         for i in range(0, len(docs), args.batch):
             batch = docs[i:i + args.batch]
+            if not uncommitted:
+                store.begin()
             t = time.perf_counter()
             history.compare(store, batch)
             compare_s += time.perf_counter() - t
             t = time.perf_counter()
             store.upsert("models", batch)
+            uncommitted += len(batch)
+            if uncommitted >= args.transaction or done + len(batch) == args.n:
+                store.commit()
+                uncommitted = 0
             upsert_s += time.perf_counter() - t
             done += len(batch)
             since += len(batch)
@@ -114,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"store {size / 2**20:,.0f} MB, peak RSS {peak:,.0f} MB, {os.cpu_count()} CPUs")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"n": args.n, "batch": args.batch, "first_crawl": args.first_crawl,
-             "indexes": args.indexes, "wal_autocheckpoint": args.wal_autocheckpoint, "rows": rows,
+            {"n": args.n, "batch": args.batch, "transaction": args.transaction,
+             "first_crawl": args.first_crawl,
+             "indexes": args.indexes, "wal_autocheckpoint": args.wal_autocheckpoint,
+             "pragmas": args.pragma, "rows": rows,
              "store_mb": round(size / 2**20, 1), "peak_rss_mb": round(peak, 1)}, indent=2)
             + "\n")
     return 0

@@ -107,3 +107,49 @@ def test_exists_stops_at_a_match(store):
     assert store.exists("models", {"hub": "tfhub"}) is False
     assert store.exists("models") is True
     assert store.exists("owners") is False
+
+
+def test_a_grouped_write_that_fails_undoes_only_itself(tmp_path):
+    """Inside begin()..commit() each upsert is a savepoint: a batch that fails after its first
+    500-row statement leaves no half behind, and the batches around it commit."""
+    with open_store(f"sqlite:///{tmp_path}/t.sqlite") as s:
+        reader = s.for_thread()
+        assert s.count("models") == 0  # the table exists before the transaction
+        assert reader.count("models") == 0
+        s.begin()
+        s.upsert("models", [doc(1)])
+        bad = [doc(i) for i in range(100, 700)]
+        bad[550]["downloads"] = 2**70  # orjson cannot encode it: the second statement fails
+        with pytest.raises(TypeError):
+            s.upsert("models", bad)
+        s.upsert("models", [doc(2)])
+        assert reader.count("models") == 0  # not committed yet: other connections see nothing
+        s.commit()
+        assert reader.ids("models") == {"huggingface:o/m1", "huggingface:o/m2"}
+        reader.close()
+
+
+def test_a_transaction_lost_behind_the_writers_back_is_an_error(tmp_path):
+    """SQLite rolls the whole transaction back on some errors (full disk, I/O); a write or
+    commit after that must not pretend the earlier writes of the group are still there."""
+    from ptmspiders.stores.base import TransactionLost
+
+    with open_store(f"sqlite:///{tmp_path}/t.sqlite") as s:
+        s.begin()
+        s.upsert("models", [doc(1)])
+        s.conn.execute("ROLLBACK")  # what SQLite does itself after SQLITE_FULL
+        with pytest.raises(TransactionLost):
+            s.upsert("models", [doc(2)])
+        with pytest.raises(TransactionLost):
+            s.commit()
+        s.upsert("models", [doc(3)])  # after commit/rollback, writes are their own again
+        assert s.ids("models") == {"huggingface:o/m3"}
+
+
+def test_begin_and_commit_are_harmless_on_every_store(store):
+    store.begin()
+    store.upsert("models", [doc(1)])
+    store.commit()
+    store.begin()
+    store.rollback()
+    assert store.count("models") == 1

@@ -141,3 +141,109 @@ def test_stores_that_cannot_share_a_thread_are_written_inline(uri: str) -> None:
     assert done == [2] and store.count("models") == 2  # written before submit returns
     writer.close()
     store.close()
+
+
+def wait_for(condition: Any, writer: BackgroundWriter) -> None:
+    """Poll the writer until ``condition()`` holds (bounded: a hang fails, not blocks)."""
+    for _ in range(1000):
+        writer.poll()
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the writer never got there")
+
+
+def test_batches_share_a_transaction_and_report_only_once_it_commits(file_store: Store) -> None:
+    file_store.count("models")  # the table exists before the writer's transaction
+    thread_store = GatedStore(file_store.for_thread())  # type: ignore[arg-type]
+    writer = BackgroundWriter(file_store, thread_store,  # type: ignore[arg-type]
+                              transaction_size=3, max_age=60)
+    done: list[int] = []
+    writer.submit("models", docs(1, 2), done.append)
+    wait_for(lambda: thread_store.writes, writer)
+    writer.poll()
+    assert done == [] and file_store.count("models") == 0  # written, not yet committed
+    writer.submit("models", docs(3), done.append)  # 3 documents: the transaction commits
+    wait_for(lambda: done == [2, 1], writer)
+    assert file_store.count("models") == 3
+    writer.close()
+
+
+def test_an_open_transaction_commits_after_max_age(file_store: Store) -> None:
+    writer = BackgroundWriter(file_store, file_store.for_thread(), transaction_size=1000,
+                              max_age=0.05)
+    done: list[int] = []
+    writer.submit("models", docs(1), done.append)
+    wait_for(lambda: done == [1], writer)  # no sync, no more batches: the age commits it
+    assert file_store.count("models") == 1
+    writer.close()
+
+
+def test_a_failed_batch_in_a_transaction_costs_only_itself(file_store: Store) -> None:
+    writer = BackgroundWriter(file_store, file_store.for_thread(), transaction_size=1000)
+    done: list[int] = []
+    bad = docs(*range(10, 610))
+    bad[550]["n"] = 2**70  # fails in its second statement, after 500 rows went in
+    writer.submit("models", docs(1), done.append)
+    writer.submit("models", bad, done.append)
+    writer.submit("models", docs(2), done.append)
+    with pytest.raises(StoreWriteError, match="could not write 600 models"):
+        writer.sync()
+    writer.close()
+    assert done == [1, 1]
+    assert file_store.ids("models") == {"m1", "m2"}
+
+
+def test_a_lost_transaction_fails_every_batch_it_held(file_store: Store) -> None:
+    """A hook that swallowed an error after which SQLite rolled everything back: the batches
+    written before it in the transaction are gone, and must not report as written."""
+    file_store.count("models")  # the table outlives the rollback: the next batch could write
+    thread_store = file_store.for_thread()
+    assert thread_store is not None
+    writer = BackgroundWriter(file_store, thread_store, transaction_size=1000)
+    calls: list[int] = []
+
+    def hook(store: Store, collection: str, batch: list[dict[str, Any]]) -> Any:
+        calls.append(len(batch))
+        if len(calls) == 2:
+            store.conn.execute("ROLLBACK")  # type: ignore[attr-defined]
+        return None
+    writer.add_hook("models", hook)
+    done: list[int] = []
+    writer.submit("models", docs(1), done.append)
+    writer.submit("models", docs(2, 3), done.append)
+    failed = []
+    while True:
+        try:
+            writer.sync()
+            break
+        except StoreWriteError as exc:
+            failed.append(exc.count)
+    assert sorted(failed) == [1, 2] and done == []
+    writer.submit("models", docs(4), done.append)  # a new transaction: written again
+    writer.close()
+    assert done == [1]
+    assert file_store.ids("models") == {"m4"}
+
+
+def test_a_failed_commit_fails_every_batch_it_held(file_store: Store) -> None:
+    thread_store = GatedStore(file_store.for_thread())  # type: ignore[arg-type]
+
+    def commit() -> None:
+        raise OSError("disk full")
+    thread_store.commit = commit  # type: ignore[method-assign]
+    writer = BackgroundWriter(file_store, thread_store,  # type: ignore[arg-type]
+                              transaction_size=1000)
+    done: list[int] = []
+    writer.submit("models", docs(1), done.append)
+    writer.submit("models", docs(2, 3), done.append)
+    failed = []
+    with pytest.raises(StoreWriteError, match="disk full") as err:
+        writer.sync()
+    failed.append(err.value.count)
+    with pytest.raises(StoreWriteError, match="disk full") as err:
+        writer.poll()
+    failed.append(err.value.count)
+    assert failed == [1, 2] and done == []
+    writer.close()
+    assert file_store.count("models") == 0

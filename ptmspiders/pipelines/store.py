@@ -1,10 +1,11 @@
 """Batched writes to the configured store (``PTM_STORE_URI``).
 
-Items are buffered per collection and written in one transaction / bulk call per batch, and at
-least every ``PTM_STORE_FLUSH_SECONDS``, so a killed crawl loses at most that much. Batches are
-written behind the crawl on a thread (:mod:`ptmspiders.stores.writer`). With ``JOBDIR``, each
-written batch tells the listing checkpoints (:mod:`ptmspiders.checkpoint`) which ids are now
-durable, so a resumed crawl refetches exactly the pages whose models were not yet written.
+Items are buffered per collection and handed to the writer per batch at least every
+``PTM_STORE_FLUSH_SECONDS``; the writer commits at least that often too, so a killed crawl loses
+at most about twice that. Batches are written behind the crawl on a thread
+(:mod:`ptmspiders.stores.writer`). With ``JOBDIR``, each committed batch tells the listing
+checkpoints (:mod:`ptmspiders.checkpoint`) which ids are now durable, so a resumed crawl
+refetches exactly the pages whose models were not yet written.
 """
 
 from __future__ import annotations
@@ -81,9 +82,13 @@ class StorePipeline:
         return True
 
     def _written(self, collection: str, docs: list[Doc]) -> Callable[[int], None]:
+        # Only the ids wait for the commit (up to PTM_STORE_TRANSACTION_SIZE documents' worth):
+        # holding the documents until then would multiply the crawl's memory.
+        ids = [d["_id"] for d in docs]
+
         def done(written: int) -> None:
             self.stats.inc_value(f"ptm/stored/{collection}", written)
-            crawler_checkpoints(self.crawler).settled(d["_id"] for d in docs)
+            crawler_checkpoints(self.crawler).settled(ids)
         return done
 
     def close_spider(self) -> None:

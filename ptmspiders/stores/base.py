@@ -33,8 +33,16 @@ class StoreError(RuntimeError):
     """A store that cannot be opened or written; the message names the URI without secrets."""
 
 
+class TransactionLost(StoreError):
+    """A write failed in a way that undid the whole transaction :meth:`Store.begin` opened, so
+    every write since then is gone too (SQLite rolls back on a full disk or an I/O error)."""
+
+
 class Store(ABC):
     uri: str
+    # Whether begin/commit group writes: a writer that groups batches for a store without
+    # transactions would only hold back the reports of writes that are already durable.
+    transactions: bool = False
 
     @abstractmethod
     def upsert(self, collection: str, docs: Sequence[Doc]) -> int:
@@ -82,6 +90,21 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    @abstractmethod
+    def begin(self) -> None:
+        """Make the next writes one transaction until :meth:`commit`; each write then undoes
+        only itself when it fails, unless it raises :class:`TransactionLost`. At hub scale a
+        SQLite commit costs per index page it dirtied, so grouping batches pays. A store
+        without transactions (``transactions = False``) makes it a no-op."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make the writes since :meth:`begin` durable and visible to other connections."""
+
+    @abstractmethod
+    def rollback(self) -> None:
+        """Undo the writes since :meth:`begin` (after a failed :meth:`commit`)."""
 
     def for_thread(self) -> Store | None:
         """A store over the same data that another thread may write through (closed by the

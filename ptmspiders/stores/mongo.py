@@ -143,6 +143,17 @@ class MongoStore(Store):
         result = self.coll(collection).delete_many({"_id": {"$in": list(ids)}})
         return int(result.deleted_count)
 
+    # Each bulk write is durable on its own (a multi-batch transaction would need a replica
+    # set, and buys nothing: MongoDB pays per document, not per commit).
+    def begin(self) -> None:
+        return None
+
+    def commit(self) -> None:
+        return None
+
+    def rollback(self) -> None:
+        return None
+
     def for_thread(self) -> MongoStore | None:
         """pymongo clients are thread-safe: the same client, closed by this store only.
         mongomock's are not, so its writes stay on the caller's thread."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from ptmspiders.query import (
     scalar_fields,
     to_sql,
 )
-from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError
+from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError, TransactionLost
 
 _SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
 # Rows per multi-row statement: 2 parameters each, well under SQLite's 32,766.
@@ -76,6 +76,8 @@ def sqlite_path(uri: str) -> str:
 
 
 class SQLiteStore(Store):
+    transactions = True
+
     def __init__(self, uri: str) -> None:
         self.uri = uri
         path = sqlite_path(uri)
@@ -91,6 +93,7 @@ class SQLiteStore(Store):
         self.conn.execute("PRAGMA busy_timeout=30000")
         register_functions(self.conn)
         self._tables: set[str] = set()
+        self._grouped = False  # inside begin() .. commit()
 
     def table(self, collection: str) -> str:
         """Create the collection's table (and indexes) on first use; returns its quoted name."""
@@ -117,8 +120,7 @@ class SQLiteStore(Store):
         if not docs:
             return 0
         table = self.table(collection)
-        with self.conn:
-            self.conn.execute("BEGIN")
+        with self._atomic():
             for start in range(0, len(docs), _ROWS_PER_STATEMENT):
                 chunk = docs[start:start + _ROWS_PER_STATEMENT]
                 params: list[str | bytes] = []
@@ -223,8 +225,7 @@ class SQLiteStore(Store):
         setters = ", ".join(f"'{json_path(f)}', json(?)" for f in values)
         encoded = [orjson.dumps(v, default=str).decode() for v in values.values()]
         matched = 0
-        with self.conn:
-            self.conn.execute("BEGIN")
+        with self._atomic():
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500]
                 marks = ",".join("?" * len(chunk))
@@ -236,10 +237,52 @@ class SQLiteStore(Store):
 
     def delete(self, collection: str, ids: Iterable[str]) -> int:
         table = self.table(collection)
-        with self.conn:
-            self.conn.execute("BEGIN")
+        with self._atomic():
             cur = self.conn.executemany(f"DELETE FROM {table} WHERE _id = ?", [(i,) for i in ids])
         return cur.rowcount
+
+    @contextlib.contextmanager
+    def _atomic(self) -> Generator[None, None, None]:
+        """One write, all or nothing: its own transaction, or a savepoint inside the one
+        :meth:`begin` opened, so a failed batch does not take the batches before it along."""
+        if not self.conn.in_transaction:
+            if self._grouped:  # an error that the caller swallowed rolled it all back
+                self._tables.clear()
+                raise TransactionLost("the transaction of begin() was rolled back earlier")
+            with self.conn:  # commits, or rolls back on an exception
+                self.conn.execute("BEGIN")
+                yield
+            return
+        self.conn.execute("SAVEPOINT ptm_write")
+        try:
+            yield
+        except BaseException as exc:
+            if not self.conn.in_transaction:  # SQLite rolled everything back itself
+                self._tables.clear()  # with any table the transaction had created
+                raise TransactionLost(f"{exc}; the open transaction was rolled back") from exc
+            self.conn.execute("ROLLBACK TO ptm_write")
+            self.conn.execute("RELEASE ptm_write")
+            raise
+        self.conn.execute("RELEASE ptm_write")
+
+    def begin(self) -> None:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+        self._grouped = True
+
+    def commit(self) -> None:
+        grouped, self._grouped = self._grouped, False
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+        elif grouped:
+            self._tables.clear()
+            raise TransactionLost("the transaction of begin() was rolled back before its commit")
+
+    def rollback(self) -> None:
+        self._grouped = False
+        self._tables.clear()  # a table created in the transaction is gone with it
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     def for_thread(self) -> SQLiteStore | None:
         """A second connection: WAL lets it write while this one reads. An in-memory
