@@ -54,11 +54,49 @@ def test_validate_pipeline_drops_and_counts(tmp_path):
         pipe.process_item(model(2, downloads=-5))
     with pytest.raises(DropItem, match="invalid_hub"):
         pipe.process_item(model(3, hub="elsewhere"))
+    pipe.close_spider()  # valid items are added to the stats in thousands, and at the close
     stats = crawler.stats.get_stats()
     assert stats["ptm/dropped/invalid_downloads"] == 1
     assert stats["ptm/dropped/invalid_hub"] == 1
     assert stats["ptm/dropped"] == 2
     assert stats["ptm/valid/models"] == 1
+
+
+def test_valid_items_reach_the_stats_in_thousands(tmp_path):
+    crawler = crawler_for(tmp_path)
+    pipe = build_from_crawler(ValidatePipeline, crawler)
+    for i in range(ValidatePipeline.REPORT_EVERY + 1):
+        pipe.process_item(model(i))
+    assert crawler.stats.get_value("ptm/valid/models") == ValidatePipeline.REPORT_EVERY
+    pipe.close_spider()
+    assert crawler.stats.get_value("ptm/valid/models") == ValidatePipeline.REPORT_EVERY + 1
+
+
+@pytest.mark.parametrize("between", [False, True])
+def test_store_takes_the_validated_document_only_right_after_validation(tmp_path, between):
+    """Validate and Store would each build the item's document; with no stage between them
+    (one that could change the item), Store takes the one Validate checked."""
+    from types import SimpleNamespace
+
+    crawler = crawler_for(tmp_path, PTM_STORE_FLUSH_SECONDS=3600)
+    validate = build_from_crawler(ValidatePipeline, crawler)
+    store = build_from_crawler(StorePipeline, crawler)
+    stages = [validate, build_from_crawler(NormalizePipeline, crawler), store] if between \
+        else [validate, store]
+    crawler.engine = SimpleNamespace(scraper=SimpleNamespace(
+        itemproc=SimpleNamespace(middlewares=stages)))
+    store.open_spider()
+    item = model(1)
+    for stage in stages:
+        stage.process_item(item)
+    other = model(2)
+    store.process_item(other)  # not the item validate saw last: its own document
+    checked = validate.last[1]
+    stored, stored_other = store.buffers["models"]
+    assert (stored is checked) is not between
+    assert stored == checked and stored_other["_id"] == "huggingface:o/m2"
+    store.close_spider()
+    assert crawler_store(crawler).count("models") == 2
 
 
 def test_store_pipeline_batches_and_flushes_on_close(tmp_path):

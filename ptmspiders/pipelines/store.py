@@ -10,6 +10,7 @@ refetches exactly the pages whose models were not yet written.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from scrapy.exceptions import NotConfigured
 
 from ptmspiders.checkpoint import crawler_checkpoints
 from ptmspiders.items import to_doc
+from ptmspiders.pipelines.validate import ValidatePipeline
 from ptmspiders.stores import Doc, crawler_store, redact_uri
 from ptmspiders.stores.writer import BackgroundWriter, StoreWriteError, crawler_writer
 
@@ -36,6 +38,7 @@ class StorePipeline:
         self.buffers: dict[str, list[Doc]] = {}
         self.last_flush = time.monotonic()
         self.writer: BackgroundWriter | None = None
+        self.validated: ValidatePipeline | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
@@ -51,13 +54,28 @@ class StorePipeline:
     def open_spider(self) -> None:
         logger.info("Storing items in %s", redact_uri(crawler_store(self.crawler).uri))
         self.writer = crawler_writer(self.crawler)
+        self.validated = self._validate_stage_before()
+
+    def _validate_stage_before(self) -> ValidatePipeline | None:
+        """The ValidatePipeline right before this stage, if any: with no stage in between
+        (that could change the item), its document is this item's document."""
+        try:
+            stages = list(self.crawler.engine.scraper.itemproc.middlewares)
+        except RuntimeError:  # no engine: a pipeline used on its own
+            return None
+        for before, stage in itertools.pairwise(stages):
+            if stage is self and isinstance(before, ValidatePipeline):
+                return before
+        return None
 
     def process_item(self, item: Any) -> Any:
         collection = getattr(item, "collection", None)
         if collection is None:
             return item
+        last = self.validated.last if self.validated is not None else None
+        doc = last[1] if last is not None and last[0] is item else to_doc(item)
         buf = self.buffers.setdefault(collection, [])
-        buf.append(to_doc(item))
+        buf.append(doc)
         if len(buf) >= self.batch_size or time.monotonic() - self.last_flush > self.flush_seconds:
             self.flush()
         return item
