@@ -247,3 +247,33 @@ def test_a_failed_commit_fails_every_batch_it_held(file_store: Store) -> None:
     assert failed == [1, 2] and done == []
     writer.close()
     assert file_store.count("models") == 0
+
+
+def test_a_bug_in_the_writer_fails_the_batches_not_the_thread(
+        file_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ptmspiders.stores import writer as writer_module
+
+    real = writer_module._Group.write
+    calls: list[int] = []
+
+    def buggy(self: Any, collection: str, batch: list[dict[str, Any]], done: Any) -> None:
+        calls.append(len(batch))
+        real(self, collection, batch, done)
+        if len(calls) == 2:
+            raise KeyError("a bug")
+    monkeypatch.setattr(writer_module._Group, "write", buggy)
+    writer = BackgroundWriter(file_store, file_store.for_thread(), transaction_size=1000)
+    done: list[int] = []
+    writer.submit("models", docs(1), done.append)
+    writer.submit("models", docs(2, 3), done.append)
+    failed = []
+    while True:
+        try:
+            writer.sync()  # returns: the thread is alive
+            break
+        except StoreWriteError as exc:
+            failed.append(exc.count)
+    writer.submit("models", docs(4), done.append)
+    writer.close()
+    assert sorted(failed) == [1, 2] and done == [1]
+    assert file_store.ids("models") == {"m4"}

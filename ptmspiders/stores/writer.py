@@ -169,6 +169,7 @@ class BackgroundWriter:
             except queue.Empty:  # the open transaction is max_age old: commit it
                 group.commit()
                 continue
+            pending: _Task | None = None
             try:
                 if task is _STOP:
                     group.commit()
@@ -177,9 +178,15 @@ class BackgroundWriter:
                     group.commit()
                     continue
                 assert isinstance(task, tuple)
+                pending = task
                 group.write(task[0], task[1], task[2])
                 if group.size >= self.transaction_size:
                     group.commit()
+            except Exception as exc:  # a bug here must not stop the thread: sync() would hang
+                logger.exception("Store writer failed")
+                if pending is not None and not group.holds(pending[1]):
+                    self.errors.append(StoreWriteError(pending[0], len(pending[1]), exc))
+                group.fail(exc)
             finally:
                 self.queue.task_done()
 
@@ -191,6 +198,7 @@ class _Group:
         self.store = store
         self.writer = writer
         self.batches: list[tuple[str, int, Done | None, list[Applied]]] = []
+        self.held: set[int] = set()  # id() of each batch's document list
         self.size = 0
         self.opened: float | None = None
 
@@ -215,7 +223,11 @@ class _Group:
                 self._lost(exc.__cause__)
             return
         self.batches.append((collection, written, done, applied))
+        self.held.add(id(docs))
         self.size += written
+
+    def holds(self, docs: list[Doc]) -> bool:
+        return id(docs) in self.held
 
     def commit(self) -> None:
         if self.opened is None:
@@ -230,6 +242,10 @@ class _Group:
             self.writer.finished.append((done, written, applied))
         self._reset()
 
+    def fail(self, cause: BaseException) -> None:
+        """Give up the open transaction: its batches report as failed."""
+        self._lost(cause)
+
     def _lost(self, cause: BaseException) -> None:
         """Every batch of the transaction is gone: each reports as failed, none as written."""
         for collection, written, _done, _applied in self.batches:
@@ -242,6 +258,7 @@ class _Group:
 
     def _reset(self) -> None:
         self.batches = []
+        self.held = set()
         self.size = 0
         self.opened = None
 
