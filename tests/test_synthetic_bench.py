@@ -42,3 +42,4 @@ def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
     assert r["recrawl_owner_requests"] == 0
     assert r["runs"]["baseline"]["requests"] == {"list": 3}
     assert "sweep models/s into SQLite" in result.stdout
+    assert (tmp_path / "work" / "sweep.sqlite").exists()  # kept: --workdir was given
