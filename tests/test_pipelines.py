@@ -145,3 +145,5 @@ def test_store_pipeline_switch_and_bad_settings(tmp_path):
         build_from_crawler(StorePipeline, crawler_for(tmp_path, PTM_STORE_ENABLED=False))
     with pytest.raises(ValueError, match="PTM_STORE_BATCH_SIZE"):
         build_from_crawler(StorePipeline, crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=0))
+    with pytest.raises(ValueError, match="PTM_STORE_TRANSACTION_SIZE"):
+        build_from_crawler(StorePipeline, crawler_for(tmp_path, PTM_STORE_TRANSACTION_SIZE=0))

@@ -49,6 +49,8 @@ class StorePipeline:
         flush = s.getfloat("PTM_STORE_FLUSH_SECONDS", 5.0)
         if batch < 1 or flush <= 0:
             raise ValueError("PTM_STORE_BATCH_SIZE must be >= 1 and PTM_STORE_FLUSH_SECONDS > 0")
+        if s.getint("PTM_STORE_TRANSACTION_SIZE", 5000) < 1:  # read by the writer thread
+            raise ValueError("PTM_STORE_TRANSACTION_SIZE must be >= 1")
         return cls(crawler, batch, flush)
 
     def open_spider(self) -> None:
