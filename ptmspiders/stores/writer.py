@@ -179,14 +179,15 @@ class BackgroundWriter:
                     continue
                 assert isinstance(task, tuple)
                 pending = task
-                group.write(task[0], task[1], task[2])
+                group.write(task[0], task[1], task[2])  # in the group once it returns
+                pending = None
                 if group.size >= self.transaction_size:
                     group.commit()
             except Exception as exc:  # a bug here must not stop the thread: sync() would hang
                 logger.exception("Store writer failed")
-                if pending is not None and not group.holds(pending[1]):
+                if pending is not None:
                     self.errors.append(StoreWriteError(pending[0], len(pending[1]), exc))
-                group.fail(exc)
+                group.lost(exc)
             finally:
                 self.queue.task_done()
 
@@ -198,7 +199,6 @@ class _Group:
         self.store = store
         self.writer = writer
         self.batches: list[tuple[str, int, Done | None, list[Applied]]] = []
-        self.held: set[int] = set()  # id() of each batch's document list
         self.size = 0
         self.opened: float | None = None
 
@@ -220,14 +220,10 @@ class _Group:
         except StoreWriteError as exc:  # raised again on the caller's thread
             self.writer.errors.append(exc)
             if isinstance(exc.__cause__, TransactionLost):
-                self._lost(exc.__cause__)
+                self.lost(exc.__cause__)
             return
-        self.batches.append((collection, written, done, applied))
-        self.held.add(id(docs))
         self.size += written
-
-    def holds(self, docs: list[Doc]) -> bool:
-        return id(docs) in self.held
+        self.batches.append((collection, written, done, applied))
 
     def commit(self) -> None:
         if self.opened is None:
@@ -236,17 +232,13 @@ class _Group:
             self.store.commit()
         except Exception as exc:
             logger.exception("Commit of %d documents failed", self.size)
-            self._lost(exc)
+            self.lost(exc)
             return
         for _collection, written, done, applied in self.batches:
             self.writer.finished.append((done, written, applied))
         self._reset()
 
-    def fail(self, cause: BaseException) -> None:
-        """Give up the open transaction: its batches report as failed."""
-        self._lost(cause)
-
-    def _lost(self, cause: BaseException) -> None:
+    def lost(self, cause: BaseException) -> None:
         """Every batch of the transaction is gone: each reports as failed, none as written."""
         for collection, written, _done, _applied in self.batches:
             self.writer.errors.append(StoreWriteError(collection, written, cause))
@@ -258,7 +250,6 @@ class _Group:
 
     def _reset(self) -> None:
         self.batches = []
-        self.held = set()
         self.size = 0
         self.opened = None
 
@@ -272,9 +263,8 @@ def crawler_writer(crawler: Crawler) -> BackgroundWriter:
         from ptmspiders.stores import crawler_store
 
         store = crawler_store(crawler)
-        threaded = crawler.settings.getbool("PTM_STORE_WRITER_THREAD", True)
-        thread_store = store.for_thread() if threaded else None
         s = crawler.settings
+        thread_store = store.for_thread() if s.getbool("PTM_STORE_WRITER_THREAD", True) else None
         writer = BackgroundWriter(
             store, thread_store, s.getint("PTM_STORE_WRITER_MAX_PENDING", 4),
             transaction_size=s.getint("PTM_STORE_TRANSACTION_SIZE", DEFAULT_TRANSACTION_SIZE),
