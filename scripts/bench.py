@@ -118,6 +118,14 @@ def crawl_stats(log: str) -> dict[str, Any]:
         return {}
 
 
+def baseline_profile(py_spy: str | None) -> str | None:
+    """Where the baseline's profile goes: the sweep's cost is read against it."""
+    if not py_spy:
+        return None
+    path = Path(py_spy)
+    return str(path.with_name(f"{path.stem}.baseline{path.suffix or '.json'}"))
+
+
 def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
               url: str, mock_pid: int, py_spy: str | None = None) -> dict[str, Any]:
     """Run one crawl, measuring wall time, the crawler's own peak RSS, the mock's counts and
@@ -203,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--owners", action=argparse.BooleanOptionalAction, default=True,
                         help="run the first crawl with owner look-ups, then a recrawl")
     parser.add_argument("--py-spy", metavar="PATH",
-                        help="profile the sweep with py-spy (speedscope JSON)")
+                        help="profile the sweep with py-spy (speedscope JSON); the baseline "
+                             "goes next to it as PATH's stem + .baseline.json")
     parser.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE",
                         help="extra Scrapy setting for every crawl")
     args = parser.parse_args(argv)
@@ -234,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline:
             runs["baseline"] = run_crawl(
                 "baseline", [*crawl, "-s", "ITEM_PIPELINES={}", "-s", "PTM_STORE_ENABLED=False",
-                             "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url, mock.pid)
+                             "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url, mock.pid,
+                baseline_profile(args.py_spy))
         if args.raw:
             runs["raw"] = run_crawl(
                 "raw", [sys.executable, "-m", "scrapy", "runspider",
