@@ -3,6 +3,8 @@ extension and the spider hooks built from a crawler (``get_crawler``) over both 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -122,6 +124,30 @@ def test_refresh_needed_is_one_lookup_per_page(store: Store) -> None:
     _, full = crawler_for(counting, {"full": "1"})
     assert full.refresh_needed(page) == {item._id for item in page}
     assert counting.calls == {"get_many": 1}  # -a full=1 asks the store nothing
+
+
+def _first_request(start: AsyncIterator[Any]) -> Any:
+    async def first() -> Any:
+        return await anext(start)
+    return asyncio.run(first())
+
+
+def test_a_first_crawl_asks_the_store_once_not_per_page(store: Store) -> None:
+    counting = CountingStore(store)
+    hub = "http://127.0.0.1:9"  # never asked: only the first request is built
+    _, spider = crawler_for(counting, HF_ENDPOINT=hub)  # type: ignore[arg-type]
+    _first_request(spider.start())
+    page = [model(1), model(2)]
+    assert spider.first_crawl
+    assert spider.refresh_needed(page) == {item._id for item in page}
+    assert "get_many" not in counting.calls
+    store.upsert("models", [to_doc(model(1))])  # once the hub has a stored model ...
+    crawler, later = crawler_for(counting, HF_ENDPOINT=hub)  # type: ignore[arg-type]
+    _first_request(later.start())
+    assert not later.first_crawl
+    assert later.refresh_needed(page) == {"huggingface:o/m2"}  # ... each page is compared
+    assert counting.calls["get_many"] == 1
+    assert crawler.stats.get_value("ptm/incremental/unchanged") == 1
 
 
 # -- comparing each written batch ---------------------------------------------------------------
