@@ -4,14 +4,16 @@
 One run, one process tree: the mock hub (``python -m tests.mockhub --synthetic N``) in one
 subprocess, then each crawl in its own ``scrapy crawl`` subprocess:
 
-- ``full``: ``hf_models`` into a fresh SQLite store with the project's pipelines (normalise,
-  validate, store) and owner look-ups;
+- ``sweep``: ``hf_models`` into a fresh SQLite store with the project's pipelines (normalise,
+  validate, store), owner look-ups off;
 - ``baseline``: the same spider, the same requests, ``ITEM_PIPELINES={}`` and no store: what
-  Scrapy and the parser cost without the project's pipelines;
+  Scrapy and the parser cost without the project's pipelines (``--repeat K`` runs the sweep
+  and the baseline K times, alternately, and reports the median of each);
 - ``raw`` (``--raw``): a minimal Scrapy spider that only decodes the same list pages and yields
   the entries as dicts, following the ``Link`` cursor (no owners, no parsing into items);
-- ``recrawl`` (unless ``--no-recrawl``): ``hf_models`` again into the store of ``full``: owners
-  stored by ``full`` must cost no request.
+- ``owners`` and ``recrawl`` (unless ``--no-owners``): ``hf_models`` with owner look-ups into
+  a fresh store, then again into the same store: owners stored by the first must cost no
+  request.
 
 Prints a table and, with ``--json PATH``, writes the numbers. Rate limiting is switched off for
 the crawls (every ``PTM_*_ENABLED`` switch of a throttle or rate-limit component).
@@ -213,11 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", metavar="PATH",
                         help="profile the sweep with py-spy (speedscope JSON); the baseline "
                              "goes next to it as PATH's stem + .baseline.json")
+    parser.add_argument("--repeat", type=int, default=1, metavar="K",
+                        help="run the sweep and the baseline K times, alternately, and report "
+                             "the median of each (the baseline varies by about 5%% run to run)")
     parser.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE",
                         help="extra Scrapy setting for every crawl")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("--n must be >= 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ptm-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -236,15 +243,26 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict[str, Any]] = {}
     load_before = os.getloadavg()
     try:
-        runs["sweep"] = run_crawl(
-            "sweep", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{sweep_store}",
-                      "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url, mock.pid,
-            args.py_spy)
-        if args.baseline:
-            runs["baseline"] = run_crawl(
-                "baseline", [*crawl, "-s", "ITEM_PIPELINES={}", "-s", "PTM_STORE_ENABLED=False",
-                             "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url, mock.pid,
-                baseline_profile(args.py_spy))
+        sweeps: list[dict[str, Any]] = []
+        baselines: list[dict[str, Any]] = []
+        for k in range(args.repeat):
+            label = "" if k == 0 else f"-{k + 1}"
+            for p in workdir.glob("sweep.sqlite*"):
+                p.unlink()
+            sweeps.append(run_crawl(
+                f"sweep{label}", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{sweep_store}",
+                                  "-s", "PTM_HF_OWNERS=False", *common], env, workdir, url,
+                mock.pid, args.py_spy if k == 0 else None))
+            check_stored(sweeps[-1], sweep_store, args.n)
+            if args.baseline:
+                baselines.append(run_crawl(
+                    f"baseline{label}", [*crawl, "-s", "ITEM_PIPELINES={}", "-s",
+                                         "PTM_STORE_ENABLED=False", "-s", "PTM_HF_OWNERS=False",
+                                         *common], env, workdir, url, mock.pid,
+                    baseline_profile(args.py_spy) if k == 0 else None))
+        runs["sweep"] = median_run(sweeps)
+        if baselines:
+            runs["baseline"] = median_run(baselines)
         if args.raw:
             runs["raw"] = run_crawl(
                 "raw", [sys.executable, "-m", "scrapy", "runspider",
@@ -265,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             mock.wait()
 
     result = summarise(args.n, runs, sweep_store, owners_store)
+    if args.repeat > 1:
+        result["repeats"] = repeats(args.n, sweeps, baselines)
     result["machine"] = {"cpus": os.cpu_count(), "loadavg_before": load_before,
                          "loadavg_after": os.getloadavg(), "python": platform.python_version(),
                          "scrapy": scrapy.__version__}
@@ -288,12 +308,33 @@ def _count(store: Path, collection: str) -> int:
             return 0
 
 
+def check_stored(run: dict[str, Any], store: Path, n: int) -> None:
+    stored = _count(store, "models")
+    if stored != n:
+        raise SystemExit(f"the sweep stored {stored} models, not {n}: see {run['log']}")
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median crawl time (the slower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r["crawl_s"])[len(runs) // 2]
+
+
+def repeats(n: int, sweeps: list[dict[str, Any]],
+            baselines: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every repetition's speeds, and the ratio within each sweep-then-baseline pair."""
+    out: dict[str, Any] = {
+        "sweep_models_per_s": [round(n / r["crawl_s"], 1) for r in sweeps]}
+    if baselines:
+        out["baseline_models_per_s"] = [round(n / r["crawl_s"], 1) for r in baselines]
+        out["ratio_per_pair"] = [round(b["crawl_s"] / s["crawl_s"], 3)
+                                 for s, b in zip(sweeps, baselines, strict=True)]
+    return out
+
+
 def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path,
               owners_store: Path) -> dict[str, Any]:
     sweep = runs["sweep"]
-    stored = _count(sweep_store, "models")
-    if stored != n:
-        raise SystemExit(f"the sweep stored {stored} models, not {n}: see {sweep['log']}")
+    stored = _count(sweep_store, "models")  # the last sweep's; check_stored saw each
     req = sweep["requests"]
     rate = n / sweep["crawl_s"]
     out: dict[str, Any] = {
@@ -366,6 +407,15 @@ def table(r: dict[str, Any]) -> str:
     if "baseline_models_per_s" in r:
         rows += [("baseline models/s (pipelines off)", f"{r['baseline_models_per_s']:,.0f}"),
                  ("ratio to baseline", f"{r['ratio_to_baseline']:.2f}")]
+    if "repeats" in r:
+        rep = r["repeats"]
+        rows.append(("sweep runs, models/s", " ".join(f"{v:,.0f}" for v in
+                                                     rep["sweep_models_per_s"])))
+        if "ratio_per_pair" in rep:
+            rows += [("baseline runs, models/s", " ".join(
+                         f"{v:,.0f}" for v in rep["baseline_models_per_s"])),
+                     ("ratio per sweep/baseline pair", " ".join(
+                         f"{v:.2f}" for v in rep["ratio_per_pair"]))]
     if "raw_scrapy_models_per_s" in r:
         rows.append(("raw Scrapy models/s (decode only)", f"{r['raw_scrapy_models_per_s']:,.0f}"))
     if "owner_requests" in r:

@@ -43,3 +43,24 @@ def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
     assert r["runs"]["baseline"]["requests"] == {"list": 3}
     assert "sweep models/s into SQLite" in result.stdout
     assert (tmp_path / "work" / "sweep.sqlite").exists()  # kept: --workdir was given
+
+
+@pytest.mark.crawl
+def test_bench_repeat_reports_every_run_and_the_medians(tmp_path: Path):
+    out = tmp_path / "bench.json"
+    work = tmp_path / "work"
+    result = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--n", "1500", "--no-raw", "--no-owners",
+         "--repeat", "3", "--workdir", str(work), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    r = json.loads(out.read_text())
+    rep = r["repeats"]
+    assert len(rep["sweep_models_per_s"]) == len(rep["baseline_models_per_s"]) == 3
+    assert len(rep["ratio_per_pair"]) == 3
+    assert r["models_per_s"] == sorted(rep["sweep_models_per_s"])[1]
+    assert r["baseline_models_per_s"] == sorted(rep["baseline_models_per_s"])[1]
+    assert r["n"] == r["models_stored"] == 1500
+    for label in ("sweep", "sweep-2", "sweep-3", "baseline", "baseline-3"):
+        assert (work / f"{label}.log").exists(), label
+    assert "ratio per sweep/baseline pair" in result.stdout
