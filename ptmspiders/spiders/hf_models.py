@@ -84,7 +84,7 @@ class HfModelsSpider(PtmSpider):
                 i.split(":", 1)[1] for i in store.ids("owners", {"hub": self.hub})
             }
         if self.settings.getbool("PTM_STORE_ENABLED", True):
-            # One indexed probe instead of a stored-models lookup per list page (about 4% of
+            # One indexed probe instead of a stored-models lookup per list page (about 2% of
             # the crawl's thread in a first sweep, scripts/bench.py --py-spy at N=100,000).
             self.first_crawl = not crawler_store(self.crawler).exists("models", {"hub": self.hub})
         if self.ids:
