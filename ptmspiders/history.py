@@ -30,7 +30,7 @@ from scrapy.exceptions import NotConfigured
 
 from ptmspiders.items import Doc, ModelItem, field_names
 from ptmspiders.spiders.base import now_iso
-from ptmspiders.stores import Store, crawler_store
+from ptmspiders.stores import Store, crawler_store, first_crawl_of
 from ptmspiders.stores.writer import crawler_writer, sync_writes
 
 logger = logging.getLogger(__name__)
@@ -346,8 +346,7 @@ class CrawlHistory:
     def spider_opened(self, spider: Spider) -> None:
         self.arguments = spider_arguments(spider)
         hub = getattr(spider, "hub", None)
-        self.state.baseline = bool(hub) and not crawler_store(self.crawler).exists(
-            "models", {"hub": hub})
+        self.state.baseline = first_crawl_of(self.crawler, hub) if hub else False
         crawler_writer(self.crawler).add_hook("models", self.models.before_write)
         # Written at once, so a crawl killed half-way still leaves its trace.
         crawler_store(self.crawler).upsert("crawls", [self.record(

@@ -150,6 +150,19 @@ def test_a_first_crawl_asks_the_store_once_not_per_page(store: Store) -> None:
     assert crawler.stats.get_value("ptm/incremental/unchanged") == 1
 
 
+def test_history_and_spider_share_one_answer_to_first_crawl(store: Store) -> None:
+    """Asked at spider_opened, before any write: the spider's later start() gets the same
+    answer without a second probe, even once the crawl has stored a model."""
+    counting = CountingStore(store)
+    crawler, spider = crawler_for(counting, HF_ENDPOINT="http://127.0.0.1:9")  # type: ignore
+    ext = CrawlHistory.from_crawler(crawler)
+    ext.spider_opened(spider)
+    store.upsert("models", [to_doc(model(1))])  # the crawl's own first write
+    _first_request(spider.start())
+    assert ext.state.baseline and spider.first_crawl
+    assert counting.calls["exists"] == 1
+
+
 # -- comparing each written batch ---------------------------------------------------------------
 
 def history_writer(store: Any, **settings: Any) -> tuple[Any, ModelHistory, BackgroundWriter]:

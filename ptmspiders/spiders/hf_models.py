@@ -21,7 +21,7 @@ from ptmspiders.parsers import huggingface as hf
 from ptmspiders.responses import BadResponse, parse_link_header
 from ptmspiders.spiders import hf_enrich
 from ptmspiders.spiders.base import PtmSpider
-from ptmspiders.stores import crawler_store
+from ptmspiders.stores import crawler_store, first_crawl_of
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +84,9 @@ class HfModelsSpider(PtmSpider):
                 i.split(":", 1)[1] for i in store.ids("owners", {"hub": self.hub})
             }
         if self.settings.getbool("PTM_STORE_ENABLED", True):
-            # One indexed probe instead of a stored-models lookup per list page (about 2% of
-            # the crawl's thread in a first sweep, scripts/bench.py --py-spy at N=100,000).
-            self.first_crawl = not crawler_store(self.crawler).exists("models", {"hub": self.hub})
+            # Instead of a stored-models lookup per list page (about 2% of the crawl's thread
+            # in a first sweep, scripts/bench.py --py-spy at N=100,000).
+            self.first_crawl = first_crawl_of(self.crawler, self.hub)
         if self.ids:
             # dont_filter: with JOBDIR, a restarted ``-a ids=`` crawl asks for every id again
             # (the dupefilter would remember those asked before the kill and drop them).

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 DEFAULT_STORE_URI = "sqlite:///data/ptm.sqlite"
 
 __all__ = ["COLLECTIONS", "DEFAULT_STORE_URI", "Doc", "Store", "StoreError", "crawler_store",
-           "open_store", "redact_uri"]
+           "first_crawl_of", "open_store", "redact_uri"]
 
 
 def open_store(uri: str) -> Store:
@@ -51,3 +51,18 @@ def crawler_store(crawler: Crawler) -> Store:
 
         crawler.signals.connect(_close, signal=signals.engine_stopped, weak=False)
     return store
+
+
+def first_crawl_of(crawler: Crawler, hub: str) -> bool:
+    """Whether the crawl's store held no model of ``hub`` when the crawl began.
+
+    Asked first before the crawl writes a model (history at ``spider_opened``, the spider in
+    ``start()``) and answered once per crawl and hub, so both agree: a hub's first crawl has
+    no stored model to compare a page or a batch with."""
+    answers: dict[str, bool] | None = getattr(crawler, "_ptm_first_crawl", None)
+    if answers is None:
+        answers = {}
+        crawler._ptm_first_crawl = answers  # type: ignore[attr-defined]
+    if hub not in answers:
+        answers[hub] = not crawler_store(crawler).exists("models", {"hub": hub})
+    return answers[hub]
