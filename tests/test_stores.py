@@ -161,3 +161,82 @@ def test_begin_rollback_and_commit_on_every_store(store):
     store.commit()
     store.rollback()  # nothing open: nothing undone
     assert store.ids("models") == kept | {"huggingface:o/m3"}
+
+
+def _wait_for(predicate, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _rows_in_database_file(path):
+    """Rows the database file itself holds, ignoring the WAL (what a checkpoint copied)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return conn.execute("SELECT count(*) FROM models").fetchone()[0]
+    except sqlite3.OperationalError:  # not even the table has been checkpointed
+        return 0
+    finally:
+        conn.close()
+
+
+def test_the_writer_connection_leaves_checkpoints_to_its_own_thread(tmp_path):
+    """The writer's commits are copied into the database file by a checkpoint thread, not by
+    the writer (whose automatic checkpoint is only a backstop, far above one commit)."""
+    import threading
+
+    from ptmspiders.stores import sqlite as sqlite_store
+
+    path = tmp_path / "t.sqlite"
+    with open_store(f"sqlite:///{path}") as s:
+        assert s.checkpointer is None
+        writer = s.for_thread()
+        assert writer.checkpointer is not None
+        assert writer.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == \
+            sqlite_store._WRITER_BACKSTOP_PAGES
+        writer.begin()
+        writer.upsert("models", [doc(i) for i in range(50)])
+        assert _rows_in_database_file(path) == 0
+        writer.commit()
+        _wait_for(lambda: writer.checkpointer.runs >= 1)
+        assert _rows_in_database_file(path) == 50
+        assert writer.counters()["checkpoints"] >= 1
+        assert s.count("models") == 50
+        thread = writer.checkpointer.thread
+        writer.close()
+        assert not thread.is_alive()
+        assert writer.checkpointer is None
+        assert "ptm-sqlite-checkpoint" not in {t.name for t in threading.enumerate()}
+
+
+def test_a_failed_checkpoint_is_logged_and_counted_and_the_writes_stay(tmp_path, caplog):
+    import sqlite3
+
+    class BrokenDisk:
+        def execute(self, sql):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        def close(self):
+            pass
+
+    path = tmp_path / "t.sqlite"
+    with open_store(f"sqlite:///{path}") as s:
+        writer = s.for_thread()
+        writer.checkpointer.conn = BrokenDisk()
+        writer.upsert("models", [doc(1)])  # a write outside begin() commits by itself
+        _wait_for(lambda: writer.checkpointer.failures >= 1)
+        assert writer.counters()["checkpoint_failures"] == 1
+        assert "WAL checkpoint failed: disk I/O error" in caplog.text
+        assert s.ids("models") == {"huggingface:o/m1"}  # committed, in the WAL
+        writer.close()
+
+
+def test_stores_without_a_checkpoint_thread_report_no_counters(store, tmp_path):
+    assert store.counters() == {}
+    with open_store(f"sqlite:///{tmp_path}/t.sqlite") as s:
+        assert s.counters() == {}

@@ -106,6 +106,11 @@ class Store(ABC):
     def rollback(self) -> None:
         """Undo the writes since :meth:`begin` (after a failed :meth:`commit`)."""
 
+    def counters(self) -> dict[str, float]:
+        """What the store did on its own behind the writes (e.g. SQLite's checkpoints), for
+        the crawl's ``ptm/store/...`` stats."""
+        return {}
+
     def for_thread(self) -> Store | None:
         """A store over the same data that another thread may write through (closed by the
         caller), or ``None`` when writes must stay on this thread."""

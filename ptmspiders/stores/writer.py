@@ -156,6 +156,11 @@ class BackgroundWriter:
                 assert self.thread_store is not None
                 self.thread_store.close()
 
+    def counters(self) -> dict[str, float]:
+        """The writing store's own counters (read while the writer runs: a snapshot)."""
+        return self.thread_store.counters() if self.thread_store is not None else \
+            self.store.counters()
+
     def _raise_error(self) -> None:
         if self.errors:
             raise self.errors.popleft()
