@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
              "first_crawl": args.first_crawl,
              "indexes": args.indexes, "wal_autocheckpoint": args.wal_autocheckpoint,
              "pragmas": args.pragma, "checkpoint_thread": args.checkpoint_thread,
-             "store_counters": counters, "wal_peak_mb": round(wal_mb, 1), "rows": rows, "indexes_built_after_s": built,
+             "store_counters": counters, "wal_peak_mb": round(wal_mb, 1), "rows": rows,
+             "indexes_built_after_s": built,
              "store_mb": round(size / 2**20, 1), "peak_rss_mb": round(peak, 1)}, indent=2)
             + "\n")
     return 0

@@ -188,8 +188,6 @@ def _rows_in_database_file(path):
 def test_the_writer_connection_leaves_checkpoints_to_its_own_thread(tmp_path):
     """The writer's commits are copied into the database file by a checkpoint thread, not by
     the writer (whose automatic checkpoint is only a backstop, far above one commit)."""
-    import threading
-
     from ptmspiders.stores import sqlite as sqlite_store
 
     path = tmp_path / "t.sqlite"
@@ -211,7 +209,6 @@ def test_the_writer_connection_leaves_checkpoints_to_its_own_thread(tmp_path):
         writer.close()
         assert not thread.is_alive()
         assert writer.checkpointer is None
-        assert "ptm-sqlite-checkpoint" not in {t.name for t in threading.enumerate()}
 
 
 def test_a_failed_checkpoint_is_logged_and_counted_and_the_writes_stay(tmp_path, caplog):
