@@ -40,6 +40,10 @@ def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
     assert r["owners_stored"] > 300
     assert r["owners_stored"] <= r["owner_requests"] <= 2 * r["owners_stored"]
     assert r["recrawl_owner_requests"] == 0
+    # The sweep's stats reach the report: the writer's commits were checkpointed beside it.
+    assert r["store_wait_seconds"] >= 0
+    assert r["store_checkpoint_seconds"] >= 0
+    assert "'ptm/store/checkpoints': " in (tmp_path / "work" / "sweep.log").read_text()
     assert r["runs"]["baseline"]["requests"] == {"list": 3}
     assert "sweep models/s into SQLite" in result.stdout
     assert (tmp_path / "work" / "sweep.sqlite").exists()  # kept: --workdir was given
