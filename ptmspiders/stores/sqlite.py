@@ -40,8 +40,8 @@ _ROWS_PER_STATEMENT = 500
 # The WAL file can reach ~200 MB during a crawl; the last connection to close folds it back.
 _WAL_AUTOCHECKPOINT_PAGES = 50_000
 # The writer thread's connection leaves checkpoints to a _Checkpointer; its own automatic
-# checkpoint stays as a backstop (~800 MB of WAL), should that thread fall behind. It kept
-# the WAL under 22,000 pages (~85 MB) in a 600,000-model bench_store.py run.
+# checkpoint stays as a backstop (~800 MB of WAL), should that thread fall behind. The WAL
+# file peaked at 85 MB in a 600,000-model bench_store.py run (260 MB without the thread).
 _WRITER_BACKSTOP_PAGES = 4 * _WAL_AUTOCHECKPOINT_PAGES
 
 
@@ -93,8 +93,8 @@ class _Checkpointer:
     through its full queue the crawl, for up to a second at hub scale. A passive checkpoint
     on another connection runs beside the writer's next transaction instead; it copies what
     was committed when it started and never blocks the writer. Measured with
-    ``scripts/bench_store.py --n 600000 --first-crawl [--no-checkpoint-thread]``: 46, 62 and
-    67 us per upsert at 200,000, 400,000 and 600,000 models, against 58, 81 and 103.
+    ``scripts/bench_store.py --n 600000 --first-crawl [--no-checkpoint-thread]``: 51, 67 and
+    72 us per upsert at 200,000, 400,000 and 600,000 models, against 61, 90 and 110.
     """
 
     def __init__(self, path: str) -> None:
