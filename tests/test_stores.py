@@ -233,6 +233,52 @@ def test_a_failed_checkpoint_is_logged_and_counted_and_the_writes_stay(tmp_path,
         writer.close()
 
 
+def test_a_checkpoint_busy_with_another_is_counted_not_logged(tmp_path, caplog):
+    """A passive checkpoint never waits: while another connection checkpoints, SQLite answers
+    SQLITE_BUSY, and the next commit simply tries again."""
+    import sqlite3
+
+    class Busy:
+        def execute(self, sql):
+            exc = sqlite3.OperationalError("database is locked")
+            exc.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise exc
+
+        def close(self):
+            pass
+
+    with open_store(f"sqlite:///{tmp_path}/t.sqlite") as s:
+        writer = s.for_thread()
+        writer.checkpointer.conn = Busy()
+        writer.upsert("models", [doc(1)])
+        _wait_for(lambda: writer.checkpointer.busy >= 1)
+        counters = writer.counters()
+        assert (counters["checkpoints_busy"], counters["checkpoint_failures"]) == (1, 0)
+        assert "checkpoint" not in caplog.text
+        writer.close()
+
+
+def test_without_a_checkpoint_connection_the_writer_checkpoints_itself(tmp_path, monkeypatch,
+                                                                      caplog):
+    import sqlite3
+
+    from ptmspiders.stores import sqlite as sqlite_store
+
+    def refuse(path):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite_store, "_Checkpointer", refuse)
+    with open_store(f"sqlite:///{tmp_path}/t.sqlite") as s:
+        writer = s.for_thread()
+        assert writer.checkpointer is None
+        assert writer.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == \
+            sqlite_store._WAL_AUTOCHECKPOINT_PAGES
+        assert "No checkpoint thread" in caplog.text
+        writer.upsert("models", [doc(1)])
+        assert s.ids("models") == {"huggingface:o/m1"}
+        writer.close()
+
+
 def test_stores_without_a_checkpoint_thread_report_no_counters(store, tmp_path):
     assert store.counters() == {}
     with open_store(f"sqlite:///{tmp_path}/t.sqlite") as s:

@@ -103,6 +103,7 @@ class _Checkpointer:
         self.wake = threading.Event()
         self.stopping = False
         self.runs = 0
+        self.busy = 0  # another connection was checkpointing: the next commit tries again
         self.failures = 0
         self.seconds = 0.0
         self.thread = threading.Thread(target=self._run, name="ptm-sqlite-checkpoint",
@@ -124,8 +125,11 @@ class _Checkpointer:
             try:
                 self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except Exception as exc:  # the writer's backstop checkpoint still bounds the WAL
-                self.failures += 1
-                logger.warning("WAL checkpoint failed: %s", exc)
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                    self.busy += 1  # a passive checkpoint never waits for another one
+                else:
+                    self.failures += 1
+                    logger.warning("WAL checkpoint failed: %s", exc)
             else:
                 self.runs += 1
             self.seconds += time.monotonic() - started
@@ -159,8 +163,13 @@ class SQLiteStore(Store):
         self._grouped = False  # inside begin() .. commit()
         self.checkpointer: _Checkpointer | None = None
         if checkpoint_thread and path != ":memory:":
-            self.conn.execute(f"PRAGMA wal_autocheckpoint={_WRITER_BACKSTOP_PAGES}")
-            self.checkpointer = _Checkpointer(path)
+            try:
+                self.checkpointer = _Checkpointer(path)
+            except sqlite3.Error as exc:  # this connection keeps checkpointing, as others do
+                logger.warning("No checkpoint thread for %s (%s): the writer checkpoints itself",
+                               uri, exc)
+            else:
+                self.conn.execute(f"PRAGMA wal_autocheckpoint={_WRITER_BACKSTOP_PAGES}")
 
     def table(self, collection: str) -> str:
         """Create the collection's table (and indexes) on first use; returns its quoted name."""
@@ -359,8 +368,8 @@ class SQLiteStore(Store):
         c = self.checkpointer
         if c is None:
             return {}
-        return {"checkpoints": c.runs, "checkpoint_failures": c.failures,
-                "checkpoint_seconds": round(c.seconds, 3)}
+        return {"checkpoints": c.runs, "checkpoints_busy": c.busy,
+                "checkpoint_failures": c.failures, "checkpoint_seconds": round(c.seconds, 3)}
 
     def for_thread(self) -> SQLiteStore | None:
         """A second connection: WAL lets it write while this one reads, and a third thread
