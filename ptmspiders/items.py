@@ -98,6 +98,8 @@ class OwnerItem:
     num_models: int | None = None
     num_users: int | None = None
     num_followers: int | None = None
+    # A user's organisations, as the user's overview lists them (who may push to whose models).
+    orgs: list[str] = field(default_factory=list)
     extra: Doc = field(default_factory=dict)
     raw: Doc = field(default_factory=dict)
     crawl: Doc = field(default_factory=dict)

@@ -122,3 +122,24 @@ def test_owner_parsers():
     user = hf.parse_owner(json.dumps(owners["users"]["msmith"]).encode(), name="msmith",
                           kind="user", endpoint=EP, source_url=None, seen_at=SEEN)
     assert (user.type, user.is_verified, user.is_pro) == ("user", False, True)
+    assert user.orgs == [] and org.orgs == []
+
+
+def test_user_overview_lists_the_users_organisations():
+    owners = json.loads((FIX / "owners.json").read_text())
+    user = hf.parse_owner(json.dumps(owners["users"]["jdoe"]).encode(), name="jdoe",
+                          kind="user", endpoint=EP, source_url=None, seen_at=SEEN)
+    assert user.orgs == ["acme-ai", "reading-club"]
+    # Entries of another shape are skipped; a repeated name is kept once.
+    body = {"type": "user", "name": "x", "orgs": [
+        {"name": "a"}, "b", {"fullname": "no name"}, {"name": ""}, {"name": 3}, {"name": "a"},
+        None, {"name": "c", "fullname": "C"}]}
+    assert hf.parse_owner(json.dumps(body).encode(), name="x", kind="user", endpoint=EP,
+                          source_url=None, seen_at=SEEN).orgs == ["a", "c"]
+    body = {"type": "user", "name": "x", "orgs": {"name": "a"}}
+    assert hf.parse_owner(json.dumps(body).encode(), name="x", kind="user", endpoint=EP,
+                          source_url=None, seen_at=SEEN).orgs == []
+    # An organisation's overview has no member organisations, whatever it carries.
+    body = {"name": "o", "orgs": [{"name": "a"}]}
+    assert hf.parse_owner(json.dumps(body).encode(), name="o", kind="org", endpoint=EP,
+                          source_url=None, seen_at=SEEN).orgs == []

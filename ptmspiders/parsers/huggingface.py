@@ -286,9 +286,19 @@ def parse_owner(
         num_models=as_int(data.get("numModels")),
         num_users=as_int(data.get("numUsers")),
         num_followers=as_int(data.get("numFollowers")),
+        orgs=org_names(data.get("orgs")) if owner_type == "user" else [],
         raw=data,
         crawl={"first_seen": seen_at, "last_seen": seen_at, "source_url": source_url},
     )
+
+
+def org_names(value: Any) -> list[str]:
+    """Names in a user overview's ``orgs`` (``[{name, fullname, avatarUrl}]``); entries of
+    another shape are skipped, not guessed at."""
+    if not isinstance(value, list):
+        return []
+    return dedupe([o["name"] for o in value
+                   if isinstance(o, dict) and isinstance(o.get("name"), str) and o["name"]])
 
 
 def unknown_owner(name: str, *, endpoint: str, seen_at: str, reason: str) -> OwnerItem:
