@@ -50,6 +50,9 @@ PTM_STORE_TRANSACTION_SIZE = 5000
 
 # Hugging Face: collect owner overviews (one API call per new owner).
 PTM_HF_OWNERS = True
+# Queued requests re-aimed as they are sent (ptmspiders/middlewares/reaim.py): owner look-ups
+# go straight to the organisations' endpoint for names a user overview has since listed.
+PTM_REAIM_ENABLED = True
 # Models per list page; the Hub's maximum (1000) keeps a sweep near one call per 1000 models.
 PTM_HF_PAGE_SIZE = 1000
 # Enrichment of models whose sha changed (ptmspiders/spiders/hf_enrich.py): README card
@@ -117,6 +120,9 @@ PTM_RETRY_BACKOFF_MAX = 60.0
 
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    # First: a request the spider re-aims is dropped before any other middleware (the rate
+    # limiter's budget included) sees it.
+    "ptmspiders.middlewares.reaim.ReaimMiddleware": 50,
     "ptmspiders.middlewares.auth.HubAuthMiddleware": 450,
     "ptmspiders.middlewares.retry.RetryMiddleware": 550,
     "ptmspiders.middlewares.ratelimit.RateLimitMiddleware": 950,

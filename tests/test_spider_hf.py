@@ -114,6 +114,33 @@ def test_each_owner_is_requested_once():
     assert len(first) == 1 and again == []
 
 
+def test_organisations_named_by_a_user_overview_are_asked_as_organisations():
+    s = spider()
+    s.owner_kinds_found = {"user": 5}  # users dominate: unknown owners are asked as users
+    (queued,) = s.owner_requests("acme-ai")
+    assert queued.url == f"{EP}/api/users/acme-ai/overview"
+    assert s.reaim(queued) is None  # nothing learnt yet: sent as queued
+    jdoe = json.loads((FIX / "owners.json").read_text())["users"]["jdoe"]
+    (owner,) = s.parse_owner(response(f"{EP}/api/users/jdoe/overview", jdoe,
+                                      meta={"ptm_owner": "jdoe", "ptm_owner_kind": "user"}))
+    assert owner.orgs == ["acme-ai", "reading-club"]
+    # The look-up queued before jdoe's overview came goes to the organisations' endpoint...
+    reaimed = s.reaim(queued)
+    assert reaimed is not None and reaimed.url == f"{EP}/api/organizations/acme-ai/overview"
+    assert reaimed.meta["ptm_owner_kind"] == "org" and reaimed.meta["ptm_owner_tried"] == ()
+    assert reaimed.dont_filter and reaimed.meta["ptm_reaim"]
+    assert s.reaim(reaimed) is None
+    assert s.crawler.stats.get_value("ptm/owners/reaimed") == 1
+    # ... and one found later is asked there first.
+    (later,) = s.owner_requests("reading-club")
+    assert later.url == f"{EP}/api/organizations/reading-club/overview"
+    # A user look-up after an organisation 404 stays as it is.
+    tried = s.owner_request("acme-ai", "user", ("org",))
+    assert s.reaim(tried) is None
+    # Requests of other owners are never touched.
+    assert s.reaim(s.owner_request("zed", "user", ())) is None
+
+
 def test_renamed_detail_records_the_old_id():
     s = spider()
     entry = next(m for m in models() if m["id"] == "acme-ai/bert-base-cased")

@@ -65,6 +65,9 @@ class HfModelsSpider(PtmSpider):
         # and a page queued twice (checkpoint + a gracefully stopped job's queue) stop here.
         self.list_pages_seen: set[str] = set()
         self.owner_kinds_found: dict[str, int] = {}  # overviews found per kind (org/user)
+        # Organisations named in the user overviews parsed so far: asked as organisations,
+        # with no guess (reaim() applies this to look-ups queued before it was learnt).
+        self.known_orgs: set[str] = set()
         # No model of the hub was stored when the crawl began: pages have nothing to compare.
         self.first_crawl = False
 
@@ -217,20 +220,39 @@ class HfModelsSpider(PtmSpider):
         if not owner or not self.collect_owners or owner in self.owners_requested:
             return
         self.owners_requested.add(owner)
-        # The list does not say whether an owner is an organisation or a user, and a wrong
-        # guess costs a 404 and a second call: ask first for the kind found more often so far
-        # (organisations on a tie). On the Hub most owners are users.
+        yield self.owner_request(owner, self.owner_kind_guess(owner), tried=())
+
+    def owner_kind_guess(self, owner: str) -> str:
+        """The endpoint to ask first. The list does not say whether an owner is an
+        organisation or a user (the Hub has no endpoint that answers for both), and a wrong
+        guess costs a 404 and a second call: an organisation a user overview named is one;
+        otherwise the kind found more often so far (organisations on a tie). On the Hub most
+        owners are users."""
+        if owner in self.known_orgs:
+            return "org"
         found = self.owner_kinds_found
-        first = "user" if found.get("user", 0) > found.get("org", 0) else "org"
-        yield self.owner_request(owner, first, tried=())
+        return "user" if found.get("user", 0) > found.get("org", 0) else "org"
 
     def owner_request(self, owner: str, kind: str, tried: tuple[str, ...]) -> Request:
         # dont_filter: owner_requests dedupes, so the dupefilter need not remember each owner.
+        # ptm_reaim: ReaimMiddleware asks reaim() again when the request is sent.
         return Request(hf.owner_url(self.endpoint, owner, kind), callback=self.parse_owner,
                        errback=self.errback_count("owner"), dont_filter=True,
                        meta={"ptm_owner": owner, "ptm_owner_kind": kind,
                              "ptm_owner_tried": tried, "handle_httpstatus_list": [404],
-                             "ptm_expect": "object"})
+                             "ptm_expect": "object", "ptm_reaim": True})
+
+    def reaim(self, request: Request) -> Request | None:
+        """A queued owner look-up aimed at users, for a name that a user overview parsed
+        since then lists as an organisation: the organisation's endpoint instead. Owner
+        look-ups wait in the queue far longer than the listing takes (one API call each, under
+        the quota), so most of what the crawl learns about kinds arrives while they wait."""
+        owner = request.meta.get("ptm_owner")
+        if (owner not in self.known_orgs or request.meta.get("ptm_owner_kind") != "user"
+                or "org" in request.meta.get("ptm_owner_tried", ())):
+            return None
+        self.count("owners/reaimed")
+        return self.owner_request(owner, "org", request.meta.get("ptm_owner_tried", ()))
 
     def parse_owner(self, response: Response) -> Iterator[Request | OwnerItem]:
         name = response.meta["ptm_owner"]
@@ -256,5 +278,6 @@ class HfModelsSpider(PtmSpider):
             self.bad_response(response, exc, what="owner overview")
             return
         self.owner_kinds_found[kind] = self.owner_kinds_found.get(kind, 0) + 1
+        self.known_orgs.update(owner.orgs)
         yield owner
 

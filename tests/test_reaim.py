@@ -1,0 +1,56 @@
+"""ReaimMiddleware through get_crawler: which requests reach the spider's hook, and what a
+returned request does."""
+
+from __future__ import annotations
+
+import pytest
+from scrapy import Request, Spider
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.test import get_crawler
+
+from ptmspiders.middlewares.reaim import REAIM_META, ReaimMiddleware
+
+
+class HookSpider(Spider):
+    name = "hook"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen: list[str] = []
+
+    def reaim(self, request):
+        self.seen.append(request.url)
+        if request.url.endswith("/old"):
+            return request.replace(url=request.url[:-4] + "/new")
+        return None
+
+
+def middleware(spidercls=HookSpider, settings=None):
+    crawler = get_crawler(spidercls, settings or {})
+    crawler.spider = crawler._create_spider()
+    return ReaimMiddleware.from_crawler(crawler), crawler.spider
+
+
+def test_flagged_requests_are_replaced_by_what_the_hook_returns():
+    mw, spider = middleware()
+    out = mw.process_request(Request("http://h/old", meta={REAIM_META: True}))
+    assert isinstance(out, Request) and out.url == "http://h/new"
+    assert mw.process_request(Request("http://h/new", meta={REAIM_META: True})) is None
+    assert spider.seen == ["http://h/old", "http://h/new"]
+
+
+def test_unflagged_requests_never_reach_the_hook():
+    mw, spider = middleware()
+    assert mw.process_request(Request("http://h/old")) is None
+    assert spider.seen == []
+
+
+def test_a_spider_without_the_hook_gets_its_requests_as_they_are():
+    mw, _ = middleware(Spider.__class__("Plain", (Spider,), {"name": "plain"}))
+    assert mw.process_request(Request("http://h/old", meta={REAIM_META: True})) is None
+
+
+def test_the_switch_turns_it_off():
+    crawler = get_crawler(HookSpider, {"PTM_REAIM_ENABLED": False})
+    with pytest.raises(NotConfigured):
+        ReaimMiddleware.from_crawler(crawler)
