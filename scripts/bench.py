@@ -383,6 +383,9 @@ def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path,
             "owner_requests_per_1000_models": round(1000 * owner_requests / n, 1),
             "owner_requests_per_owner": round(owner_requests / max(owners_stored, 1), 3),
             "owner_requests_per_s": round(owner_requests / first["crawl_s"], 1),
+            # Look-ups sent to the organisations' endpoint instead of the users', because a
+            # user overview answered while they waited named the owner as an organisation.
+            "owner_requests_reaimed": int(first["stats"].get("ptm/owners/reaimed", 0)),
             "recrawl_models_per_s": round(n / runs["recrawl"]["crawl_s"], 1),
             "recrawl_peak_rss_mb": round(runs["recrawl"]["peak_rss_mb"], 1),
             "recrawl_owner_requests": rr.get("org", 0) + rr.get("user", 0),
@@ -428,6 +431,7 @@ def table(r: dict[str, Any]) -> str:
             ("  owners / owner requests", f"{r['owners_stored']:,} / {r['owner_requests']:,}"),
             ("  owner requests / 1000 models", f"{r['owner_requests_per_1000_models']:.1f}"),
             ("  owner requests / owner", f"{r['owner_requests_per_owner']:.2f}"),
+            ("  re-aimed at organisations", f"{r['owner_requests_reaimed']:,}"),
             ("  owner requests / s", f"{r['owner_requests_per_s']:,.0f}"),
             ("  peak RSS (MB)", f"{r['first_crawl_peak_rss_mb']:.0f}"),
             ("recrawl (owners stored), models/s", f"{r['recrawl_models_per_s']:,.0f}"),

@@ -140,6 +140,21 @@ def test_owners_follow_a_long_tail_and_have_overviews():
     assert cat.owner_rank(owner_name(cat.owner_ranks + 5)) is None
 
 
+def test_user_overviews_name_organisations_that_exist():
+    cat = SyntheticCatalogue(20_000)
+    users = [r for r in range(cat.owner_ranks) if owner_name(r) in cat.users][:2000]
+    members = 0
+    for rank in users:
+        orgs = cat.users[owner_name(rank)]["orgs"]
+        assert len(orgs) <= 3
+        assert len({o["name"] for o in orgs}) == len(orgs)
+        for org in orgs:
+            assert set(org) == {"name", "fullname", "avatarUrl"}
+            assert cat.organizations[org["name"]]["name"] == org["name"]
+        members += bool(orgs)
+    assert 0.2 * len(users) < members < 0.4 * len(users)  # the mock's assumption: 30%
+
+
 def test_by_id_round_trips_and_rejects_unknown_ids():
     cat = SyntheticCatalogue(1000)
     repo_id = cat[777]["id"]
