@@ -274,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
             runs["recrawl"] = run_crawl(
                 "recrawl", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{owners_store}", *common],
                 env, workdir, url, mock.pid)
+    except BaseException:
+        if not args.workdir:  # a failed run in a temp dir leaves its logs, not its stores
+            drop_stores(workdir)
+        raise
     finally:
         mock.send_signal(signal.SIGTERM)
         try:
@@ -290,12 +294,16 @@ def main(argv: list[str] | None = None) -> int:
                          "scrapy": scrapy.__version__}
     result["workdir"] = str(workdir)
     if not args.workdir:  # a temp dir: keep the logs, not gigabytes of stores
-        for p in workdir.glob("*.sqlite*"):
-            p.unlink()
+        drop_stores(workdir)
     print(table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def drop_stores(workdir: Path) -> None:
+    for p in workdir.glob("*.sqlite*"):
+        p.unlink(missing_ok=True)
 
 
 def _count(store: Path, collection: str) -> int:

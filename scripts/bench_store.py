@@ -26,6 +26,7 @@ import gc
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(p.stat().st_size for p in workdir.glob("store.sqlite*"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"store {size / 2**20:,.0f} MB, peak RSS {peak:,.0f} MB, {os.cpu_count()} CPUs")
+    if not args.workdir:  # a temp dir: 4.8 GB per million models, gone with the run
+        shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"n": args.n, "batch": args.batch, "transaction": args.transaction,
