@@ -141,6 +141,30 @@ def test_organisations_named_by_a_user_overview_are_asked_as_organisations():
     assert s.reaim(s.owner_request("zed", "user", ())) is None
 
 
+def test_organisations_of_stored_users_are_known_from_the_start(tmp_path):
+    from ptmspiders.stores import open_store
+
+    uri = f"sqlite:///{tmp_path}/ptm.sqlite"
+    store = open_store(uri)
+    store.upsert("owners", [
+        {"_id": "huggingface:jdoe", "hub": "huggingface", "name": "jdoe", "type": "user",
+         "orgs": ["acme-ai", "new-org"]},
+        {"_id": "huggingface:acme-ai", "hub": "huggingface", "name": "acme-ai", "type": "org"},
+        {"_id": "huggingface:old", "hub": "huggingface", "name": "old", "type": "user"},
+        {"_id": "tfhub:x", "hub": "tfhub", "name": "x", "type": "user", "orgs": ["tf-org"]},
+    ])
+    store.close()
+    crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_URI": uri})
+    crawler.stats.open_spider()
+    s = HfModelsSpider.from_crawler(crawler)
+    asyncio.run(first_requests(s))
+    assert s.known_orgs == {"new-org"}  # stored owners are never asked again anyway
+    s.owner_kinds_found = {"user": 5}
+    (req,) = s.owner_requests("new-org")
+    assert req.url == f"{EP}/api/organizations/new-org/overview"
+    assert list(s.owner_requests("acme-ai")) == []
+
+
 def test_renamed_detail_records_the_old_id():
     s = spider()
     entry = next(m for m in models() if m["id"] == "acme-ai/bert-base-cased")

@@ -86,6 +86,14 @@ class HfModelsSpider(PtmSpider):
             self.owners_requested |= {
                 i.split(":", 1)[1] for i in store.ids("owners", {"hub": self.hub})
             }
+            # The organisations stored users belong to: any of them that turns up as a new
+            # owner is asked as an organisation (one read at start, none per owner).
+            for doc in store.query("owners", {"hub": self.hub, "type": "user"},
+                                   fields=["orgs"]):
+                orgs = doc.get("orgs")
+                if isinstance(orgs, list):
+                    self.known_orgs.update(o for o in orgs if isinstance(o, str))
+            self.known_orgs -= self.owners_requested
         if self.settings.getbool("PTM_STORE_ENABLED", True):
             # Instead of a stored-models lookup per list page (about 2% of the crawl's thread
             # in a first sweep, scripts/bench.py --py-spy at N=100,000).
