@@ -22,6 +22,8 @@ class HookSpider(Spider):
         self.seen.append(request.url)
         if request.url.endswith("/old"):
             return request.replace(url=request.url[:-4] + "/new")
+        if request.url.endswith("/same"):
+            return request
         return None
 
 
@@ -36,7 +38,9 @@ def test_flagged_requests_are_replaced_by_what_the_hook_returns():
     out = mw.process_request(Request("http://h/old", meta={REAIM_META: True}))
     assert isinstance(out, Request) and out.url == "http://h/new"
     assert mw.process_request(Request("http://h/new", meta={REAIM_META: True})) is None
-    assert spider.seen == ["http://h/old", "http://h/new"]
+    # A hook that hands the request itself back does not get it rescheduled forever.
+    assert mw.process_request(Request("http://h/same", meta={REAIM_META: True})) is None
+    assert spider.seen == ["http://h/old", "http://h/new", "http://h/same"]
 
 
 def test_unflagged_requests_never_reach_the_hook():
@@ -45,8 +49,12 @@ def test_unflagged_requests_never_reach_the_hook():
     assert spider.seen == []
 
 
+class PlainSpider(Spider):
+    name = "plain"
+
+
 def test_a_spider_without_the_hook_gets_its_requests_as_they_are():
-    mw, _ = middleware(Spider.__class__("Plain", (Spider,), {"name": "plain"}))
+    mw, _ = middleware(PlainSpider)
     assert mw.process_request(Request("http://h/old", meta={REAIM_META: True})) is None
 
 

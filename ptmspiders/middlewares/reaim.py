@@ -11,7 +11,6 @@ them (Scrapy schedules it and drops the old one), ``None`` sends them as they ar
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from scrapy import Request
 from scrapy.crawler import Crawler
@@ -23,8 +22,6 @@ REAIM_META = "ptm_reaim"
 class ReaimMiddleware:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
-        self._hook: Callable[[Request], Request | None] | None = None
-        self._looked_up = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ReaimMiddleware:
@@ -32,20 +29,11 @@ class ReaimMiddleware:
             raise NotConfigured("PTM_REAIM_ENABLED is off")
         return cls(crawler)
 
-    def hook(self) -> Callable[[Request], Request | None] | None:
-        if not self._looked_up:
-            hook: Any = getattr(self.crawler.spider, "reaim", None)
-            self._hook = hook if callable(hook) else None
-            self._looked_up = True
-        return self._hook
-
     def process_request(self, request: Request) -> Request | None:
         if not request.meta.get(REAIM_META):
             return None
-        hook = self.hook()
-        if hook is None:
-            return None
-        replacement = hook(request)
-        if replacement is None or replacement is request:
-            return None
-        return replacement
+        hook: Callable[[Request], Request | None] | None = getattr(
+            self.crawler.spider, "reaim", None)
+        replacement = hook(request) if hook is not None else None
+        # The same request back would be scheduled again, and again: sent as it is instead.
+        return None if replacement is request else replacement

@@ -17,6 +17,7 @@ from scrapy.http import Response
 from ptmspiders import incremental
 from ptmspiders.args import ArgumentError, bool_arg, choice_arg, int_arg, list_arg
 from ptmspiders.items import ModelItem, OwnerItem
+from ptmspiders.middlewares.reaim import REAIM_META
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.responses import BadResponse, parse_link_header
 from ptmspiders.spiders import hf_enrich
@@ -243,12 +244,12 @@ class HfModelsSpider(PtmSpider):
 
     def owner_request(self, owner: str, kind: str, tried: tuple[str, ...]) -> Request:
         # dont_filter: owner_requests dedupes, so the dupefilter need not remember each owner.
-        # ptm_reaim: ReaimMiddleware asks reaim() again when the request is sent.
+        # REAIM_META: ReaimMiddleware asks reaim() again when the request is sent.
         return Request(hf.owner_url(self.endpoint, owner, kind), callback=self.parse_owner,
                        errback=self.errback_count("owner"), dont_filter=True,
                        meta={"ptm_owner": owner, "ptm_owner_kind": kind,
                              "ptm_owner_tried": tried, "handle_httpstatus_list": [404],
-                             "ptm_expect": "object", "ptm_reaim": True})
+                             "ptm_expect": "object", REAIM_META: True})
 
     def reaim(self, request: Request) -> Request | None:
         """A queued owner look-up aimed at users, for a name that a user overview parsed
