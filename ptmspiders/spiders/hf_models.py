@@ -253,9 +253,9 @@ class HfModelsSpider(PtmSpider):
 
     def reaim(self, request: Request) -> Request | None:
         """A queued owner look-up aimed at users, for a name that a user overview parsed
-        since then lists as an organisation: the organisation's endpoint instead. Owner
-        look-ups wait in the queue far longer than the listing takes (one API call each, under
-        the quota), so most of what the crawl learns about kinds arrives while they wait."""
+        since then lists as an organisation: the organisation's endpoint instead. Under a
+        quota, owner look-ups (one API call each) wait in the queue long after the listing
+        is done, and the user overviews answered meanwhile name organisations."""
         owner = request.meta.get("ptm_owner")
         if (owner not in self.known_orgs or request.meta.get("ptm_owner_kind") != "user"
                 or "org" in request.meta.get("ptm_owner_tried", ())):
