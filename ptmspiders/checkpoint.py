@@ -13,7 +13,8 @@ as settled too, since they will never be stored. When every id of the oldest pen
 settled, the checkpoint moves to the next page's URL and is written atomically (temporary file,
 fsync, rename) to ``JOBDIR/ptm-checkpoints.json``. A restarted crawl starts each listing at its
 checkpoint; pages after it are fetched again and their models upserted, so the store holds each
-model once. Without ``JOBDIR`` all of this is off.
+model once. Without ``JOBDIR`` all of this is off. What Scrapy itself keeps in ``JOBDIR`` is
+reset after a kill (:class:`KilledRunRecovery`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from typing import Any
 
 from scrapy import signals
 from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
 
 logger = logging.getLogger(__name__)
 
@@ -128,3 +131,59 @@ def crawler_checkpoints(crawler: Crawler) -> Checkpoints:
         crawler.signals.connect(_dropped, signal=signals.item_dropped, weak=False)
         crawler.signals.connect(_dropped, signal=signals.item_error, weak=False)
     return tracker
+
+
+RUNNING = "ptm-running"  # present in JOBDIR while a crawl runs; a clean close removes it
+SCRAPY_STATE = ("requests.queue", "requests.seen")
+
+
+class KilledRunRecovery:
+    """Discards the request queue and seen-requests file a killed run left in ``JOBDIR``.
+
+    Scrapy writes its disk queues' bookkeeping (``active.json``, a queue's size header or
+    ``info.json``) only on a clean close. After a ``SIGKILL`` the queue files hold records
+    their bookkeeping does not describe: reopening them crashed the first push of a resumed
+    crawl (``struct.error`` in queuelib), which lost the listing's next page, or would replay
+    stale requests. The seen-requests file may name requests that died in that queue, which the
+    dupefilter would then drop for good. The listing checkpoints, written atomically, are what a
+    killed crawl resumes from, so this state is removed before the scheduler opens it.
+    A graceful stop (one Ctrl-C) still resumes from Scrapy's own queue.
+    """
+
+    def __init__(self, crawler: Crawler, jobdir: Path) -> None:
+        assert crawler.stats is not None
+        self.stats = crawler.stats
+        self.sentinel = jobdir / RUNNING
+        self.discarded: list[str] = []
+        if self.sentinel.exists():
+            for name in SCRAPY_STATE:
+                path = jobdir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+                else:
+                    continue
+                self.discarded.append(name)
+            logger.warning("The last crawl in %s did not stop cleanly (killed?): discarded "
+                           "Scrapy's state (%s); listings resume from their checkpoints",
+                           jobdir, ", ".join(self.discarded) or "none left")
+        jobdir.mkdir(parents=True, exist_ok=True)
+        self.sentinel.write_text(f"{os.getpid()}\n")
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        # spider_closed is sent after the scheduler has closed (and saved its queue).
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> KilledRunRecovery:
+        jobdir = crawler.settings.get("JOBDIR")
+        if not jobdir or not crawler.settings.getbool("PTM_KILLED_RUN_RECOVERY_ENABLED", True):
+            raise NotConfigured
+        return cls(crawler, Path(jobdir))
+
+    def spider_opened(self) -> None:
+        if self.discarded:
+            self.stats.set_value("ptm/jobdir/killed_run_state_discarded", len(self.discarded))
+
+    def spider_closed(self) -> None:
+        self.sentinel.unlink(missing_ok=True)

@@ -143,9 +143,15 @@ PTM_HISTORY_ENABLED = True
 PTM_HISTORY_MAX_MISSING_RATIO = 0.5
 
 EXTENSIONS = {
+    # Built before the scheduler opens JOBDIR: it must reset what a killed run left there.
+    "ptmspiders.checkpoint.KilledRunRecovery": 50,
     "ptmspiders.tuning.InterpreterTuning": 100,
     "ptmspiders.history.CrawlHistory": 500,
 }
+
+# With JOBDIR: after a killed run, reset Scrapy's own queue and seen-requests file
+# (ptmspiders/checkpoint.py); listings resume from their checkpoints.
+PTM_KILLED_RUN_RECOVERY_ENABLED = True
 
 # Interpreter tuning (ptmspiders/tuning.py): a list page decodes into ~50k containers, and with
 # CPython's default GC thresholds the collector took a quarter of a sweep's time; the store's

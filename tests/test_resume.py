@@ -10,13 +10,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scrapy import signals
+from scrapy.exceptions import NotConfigured
+from scrapy.http import HtmlResponse
 from scrapy.utils.misc import build_from_crawler
 from scrapy.utils.test import get_crawler
 
-from ptmspiders.checkpoint import FILENAME, Checkpoints, crawler_checkpoints
+from ptmspiders.checkpoint import (
+    FILENAME,
+    RUNNING,
+    Checkpoints,
+    KilledRunRecovery,
+    crawler_checkpoints,
+)
 from ptmspiders.parsers.huggingface import parse_model
 from ptmspiders.pipelines import StorePipeline
 from ptmspiders.spiders.hf_models import HfModelsSpider
@@ -54,6 +63,52 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ValueError, match="unreadable checkpoint"):
         Checkpoints(path)
+
+
+def test_killed_run_recovery_resets_scrapys_state_only_after_an_unclean_stop(
+        tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    (job / "requests.queue" / "p0").mkdir(parents=True)
+    (job / "requests.seen").write_text("abc\n")
+    (job / FILENAME).write_text('{"listings": {}}')
+
+    def build() -> tuple[KilledRunRecovery, Any]:
+        crawler = get_crawler(HfModelsSpider, {"JOBDIR": str(job)})
+        crawler.stats.open_spider()
+        return KilledRunRecovery.from_crawler(crawler), crawler
+
+    ext, crawler = build()  # no marker: the last run closed cleanly (or predates the marker)
+    assert (job / "requests.queue").exists() and (job / "requests.seen").exists()
+    assert (job / RUNNING).exists()
+    ext.spider_closed()
+    assert not (job / RUNNING).exists()
+
+    (job / RUNNING).write_text("1\n")  # a run that was killed
+    ext, crawler = build()
+    ext.spider_opened()
+    assert not (job / "requests.queue").exists() and not (job / "requests.seen").exists()
+    assert (job / FILENAME).exists()  # the checkpoints are what the crawl resumes from
+    assert crawler.stats.get_value("ptm/jobdir/killed_run_state_discarded") == 2
+
+    for settings in ({}, {"JOBDIR": str(job), "PTM_KILLED_RUN_RECOVERY_ENABLED": False}):
+        with pytest.raises(NotConfigured):
+            KilledRunRecovery.from_crawler(get_crawler(HfModelsSpider, settings))
+
+
+def test_listing_pages_asked_for_and_never_answered_mark_the_crawl_incomplete() -> None:
+    crawler = get_crawler(HfModelsSpider)
+    crawler.stats.open_spider()
+    spider = HfModelsSpider.from_crawler(crawler)
+    first = spider.list_request("http://hub.test/api/models", expect="list")
+    second = spider.list_request("http://hub.test/api/models?cursor=2", expect="list")
+    # Answered after a redirect: the page is known by the URL it was asked for.
+    spider.list_answered(HtmlResponse("http://hub.test/elsewhere", request=first))
+    crawler.signals.send_catch_log(signals.spider_idle, spider=spider)
+    assert crawler.stats.get_value("ptm/incomplete/list_request_lost") == 1
+    assert "list_request_lost" in spider.incomplete_reasons
+    assert second.meta["ptm_expect"] == "list"
+    crawler.signals.send_catch_log(signals.spider_idle, spider=spider)  # reported once
+    assert crawler.stats.get_value("ptm/incomplete/list_request_lost") == 1
 
 
 def count_models(db: Path) -> int:
@@ -100,7 +155,7 @@ def test_sigkill_and_resume_stores_every_model_once(mockhub: MockHub, tmp_path: 
     stats = crawl_stats(result.stderr)
     with sqlite3.connect(db) as conn:
         rows = [r[0] for r in conn.execute('SELECT _id FROM "models"')]
-    assert len(rows) == len(set(rows)) == len(models)
+    assert len(rows) == len(set(rows)) == len(models), result.stderr[-6000:]
     assert set(rows) == {f"huggingface:{m['id']}" for m in models}
     # It resumed where the durable models ended, not from the first page.
     assert stats["ptm/resumed_listings"] == 1
@@ -111,6 +166,59 @@ def test_sigkill_and_resume_stores_every_model_once(mockhub: MockHub, tmp_path: 
     assert stats["ptm/incomplete/resumed"] == 1
     assert not [k for k in stats if k.startswith("ptm/incomplete/") and "resumed" not in k]
     assert os.path.exists(tmp_path / "job" / FILENAME)
+
+
+def stop_after_pages_and_fake_a_kill(hub: MockHub, tmp_path: Path, args: list[str]) -> Path:
+    """A first run that stops after 3 pages leaves Scrapy's disk queue holding the next list
+    page; this then makes the JOBDIR look as a SIGKILL leaves it: no ``active.json``, queue
+    files whose size header was never written, and the running-crawl marker still there."""
+    job = tmp_path / "job"
+    run_crawl("hf_models", hub, tmp_path, *args, "-s", "CLOSESPIDER_PAGECOUNT=3")
+    queue_files = [p for p in (job / "requests.queue").rglob("*") if p.is_file()]
+    assert any(p.name == "active.json" for p in queue_files), queue_files
+    for path in queue_files:
+        if path.name == "active.json":
+            path.unlink()
+        else:
+            path.write_bytes(b"\0\0")  # shorter than a queue's 4-byte size header
+    (job / RUNNING).write_text("12345\n")
+    return job
+
+
+@pytest.mark.crawl
+def test_resume_after_a_kill_discards_scrapys_unsaved_queue(mockhub: MockHub,
+                                                            tmp_path: Path) -> None:
+    models = fill_models(mockhub, 200, owners=4)
+    args = ["-s", "PTM_HF_PAGE_SIZE=20", "-s", f"JOBDIR={tmp_path / 'job'}"]
+    job = stop_after_pages_and_fake_a_kill(mockhub, tmp_path, args)
+
+    result = run_crawl("hf_models", mockhub, tmp_path, *args)
+    stats = crawl_stats(result.stderr)
+    assert "did not stop cleanly" in result.stderr
+    assert stats["ptm/jobdir/killed_run_state_discarded"] == 2  # the queue and requests.seen
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert count_models(tmp_path / "ptm.sqlite") == len(models)
+    assert not [k for k in stats if k.startswith("ptm/incomplete/") and "resumed" not in k]
+    assert not (job / RUNNING).exists()  # a clean close: the next run keeps Scrapy's queue
+
+
+@pytest.mark.crawl
+def test_a_listing_page_lost_inside_scrapy_marks_the_crawl_incomplete(mockhub: MockHub,
+                                                                      tmp_path: Path) -> None:
+    fill_models(mockhub, 200, owners=4)
+    args = ["-s", "PTM_HF_PAGE_SIZE=20", "-s", f"JOBDIR={tmp_path / 'job'}"]
+    stop_after_pages_and_fake_a_kill(mockhub, tmp_path, args)
+
+    # Without the recovery, the scheduler fails to push the next list page onto the broken
+    # queue (Scrapy logs the error and goes on): the listing ends early, which must not pass
+    # for a complete crawl.
+    result = run_crawl("hf_models", mockhub, tmp_path, *args,
+                       "-s", "PTM_KILLED_RUN_RECOVERY_ENABLED=0")
+    stats = crawl_stats(result.stderr)
+    assert "struct.error" in result.stderr
+    assert count_models(tmp_path / "ptm.sqlite") < 200
+    assert stats["ptm/incomplete/list_request_lost"] == 1
+    assert "Listing pages were lost before being fetched" in result.stderr
 
 
 def test_dropped_items_settle_and_store_flushes_report_durable_ids(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
+from scrapy.crawler import Crawler
 from scrapy.http import Response
 
 from ptmspiders.args import bool_arg
@@ -15,6 +16,8 @@ from ptmspiders.checkpoint import crawler_checkpoints
 from ptmspiders.responses import BadResponse, load_json
 
 logger = logging.getLogger(__name__)
+
+LIST_URL_META = "ptm_list_url"  # the listing page a request asks for (its URL before redirects)
 
 
 def now_iso() -> str:
@@ -35,6 +38,14 @@ class PtmSpider(Spider):
         # Documents the hub still lists but that were not re-emitted because they are unchanged
         # (incremental crawls); history must count them as seen, not as removed.
         self.unchanged: dict[str, set[str]] = {}
+        # Listing pages asked for and not yet answered or failed (see list_request()).
+        self.lists_outstanding: set[str] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PtmSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider._check_listings, signal=signals.spider_idle)
+        return spider
 
     def note_unchanged(self, collection: str, doc_id: str) -> None:
         self.unchanged.setdefault(collection, set()).add(doc_id)
@@ -110,9 +121,32 @@ class PtmSpider(Spider):
         a resumed crawl continues at ``next_url`` (``None``: the listing is complete)."""
         crawler_checkpoints(self.crawler).page(listing, ids, next_url)
 
+    def list_request(self, url: str, *, expect: str, meta: dict[str, Any] | None = None,
+                     **kwargs: Any) -> Request:
+        """A listing page's :meth:`json_request`, tracked until its callback calls
+        :meth:`list_answered` or :meth:`errback_listing` sees it fail."""
+        self.lists_outstanding.add(url)
+        return self.json_request(url, expect=expect, meta={**(meta or {}), LIST_URL_META: url},
+                                 **kwargs)
+
+    def list_answered(self, response: Response) -> None:
+        self.lists_outstanding.discard(response.meta.get(LIST_URL_META, response.url))
+
+    def _check_listings(self) -> None:
+        """At idle, a listing page that was asked for but neither answered nor failed was lost
+        on the way (a scheduler or middleware error, logged where it happened): the listing
+        stopped early, so the crawl is incomplete and history must not infer removals."""
+        if self.lists_outstanding:
+            logger.error("Listing pages were lost before being fetched (%d), e.g. %s",
+                         len(self.lists_outstanding), min(self.lists_outstanding))
+            self.lists_outstanding.clear()
+            self.mark_incomplete("list_request_lost")
+
     def errback_listing(self, failure: Any) -> None:
         """A listing request that finally failed (after retries): the listing ends here."""
         request = getattr(failure, "request", None)
+        if request is not None:
+            self.lists_outstanding.discard(request.meta.get(LIST_URL_META, request.url))
         url = request.url if request is not None else "?"
         self.count("list_failed")
         logger.error("Listing request failed for good: %s (%s)", url, failure.getErrorMessage())

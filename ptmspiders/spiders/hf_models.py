@@ -120,10 +120,12 @@ class HfModelsSpider(PtmSpider):
         start_url = self.listing_start(self.listing_key, url)
         if start_url is None:
             return
-        yield Request(start_url, callback=self.parse_list, errback=self.errback_listing,
-                      priority=LIST_PRIORITY, dont_filter=True, meta={"ptm_expect": "list"})
+        yield self.list_request(start_url, callback=self.parse_list,
+                                errback=self.errback_listing, priority=LIST_PRIORITY,
+                                dont_filter=True, expect="list")
 
     def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
+        self.list_answered(response)
         if response.url in self.list_pages_seen:
             self.count("list_pages_duplicate")
             return
@@ -168,8 +170,9 @@ class HfModelsSpider(PtmSpider):
                 outputs.append(self.carry_over(item))
             outputs.extend(self.owner_requests(item.owner))
         if next_url:
-            yield Request(next_url, callback=self.parse_list, errback=self.errback_listing,
-                          priority=LIST_PRIORITY, dont_filter=True, meta={"ptm_expect": "list"})
+            yield self.list_request(next_url, callback=self.parse_list,
+                                    errback=self.errback_listing, priority=LIST_PRIORITY,
+                                    dont_filter=True, expect="list")
         yield from outputs
 
     # Incremental crawls and enrichment plug in through these three methods.

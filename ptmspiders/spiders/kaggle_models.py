@@ -77,12 +77,13 @@ class KaggleModelsSpider(PtmSpider):
                                search=self.search, sort_by=self.sort_by, owner=self.owner)
 
     def page_request(self, url: str) -> Request:
-        return self.json_request(url, expect="object", callback=self.parse_list,
+        return self.list_request(url, expect="object", callback=self.parse_list,
                                  errback=self.errback_listing, dont_filter=True,
                                  headers={"Accept": "application/json"},
                                  meta={"handle_httpstatus_list": AUTH_STATUSES})
 
     def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
+        self.list_answered(response)
         if response.url in self.list_pages_seen:
             self.count("list_pages_duplicate")
             return
