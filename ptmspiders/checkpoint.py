@@ -168,8 +168,6 @@ class KilledRunRecovery:
             logger.warning("The last crawl in %s did not stop cleanly (killed?): discarded "
                            "Scrapy's state (%s); listings resume from their checkpoints",
                            jobdir, ", ".join(self.discarded) or "none left")
-        jobdir.mkdir(parents=True, exist_ok=True)
-        self.sentinel.write_text(f"{os.getpid()}\n")
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         # spider_closed is sent after the scheduler has closed (and saved its queue).
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
@@ -182,6 +180,9 @@ class KilledRunRecovery:
         return cls(crawler, Path(jobdir))
 
     def spider_opened(self) -> None:
+        # Only once the crawl runs: a run that failed to start leaves Scrapy's state alone.
+        self.sentinel.parent.mkdir(parents=True, exist_ok=True)
+        self.sentinel.write_text(f"{os.getpid()}\n")
         if self.discarded:
             self.stats.set_value("ptm/jobdir/killed_run_state_discarded", len(self.discarded))
 

@@ -79,6 +79,8 @@ def test_killed_run_recovery_resets_scrapys_state_only_after_an_unclean_stop(
 
     ext, crawler = build()  # no marker: the last run closed cleanly (or predates the marker)
     assert (job / "requests.queue").exists() and (job / "requests.seen").exists()
+    assert not (job / RUNNING).exists()  # not before the crawl runs
+    ext.spider_opened()
     assert (job / RUNNING).exists()
     ext.spider_closed()
     assert not (job / RUNNING).exists()
