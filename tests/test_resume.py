@@ -28,7 +28,7 @@ from ptmspiders.checkpoint import (
 )
 from ptmspiders.parsers.huggingface import parse_model
 from ptmspiders.pipelines import StorePipeline
-from ptmspiders.spiders.hf_models import HfModelsSpider
+from ptmspiders.spiders.hf_models import LIST_PRIORITY, HfModelsSpider
 from tests.conftest import ROOT, crawl_stats, hub_env, run_crawl
 from tests.mockhub import MockHub
 from tests.mockhub.faults import fill_models, generate_models
@@ -176,12 +176,14 @@ def stop_after_pages_and_fake_a_kill(hub: MockHub, tmp_path: Path, args: list[st
     files whose size header was never written, and the running-crawl marker still there."""
     job = tmp_path / "job"
     run_crawl("hf_models", hub, tmp_path, *args, "-s", "CLOSESPIDER_PAGECOUNT=3")
-    queue_files = [p for p in (job / "requests.queue").rglob("*") if p.is_file()]
-    assert any(p.name == "active.json" for p in queue_files), queue_files
-    for path in queue_files:
-        if path.name == "active.json":
-            path.unlink()
-        else:
+    queues = job / "requests.queue"
+    (queues / "active.json").unlink()
+    slots = [d for d in queues.iterdir() if d.is_dir()]  # one per download slot (the mock)
+    assert slots, list(queues.iterdir())
+    for slot in slots:
+        # Every queue file, and the one list pages go to (Scrapy names it by the negated
+        # priority) whether or not the stop left a page in it.
+        for path in {*slot.iterdir(), slot / str(-LIST_PRIORITY)}:
             path.write_bytes(b"\0\0")  # shorter than a queue's 4-byte size header
     (job / RUNNING).write_text("12345\n")
     return job
