@@ -104,7 +104,11 @@ def test_listing_pages_asked_for_and_never_answered_mark_the_crawl_incomplete() 
     first = spider.list_request("http://hub.test/api/models", expect="list")
     second = spider.list_request("http://hub.test/api/models?cursor=2", expect="list")
     # Answered after a redirect: the page is known by the URL it was asked for.
-    spider.list_answered(HtmlResponse("http://hub.test/elsewhere", request=first))
+    answer = HtmlResponse("http://hub.test/elsewhere", request=first)
+    assert spider.list_answered(answer)
+    # The same page answered again (queued twice after a graceful stop) is skipped, counted.
+    assert not spider.list_answered(answer)
+    assert crawler.stats.get_value("ptm/list_pages_duplicate") == 1
     crawler.signals.send_catch_log(signals.spider_idle, spider=spider)
     assert crawler.stats.get_value("ptm/incomplete/list_request_lost") == 1
     assert "list_request_lost" in spider.incomplete_reasons

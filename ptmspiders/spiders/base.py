@@ -40,6 +40,10 @@ class PtmSpider(Spider):
         self.unchanged: dict[str, set[str]] = {}
         # Listing pages asked for and not yet answered or failed (see list_request()).
         self.lists_outstanding: set[str] = set()
+        # Listing pages parsed. List requests skip the dupefilter (a JOBDIR resume must ask
+        # again), so a page queued twice (checkpoint and a gracefully stopped job's queue) is
+        # parsed once, and a spider can tell a cursor that points back (list_answered()).
+        self.list_pages_seen: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PtmSpider:
@@ -129,8 +133,15 @@ class PtmSpider(Spider):
         return self.json_request(url, expect=expect, meta={**(meta or {}), LIST_URL_META: url},
                                  **kwargs)
 
-    def list_answered(self, response: Response) -> None:
+    def list_answered(self, response: Response) -> bool:
+        """The start of a listing callback: ``False`` for a page already parsed (counted in
+        ``ptm/list_pages_duplicate``), which the callback then skips."""
         self.lists_outstanding.discard(response.meta.get(LIST_URL_META, response.url))
+        if response.url in self.list_pages_seen:
+            self.count("list_pages_duplicate")
+            return False
+        self.list_pages_seen.add(response.url)
+        return True
 
     def _check_listings(self) -> None:
         """At idle, a listing page that was asked for but neither answered nor failed was lost

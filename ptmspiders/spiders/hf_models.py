@@ -62,9 +62,6 @@ class HfModelsSpider(PtmSpider):
             raise ArgumentError(f"-a expand: unknown properties {', '.join(sorted(unknown))}")
         self.emitted = 0
         self.owners_requested: set[str] = set()
-        # List pages parsed: list requests skip the dupefilter (JOBDIR resume), so cursor loops
-        # and a page queued twice (checkpoint + a gracefully stopped job's queue) stop here.
-        self.list_pages_seen: set[str] = set()
         self.owner_kinds_found: dict[str, int] = {}  # overviews found per kind (org/user)
         # Organisations named in the user overviews parsed so far: asked as organisations,
         # with no guess (reaim() applies this to look-ups queued before it was learnt).
@@ -125,11 +122,8 @@ class HfModelsSpider(PtmSpider):
                                 dont_filter=True, expect="list")
 
     def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
-        self.list_answered(response)
-        if response.url in self.list_pages_seen:
-            self.count("list_pages_duplicate")
+        if not self.list_answered(response):
             return
-        self.list_pages_seen.add(response.url)
         seen_at = self.seen_at()
         try:
             items, rejects = hf.parse_models_page(response.body, endpoint=self.endpoint,

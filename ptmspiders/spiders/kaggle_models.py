@@ -47,9 +47,6 @@ class KaggleModelsSpider(PtmSpider):
         self.emitted = 0
         self.seen_ids: set[str] = set()
         self.seen_tokens: set[str] = set()
-        # List requests skip the dupefilter (JOBDIR resume): a page queued twice (checkpoint and
-        # a gracefully stopped job's queue) is parsed once.
-        self.list_pages_seen: set[str] = set()
 
     @property
     def api_url(self) -> str:
@@ -83,11 +80,8 @@ class KaggleModelsSpider(PtmSpider):
                                  meta={"handle_httpstatus_list": AUTH_STATUSES})
 
     def parse_list(self, response: Response) -> Iterator[Request | ModelItem]:
-        self.list_answered(response)
-        if response.url in self.list_pages_seen:
-            self.count("list_pages_duplicate")
+        if not self.list_answered(response):
             return
-        self.list_pages_seen.add(response.url)
         if response.status in AUTH_STATUSES:
             self.count(f"auth_refused/{response.status}")
             logger.error("Kaggle refused %s (%s): set KAGGLE_USERNAME and KAGGLE_KEY to a valid "
