@@ -92,6 +92,7 @@ _ORG_SUFFIXES = ("-ai", "-labs", "-research", "", "-nlp", "-org")
 _ORG_PLANS = ("team", "enterprise", None, None, "free")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def owner_name(rank: int) -> str:
     """A unique, pronounceable owner name; ranks >= 1024 end in their number."""
     base = _SYLLABLES[rank % 32] + _SYLLABLES[(rank // 32) % 32]
@@ -380,12 +381,32 @@ def _variant(archetype: str, rng: Random) -> tuple[str, dict[str, Any]]:
 
 
 class _Variant:
-    __slots__ = ("frags", "stem", "storage")
+    __slots__ = ("frags", "stem", "storage", "templates")
 
     def __init__(self, stem: str, props: dict[str, Any], storage: int) -> None:
         self.stem = stem
         self.storage = storage
         self.frags = {k: b'"%s":%s' % (k.encode(), orjson.dumps(v)) for k, v in props.items()}
+        self.templates: dict[tuple[str, ...], tuple[bytes, tuple[str, ...]]] = {}
+
+    def template(self, keys: tuple[str, ...]) -> tuple[bytes, tuple[str, ...]]:
+        """A model of this variant as one ``%`` template: its fixed fragments joined once,
+        ``%s`` where a per-model (light) property goes, and the light keys in their order.
+        Rendering a page is then one format per model: the mock must stay cheap beside the
+        crawler it serves on the same two cores (``scripts/bench.py``)."""
+        found = self.templates.get(keys)
+        if found is None:
+            parts = [b'"_id":"%024x"', b'"id":"%s"']
+            light: list[str] = []
+            for key in keys:
+                frag = self.frags.get(key)
+                if frag is not None:
+                    parts.append(frag.replace(b"%", b"%%"))
+                elif key in LIGHT_KEYS:
+                    parts.append(b"%s")
+                    light.append(key)
+            found = self.templates[keys] = (b"{" + b",".join(parts) + b"}", tuple(light))
+        return found
 
 
 class _OwnerMap(Mapping[str, dict[str, Any]]):
@@ -458,19 +479,11 @@ class SyntheticCatalogue(Sequence[dict[str, Any]]):
         owner = owner_name(self.owner_of(i))
         repo = f"{owner}/{variant.stem}-{to_base36(i)}"
         uid = (h2 << 32 | (h & 0xFFFFFFFF)) & ((1 << 96) - 1)
-        parts = [b'"_id":"%024x"' % uid, b'"id":"%s"' % repo.encode()]
-        want = ALL_KEYS if keys is None else keys
-        light: dict[str, bytes] | None = None
-        for key in want:
-            frag = variant.frags.get(key)
-            if frag is not None:
-                parts.append(frag)
-                continue
-            if key in LIGHT_KEYS:
-                if light is None:
-                    light = self._light(i, h, h2, owner, variant)
-                parts.append(light[key])
-        return b"{" + b",".join(parts) + b"}"
+        template, light_keys = variant.template(ALL_KEYS if keys is None else tuple(keys))
+        if not light_keys:
+            return template % (uid, repo.encode())
+        light = self._light(i, h, h2, owner, variant)
+        return template % (uid, repo.encode(), *[light[k] for k in light_keys])
 
     def _light(self, i: int, h: int, h2: int, owner: str, variant: _Variant) -> dict[str, bytes]:
         # Popularity is heavy-tailed too: most models have a handful of downloads.
@@ -617,10 +630,16 @@ class SyntheticCatalogue(Sequence[dict[str, Any]]):
 _EPOCH = dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
 
 
+@functools.lru_cache(maxsize=4096)
+def _date(day: int) -> str:
+    return (_EPOCH + dt.timedelta(days=day)).strftime("%Y-%m-%dT")
+
+
 def _day(day: int, seconds: int = 0) -> str:
     """``2021-01-01`` plus ``day`` days and ``seconds``, in the Hub's millisecond format."""
-    moment = _EPOCH + dt.timedelta(days=day, seconds=seconds)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    days, seconds = divmod(seconds, 86400)
+    return (f"{_date(day + days)}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:"
+            f"{seconds % 60:02d}.000Z")
 
 
 # --- serving --------------------------------------------------------------------------------
