@@ -148,7 +148,7 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
     with log_path.open("wb") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        status, usage, peak = _wait(proc, sample=bool(py_spy))
+        status, usage, peak, threads = _wait(proc, sample=bool(py_spy))
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     after = mock_counts(url)
@@ -165,6 +165,8 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
         "wall_s": wall,
         "crawl_s": float(stats.get("elapsed_time_seconds") or wall),
         "cpu_s": usage.ru_utime + usage.ru_stime,
+        # The crawl's own thread against the store's: which one set the pace.
+        "thread_cpu_s": threads,
         "mock_cpu_s": mock_cpu,
         "peak_rss_mb": rss_mb,
         "requests": {k: after.get(k, 0) - before.get(k, 0)
@@ -174,23 +176,30 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
     }
 
 
-def _wait(proc: subprocess.Popen[bytes], sample: bool) -> tuple[int, Any, int | None]:
-    """Reap the child with its own resource usage; with ``sample``, also the peak RSS of its
-    descendants (sampled with psutil every 0.1 s)."""
+def _wait(proc: subprocess.Popen[bytes], sample: bool
+          ) -> tuple[int, Any, int | None, dict[str, float]]:
+    """Reap the child with its own resource usage and the CPU seconds of each of its threads
+    (the main thread as ``main``, the others by thread id, as last sampled every 0.1 s); with
+    ``sample``, also the peak RSS of its descendants."""
     import psutil
 
     peak = 0
+    threads: dict[str, float] = {}
     parent = psutil.Process(proc.pid)
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
-            return status, usage, peak if sample else None
-        if sample:
-            try:
+            return status, usage, peak if sample else None, threads
+        try:
+            crawler = parent.children()[0] if sample else parent
+            for t in crawler.threads():
+                name = "main" if t.id == crawler.pid else str(t.id)
+                threads[name] = round(t.user_time + t.system_time, 2)
+            if sample:
                 for child in parent.children(recursive=True):
                     peak = max(peak, child.memory_info().rss)
-            except psutil.Error:
-                pass
+        except (psutil.Error, IndexError):
+            pass
         time.sleep(0.1)
 
 
@@ -353,6 +362,11 @@ def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path,
         "cpu_seconds": round(sweep["cpu_s"], 2),
         "cpu_ms_per_model": round(1000 * sweep["cpu_s"] / n, 3),
         "mock_cpu_seconds": round(sweep["mock_cpu_s"], 2),
+        # The crawl's own thread (Scrapy, parsing, pipelines) against the store's threads
+        # (writer, checkpoints): on 2 cores they share the second core with the mock hub.
+        "crawl_thread_cpu_seconds": sweep["thread_cpu_s"].get("main", 0.0),
+        "other_threads_cpu_seconds": round(sum(v for k, v in sweep["thread_cpu_s"].items()
+                                               if k != "main"), 2),
         "peak_rss_mb": round(sweep["peak_rss_mb"], 1),
         "models_stored": stored,
         "dropped": sweep["stats"].get("ptm/dropped", 0),
@@ -367,6 +381,8 @@ def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path,
         out["baseline_models_per_s"] = round(base, 1)
         out["ratio_to_baseline"] = round(rate / base, 3)
         out["baseline_cpu_seconds"] = round(runs["baseline"]["cpu_s"], 2)
+        out["baseline_crawl_thread_cpu_seconds"] = runs["baseline"]["thread_cpu_s"].get(
+            "main", 0.0)
         out["baseline_peak_rss_mb"] = round(runs["baseline"]["peak_rss_mb"], 1)
     if "raw" in runs:
         out["raw_scrapy_models_per_s"] = round(n / runs["raw"]["crawl_s"], 1)
@@ -414,6 +430,8 @@ def table(r: dict[str, Any]) -> str:
         ("sweep models/s into SQLite", f"{r['models_per_s']:,.0f}"),
         ("  incl. process start", f"{r['models_per_s_wall']:,.0f}"),
         ("  crawler CPU ms per model", f"{r['cpu_ms_per_model']:.3f}"),
+        ("  CPU s: crawl's thread / store's", f"{r['crawl_thread_cpu_seconds']:.1f} / "
+                                             f"{r['other_threads_cpu_seconds']:.1f}"),
         ("  mock hub CPU seconds", f"{r['mock_cpu_seconds']:.1f}"),
         ("  peak RSS of the crawler (MB)", f"{r['peak_rss_mb']:.0f}"),
         ("  list requests / 1000 models", f"{r['list_requests_per_1000_models']:.3f}"),

@@ -33,6 +33,11 @@ def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
     assert r["list_requests"] == 3  # 1,000 per page
     assert r["list_requests_per_1000_models"] == 1.2
     assert r["models_per_s"] > 0 and r["baseline_models_per_s"] > 0 and r["peak_rss_mb"] > 20
+    # Per-thread CPU, sampled while the crawl ran: the crawl's own thread did the parsing, and
+    # no thread used more than the whole process.
+    assert 0 < r["crawl_thread_cpu_seconds"] <= r["cpu_seconds"]
+    assert 0 <= r["other_threads_cpu_seconds"] <= r["cpu_seconds"]
+    assert 0 < r["baseline_crawl_thread_cpu_seconds"] <= r["baseline_cpu_seconds"]
     assert r["ratio_to_baseline"] == pytest.approx(
         r["models_per_s"] / r["baseline_models_per_s"], rel=0.01)
     # 2M models, 1.2 calls per 1,000 at 500 / 1,000 / 2,500 / 3,000 / 6,000 calls per 300 s.
