@@ -43,6 +43,7 @@ _Task = tuple[str, list[Doc], Done | None]
 _STOP = object()
 _SYNC = object()  # commit what is written, so that sync() returns on durable data
 DEFAULT_TRANSACTION_SIZE = 5000
+DEFAULT_MAX_PENDING = 2  # PTM_STORE_WRITER_MAX_PENDING (ptmspiders/settings.py says why)
 
 
 class StoreWriteError(StoreError):
@@ -59,7 +60,8 @@ class BackgroundWriter:
     """Ordered write-behind of ``upsert`` batches. ``max_pending`` bounds the memory held by
     batches not yet written: a caller that outruns the store waits in :meth:`submit`."""
 
-    def __init__(self, store: Store, thread_store: Store | None, max_pending: int = 2,
+    def __init__(self, store: Store, thread_store: Store | None,
+                 max_pending: int = DEFAULT_MAX_PENDING,
                  transaction_size: int = DEFAULT_TRANSACTION_SIZE,
                  max_age: float = 5.0) -> None:
         if transaction_size < 1 or max_age <= 0:
@@ -271,7 +273,7 @@ def crawler_writer(crawler: Crawler) -> BackgroundWriter:
         s = crawler.settings
         thread_store = store.for_thread() if s.getbool("PTM_STORE_WRITER_THREAD", True) else None
         writer = BackgroundWriter(
-            store, thread_store, s.getint("PTM_STORE_WRITER_MAX_PENDING", 2),
+            store, thread_store, s.getint("PTM_STORE_WRITER_MAX_PENDING", DEFAULT_MAX_PENDING),
             transaction_size=s.getint("PTM_STORE_TRANSACTION_SIZE", DEFAULT_TRANSACTION_SIZE),
             max_age=s.getfloat("PTM_STORE_FLUSH_SECONDS", 5.0))
         crawler._ptm_writer = writer  # type: ignore[attr-defined]
