@@ -105,6 +105,14 @@ def owner_name(rank: int) -> str:
     return base if rank < 1024 else f"{base}{rank}"
 
 
+def _org_card(rank: int) -> dict[str, str]:
+    """An organisation as a user overview's ``orgs`` names it; its own overview starts so."""
+    name = owner_name(rank)
+    return {"name": name, "fullname": name.replace("-", " ").title(),
+            "avatarUrl": "https://cdn-avatars.huggingface.co/v1/production/uploads/"
+                         f"{mix64(rank ^ 0x0E7E5):x}.png"}
+
+
 def is_org(rank: int) -> bool:
     """Big publishers are mostly organisations, the long tail mostly users."""
     h = mix64(rank ^ 0x5EED0F0) % 100
@@ -582,8 +590,7 @@ class SyntheticCatalogue(Sequence[dict[str, Any]]):
         if is_org(rank):
             plan = _ORG_PLANS[h % len(_ORG_PLANS)]
             org: dict[str, Any] = {
-                "name": name, "fullname": name.replace("-", " ").title(),
-                "avatarUrl": f"https://cdn-avatars.huggingface.co/v1/production/uploads/{h:x}.png",
+                **_org_card(rank),
                 "isVerified": rank < 200 and h % 3 == 0, "isFollowing": False,
                 "numModels": self.expected_models(rank), "numSpaces": h % 50,
                 "numDatasets": (h >> 8) % 30, "numFollowers": (h >> 16) % 5000,
@@ -601,10 +608,7 @@ class SyntheticCatalogue(Sequence[dict[str, Any]]):
             "numPapers": 0, "numUpvotes": (h >> 20) % 30, "numLikes": (h >> 24) % 80,
             "numFollowers": (h >> 28) % 40, "numFollowing": (h >> 32) % 40,
             "isFollowing": False, "createdAt": _day((h >> 40) % 1500),
-            "orgs": [{"name": owner_name(r), "fullname": owner_name(r).replace("-", " ").title(),
-                      "avatarUrl": f"https://cdn-avatars.huggingface.co/v1/production/uploads/"
-                                   f"{mix64(r ^ 0x0E7E5):x}.png"}
-                     for r in self.memberships(rank)],
+            "orgs": [_org_card(r) for r in self.memberships(rank)],
         }
 
     def memberships(self, rank: int) -> list[int]:
