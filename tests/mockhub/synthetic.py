@@ -11,6 +11,16 @@ Speed: the heavy properties come from a pool of pre-rendered variants (orjson by
 at start), and a model is assembled from byte fragments, so a 1,000-model page costs a few
 milliseconds and the mock is never what a benchmark measures.
 
+Order and ``_id``s as on the Hub. A model's ``_id`` is a MongoDB ObjectId whose first four
+bytes are its creation time (every recorded body in ../shared/hubdata/huggingface/model_info/ has
+``createdAt`` equal to its ``_id``'s timestamp; the 2022-03-02T23:29:04/05 placeholders are the
+``621ffdc0``/``621ffdc1`` ids of the repositories migrated then). The Hub's default list order is
+by ``trendingScore``, then ``_id`` ascending: its cursors decode to ``{"$or": [{"trendingScore":
+0, "_id": {"$gt": "6290..."}}, {"trendingScore": {"$lt": 0}}, ...]}``, and a sweep is past the
+trending models within its first pages. So the first 1% of the catalogue (an assumption) trends,
+with recent, scattered ids; then come the migrated repositories (5%, in id order) and the rest
+in creation order, 2022-03-03 to 2025-03.
+
 Owners follow a Zipf-Mandelbrot law, P(rank r) ~ 1/(r + 5) over N/2 ranks: about one owner per
 five models (~200k at N = 1M, as on the Hub, whose ~2M models come from some 400k accounts), 60%
 of owners with a single model, and the largest with ~1.6% of all models (the Hub's biggest
@@ -450,6 +460,9 @@ class SyntheticCatalogue(Sequence[dict[str, Any]]):
             raise ValueError(f"synthetic catalogue size must be 0..{MAX_MODELS}, got {n}")
         self.n = n
         self.seed = seed
+        self.trending = n // 100
+        self.legacy = (n - self.trending) // 20
+        self._dated = max(1, n - self.trending - self.legacy)
         self.owner_ranks = max(1, n // 2)
         self._zipf_base = (self.owner_ranks + _ZIPF_Q) / _ZIPF_Q
         self.renames: dict[str, str] = {}
@@ -486,19 +499,45 @@ class SyntheticCatalogue(Sequence[dict[str, Any]]):
         variant = self._variants[h % len(self._variants)]
         owner = owner_name(self.owner_of(i))
         repo = f"{owner}/{variant.stem}-{to_base36(i)}"
-        uid = (h2 << 32 | (h & 0xFFFFFFFF)) & ((1 << 96) - 1)
+        uid, created_s = self.creation(i, h, h2)
         template, light_keys = variant.template(ALL_KEYS if keys is None else tuple(keys))
         if not light_keys:
             return template % (uid, repo.encode())
-        light = self._light(i, h, h2, owner, variant)
+        light = self._light(i, h, h2, owner, variant, uid, created_s)
         return template % (uid, repo.encode(), *[light[k] for k in light_keys])
 
-    def _light(self, i: int, h: int, h2: int, owner: str, variant: _Variant) -> dict[str, bytes]:
+    def creation(self, i: int, h: int, h2: int) -> tuple[int, int | None]:
+        """Model ``i``'s ``_id`` (an ObjectId, as an int) and its creation time in seconds
+        after 2021-01-01, or None for a migrated repository's placeholder date."""
+        if i < self.trending:  # recent, in no order
+            ts = _RECENT_FROM + (h >> 24) % (_DATED_TO - _RECENT_FROM)
+            return ts << 64 | (h2 & _M64), ts - _UNIX_2021
+        j = i - self.trending
+        if j < self.legacy:  # the migration took two seconds; its counter runs on
+            ts = _LEGACY_TS + (2 * j >= self.legacy)
+            return ts << 64 | _LEGACY_MIDDLE << 24 | (_LEGACY_COUNTER + j) & 0xFFFFFF, None
+        k = j - self.legacy
+        ts = _DATED_FROM + k * (_DATED_TO - _DATED_FROM) // self._dated
+        # Ids created in the same second differ by their counter, so they stay in order.
+        return ts << 64 | (mix64(self.seed ^ ts // 86400) & 0xFFFFFFFFFF) << 24 | k & 0xFFFFFF, \
+            ts - _UNIX_2021
+
+    def _light(self, i: int, h: int, h2: int, owner: str, variant: _Variant, uid: int,
+               created_s: int | None) -> dict[str, bytes]:
         # Popularity is heavy-tailed too: most models have a handful of downloads.
         downloads = (h2 & 0xFFFF) ** 3 // (1 << 26) if (h >> 8) % 4 else (h2 & 0xFFF)
-        created_day = (h >> 20) % 1550  # 2021-01-01 .. 2025-03
+        if created_s is None:  # migrated: modified at any time since 2021
+            created = "2022-03-02T23:29:0%d.000Z" % (4 + (uid >> 64) - _LEGACY_TS)
+            created_day, created_sec = (h >> 20) % 1550, 0
+        else:
+            created_day, created_sec = divmod(created_s, 86400)
+            created = _day(created_day, created_sec)
         modified_day = min(1550, created_day + (h2 >> 20) % 400)
-        created = _day(created_day) if (h >> 40) % 20 else "2022-03-02T23:29:04.000Z"
+        modified_sec = (h2 >> 8) % 86400
+        if modified_day == created_day:
+            modified_sec = max(modified_sec, created_sec)
+        trending = (1 + 200 * (self.trending - i) ** 3 // self.trending ** 3
+                    if i < self.trending else 0)
         gated = (h2 >> 44) % 100
         return {
             "author": b'"author":"%s"' % owner.encode(),
@@ -508,12 +547,11 @@ class SyntheticCatalogue(Sequence[dict[str, Any]]):
             "downloadsAllTime": b'"downloadsAllTime":%d' % (downloads * (1 + (h >> 50) % 30)),
             "gated": b'"gated":' + (b"false" if gated < 93 else b'"auto"' if gated < 98
                                     else b'"manual"'),
-            "lastModified": b'"lastModified":"%s"' % _day(modified_day,
-                                                         (h2 >> 8) % 86400).encode(),
+            "lastModified": b'"lastModified":"%s"' % _day(modified_day, modified_sec).encode(),
             "likes": b'"likes":%d' % (downloads // 997 + (h2 >> 60)),
             "private": b'"private":false',
             "sha": b'"sha":"%040x"' % ((h << 96 | h2 << 32 | i) & ((1 << 160) - 1)),
-            "trendingScore": b'"trendingScore":%d' % ((h2 >> 36) % 7 if downloads > 1000 else 0),
+            "trendingScore": b'"trendingScore":%d' % trending,
             "usedStorage": b'"usedStorage":%d' % (variant.storage + (h2 >> 30) % 100_000),
             "childrenModelCount": b'"childrenModelCount":%d' % ((h >> 56) % 5 == 0 and
                                                                 (h2 >> 52) % 40),
@@ -632,6 +670,13 @@ class SyntheticCatalogue(Sequence[dict[str, Any]]):
 
 
 _EPOCH = dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
+_UNIX_2021 = 1_609_459_200
+_LEGACY_TS = 0x621FFDC0  # 2022-03-02T23:29:04Z
+_LEGACY_MIDDLE = 0x36468D709F  # the migration's process, as in the recorded ids
+_LEGACY_COUNTER = 0x174338
+_DATED_FROM = 1_646_265_600  # 2022-03-03T00:00:00Z
+_DATED_TO = _UNIX_2021 + 1550 * 86400  # 2025-03-31
+_RECENT_FROM = _DATED_TO - 180 * 86400
 
 
 @functools.lru_cache(maxsize=4096)
