@@ -281,3 +281,36 @@ def test_owner_lookups_ask_first_for_the_kind_found_more_often():
     assert calls == 2 + 5 + 2
     gone = resolve("gone", "nobody")
     assert gone.type == "unknown" and calls == 2 + 5 + 2 + 2  # both kinds tried, once each
+
+
+def _id_time(oid: str) -> str:
+    import datetime as dt
+    return dt.datetime.fromtimestamp(int(oid[:8], 16), dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_ids_carry_the_creation_time_as_recorded_hub_bodies_do(hubdata: Path):
+    """The fact the synthetic ids copy: an ObjectId's timestamp is the repo's ``createdAt``."""
+    bodies = [json.loads(p.read_text()) for p in
+              sorted((hubdata / "huggingface" / "model_info").glob("*.body.json"))]
+    bodies = [b for b in bodies if "_id" in b and "createdAt" in b]
+    assert len(bodies) >= 4
+    assert all(_id_time(b["_id"]) == b["createdAt"] for b in bodies)
+
+
+@pytest.mark.parametrize("n", [1000, 30_000])
+def test_listed_in_the_hubs_default_order(n: int):
+    """Trending models first (score descending), then ``_id`` ascending: creation order."""
+    cat = SyntheticCatalogue(n)
+    models = [orjson.loads(cat.render(i, ("trendingScore", "createdAt", "lastModified")))
+              for i in range(n)]
+    assert all(_id_time(m["_id"]) == m["createdAt"] for m in models)
+    assert all(m["lastModified"] >= m["createdAt"] for m in models
+               if not m["createdAt"].startswith("2022-03-02"))
+    scores = [m["trendingScore"] for m in models]
+    assert scores == sorted(scores, reverse=True)
+    assert 0 < cat.trending < n and scores[cat.trending - 1] > 0 == scores[cat.trending]
+    rest = [m["_id"] for m in models[cat.trending:]]
+    assert rest == sorted(rest) and len(set(rest)) == len(rest)
+    placeholders = [m for m in models if m["createdAt"].startswith("2022-03-02T23:29:0")]
+    assert len(placeholders) == cat.legacy
+    assert {m["_id"][:8] for m in placeholders} == {"621ffdc0", "621ffdc1"}

@@ -527,7 +527,7 @@ class SyntheticCatalogue(Sequence[dict[str, Any]]):
         # Popularity is heavy-tailed too: most models have a handful of downloads.
         downloads = (h2 & 0xFFFF) ** 3 // (1 << 26) if (h >> 8) % 4 else (h2 & 0xFFF)
         if created_s is None:  # migrated: modified at any time since 2021
-            created = "2022-03-02T23:29:0%d.000Z" % (4 + (uid >> 64) - _LEGACY_TS)
+            created = f"2022-03-02T23:29:0{4 + (uid >> 64) - _LEGACY_TS}.000Z"
             created_day, created_sec = (h >> 20) % 1550, 0
         else:
             created_day, created_sec = divmod(created_s, 86400)
