@@ -83,6 +83,27 @@ def test_papers_from_tags_ignores_other_tags():
     assert n.papers_from_tags(tags) == ["arxiv:1810.04805", "doi:10.57967/hf/0001"]
 
 
+def test_papers_from_tags_prefixes_as_before_the_compiled_match():
+    """``arxiv:`` and ``doi:10`` in any case, other ``doi:`` only as written."""
+    tags = ["ArXiv:1810.04805", "ARXIV:1706.03762", "DOI:10.1109/CVPR.2016.90", "doi:10.5/x",
+            "Doi:foo", "xarxiv:1706.03762", "arxiv", "", "doi:", "arxiv:"]
+    found = [t for t in tags if t[:6].lower() in ("arxiv:", "doi:10") or t[:4] == "doi:"]
+    assert [t for t in tags if n._PAPER_TAG(t)] == found
+    assert n.papers_from_tags(tags) == n.papers(found)
+
+
+@pytest.mark.parametrize("values", [
+    [], [None], [""], ["a"], [0], [False], ["a", "a"], ["a", None, "", "b", "a"], ("a",),
+    ("a", "a"), ["x", "x", "y"], {"k": 1}])
+def test_dedupe_short_lists_like_long_ones(values):
+    """The fast path for lists of 0 or 1 items answers as ``dict.fromkeys`` does."""
+    expected = [v for v in dict.fromkeys(values) if v is not None and v != ""]
+    out = n.dedupe(values)
+    assert out == expected and isinstance(out, list)
+    assert out is not values  # a new list: the caller may change it
+    assert n.dedupe(iter(values)) == expected
+
+
 def test_libraries_fold_aliases():
     assert [n.normalize_library(x) for x in ["tf", "PyTorch", "TensorFlow.js", " onnx "]] == [
         "tensorflow", "pytorch", "tfjs", "onnx"]

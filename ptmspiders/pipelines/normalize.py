@@ -32,7 +32,10 @@ def normalize_model(item: ModelItem) -> ModelItem:
     item.tags = n.dedupe(item.tags)
     item.tasks = n.dedupe(item.tasks)
     item.datasets = n.dedupe(item.datasets)
-    item.libraries = n.dedupe(n.normalize_library(lib) for lib in item.libraries)
+    item.libraries = n.dedupe([n.normalize_library(lib) for lib in item.libraries])
     item.github_repos = n.github_repos(item.github_repos, allow_bare=True)
-    item.papers = n.dedupe([*n.papers(item.papers), *n.papers_from_tags(item.tags)])
+    # Most models name no paper: skip the merge then (this runs for every model of a sweep).
+    from_tags = n.papers_from_tags(item.tags)
+    item.papers = n.dedupe([*n.papers(item.papers), *from_tags]) if item.papers or from_tags \
+        else []
     return item
