@@ -314,3 +314,15 @@ def test_listed_in_the_hubs_default_order(n: int):
     placeholders = [m for m in models if m["createdAt"].startswith("2022-03-02T23:29:0")]
     assert len(placeholders) == cat.legacy
     assert {m["_id"][:8] for m in placeholders} == {"621ffdc0", "621ffdc1"}
+
+
+def test_downloads_are_heavy_tailed():
+    """Most models are not downloaded in a month; a few are downloaded millions of times."""
+    cat = SyntheticCatalogue(200_000)
+    downloads = [orjson.loads(cat.render(i, ("downloads",)))["downloads"]
+                 for i in range(0, 200_000, 7)]
+    share = lambda cond: sum(1 for d in downloads if cond(d)) / len(downloads)  # noqa: E731
+    assert 0.5 < share(lambda d: d == 0) < 0.6
+    assert 0.6 < share(lambda d: d < 10) < 0.95
+    assert 0.003 < share(lambda d: d > 1000) < 0.02
+    assert max(downloads) > 100_000
