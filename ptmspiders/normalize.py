@@ -30,6 +30,9 @@ def iso_utc(value: Any) -> str | None:
     Epoch numbers are accepted as seconds (or milliseconds when too large for seconds).
     Millisecond precision is kept when the hub gives it, so unchanged values compare equal.
     """
+    if value.__class__ is str and len(value) == 24 and value[23] == "Z" and value[10] == "T" \
+            and value[19] == "." and not value[0].isspace():
+        return value  # already canonical (the Hub's own format): the hot path, tested first
     if value is None or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
