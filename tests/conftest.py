@@ -105,3 +105,16 @@ def _strip_calls(text: str) -> str:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def process(pipeline: Any, item: Any) -> Any:
+    """Run a pipeline stage on one item outside a crawl. The project's stages are coroutines
+    that never await: each item goes through a stage in one step (StorePipeline takes the
+    document ValidatePipeline checked last, which relies on it)."""
+    coro = pipeline.process_item(item)
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise AssertionError(f"{type(pipeline).__name__}.process_item awaited something")

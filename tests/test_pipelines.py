@@ -11,6 +11,7 @@ from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.pipelines import NormalizePipeline, StorePipeline, ValidatePipeline
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import crawler_store
+from tests.conftest import process
 
 CRAWL = {"first_seen": "2026-01-01T00:00:00Z", "last_seen": "2026-01-01T00:00:00Z",
          "source_url": None}
@@ -32,7 +33,7 @@ def crawler_for(tmp_path, **settings):
 
 def test_normalize_pipeline_canonicalises(tmp_path):
     pipe = build_from_crawler(NormalizePipeline, crawler_for(tmp_path))
-    item = pipe.process_item(model(
+    item = process(pipe, model(
         license="Apache License 2.0", libraries=["tf", "PyTorch", "pytorch"],
         github_repos=["https://github.com/Org/Repo.git", "https://github.com/org/repo/issues"],
         tags=["arxiv:2106.09685", "doi:10.57967/HF/0001", "x", "x"],
@@ -49,11 +50,11 @@ def test_normalize_pipeline_canonicalises(tmp_path):
 def test_validate_pipeline_drops_and_counts(tmp_path):
     crawler = crawler_for(tmp_path)
     pipe = build_from_crawler(ValidatePipeline, crawler)
-    assert pipe.process_item(model()) is not None
+    assert process(pipe, model()) is not None
     with pytest.raises(DropItem, match="invalid_downloads"):
-        pipe.process_item(model(2, downloads=-5))
+        process(pipe, model(2, downloads=-5))
     with pytest.raises(DropItem, match="invalid_hub"):
-        pipe.process_item(model(3, hub="elsewhere"))
+        process(pipe, model(3, hub="elsewhere"))
     pipe.close_spider()  # valid items are added to the stats in thousands, and at the close
     stats = crawler.stats.get_stats()
     assert stats["ptm/dropped/invalid_downloads"] == 1
@@ -66,7 +67,7 @@ def test_valid_items_reach_the_stats_in_thousands(tmp_path):
     crawler = crawler_for(tmp_path)
     pipe = build_from_crawler(ValidatePipeline, crawler)
     for i in range(ValidatePipeline.REPORT_EVERY + 1):
-        pipe.process_item(model(i))
+        process(pipe, model(i))
     assert crawler.stats.get_value("ptm/valid/models") == ValidatePipeline.REPORT_EVERY
     pipe.close_spider()
     assert crawler.stats.get_value("ptm/valid/models") == ValidatePipeline.REPORT_EVERY + 1
@@ -88,9 +89,9 @@ def test_store_takes_the_validated_document_only_right_after_validation(tmp_path
     store.open_spider()
     item = model(1)
     for stage in stages:
-        stage.process_item(item)
+        process(stage, item)
     other = model(2)
-    store.process_item(other)  # not the item validate saw last: its own document
+    process(store, other)  # not the item validate saw last: its own document
     checked = validate.last[1]
     stored, stored_other = store.buffers["models"]
     assert (stored is checked) is not between
@@ -104,9 +105,9 @@ def test_store_pipeline_batches_and_flushes_on_close(tmp_path):
     pipe = build_from_crawler(StorePipeline, crawler)
     pipe.open_spider()
     for i in range(4):
-        pipe.process_item(model(i))
+        process(pipe, model(i))
     owner = OwnerItem(_id="huggingface:o", hub="huggingface", name="o", crawl=dict(CRAWL))
-    pipe.process_item(owner)
+    process(pipe, owner)
     assert pipe.writer.threaded  # a file store is written behind the crawl
     pipe.writer.sync()
     store = crawler_store(crawler)
@@ -133,7 +134,7 @@ def test_store_pipeline_counts_a_failed_write_and_goes_on(tmp_path):
         return real_upsert(collection, docs)
     writer_store.upsert = flaky
     items = [model(i) for i in range(5)]
-    assert [pipe.process_item(i) for i in items] == items  # every item comes through
+    assert [process(pipe, i) for i in items] == items  # every item comes through
     pipe.close_spider()
     assert crawler_store(crawler).count("models") == 3  # the first batch of 2 is lost, counted
     assert crawler.stats.get_value("ptm/store/failed/models") == 2

@@ -29,7 +29,7 @@ from ptmspiders.checkpoint import (
 from ptmspiders.parsers.huggingface import parse_model
 from ptmspiders.pipelines import StorePipeline
 from ptmspiders.spiders.hf_models import LIST_PRIORITY, HfModelsSpider
-from tests.conftest import ROOT, crawl_stats, hub_env, run_crawl
+from tests.conftest import ROOT, crawl_stats, hub_env, process, run_crawl
 from tests.mockhub import MockHub
 from tests.mockhub.faults import fill_models, generate_models
 
@@ -241,7 +241,7 @@ def test_dropped_items_settle_and_store_flushes_report_durable_ids(tmp_path: Pat
     tracker.page("L", [a._id, b._id], "http://hub.test/api/models?cursor=2")
     pipe = build_from_crawler(StorePipeline, crawler)
     pipe.open_spider()
-    pipe.process_item(a)
+    process(pipe, a)
     crawler.signals.send_catch_log(signals.item_dropped, item=b, response=None,
                                    exception=Exception("invalid"), spider=None)
     assert tracker.resume("L") == (False, None)  # a is only buffered so far

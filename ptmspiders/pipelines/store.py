@@ -70,7 +70,7 @@ class StorePipeline:
                 return before
         return None
 
-    def process_item(self, item: Any) -> Any:
+    async def process_item(self, item: Any) -> Any:
         collection = getattr(item, "collection", None)
         if collection is None:
             return item
