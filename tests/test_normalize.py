@@ -15,6 +15,11 @@ from ptmspiders import normalize as n
     ("2024-13-45", None),
     (None, None),
     (True, None),
+    # Around the fast path for the Hub's own form: surrounding space, a 24-character non-date.
+    (" 2024-02-19T11:06:12.000Z", "2024-02-19T11:06:12.000Z"),
+    ("2024-02-19T11:06:12.000Z\n", "2024-02-19T11:06:12.000Z"),
+    (" 024-02-19T11:06:12.000Z", None),
+    ("2024-02-19T11:06:12.000X", None),
 ])
 def test_iso_utc(value, expected):
     assert n.iso_utc(value) == expected
