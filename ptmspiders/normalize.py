@@ -30,10 +30,9 @@ def iso_utc(value: Any) -> str | None:
     Epoch numbers are accepted as seconds (or milliseconds when too large for seconds).
     Millisecond precision is kept when the hub gives it, so unchanged values compare equal.
     """
-    if value.__class__ is str and len(value) == 24 and value[23] == "Z" and value[10] == "T" \
-            and value[19] == "." and not value[0].isspace():
-        return value  # already canonical (the Hub's own format): the hot path, tested first
-    if value is None or value == "" or isinstance(value, bool):
+    if isinstance(value, str):  # first: every model has two dates, in the Hub's own form
+        return _iso_text(value.strip())
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         seconds = float(value)
@@ -47,10 +46,11 @@ def iso_utc(value: Any) -> str | None:
     if isinstance(value, datetime):
         dt = value if value.tzinfo else value.replace(tzinfo=UTC)
         return _fmt(dt.astimezone(UTC), with_ms=dt.microsecond != 0)
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text.endswith("Z") and len(text) == 24 and text[10] == "T" and text[19] == ".":
+    return None
+
+
+def _iso_text(text: str) -> str | None:
+    if len(text) == 24 and text[23] == "Z" and text[10] == "T" and text[19] == ".":
         return text  # already canonical (the Hub's own format): the hot path
     m = _ISO_RE.match(text)
     if not m:
