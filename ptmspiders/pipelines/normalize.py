@@ -37,8 +37,5 @@ def normalize_model(item: ModelItem) -> ModelItem:
     item.datasets = n.dedupe(item.datasets)
     item.libraries = n.dedupe([n.normalize_library(lib) for lib in item.libraries])
     item.github_repos = n.github_repos(item.github_repos, allow_bare=True)
-    # Most models name no paper: skip the merge then (this runs for every model of a sweep).
-    from_tags = n.papers_from_tags(item.tags)
-    item.papers = n.dedupe([*n.papers(item.papers), *from_tags]) if item.papers or from_tags \
-        else []
+    item.papers = n.dedupe([*n.papers(item.papers), *n.papers_from_tags(item.tags)])
     return item
