@@ -503,34 +503,33 @@ class SyntheticCatalogue(Sequence[dict[str, Any]]):
         template, light_keys = variant.template(ALL_KEYS if keys is None else tuple(keys))
         if not light_keys:
             return template % (uid, repo.encode())
-        light = self._light(i, h, h2, owner, variant, uid, created_s)
+        light = self._light(i, h, h2, owner, variant, created_s)
         return template % (uid, repo.encode(), *[light[k] for k in light_keys])
 
-    def creation(self, i: int, h: int, h2: int) -> tuple[int, int | None]:
-        """Model ``i``'s ``_id`` (an ObjectId, as an int) and its creation time in seconds
-        after 2021-01-01, or None for a migrated repository's placeholder date."""
+    def creation(self, i: int, h: int, h2: int) -> tuple[int, int]:
+        """Model ``i``'s ``_id`` (an ObjectId, as an int) and its creation time, the id's
+        timestamp, in seconds after 2021-01-01 (a migrated repository's is the placeholder)."""
         if i < self.trending:  # recent, in no order
             ts = _RECENT_FROM + (h >> 24) % (_DATED_TO - _RECENT_FROM)
             return ts << 64 | (h2 & _M64), ts - _UNIX_2021
         j = i - self.trending
         if j < self.legacy:  # the migration took two seconds; its counter runs on
             ts = _LEGACY_TS + (2 * j >= self.legacy)
-            return ts << 64 | _LEGACY_MIDDLE << 24 | (_LEGACY_COUNTER + j) & 0xFFFFFF, None
+            return ts << 64 | _LEGACY_MIDDLE << 24 | (_LEGACY_COUNTER + j) & 0xFFFFFF, \
+                ts - _UNIX_2021
         k = j - self.legacy
         ts = _DATED_FROM + k * (_DATED_TO - _DATED_FROM) // self._dated
         # Ids created in the same second differ by their counter, so they stay in order.
         return ts << 64 | (mix64(self.seed ^ ts // 86400) & 0xFFFFFFFFFF) << 24 | k & 0xFFFFFF, \
             ts - _UNIX_2021
 
-    def _light(self, i: int, h: int, h2: int, owner: str, variant: _Variant, uid: int,
-               created_s: int | None) -> dict[str, bytes]:
+    def _light(self, i: int, h: int, h2: int, owner: str, variant: _Variant,
+               created_s: int) -> dict[str, bytes]:
         downloads = _DOWNLOADS[h2 & 0xFFFF]
-        if created_s is None:  # migrated: modified at any time since 2021
-            created = f"2022-03-02T23:29:0{4 + (uid >> 64) - _LEGACY_TS}.000Z"
+        created_day, created_sec = divmod(created_s, 86400)
+        created = _day(created_day, created_sec)
+        if created_s < _DATED_FROM - _UNIX_2021:  # migrated: modified at any time since 2021
             created_day, created_sec = (h >> 20) % 1550, 0
-        else:
-            created_day, created_sec = divmod(created_s, 86400)
-            created = _day(created_day, created_sec)
         modified_day = min(1550, created_day + (h2 >> 20) % 400)
         modified_sec = (h2 >> 8) % 86400
         if modified_day == created_day:
