@@ -99,16 +99,7 @@ def test_a_failed_batch_is_raised_on_the_caller_and_the_rest_is_written(
     thread_store.upsert = upsert  # type: ignore[method-assign]
     writer = BackgroundWriter(file_store, thread_store)  # type: ignore[arg-type]
     done: list[int] = []
-    failed: list[StoreWriteError] = []
-    for batch in (docs(1), docs(2, 3)):
-        try:  # the thread may fail the first batch before the second is submitted
-            writer.submit("models", batch, done.append)
-        except StoreWriteError as exc:
-            failed.append(exc)
-    try:
-        writer.sync()
-    except StoreWriteError as exc:
-        failed.append(exc)
+    failed = write_all(writer, [docs(1), docs(2, 3)], done.append)
     assert [(e.collection, e.count, str(e)) for e in failed] == [
         ("models", 1, "could not write 1 models: disk full")]
     writer.close()
@@ -150,15 +141,27 @@ def test_stores_that_cannot_share_a_thread_are_written_inline(uri: str) -> None:
     store.close()
 
 
-def sync_failures(writer: BackgroundWriter) -> list[int]:
-    """Sync until it returns; the sizes of the batches it reported failed, sorted."""
+def write_all(writer: BackgroundWriter, batches: list[list[dict[str, Any]]],
+              done: Any = None) -> list[StoreWriteError]:
+    """Submit the batches, then sync until it returns; every failure reported on the way. A
+    batch's failure may surface at a later submit (the queue is short) or at the sync."""
     failed = []
+    for batch in batches:
+        try:
+            writer.submit("models", batch, done)
+        except StoreWriteError as exc:
+            failed.append(exc)
     while True:
         try:
             writer.sync()
-            return sorted(failed)
+            return failed
         except StoreWriteError as exc:
-            failed.append(exc.count)
+            failed.append(exc)
+
+
+def sync_failures(writer: BackgroundWriter) -> list[int]:
+    """Sync until it returns; the sizes of the batches it reported failed, sorted."""
+    return sorted(e.count for e in write_all(writer, []))
 
 
 def wait_for(condition: Any, writer: BackgroundWriter) -> None:
@@ -205,15 +208,9 @@ def test_a_failed_batch_in_a_transaction_costs_only_itself(file_store: Store,
     done: list[int] = []
     bad = docs(*range(10, 610))
     bad[550]["n"] = 2**70  # fails in its second statement, after 500 rows went in
-    failed: list[int] = []
-    for batch in (docs(1), bad, docs(2)):
-        try:  # with a short queue, a later submit may be the one that hears of the failure
-            writer.submit("models", batch, done.append)
-        except StoreWriteError as exc:
-            failed.append(exc.count)
-    failed += sync_failures(writer)
+    failed = write_all(writer, [docs(1), bad, docs(2)], done.append)
     writer.close()
-    assert failed == [600]
+    assert [e.count for e in failed] == [600]
     assert done == [1, 1]
     assert file_store.ids("models") == {"m1", "m2"}
 
