@@ -31,6 +31,7 @@ from scrapy.exceptions import NotConfigured
 from ptmspiders.items import Doc, ModelItem, field_names
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.stores import Store, crawler_store, first_crawl_of
+from ptmspiders.stores.base import WriteDoc, decoded, doc_id
 from ptmspiders.stores.writer import crawler_writer, sync_writes
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class ModelHistory:
         self.fields = [f for f in field_names(ModelItem) if f not in IGNORED_FIELDS]
         self.lookup_fields = [*self.fields, "removed_at"]
 
-    def before_write(self, store: Store, collection: str, docs: list[Doc]) -> Any:
+    def before_write(self, store: Store, collection: str, docs: list[WriteDoc]) -> Any:
         """The write hook: compare, write the change records, hand back the counts."""
         try:
             batch = self.compare(store, docs)
@@ -204,14 +205,17 @@ class ModelHistory:
             self.stats.inc_value("ptm/history/records", batch.records)
         self.state.renamed_away.update(batch.renamed_away)
 
-    def compare(self, store: Store, docs: list[Doc]) -> BatchHistory:
-        """Counts and change records of a batch; writes the records (``changes``)."""
+    def compare(self, store: Store, docs: list[WriteDoc]) -> BatchHistory:
+        """Counts and change records of a batch; writes the records (``changes``).
+
+        Encoded documents are decoded only where they are compared or recorded, so a first
+        crawl (every model new, nothing recorded per model) decodes none."""
         batch = BatchHistory()
-        by_id = {d["_id"]: d for d in docs}
+        by_id = {doc_id(d): d for d in docs}
         stored = store.get_many("models", list(by_id), fields=self.lookup_fields)
         baseline = self.state.baseline
         renamed_from = {} if baseline else self._renames(
-            store, [d for i, d in by_id.items() if i not in stored])
+            store, [decoded(d) for i, d in by_id.items() if i not in stored])
         old_docs = store.get_many("models", list(set(renamed_from.values())),
                                   fields=self.lookup_fields) if renamed_from else {}
         at = now_iso()
@@ -225,17 +229,19 @@ class ModelHistory:
             records.append(change_record(self.state, self.spider_name, doc, kind, at=at,
                                          changed=changed, values=values, lists=lists, **extra))
 
-        for _id, doc in by_id.items():
+        for _id, written in by_id.items():
             old = stored.get(_id)
+            if old is None and baseline:
+                # A "new" record per model of a first crawl would only repeat the crawl record
+                # and crawl.first_seen, and cost a third of the crawl's writes.
+                counts["new"] = counts.get("new", 0) + 1
+                continue
+            doc = decoded(written)
             if old is None and _id in renamed_from:
                 previous = renamed_from[_id]
                 changed, values, lists = diff_docs(old_docs.get(previous, {}), doc, self.fields)
                 record(doc, "renamed", changed, values, lists, renamed_from=previous)
                 batch.renamed_away[previous] = _id
-            elif old is None and baseline:
-                # A "new" record per model of a first crawl would only repeat the crawl record
-                # and crawl.first_seen, and cost a third of the crawl's writes.
-                counts["new"] = counts.get("new", 0) + 1
             elif old is None:
                 record(doc, "new")
             else:

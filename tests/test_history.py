@@ -23,6 +23,7 @@ from ptmspiders.items import ModelItem, field_names, to_doc
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import Store
+from ptmspiders.stores.base import Encoded
 from ptmspiders.stores.writer import BackgroundWriter
 
 OLD = "2020-01-01T00:00:00.000Z"
@@ -174,13 +175,15 @@ def history_writer(store: Any, **settings: Any) -> tuple[Any, ModelHistory, Back
     return crawler, history, writer
 
 
-def test_history_compares_each_batch_before_it_is_written(store: Store) -> None:
+@pytest.mark.parametrize("encoded", [False, True], ids=["plain", "encoded"])
+def test_history_compares_each_batch_before_it_is_written(store: Store, encoded: bool) -> None:
+    """Alike for plain documents and for those the store encoded on the crawl's thread."""
     store.upsert("models", [to_doc(model(i)) for i in range(100)])
     counting = CountingStore(store)
     crawler, history, writer = history_writer(counting)
     items = [model(i, downloads=i + (1 if i % 10 == 0 else 0)) for i in range(100)]
     items += [model(200, hub_uid="uid7", hub_id="o/m7-renamed"), model(201, hub_uid="fresh")]
-    docs = [to_doc(i) for i in items]
+    docs = [writer.encode(to_doc(i)) if encoded else to_doc(i) for i in items]
     for start in range(0, len(docs), 40):
         writer.submit("models", docs[start:start + 40])
     writer.close()
@@ -204,15 +207,26 @@ def test_history_compares_each_batch_before_it_is_written(store: Store) -> None:
     assert store.get("models", "huggingface:o/m30")["downloads"] == 31
 
 
-def test_first_crawl_of_a_hub_is_a_baseline_without_new_records(store: Store) -> None:
+@pytest.mark.parametrize("encoded", [False, True], ids=["plain", "encoded"])
+def test_first_crawl_of_a_hub_is_a_baseline_without_new_records(
+        store: Store, encoded: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Counted as new, no record per model, no renames lookup; a model already stored (the
-    same id twice in the crawl) is still compared."""
+    same id twice in the crawl) is still compared, and it alone is decoded for that."""
     counting = CountingStore(store)
     _crawler, history, writer = history_writer(counting)
     history.state.baseline = True
-    writer.submit("models", [to_doc(model(i)) for i in range(10)])
-    writer.submit("models", [to_doc(model(3, downloads=99)), to_doc(model(11))])
+    decoded: list[str] = []
+    decode = Encoded.decode
+    monkeypatch.setattr(Encoded, "decode", lambda self: decoded.append(self.id) or decode(self))
+
+    def prepare(item: ModelItem) -> Any:
+        return writer.encode(to_doc(item)) if encoded else to_doc(item)
+
+    writer.submit("models", [prepare(model(i)) for i in range(10)])
+    writer.submit("models", [prepare(model(3, downloads=99)), prepare(model(11))])
     writer.close()
+    encodes = encoded and isinstance(prepare(model(0)), Encoded)  # SQLite does, MongoDB not
+    assert decoded == (["huggingface:o/m3"] if encodes else [])
     assert "query" not in counting.calls
     assert history.state.counts["new"] == 11 and history.state.counts["changed"] == 1
     records = list(store.query("changes", {}))

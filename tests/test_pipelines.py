@@ -76,7 +76,8 @@ def test_valid_items_reach_the_stats_in_thousands(tmp_path):
 @pytest.mark.parametrize("between", [False, True])
 def test_store_takes_the_validated_document_only_right_after_validation(tmp_path, between):
     """Validate and Store would each build the item's document; with no stage between them
-    (one that could change the item), Store takes the one Validate checked."""
+    (one that could change the item), Store takes the one Validate checked, and lets Validate
+    drop it once it is encoded."""
     from types import SimpleNamespace
 
     crawler = crawler_for(tmp_path, PTM_STORE_FLUSH_SECONDS=3600)
@@ -87,15 +88,19 @@ def test_store_takes_the_validated_document_only_right_after_validation(tmp_path
     crawler.engine = SimpleNamespace(scraper=SimpleNamespace(
         itemproc=SimpleNamespace(middlewares=stages)))
     store.open_spider()
+    encoded = []
+    encode = store.writer.encode
+    store.writer.encode = lambda doc: encoded.append(doc) or encode(doc)
     item = model(1)
-    for stage in stages:
+    process(validate, item)
+    checked = validate.last[1]
+    for stage in stages[1:]:
         process(stage, item)
     other = model(2)
     process(store, other)  # not the item validate saw last: its own document
-    checked = validate.last[1]
-    stored, stored_other = store.buffers["models"]
-    assert (stored is checked) is not between
-    assert stored == checked and stored_other["_id"] == "huggingface:o/m2"
+    assert (encoded[0] is checked) is not between
+    assert encoded[0] == checked and encoded[1]["_id"] == "huggingface:o/m2"
+    assert (validate.last is None) is not between
     store.close_spider()
     assert crawler_store(crawler).count("models") == 2
 
@@ -138,6 +143,31 @@ def test_store_pipeline_counts_a_failed_write_and_goes_on(tmp_path):
     pipe.close_spider()
     assert crawler_store(crawler).count("models") == 3  # the first batch of 2 is lost, counted
     assert crawler.stats.get_value("ptm/store/failed/models") == 2
+    assert crawler.stats.get_value("ptm/stored/models") == 3
+
+
+def test_store_pipeline_drops_an_item_its_store_cannot_encode_and_keeps_the_batch(tmp_path):
+    """An integer beyond 64 bits fits the schema, not JSON as orjson writes it: that one item
+    is dropped and counted, where it would have cost its whole batch in the writer."""
+    crawler = crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=3, PTM_STORE_FLUSH_SECONDS=3600)
+    validate = build_from_crawler(ValidatePipeline, crawler)
+    pipe = build_from_crawler(StorePipeline, crawler)
+    pipe.open_spider()
+    items = [model(i) for i in range(4)]
+    items[1].raw = {"n": 2**70}
+    for item in items:
+        process(validate, item)
+    for i, item in enumerate(items):
+        if i == 1:
+            with pytest.raises(DropItem, match="unencodable: huggingface:o/m1"):
+                process(pipe, item)
+        else:
+            assert process(pipe, item) is item
+    pipe.close_spider()
+    assert sorted(crawler_store(crawler).ids("models")) == [
+        "huggingface:o/m0", "huggingface:o/m2", "huggingface:o/m3"]
+    assert crawler.stats.get_value("ptm/dropped/unencodable") == 1
+    assert crawler.stats.get_value("ptm/dropped") == 1
     assert crawler.stats.get_value("ptm/stored/models") == 3
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from ptmspiders.stores import StoreError, open_store, redact_uri
+from ptmspiders.stores.base import Encoded, decoded, doc_id
 
 
 def doc(i, first="2026-01-01T00:00:00Z", last=None, **kw):
@@ -33,6 +34,29 @@ def test_documents_round_trip_unchanged(store):
     original = doc(2, extra={"nested": {"x": [1, None, "y"]}}, gated=False, license=None)
     store.upsert("models", [original])
     assert store.get("models", original["_id"]) == original
+
+
+def test_encoded_documents_are_stored_as_plain_ones(store):
+    """What a store's encode() makes on the crawl's thread, its upsert takes like the dict
+    (first_seen kept), also mixed with plain documents in one batch."""
+    store.upsert("models", [doc(1)])
+    assert store.upsert("models", [store.encode(doc(1, first="2026-03-03T00:00:00Z")),
+                                   doc(2), store.encode(doc(3, extra={"n": [1, None]}))]) == 3
+    assert store.get("models", "huggingface:o/m1")["crawl"] == {
+        "first_seen": "2026-01-01T00:00:00Z", "last_seen": "2026-03-03T00:00:00Z",
+        "source_url": "u"}
+    assert store.get("models", "huggingface:o/m3") == doc(3, extra={"n": [1, None]})
+    assert decoded(store.encode(doc(4))) == doc(4)
+    assert doc_id(store.encode(doc(4))) == "huggingface:o/m4"
+
+
+def test_sqlite_encodes_on_the_callers_thread_and_refuses_what_json_cannot_hold(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/ptm.sqlite")
+    encoded = store.encode(doc(1))
+    assert isinstance(encoded, Encoded) and encoded.decode() == doc(1)
+    with pytest.raises(TypeError):
+        store.encode(doc(2, downloads=2**70))
+    store.close()
 
 
 def test_find_count_ids_by_dotted_equality(store):

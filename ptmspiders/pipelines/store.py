@@ -1,8 +1,9 @@
 """Batched writes to the configured store (``PTM_STORE_URI``).
 
-Items are buffered per collection and handed to the writer per batch at least every
-``PTM_STORE_FLUSH_SECONDS``; the writer commits at least that often too, so a killed crawl loses
-at most about twice that. Batches are written behind the crawl on a thread
+Each document is encoded for its store as it comes (SQLite: its JSON text, see
+:class:`ptmspiders.stores.base.Encoded`), buffered per collection, and handed to the writer per
+batch at least every ``PTM_STORE_FLUSH_SECONDS``; the writer commits at least that often too, so
+a killed crawl loses at most about twice that. Batches are written behind the crawl on a thread
 (:mod:`ptmspiders.stores.writer`). With ``JOBDIR``, each committed batch tells the listing
 checkpoints (:mod:`ptmspiders.checkpoint`) which ids are now durable, so a resumed crawl
 refetches exactly the pages whose models were not yet written.
@@ -17,12 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from scrapy.crawler import Crawler
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import DropItem, NotConfigured
 
 from ptmspiders.checkpoint import crawler_checkpoints
 from ptmspiders.items import to_doc
 from ptmspiders.pipelines.validate import ValidatePipeline
-from ptmspiders.stores import Doc, crawler_store, redact_uri
+from ptmspiders.stores import crawler_store, redact_uri
+from ptmspiders.stores.base import WriteDoc, doc_id
 from ptmspiders.stores.writer import BackgroundWriter, StoreWriteError, crawler_writer
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ class StorePipeline:
         self.stats = crawler.stats
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
-        self.buffers: dict[str, list[Doc]] = {}
+        self.buffers: dict[str, list[WriteDoc]] = {}
         self.last_flush = time.monotonic()
         self.writer: BackgroundWriter | None = None
         self.validated: ValidatePipeline | None = None
@@ -74,10 +76,21 @@ class StorePipeline:
         collection = getattr(item, "collection", None)
         if collection is None:
             return item
-        last = self.validated.last if self.validated is not None else None
-        doc = last[1] if last is not None and last[0] is item else to_doc(item)
+        assert self.writer is not None
+        validated = self.validated
+        if validated is not None and validated.last is not None and validated.last[0] is item:
+            doc = validated.last[1]
+            validated.last = None  # to be encoded: its objects go now, while still cached
+        else:
+            doc = to_doc(item)
+        try:
+            encoded = self.writer.encode(doc)
+        except TypeError as exc:  # orjson's JSONEncodeError: e.g. an integer beyond 64 bits
+            self.stats.inc_value("ptm/dropped/unencodable")
+            self.stats.inc_value("ptm/dropped")
+            raise DropItem(f"unencodable: {doc.get('_id', '?')}: {exc}") from exc
         buf = self.buffers.setdefault(collection, [])
-        buf.append(doc)
+        buf.append(encoded)
         if len(buf) >= self.batch_size or time.monotonic() - self.last_flush > self.flush_seconds:
             self.flush()
         return item
@@ -101,10 +114,10 @@ class StorePipeline:
             return False
         return True
 
-    def _written(self, collection: str, docs: list[Doc]) -> Callable[[int], None]:
+    def _written(self, collection: str, docs: list[WriteDoc]) -> Callable[[int], None]:
         # Only the ids wait for the commit (up to PTM_STORE_TRANSACTION_SIZE documents' worth):
         # holding the documents until then would multiply the crawl's memory.
-        ids = [d["_id"] for d in docs]
+        ids = [doc_id(d) for d in docs]
 
         def done(written: int) -> None:
             self.stats.inc_value(f"ptm/stored/{collection}", written)

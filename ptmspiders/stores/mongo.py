@@ -9,7 +9,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ptmspiders.query import check_fields, check_filter, dotted, with_id_tiebreak
-from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError, redact_uri
+from ptmspiders.stores.base import (
+    INDEXED_FIELDS,
+    Doc,
+    Store,
+    StoreError,
+    WriteDoc,
+    decoded,
+    redact_uri,
+)
 
 
 class MongoStore(Store):
@@ -50,20 +58,21 @@ class MongoStore(Store):
             self._indexed.add(collection)
         return c
 
-    def upsert(self, collection: str, docs: Sequence[Doc]) -> int:
+    def upsert(self, collection: str, docs: Sequence[WriteDoc]) -> int:
         if not docs:
             return 0
+        plain = [decoded(d) for d in docs]  # encode() keeps them plain; pymongo encodes BSON
         from pymongo import ReplaceOne
 
         c = self.coll(collection)
-        ids = [d["_id"] for d in docs]
+        ids = [d["_id"] for d in plain]
         first_seen = {
             d["_id"]: d["crawl"]["first_seen"]
             for d in c.find({"_id": {"$in": ids}}, {"crawl.first_seen": 1})
             if isinstance(d.get("crawl"), dict) and d["crawl"].get("first_seen")
         }
         ops = []
-        for doc in docs:
+        for doc in plain:
             kept = first_seen.get(doc["_id"])
             if kept is not None and isinstance(doc.get("crawl"), dict):
                 doc = {**doc, "crawl": {**doc["crawl"], "first_seen": kept}}

@@ -25,7 +25,15 @@ from ptmspiders.query import (
     scalar_fields,
     to_sql,
 )
-from ptmspiders.stores.base import INDEXED_FIELDS, Doc, Store, StoreError, TransactionLost
+from ptmspiders.stores.base import (
+    INDEXED_FIELDS,
+    Doc,
+    Encoded,
+    Store,
+    StoreError,
+    TransactionLost,
+    WriteDoc,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +196,11 @@ class SQLiteStore(Store):
             self._tables.add(collection)
         return f'"{collection}"'
 
-    def upsert(self, collection: str, docs: Sequence[Doc]) -> int:
+    def encode(self, doc: Doc) -> Encoded:
+        """The JSON text the upsert binds (cast to TEXT in SQL), as orjson's UTF-8 bytes."""
+        return Encoded(doc["_id"], orjson.dumps(doc, default=str))
+
+    def upsert(self, collection: str, docs: Sequence[WriteDoc]) -> int:
         """Multi-row ``INSERT ... VALUES``: a chunk is one statement and one ``sqlite3_step``,
         during which the GIL is released once, not once per row. Per-row steps
         (``executemany``) on a writer thread would fight the crawl's thread for the GIL at
@@ -201,8 +213,12 @@ class SQLiteStore(Store):
                 chunk = docs[start:start + _ROWS_PER_STATEMENT]
                 params: list[str | bytes] = []
                 for d in chunk:
-                    params.append(d["_id"])
-                    params.append(orjson.dumps(d, default=str))
+                    if isinstance(d, Encoded):
+                        params.append(d.id)
+                        params.append(d.data)
+                    else:
+                        params.append(d["_id"])
+                        params.append(orjson.dumps(d, default=str))
                 self.conn.execute(_upsert_sql(table, len(chunk)), params)
         return len(docs)
 

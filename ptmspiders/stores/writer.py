@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ptmspiders.stores.base import Doc, Store, StoreError, TransactionLost
+from ptmspiders.stores.base import Doc, Store, StoreError, TransactionLost, WriteDoc
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -37,9 +37,10 @@ Done = Callable[[int], None]
 Applied = Callable[[], None]
 # Runs on the writer's thread just before a batch of its collection is written, with the store
 # that writes it (so it reads what the batch replaces); returns what to apply on the caller's
-# thread once the batch is written (counts, stats), or None.
-WriteHook = Callable[[Store, str, list[Doc]], Applied | None]
-_Task = tuple[str, list[Doc], Done | None]
+# thread once the batch is written (counts, stats), or None. The documents may be encoded
+# (ptmspiders.stores.base.decoded gives them back as dicts).
+WriteHook = Callable[[Store, str, list[WriteDoc]], Applied | None]
+_Task = tuple[str, list[WriteDoc], Done | None]
 _STOP = object()
 _SYNC = object()  # commit what is written, so that sync() returns on durable data
 DEFAULT_TRANSACTION_SIZE = 5000
@@ -93,7 +94,13 @@ class BackgroundWriter:
         """Register before the first batch of ``collection`` is submitted."""
         self.hooks.setdefault(collection, []).append(hook)
 
-    def _write(self, store: Store, collection: str, docs: list[Doc]) -> tuple[int, list[Applied]]:
+    def encode(self, doc: Doc) -> WriteDoc:
+        """The document as the writing store takes it (:meth:`Store.encode`), made on the
+        caller's thread."""
+        return (self.thread_store or self.store).encode(doc)
+
+    def _write(self, store: Store, collection: str,
+               docs: list[WriteDoc]) -> tuple[int, list[Applied]]:
         applied: list[Applied] = []
         for hook in self.hooks.get(collection, ()):
             try:
@@ -109,7 +116,7 @@ class BackgroundWriter:
             raise StoreWriteError(collection, len(docs), exc) from exc
         return written, applied
 
-    def submit(self, collection: str, docs: Sequence[Doc], done: Done | None = None) -> None:
+    def submit(self, collection: str, docs: Sequence[WriteDoc], done: Done | None = None) -> None:
         """Write ``docs`` (the caller hands them over: it must not change them afterwards).
 
         Raises :class:`StoreWriteError` for this batch (written here) or an earlier one."""
@@ -214,7 +221,7 @@ class _Group:
             return None
         return max(0.0, self.opened + self.writer.max_age - time.monotonic())
 
-    def write(self, collection: str, docs: list[Doc], done: Done | None) -> None:
+    def write(self, collection: str, docs: list[WriteDoc], done: Done | None) -> None:
         if self.opened is None:
             try:
                 self.store.begin()
