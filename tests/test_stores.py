@@ -1,5 +1,6 @@
 """The same store contract on SQLite, mongomock and (with PTM_TEST_MONGO_URI) real MongoDB."""
 
+import orjson
 import pytest
 
 from ptmspiders.stores import StoreError, open_store, redact_uri
@@ -38,10 +39,12 @@ def test_documents_round_trip_unchanged(store):
 
 def test_encoded_documents_are_stored_as_plain_ones(store):
     """What a store's encode() makes on the crawl's thread, its upsert takes like the dict
-    (first_seen kept), also mixed with plain documents in one batch."""
+    (first_seen kept), also mixed with plain documents in one batch; and every store takes
+    an Encoded document, whichever store made it."""
     store.upsert("models", [doc(1)])
+    third = doc(3, extra={"n": [1, None]})
     assert store.upsert("models", [store.encode(doc(1, first="2026-03-03T00:00:00Z")),
-                                   doc(2), store.encode(doc(3, extra={"n": [1, None]}))]) == 3
+                                   doc(2), Encoded(third["_id"], orjson.dumps(third))]) == 3
     assert store.get("models", "huggingface:o/m1")["crawl"] == {
         "first_seen": "2026-01-01T00:00:00Z", "last_seen": "2026-03-03T00:00:00Z",
         "source_url": "u"}
