@@ -338,9 +338,11 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def repeats(n: int, sweeps: list[dict[str, Any]],
             baselines: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every repetition's speeds, and the ratio within each sweep-then-baseline pair."""
+    """Every repetition's speeds and the sweeps' peak RSS (the goal is on the highest, not
+    the median run's), and the ratio within each sweep-then-baseline pair."""
     out: dict[str, Any] = {
-        "sweep_models_per_s": [round(n / r["crawl_s"], 1) for r in sweeps]}
+        "sweep_models_per_s": [round(n / r["crawl_s"], 1) for r in sweeps],
+        "sweep_peak_rss_mb": [round(r["peak_rss_mb"], 1) for r in sweeps]}
     if baselines:
         out["baseline_models_per_s"] = [round(n / r["crawl_s"], 1) for r in baselines]
         out["ratio_per_pair"] = [round(b["crawl_s"] / s["crawl_s"], 3)
@@ -444,6 +446,8 @@ def table(r: dict[str, Any]) -> str:
         rep = r["repeats"]
         rows.append(("sweep runs, models/s", " ".join(f"{v:,.0f}" for v in
                                                      rep["sweep_models_per_s"])))
+        rows.append(("sweep runs, peak RSS (MB)", " ".join(f"{v:.0f}" for v in
+                                                          rep["sweep_peak_rss_mb"])))
         if "ratio_per_pair" in rep:
             rows += [("baseline runs, models/s", " ".join(
                          f"{v:,.0f}" for v in rep["baseline_models_per_s"])),

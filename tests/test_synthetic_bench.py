@@ -71,6 +71,8 @@ def test_bench_repeat_reports_every_run_and_the_medians(tmp_path: Path):
     rep = r["repeats"]
     assert len(rep["sweep_models_per_s"]) == len(rep["baseline_models_per_s"]) == 3
     assert len(rep["ratio_per_pair"]) == 3
+    assert len(rep["sweep_peak_rss_mb"]) == 3 and r["peak_rss_mb"] in rep["sweep_peak_rss_mb"]
+    assert "sweep runs, peak RSS (MB)" in result.stdout
     assert r["models_per_s"] == sorted(rep["sweep_models_per_s"])[1]
     assert r["baseline_models_per_s"] == sorted(rep["baseline_models_per_s"])[1]
     assert r["n"] == r["models_stored"] == 1500
