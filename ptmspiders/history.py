@@ -214,8 +214,10 @@ class ModelHistory:
         by_id = {doc_id(d): d for d in docs}
         stored = store.get_many("models", list(by_id), fields=self.lookup_fields)
         baseline = self.state.baseline
-        renamed_from = {} if baseline else self._renames(
-            store, [decoded(d) for i, d in by_id.items() if i not in stored])
+        # Models not stored yet: a renamed repository is looked for among them (not in a first
+        # crawl, where every model is one); each is decoded once, for that and its record.
+        fresh = {} if baseline else {i: decoded(d) for i, d in by_id.items() if i not in stored}
+        renamed_from = self._renames(store, list(fresh.values()))
         old_docs = store.get_many("models", list(set(renamed_from.values())),
                                   fields=self.lookup_fields) if renamed_from else {}
         at = now_iso()
@@ -236,7 +238,7 @@ class ModelHistory:
                 # and crawl.first_seen, and cost a third of the crawl's writes.
                 counts["new"] = counts.get("new", 0) + 1
                 continue
-            doc = decoded(written)
+            doc = fresh[_id] if old is None else decoded(written)
             if old is None and _id in renamed_from:
                 previous = renamed_from[_id]
                 changed, values, lists = diff_docs(old_docs.get(previous, {}), doc, self.fields)

@@ -176,11 +176,16 @@ def history_writer(store: Any, **settings: Any) -> tuple[Any, ModelHistory, Back
 
 
 @pytest.mark.parametrize("encoded", [False, True], ids=["plain", "encoded"])
-def test_history_compares_each_batch_before_it_is_written(store: Store, encoded: bool) -> None:
-    """Alike for plain documents and for those the store encoded on the crawl's thread."""
+def test_history_compares_each_batch_before_it_is_written(
+        store: Store, encoded: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alike for plain documents and for those the store encoded on the crawl's thread, each
+    of which is decoded once (new ones serve the renames lookup and their record)."""
     store.upsert("models", [to_doc(model(i)) for i in range(100)])
     counting = CountingStore(store)
     crawler, history, writer = history_writer(counting)
+    decodes: list[str] = []
+    decode = Encoded.decode
+    monkeypatch.setattr(Encoded, "decode", lambda self: decodes.append(self.id) or decode(self))
     items = [model(i, downloads=i + (1 if i % 10 == 0 else 0)) for i in range(100)]
     items += [model(200, hub_uid="uid7", hub_id="o/m7-renamed"), model(201, hub_uid="fresh")]
     docs = [writer.encode(to_doc(i)) if encoded else to_doc(i) for i in items]
@@ -188,6 +193,8 @@ def test_history_compares_each_batch_before_it_is_written(store: Store, encoded:
         writer.submit("models", docs[start:start + 40])
     writer.close()
     assert counting.calls["get_many"] == 3 + 1  # 3 batches of <= 40, the renamed model's old doc
+    encodes = any(isinstance(d, Encoded) for d in docs)  # SQLite's encode does, MongoDB's not
+    assert sorted(decodes) == (sorted(i._id for i in items) if encodes else [])
     assert counting.calls["query"] == 1  # hub_uid lookup for the new ids only
     state = history.state
     assert {k: state.counts[k] for k in ("new", "changed", "unchanged", "renamed")} == {
