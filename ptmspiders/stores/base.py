@@ -83,9 +83,9 @@ class Store(ABC):
 
     def encode(self, doc: Doc) -> WriteDoc:
         """``doc`` as :meth:`upsert` takes it best, made on the caller's thread (see
-        :class:`Encoded`); the store keeps plain documents by default. Raises ``TypeError``
-        for a value the store cannot hold (such as an integer beyond 64 bits), so that one
-        document is dropped rather than its whole batch."""
+        :class:`Encoded`); plain by default. A store that encodes raises ``TypeError`` here
+        for a value it cannot hold (such as an integer beyond 64 bits), so that one document
+        is dropped rather than its whole batch."""
         return doc
 
     @abstractmethod
