@@ -128,6 +128,24 @@ def baseline_profile(py_spy: str | None) -> str | None:
     return str(path.with_name(f"{path.stem}.baseline{path.suffix or '.json'}"))
 
 
+def calibrate(rounds: int = 3) -> float:
+    """Milliseconds for a fixed piece of pure-Python work (small dicts and strings built and
+    dropped, as a crawl does), best of ``rounds``: the machine's own speed right before a run.
+
+    The same commands have run at half the speed from one hour to the next on these shared
+    machines (steal time does not show it), so each run's speed is reported with this number,
+    and runs hours or days apart compare through it."""
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(200_000):
+            d = {"id": i, "name": f"model-{i}", "tags": [str(i), "x"]}
+            total += len(d["name"]) + len(d["tags"])
+        best = min(best, time.perf_counter() - t0)
+    return round(1000 * best, 1)
+
+
 def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
               url: str, mock_pid: int, py_spy: str | None = None) -> dict[str, Any]:
     """Run one crawl, measuring wall time, the crawler's own peak RSS, the mock's counts and
@@ -142,6 +160,7 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
     # The kernel writes back the store an earlier crawl left dirty in the page cache (5 GB at
     # N=1,000,000) while the next one runs: flushed first, each crawl starts on a quiet disk.
     os.sync()
+    calibration = calibrate()
     before = mock_counts(url)
     mock_cpu = sum(mock.cpu_times()[:2])
     log_path = workdir / f"{label}.log"
@@ -169,6 +188,7 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
         "thread_cpu_s": threads,
         "mock_cpu_s": mock_cpu,
         "peak_rss_mb": rss_mb,
+        "calibration_ms": calibration,
         "requests": {k: after.get(k, 0) - before.get(k, 0)
                      for k in sorted(set(after) | set(before))},
         "stats": stats,
@@ -299,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat > 1:
         result["repeats"] = repeats(args.n, sweeps, baselines)
     result["machine"] = {"cpus": os.cpu_count(), "loadavg_before": load_before,
+                         # Each run's calibrate(), in the order they ran.
+                         "calibration_ms": {k: v["calibration_ms"]
+                                            for k, v in result["runs"].items()},
                          "loadavg_after": os.getloadavg(), "python": platform.python_version(),
                          "scrapy": scrapy.__version__}
     result["workdir"] = str(workdir)
@@ -342,9 +365,11 @@ def repeats(n: int, sweeps: list[dict[str, Any]],
     the median run's), and the ratio within each sweep-then-baseline pair."""
     out: dict[str, Any] = {
         "sweep_models_per_s": [round(n / r["crawl_s"], 1) for r in sweeps],
-        "sweep_peak_rss_mb": [round(r["peak_rss_mb"], 1) for r in sweeps]}
+        "sweep_peak_rss_mb": [round(r["peak_rss_mb"], 1) for r in sweeps],
+        "sweep_calibration_ms": [r["calibration_ms"] for r in sweeps]}
     if baselines:
         out["baseline_models_per_s"] = [round(n / r["crawl_s"], 1) for r in baselines]
+        out["baseline_calibration_ms"] = [r["calibration_ms"] for r in baselines]
         out["ratio_per_pair"] = [round(b["crawl_s"] / s["crawl_s"], 3)
                                  for s, b in zip(sweeps, baselines, strict=True)]
     return out
@@ -476,6 +501,14 @@ def table(r: dict[str, Any]) -> str:
             extra = (f"  (first sweep with owner look-ups: "
                      f"{r['first_sweep_seconds_at_quota_with_owners'][tier]:,.0f})")
         rows.append((f"2M sweep at {tier} quota (s)", f"{sec:,.0f}{extra}"))
+    cal = r["machine"]["calibration_ms"]
+    rows.append(("machine calibration, ms per run", " ".join(
+        f"{k} {v:.0f}" for k, v in cal.items()) + "  (lower is faster)"))
+    if "repeats" in r:
+        rep = r["repeats"]
+        rows.append(("  before each sweep / baseline", " ".join(
+            f"{v:.0f}" for v in rep["sweep_calibration_ms"]) + " / " + " ".join(
+            f"{v:.0f}" for v in rep.get("baseline_calibration_ms", []))))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 

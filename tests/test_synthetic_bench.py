@@ -54,6 +54,10 @@ def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
     assert r["store_checkpoint_seconds"] == float(logged["checkpoint_seconds"])
     assert r["store_wait_seconds"] == float(logged["wait_seconds"])
     assert r["runs"]["baseline"]["requests"] == {"list": 3}
+    # The machine's speed before each run, so runs on different days compare.
+    assert set(r["machine"]["calibration_ms"]) == {"sweep", "baseline", "owners", "recrawl"}
+    assert all(v > 0 for v in r["machine"]["calibration_ms"].values())
+    assert "machine calibration, ms per run" in result.stdout
     assert "sweep models/s into SQLite" in result.stdout
     assert (tmp_path / "work" / "sweep.sqlite").exists()  # kept: --workdir was given
 
@@ -79,3 +83,5 @@ def test_bench_repeat_reports_every_run_and_the_medians(tmp_path: Path):
     for label in ("sweep", "sweep-2", "sweep-3", "baseline", "baseline-3"):
         assert (work / f"{label}.log").exists(), label
     assert "ratio per sweep/baseline pair" in result.stdout
+    assert len(rep["sweep_calibration_ms"]) == len(rep["baseline_calibration_ms"]) == 3
+    assert min(rep["sweep_calibration_ms"] + rep["baseline_calibration_ms"]) > 0
