@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat > 1:
         result["repeats"] = repeats(args.n, sweeps, baselines)
     result["machine"] = {"cpus": os.cpu_count(), "loadavg_before": load_before,
-                         # Each run's calibrate(), in the order they ran.
+                         # calibrate() before each reported run (with --repeat, the
+                         # median ones; repeats lists them all), in the order they ran.
                          "calibration_ms": {k: v["calibration_ms"]
                                             for k, v in result["runs"].items()},
                          "loadavg_after": os.getloadavg(), "python": platform.python_version(),
