@@ -133,8 +133,9 @@ def calibrate(rounds: int = 3) -> float:
     dropped, as a crawl does), best of ``rounds``: the machine's own speed right before a run.
 
     The same commands have run at half the speed from one hour to the next on these shared
-    machines (steal time does not show it), so each run's speed is reported with this number,
-    and runs hours or days apart compare through it."""
+    machines, so each run's speed is reported with this number: it shows when the machine
+    was slow before a run, though it does not foresee the run's own speed (README,
+    "Measured on 2026-11-27")."""
     best = float("inf")
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -319,10 +320,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat > 1:
         result["repeats"] = repeats(args.n, sweeps, baselines)
     result["machine"] = {"cpus": os.cpu_count(), "loadavg_before": load_before,
-                         # calibrate() before each reported run (with --repeat, the
-                         # median ones; repeats lists them all), in the order they ran.
-                         "calibration_ms": {k: v["calibration_ms"]
-                                            for k, v in result["runs"].items()},
                          "loadavg_after": os.getloadavg(), "python": platform.python_version(),
                          "scrapy": scrapy.__version__}
     result["workdir"] = str(workdir)
@@ -502,9 +499,8 @@ def table(r: dict[str, Any]) -> str:
             extra = (f"  (first sweep with owner look-ups: "
                      f"{r['first_sweep_seconds_at_quota_with_owners'][tier]:,.0f})")
         rows.append((f"2M sweep at {tier} quota (s)", f"{sec:,.0f}{extra}"))
-    cal = r["machine"]["calibration_ms"]
     rows.append(("machine calibration, ms per run", " ".join(
-        f"{k} {v:.0f}" for k, v in cal.items()) + "  (lower is faster)"))
+        f"{k} {v['calibration_ms']:.0f}" for k, v in r["runs"].items()) + "  (lower is faster)"))
     if "repeats" in r:
         rep = r["repeats"]
         rows.append(("  before each sweep / baseline", " ".join(
