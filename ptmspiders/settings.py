@@ -144,7 +144,14 @@ PTM_HISTORY_ENABLED = True
 # (an empty or truncated listing must not retire the hub); raise it to accept mass removals.
 PTM_HISTORY_MAX_MISSING_RATIO = 0.5
 
+# Scraped items are counted as the item processor returns them, not through a receiver of the
+# item_scraped signal: Scrapy dispatches each signal through asyncio Tasks, per receiver and item,
+# which took a fifth of a sweep's crawl thread (ptmspiders/itemcount.py).
+ITEM_PROCESSOR = "ptmspiders.itemcount.CountingItemProcessor"
+
 EXTENSIONS = {
+    "scrapy.extensions.corestats.CoreStats": None,
+    "ptmspiders.itemcount.CoreStats": 0,
     # Built before the scheduler opens JOBDIR: it must reset what a killed run left there.
     "ptmspiders.checkpoint.KilledRunRecovery": 50,
     "ptmspiders.tuning.InterpreterTuning": 100,

@@ -39,8 +39,11 @@ def test_full_crawl_stores_every_listed_model_across_pages(mockhub, tmp_path):
     assert doc["libraries"] == ["timm", "pytorch"]
 
     # the feed export holds the same model documents
-    exported = {d["_id"]: d for d in read_jsonl(tmp_path / "hf.jsonl") if "hub_id" in d}
+    feed = read_jsonl(tmp_path / "hf.jsonl")
+    exported = {d["_id"]: d for d in feed if "hub_id" in d}
     assert exported.keys() == docs.keys()
+    # counted by the item processor (ptmspiders/itemcount.py), the feed by its own receiver
+    assert stats["item_scraped_count"] == len(feed)
     assert exported["huggingface:vision-works/resnet-50"] == doc
 
 

@@ -1,0 +1,103 @@
+"""``item_scraped_count`` without a receiver of Scrapy's ``item_scraped`` signal.
+
+Scrapy sends ``item_scraped`` through asyncio: one coroutine, one Task and a ``gather`` per
+connected receiver and item. In a plain crawl the only receiver is
+:class:`scrapy.extensions.corestats.CoreStats`, and only to count; at hub scale that dispatch
+took a fifth of the crawl's thread (``py-spy record --gil`` of a 200,000-model sweep), in the
+sweep and in its pipeline-less baseline alike. An item that the item processor returns is the
+item Scrapy then reports as scraped, so :class:`CountingItemProcessor` counts it there and
+:class:`CoreStats` (which replaces Scrapy's) does all the rest of Scrapy's ``CoreStats`` but
+leaves the signal alone. Receivers that need the item itself (feed exports, ``CLOSESPIDER_*``)
+still get the signal.
+
+Both must be configured (the project settings do): with either missing, or Scrapy's own
+``CoreStats`` still enabled, the count falls back to the signal, so it is never lost or doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from scrapy.extensions.corestats import CoreStats as ScrapyCoreStats
+from scrapy.pipelines import ItemPipelineManager
+from scrapy.settings import BaseSettings
+from scrapy.utils.conf import build_component_list
+from scrapy.utils.misc import load_object
+
+logger = logging.getLogger(__name__)
+
+STAT = "item_scraped_count"
+
+
+def _enabled_extensions(settings: BaseSettings) -> set[Any]:
+    return {load_object(path) for path in build_component_list(settings.getwithbase("EXTENSIONS"))}
+
+
+def counted_by_processor(settings: BaseSettings) -> bool:
+    """Whether this crawl counts scraped items in the item processor instead of the signal:
+    the processor is a :class:`CountingItemProcessor`, this module's :class:`CoreStats` is
+    enabled and Scrapy's is not (it would count every item a second time)."""
+    processor = load_object(settings["ITEM_PROCESSOR"])
+    if not (isinstance(processor, type) and issubclass(processor, CountingItemProcessor)):
+        return False
+    enabled = _enabled_extensions(settings)
+    return CoreStats in enabled and ScrapyCoreStats not in enabled
+
+
+class CountingItemProcessor(ItemPipelineManager):
+    """Scrapy's item pipeline manager, counting the items its stages let through.
+
+    The count reaches the stats every ``REPORT_EVERY`` items (one stats call per item costs
+    too, see :class:`ptmspiders.pipelines.validate.ValidatePipeline`) and in full when the
+    spider closes, after the last item and before the ``spider_closed`` receivers read it."""
+
+    REPORT_EVERY = 1000
+
+    def __init__(self, *middlewares: Any, crawler: Crawler | None = None) -> None:
+        super().__init__(*middlewares, crawler=crawler)
+        self.counting = crawler is not None and counted_by_processor(crawler.settings)
+        self.stats = crawler.stats if crawler is not None else None
+        self.unreported = 0
+
+    async def process_item_async(self, item: Any) -> Any:
+        item = await super().process_item_async(item)
+        if self.counting:
+            self.unreported += 1
+            if self.unreported >= self.REPORT_EVERY:
+                self.report()
+        return item
+
+    def report(self) -> None:
+        if self.unreported and self.stats is not None:
+            self.stats.inc_value(STAT, self.unreported)
+        self.unreported = 0
+
+    async def close_spider_async(self) -> None:
+        try:
+            await super().close_spider_async()
+        finally:
+            self.report()
+
+
+class CoreStats(ScrapyCoreStats):
+    """Scrapy's ``CoreStats`` (start and finish times, responses, dropped items), with scraped
+    items counted by :class:`CountingItemProcessor` when that is the item processor."""
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> CoreStats:
+        assert crawler.stats is not None
+        if ScrapyCoreStats in _enabled_extensions(crawler.settings):
+            raise NotConfigured("Scrapy's CoreStats is enabled: it keeps the core stats")
+        o = cls(crawler.stats)
+        crawler.signals.connect(o.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(o.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(o.item_dropped, signal=signals.item_dropped)
+        crawler.signals.connect(o.response_received, signal=signals.response_received)
+        if not counted_by_processor(crawler.settings):
+            logger.debug("ITEM_PROCESSOR does not count items: counting the item_scraped signal")
+            crawler.signals.connect(o.item_scraped, signal=signals.item_scraped)
+        return o
