@@ -33,8 +33,17 @@ logger = logging.getLogger(__name__)
 STAT = "item_scraped_count"
 
 
-def _enabled_extensions(settings: BaseSettings) -> set[Any]:
-    return {load_object(path) for path in build_component_list(settings.getwithbase("EXTENSIONS"))}
+def _core_stats(settings: BaseSettings) -> tuple[bool, bool]:
+    """Whether an enabled extension is this module's CoreStats (or a subclass), and whether one
+    is Scrapy's (or a subclass of it that is not ours): that one counts the signal itself."""
+    ours = theirs = False
+    for path in build_component_list(settings.getwithbase("EXTENSIONS")):
+        ext = load_object(path)
+        if isinstance(ext, type) and issubclass(ext, CoreStats):
+            ours = True
+        elif isinstance(ext, type) and issubclass(ext, ScrapyCoreStats):
+            theirs = True
+    return ours, theirs
 
 
 def counted_by_processor(settings: BaseSettings) -> bool:
@@ -44,8 +53,8 @@ def counted_by_processor(settings: BaseSettings) -> bool:
     processor = load_object(settings["ITEM_PROCESSOR"])
     if not (isinstance(processor, type) and issubclass(processor, CountingItemProcessor)):
         return False
-    enabled = _enabled_extensions(settings)
-    return CoreStats in enabled and ScrapyCoreStats not in enabled
+    ours, theirs = _core_stats(settings)
+    return ours and not theirs
 
 
 class CountingItemProcessor(ItemPipelineManager):
@@ -90,7 +99,7 @@ class CoreStats(ScrapyCoreStats):
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CoreStats:
         assert crawler.stats is not None
-        if ScrapyCoreStats in _enabled_extensions(crawler.settings):
+        if _core_stats(crawler.settings)[1]:
             raise NotConfigured("Scrapy's CoreStats is enabled: it keeps the core stats")
         o = cls(crawler.stats)
         crawler.signals.connect(o.spider_opened, signal=signals.spider_opened)

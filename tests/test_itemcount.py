@@ -9,6 +9,7 @@ import pytest
 from pydispatch.dispatcher import getAllReceivers, liveReceivers
 from scrapy import signals
 from scrapy.exceptions import DropItem, NotConfigured
+from scrapy.extensions.corestats import CoreStats as ScrapyCoreStats
 from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
@@ -39,10 +40,25 @@ def test_the_project_settings_count_in_the_processor() -> None:
     assert counted_by_processor(s)
 
 
+class OurStats(CoreStats):
+    pass
+
+
+class TheirStats(ScrapyCoreStats):
+    pass
+
+
+def test_a_subclass_of_our_core_stats_is_ours() -> None:
+    assert counted_by_processor(Settings({**COUNTING, "EXTENSIONS": {
+        "scrapy.extensions.corestats.CoreStats": None, OurStats: 0}}))
+
+
 @pytest.mark.parametrize("override", [
     {"ITEM_PROCESSOR": "scrapy.pipelines.ItemPipelineManager"},  # the processor does not count
     {"EXTENSIONS": {"ptmspiders.itemcount.CoreStats": 0}},  # Scrapy's CoreStats still on
     {"EXTENSIONS": {"scrapy.extensions.corestats.CoreStats": None}},  # no CoreStats of ours
+    {"EXTENSIONS": {"scrapy.extensions.corestats.CoreStats": None,  # a subclass of Scrapy's
+                    "ptmspiders.itemcount.CoreStats": 0, TheirStats: 1}},
 ])
 def test_any_other_configuration_counts_the_signal(override: dict[str, Any]) -> None:
     assert not counted_by_processor(Settings({**COUNTING, **override}))
