@@ -98,15 +98,11 @@ class CoreStats(ScrapyCoreStats):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CoreStats:
-        assert crawler.stats is not None
         if _core_stats(crawler.settings)[1]:
             raise NotConfigured("Scrapy's CoreStats is enabled: it keeps the core stats")
-        o = cls(crawler.stats)
-        crawler.signals.connect(o.spider_opened, signal=signals.spider_opened)
-        crawler.signals.connect(o.spider_closed, signal=signals.spider_closed)
-        crawler.signals.connect(o.item_dropped, signal=signals.item_dropped)
-        crawler.signals.connect(o.response_received, signal=signals.response_received)
-        if not counted_by_processor(crawler.settings):
+        o = super().from_crawler(crawler)  # Scrapy's receivers, whatever its version connects
+        if counted_by_processor(crawler.settings):
+            crawler.signals.disconnect(o.item_scraped, signal=signals.item_scraped)
+        else:
             logger.debug("ITEM_PROCESSOR does not count items: counting the item_scraped signal")
-            crawler.signals.connect(o.item_scraped, signal=signals.item_scraped)
         return o
