@@ -65,6 +65,37 @@ def test_gated_license_name_base_models_and_github_links():
     assert item.created_at == "2024-07-18T08:56:00.000Z"
 
 
+def test_prefixed_tags_siblings_and_github_links_of_any_card():
+    """The parser's shortcuts (tags joined once, a card's JSON text searched for GitHub
+    links) find what the per-value passes find, also in a card that is not JSON."""
+    entry = {
+        "id": "o/m",
+        "tags": ["license:mit", "dataset:squad", "dataset:squad", "base_model:finetune:a/b",
+                 "base_model:quantized:c/d", "pytorch", 7, "Dataset:no"],
+        "siblings": [{"rfilename": "model.bin", "size": 5, "lfs": {"sha256": "ab", "size": 9}},
+                     {"rfilename": "x.json"}, {"rfilename": 3}, "README.md",
+                     {"rfilename": "README.md"}],
+        "cardData": {"links": [{"code": "see (https://github.com/o/r)"}]},
+    }
+    item = parse(entry)
+    assert item.license == "mit"
+    assert item.datasets == ["squad"]
+    assert item.base_models == ["a/b", "c/d"]
+    assert item.libraries == ["pytorch"]
+    assert item.files == [{"path": "model.bin", "size": 5, "sha256": "ab"},
+                          {"path": "x.json", "size": None, "sha256": None},
+                          {"path": "README.md", "size": None, "sha256": None}]
+    assert item.card["present"] is True
+    assert item.github_repos == ["https://github.com/o/r"]
+    not_json = {**entry, "cardData": {1: "x", "repo": "github.com/o/r2"},
+                "siblings": [{"rfilename": "a.bin"}]}
+    item = parse(not_json)
+    assert item.github_repos == ["github.com/o/r2"] and item.card["present"] is False
+    assert parse({**entry, "cardData": {"big": 2**70, "r": "github.com/o/r3"}}
+                 ).github_repos == ["github.com/o/r3"]
+    assert parse({**entry, "cardData": {"r": "gitlab.com/o/r"}}).github_repos == []
+
+
 def test_model_index_papers_doi_and_string_datasets():
     item = normalize_model(parse(by_id("acme-ai/t5-small-summarize")))
     assert item.card["has_model_index"] is True
