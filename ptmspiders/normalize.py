@@ -270,6 +270,16 @@ _PAPER_TAG = re.compile(r"(?i:arxiv:|doi:10)|doi:").match
 
 def papers_from_tags(tags: Iterable[str]) -> list[str]:
     """Paper ids from hub tags such as ``arxiv:1810.04805`` or ``doi:10.57967/hf/0003``."""
+    if isinstance(tags, list):
+        # Most models have no paper tag: one lower-cased string of the tags says so in C,
+        # where the match above costs a call per tag. ASCII only: the match's IGNORECASE
+        # also takes the dotless and the dotted capital i (U+0131, U+0130) for "i", and
+        # lower() does not turn either into a plain "i".
+        text = "\n".join(tags)
+        if text.isascii():
+            text = text.lower()
+            if "arxiv:" not in text and "doi:" not in text:
+                return []
     found = list(filter(_PAPER_TAG, tags))
     return papers(found) if found else []
 

@@ -97,6 +97,17 @@ def test_papers_from_tags_prefixes_as_before_the_compiled_match():
     assert n.papers_from_tags(tags) == n.papers(found)
 
 
+def test_papers_from_tags_without_paper_tags_and_beyond_ascii():
+    """The shortcut for tags without a paper must not change what the match finds: its
+    IGNORECASE reads the dotless and the dotted capital i as ``i``."""
+    assert n.papers_from_tags(["transformers", "license:mit", "region:us"]) == []
+    assert n.papers_from_tags([]) == []
+    odd = ["arx\u0131v:1810.04805", "ARX\u0130V:1706.03762", "caf\u00e9"]
+    assert n.papers_from_tags(odd) == n.papers(list(filter(n._PAPER_TAG, odd)))
+    assert n.papers_from_tags(odd) == ["arxiv:1810.04805", "arxiv:1706.03762"]
+    assert n.papers_from_tags(iter(["x", "arxiv:1810.04805"])) == ["arxiv:1810.04805"]
+
+
 @pytest.mark.parametrize("values", [
     [], [None], [""], ["a"], [0], [False], ["a", "a"], ["a", None, "", "b", "a"], ("a",),
     ("a", "a"), ["x", "x", "y"], {"k": 1}])
