@@ -85,3 +85,25 @@ def test_bench_repeat_reports_every_run_and_the_medians(tmp_path: Path):
     assert "ratio per sweep/baseline pair" in result.stdout
     assert len(rep["sweep_calibration_ms"]) == len(rep["baseline_calibration_ms"]) == 3
     assert min(rep["sweep_calibration_ms"] + rep["baseline_calibration_ms"]) > 0
+
+
+def test_bench_stages_reports_each_stage_per_model(tmp_path: Path):
+    out = tmp_path / "stages.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_stages.py", "--pages", "1", "--repeat", "2",
+         "--offset", "0", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["models"] == 1000 and r["repeat"] == 2
+    assert list(r["us_per_model"]) == ["decode", "parse", "normalize", "validate", "encode"]
+    assert all(v > 0 for v in r["us_per_model"].values())
+    assert r["us_per_model_total"] == pytest.approx(sum(r["us_per_model"].values()), abs=0.05)
+    assert 1000 < r["page_bytes_per_model"] < 20_000  # a few KB per model, as on the Hub
+    assert "total" in result.stdout
+
+
+def test_bench_stages_rejects_bad_arguments():
+    result = subprocess.run([sys.executable, "scripts/bench_stages.py", "--pages", "0"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--pages" in result.stderr
