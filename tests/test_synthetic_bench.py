@@ -98,7 +98,6 @@ def test_bench_stages_reports_each_stage_per_model(tmp_path: Path):
     assert r["models"] == 1000 and r["repeat"] == 2
     assert list(r["us_per_model"]) == ["decode", "parse", "normalize", "validate", "encode"]
     assert all(v > 0 for v in r["us_per_model"].values())
-    assert r["us_per_model_total"] == pytest.approx(sum(r["us_per_model"].values()), abs=0.05)
     assert 1000 < r["page_bytes_per_model"] < 20_000  # a few KB per model, as on the Hub
     assert "total" in result.stdout
 
