@@ -50,8 +50,10 @@ PTM_STORE_WRITER_MAX_PENDING = 2
 # touched, so fewer, larger commits cost less per model (scripts/bench_store.py --transaction).
 PTM_STORE_TRANSACTION_SIZE = 5000
 
-# Hugging Face: collect owner overviews (one API call per new owner).
-PTM_HF_OWNERS = True
+# Hugging Face owners, once each (ptmspiders/spiders/hf_models.py OWNER_MODES): "full" asks
+# every new owner's overview (a wrong guess of its kind costs a second call), "orgs" only the
+# organisations' (one call per owner; users recognised by its 404), "off" none.
+PTM_HF_OWNERS = "full"
 # Queued requests re-aimed as they are sent (ptmspiders/middlewares/reaim.py): owner look-ups
 # go straight to the organisations' endpoint for names a user overview has since listed.
 PTM_REAIM_ENABLED = True

@@ -13,7 +13,8 @@ subprocess, then each crawl in its own ``scrapy crawl`` subprocess:
   the entries as dicts, following the ``Link`` cursor (no owners, no parsing into items);
 - ``owners`` and ``recrawl`` (unless ``--no-owners``): ``hf_models`` with owner look-ups into
   a fresh store, then again into the same store: owners stored by the first must cost no
-  request.
+  request. ``--owners-mode`` picks the spider's ``owners=`` mode: ``full`` (every overview),
+  ``orgs`` (one call per owner) or ``both`` (the default: each into its own store).
 
 Prints a table and, with ``--json PATH``, writes the numbers. Rate limiting is switched off for
 the crawls (every ``PTM_*_ENABLED`` switch of a throttle or rate-limit component).
@@ -242,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the minimal plain-Scrapy spider")
     parser.add_argument("--owners", action=argparse.BooleanOptionalAction, default=True,
                         help="run the first crawl with owner look-ups, then a recrawl")
+    parser.add_argument("--owners-mode", choices=("full", "orgs", "both"), default="both",
+                        help="the hf_models owners= mode of those crawls (both: full, then "
+                             "orgs, each into its own store)")
     parser.add_argument("--py-spy", metavar="PATH",
                         help="profile the sweep with py-spy (speedscope JSON); the baseline "
                              "goes next to it as PATH's stem + .baseline.json")
@@ -297,13 +301,14 @@ def main(argv: list[str] | None = None) -> int:
             runs["raw"] = run_crawl(
                 "raw", [sys.executable, "-m", "scrapy", "runspider",
                         str(Path(__file__).resolve()), *common], env, workdir, url, mock.pid)
-        if args.owners:
-            runs["owners"] = run_crawl(
-                "owners", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{owners_store}", *common],
-                env, workdir, url, mock.pid)
-            runs["recrawl"] = run_crawl(
-                "recrawl", [*crawl, "-s", f"PTM_STORE_URI=sqlite:///{owners_store}", *common],
-                env, workdir, url, mock.pid)
+        modes = {"both": ("full", "orgs")}.get(args.owners_mode, (args.owners_mode,))
+        for mode in modes if args.owners else ():
+            suffix = "" if mode == "full" else f"-{mode}"
+            store_arg = f"PTM_STORE_URI=sqlite:///{owners_store.with_stem(f'owners{suffix}')}"
+            for phase in ("owners", "recrawl"):
+                runs[f"{phase}{suffix}"] = run_crawl(
+                    f"{phase}{suffix}", [*crawl, "-s", store_arg, "-a", f"owners={mode}",
+                                         *common], env, workdir, url, mock.pid)
     except BaseException:
         if not args.workdir:  # a failed run in a temp dir leaves its logs, not its stores
             drop_stores(workdir)
@@ -424,10 +429,12 @@ def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path,
         owners_stored = _count(owners_store, "owners")
         rr = runs["recrawl"]["requests"]
         out.update({
+            "owners_mode": "full",
             "first_crawl_models_per_s": round(n / first["crawl_s"], 1),
             "first_crawl_cpu_seconds": round(first["cpu_s"], 2),
             "first_crawl_peak_rss_mb": round(first["peak_rss_mb"], 1),
             "owners_stored": owners_stored,
+            "owners_by_type": owner_types(owners_store),
             "owner_requests": owner_requests,
             "owner_requests_per_1000_models": round(1000 * owner_requests / n, 1),
             "owner_requests_per_owner": round(owner_requests / max(owners_stored, 1), 3),
@@ -445,8 +452,46 @@ def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path,
         first_sweep = (oreq.get("list", 0) + owner_requests) / n
         out["first_sweep_seconds_at_quota_with_owners"] = {
             tier: round(sweep_seconds(first_sweep, q), 1) for tier, q in TIER_QUOTAS.items()}
+    if "owners-orgs" in runs:
+        out["owners_orgs_mode"] = orgs_mode_summary(
+            n, runs["owners-orgs"], runs["recrawl-orgs"],
+            owners_store.with_stem("owners-orgs"))
     out["runs"] = {k: {kk: vv for kk, vv in v.items() if kk != "stats"} for k, v in runs.items()}
     return out
+
+
+def orgs_mode_summary(n: int, first: dict[str, Any], recrawl: dict[str, Any],
+                      store: Path) -> dict[str, Any]:
+    """``owners=orgs``: one call per owner, users recognised by the organisations' 404."""
+    oreq, rr = first["requests"], recrawl["requests"]
+    owner_requests = oreq.get("org", 0) + oreq.get("user", 0)
+    kinds = owner_types(store)
+    owners_stored = sum(kinds.values())
+    first_sweep = (oreq.get("list", 0) + owner_requests) / n
+    return {
+        "first_crawl_models_per_s": round(n / first["crawl_s"], 1),
+        "owners_stored": owners_stored,
+        "owners_by_type": kinds,
+        "users_without_overview": int(
+            first["stats"].get("ptm/owners/users_without_overview", 0)),
+        "owner_requests": owner_requests,
+        "owner_requests_to_users_endpoint": oreq.get("user", 0),
+        "owner_requests_per_owner": round(owner_requests / max(owners_stored, 1), 3),
+        "recrawl_owner_requests": rr.get("org", 0) + rr.get("user", 0),
+        "first_sweep_seconds_at_quota_with_owners": {
+            tier: round(sweep_seconds(first_sweep, q), 1) for tier, q in TIER_QUOTAS.items()},
+    }
+
+
+def owner_types(store: Path) -> dict[str, int]:
+    import sqlite3
+
+    with sqlite3.connect(store) as conn:
+        try:
+            return dict(conn.execute("SELECT json_extract(doc, '$.type'), count(*) FROM owners "
+                                     "GROUP BY 1").fetchall())
+        except sqlite3.OperationalError:
+            return {}
 
 
 def table(r: dict[str, Any]) -> str:
@@ -480,8 +525,10 @@ def table(r: dict[str, Any]) -> str:
         rows.append(("raw Scrapy models/s (decode only)", f"{r['raw_scrapy_models_per_s']:,.0f}"))
     if "owner_requests" in r:
         rows += [
-            ("first crawl with owners, models/s", f"{r['first_crawl_models_per_s']:,.0f}"),
+            ("first crawl, owners=full, models/s", f"{r['first_crawl_models_per_s']:,.0f}"),
             ("  owners / owner requests", f"{r['owners_stored']:,} / {r['owner_requests']:,}"),
+            ("  owners by type", ", ".join(f"{k} {v:,}" for k, v in
+                                           sorted(r["owners_by_type"].items()))),
             ("  owner requests / 1000 models", f"{r['owner_requests_per_1000_models']:.1f}"),
             ("  owner requests / owner", f"{r['owner_requests_per_owner']:.2f}"),
             ("  re-aimed at organisations", f"{r['owner_requests_reaimed']:,}"),
@@ -491,13 +538,27 @@ def table(r: dict[str, Any]) -> str:
             ("  owner requests", f"{r['recrawl_owner_requests']}"),
             ("  peak RSS (MB)", f"{r['recrawl_peak_rss_mb']:.0f}"),
         ]
+    if "owners_orgs_mode" in r:
+        o = r["owners_orgs_mode"]
+        rows += [
+            ("first crawl, owners=orgs, models/s", f"{o['first_crawl_models_per_s']:,.0f}"),
+            ("  owners / owner requests", f"{o['owners_stored']:,} / {o['owner_requests']:,}"),
+            ("  owner requests / owner", f"{o['owner_requests_per_owner']:.2f}"),
+            ("  owners by type", ", ".join(f"{k} {v:,}" for k, v in
+                                           sorted(o["owners_by_type"].items()))),
+            ("  users without overview", f"{o['users_without_overview']:,}"),
+            ("recrawl, owners=orgs: owner requests", f"{o['recrawl_owner_requests']}"),
+        ]
     rows.append(("2M-model sweep at measured speed (s)",
                  f"{r['sweep_seconds_at_measured_speed']:,.0f}"))
+    with_owners = [(mode, d["first_sweep_seconds_at_quota_with_owners"])
+                   for mode, d in (("full", r), ("orgs", r.get("owners_orgs_mode", {})))
+                   if "first_sweep_seconds_at_quota_with_owners" in d]
     for tier, sec in r["sweep_seconds_at_quota"].items():
         extra = ""
-        if "first_sweep_seconds_at_quota_with_owners" in r:
-            extra = (f"  (first sweep with owner look-ups: "
-                     f"{r['first_sweep_seconds_at_quota_with_owners'][tier]:,.0f})")
+        if with_owners:
+            extra = "  (first sweep with owner look-ups: " + ", ".join(
+                f"{mode} {q[tier]:,.0f}" for mode, q in with_owners) + ")"
         rows.append((f"2M sweep at {tier} quota (s)", f"{sec:,.0f}{extra}"))
     rows.append(("machine calibration, ms per run", " ".join(
         f"{k} {v['calibration_ms']:.0f}" for k, v in r["runs"].items()) + "  (lower is faster)"))

@@ -61,6 +61,41 @@ def test_owners_are_collected_once_and_kinds_resolved(mockhub, tmp_path):
         "/api/users/ghost-user/overview"}
 
 
+def test_owners_orgs_makes_one_call_per_owner_and_full_completes_the_users_later(
+        mockhub, tmp_path):
+    run_crawl("hf_models", mockhub, tmp_path, "-a", "owners=orgs")
+    owners = stored(tmp_path, "owners")
+    org_calls = [r.path for r in mockhub.requests("/api/organizations/")]
+    assert len(org_calls) == len(set(org_calls)) == len(owners) == 11
+    assert mockhub.requests("/api/users/") == []
+    acme = owners["huggingface:acme-ai"]
+    assert (acme["type"], acme["is_verified"], acme["num_models"]) == ("org", True, 3)
+    jdoe = owners["huggingface:jdoe"]
+    assert (jdoe["type"], jdoe["is_verified"], jdoe["is_pro"], jdoe["orgs"]) == (
+        "user", False, None, [])
+    assert jdoe["extra"]["overview"] == "skipped"
+    # One call cannot tell a deleted account from a user: the price of this mode.
+    assert owners["huggingface:ghost-user"]["type"] == "user"
+
+    mockhub.clear_log()
+    run_crawl("hf_models", mockhub, tmp_path, "-a", "owners=orgs")
+    assert mockhub.requests("/api/organizations/") == mockhub.requests("/api/users/") == []
+
+    # A full crawl asks the users' endpoint, once, for each user stored without an overview.
+    run_crawl("hf_models", mockhub, tmp_path)
+    assert sorted(r.path for r in mockhub.requests("/api/users/")) == [
+        "/api/users/ghost-user/overview", "/api/users/jdoe/overview",
+        "/api/users/msmith/overview"]
+    assert [r.path for r in mockhub.requests("/api/organizations/")] == [
+        "/api/organizations/ghost-user/overview"]  # no user either: both kinds tried
+    after = stored(tmp_path, "owners")
+    assert after["huggingface:jdoe"]["orgs"] == ["acme-ai", "reading-club"]
+    assert "overview" not in after["huggingface:jdoe"]["extra"]
+    assert after["huggingface:jdoe"]["crawl"]["first_seen"] == jdoe["crawl"]["first_seen"]
+    assert after["huggingface:ghost-user"]["type"] == "unknown"
+    assert after["huggingface:acme-ai"] == acme
+
+
 def test_second_crawl_keeps_the_count_and_first_seen(mockhub, tmp_path):
     run_crawl("hf_models", mockhub, tmp_path)
     before = stored(tmp_path)

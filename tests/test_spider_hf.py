@@ -11,7 +11,7 @@ from scrapy.utils.test import get_crawler
 
 from ptmspiders.args import ArgumentError
 from ptmspiders.items import ModelItem, OwnerItem
-from ptmspiders.spiders.hf_models import HfModelsSpider
+from ptmspiders.spiders.hf_models import HfModelsSpider, owners_mode
 
 FIX = Path(__file__).parent / "fixtures" / "huggingface"
 EP = "http://hub.test"
@@ -44,7 +44,7 @@ async def first_requests(s):
     ({"limit": "0"}, ">= 1"),
     ({"sort": "stars"}, "one of"),
     ({"expand": "sha,nonsense"}, "unknown properties"),
-    ({"owners": "maybe"}, "expected 1/0"),
+    ({"owners": "maybe"}, "expected full, orgs or off"),
     ({"full": "perhaps"}, "expected 1/0"),
 ])
 def test_bad_arguments_fail_at_start(kwargs, message):
@@ -112,6 +112,69 @@ def test_each_owner_is_requested_once():
     first = list(s.owner_requests("acme-ai"))
     again = list(s.owner_requests("acme-ai"))
     assert len(first) == 1 and again == []
+
+
+@pytest.mark.parametrize(("value", "mode"), [
+    (None, "full"), ("", "full"), (True, "full"), ("1", "full"), ("true", "full"),
+    ("FULL", "full"), (" orgs ", "orgs"), ("off", "off"), ("0", "off"), (False, "off"),
+    ("no", "off"),
+])
+def test_owners_modes_and_the_booleans_they_replace(value, mode):
+    assert owners_mode("-a owners", value) == mode
+
+
+def test_a_bad_owners_setting_fails_at_start():
+    crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False,
+                                           "PTM_HF_OWNERS": "users"})
+    s = HfModelsSpider.from_crawler(crawler)
+    with pytest.raises(ArgumentError, match="PTM_HF_OWNERS='users': expected full, orgs"):
+        asyncio.run(first_requests(s))
+
+
+def test_owners_orgs_asks_each_owner_once_and_takes_a_404_for_a_user():
+    s = spider(owners="orgs")
+    s.owner_kinds_found = {"user": 50}  # the full mode would now ask users first
+    (req,) = s.owner_requests("jdoe")
+    assert req.url == f"{EP}/api/organizations/jdoe/overview"
+    (user,) = s.parse_owner(response(req.url, {"error": "x"}, status=404, meta=req.meta))
+    assert isinstance(user, OwnerItem)
+    assert (user._id, user.type, user.is_verified, user.is_pro) == (
+        "huggingface:jdoe", "user", False, None)
+    assert user.extra["overview"] == "skipped"
+    assert user.crawl["source_url"] == req.url
+    assert s.crawler.stats.get_value("ptm/owners/users_without_overview") == 1
+    (req,) = s.owner_requests("acme-ai")
+    acme = json.loads((FIX / "owners.json").read_text())["organizations"]["acme-ai"]
+    (org,) = s.parse_owner(response(req.url, acme, meta=req.meta))
+    assert (org.type, org.is_verified) == ("org", True)
+
+
+def test_a_full_crawl_asks_users_stored_without_overview_as_users(tmp_path):
+    from ptmspiders.stores import open_store
+
+    uri = f"sqlite:///{tmp_path}/ptm.sqlite"
+    store = open_store(uri)
+    store.upsert("owners", [
+        {"_id": "huggingface:jdoe", "hub": "huggingface", "name": "jdoe", "type": "user",
+         "extra": {"overview": "skipped"}},
+        {"_id": "huggingface:msmith", "hub": "huggingface", "name": "msmith", "type": "user"},
+        {"_id": "huggingface:acme-ai", "hub": "huggingface", "name": "acme-ai", "type": "org"},
+    ])
+    store.close()
+
+    def started(**kwargs):
+        crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_URI": uri})
+        crawler.stats.open_spider()
+        s = HfModelsSpider.from_crawler(crawler, **kwargs)
+        asyncio.run(first_requests(s))
+        return s
+
+    s = started()
+    (req,) = s.owner_requests("jdoe")
+    assert req.url == f"{EP}/api/users/jdoe/overview"
+    assert list(s.owner_requests("msmith")) == list(s.owner_requests("acme-ai")) == []
+    # Another orgs crawl leaves them be.
+    assert list(started(owners="orgs").owner_requests("jdoe")) == []
 
 
 def test_organisations_named_by_a_user_overview_are_asked_as_organisations():

@@ -47,6 +47,13 @@ def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
     assert r["owners_stored"] > 300
     assert r["owners_stored"] <= r["owner_requests"] <= 2 * r["owners_stored"]
     assert r["recrawl_owner_requests"] == 0
+    # owners=orgs: exactly one call per owner, the same owners, every organisation described.
+    o = r["owners_orgs_mode"]
+    assert o["owners_stored"] == o["owner_requests"] == r["owners_stored"]
+    assert o["owner_requests_per_owner"] == 1.0 and o["owner_requests_to_users_endpoint"] == 0
+    assert o["owners_by_type"]["org"] == r["owners_by_type"]["org"]
+    assert o["users_without_overview"] == o["owners_by_type"]["user"] > 0
+    assert o["recrawl_owner_requests"] == 0
     # The sweep's own stats reach the report: the writer's commits were checkpointed beside it.
     sweep_log = (tmp_path / "work" / "sweep.log").read_text()
     logged = dict(re.findall(r"'ptm/store/(\w+)': ([\d.]+)", sweep_log))
@@ -55,7 +62,8 @@ def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
     assert r["store_wait_seconds"] == float(logged["wait_seconds"])
     assert r["runs"]["baseline"]["requests"] == {"list": 3}
     # The machine's speed before each run, so runs on different days compare.
-    assert set(r["runs"]) == {"sweep", "baseline", "owners", "recrawl"}
+    assert set(r["runs"]) == {"sweep", "baseline", "owners", "recrawl", "owners-orgs",
+                              "recrawl-orgs"}
     assert all(run["calibration_ms"] > 0 for run in r["runs"].values())
     assert "machine calibration, ms per run" in result.stdout
     assert "sweep models/s into SQLite" in result.stdout

@@ -332,6 +332,22 @@ def org_names(value: Any) -> list[str]:
                    if isinstance(o, dict) and isinstance(o.get("name"), str) and o["name"]])
 
 
+# ``extra.overview`` of a user recognised by the organisations' 404 (``owners=orgs``).
+OVERVIEW_SKIPPED = "skipped"
+
+
+def user_without_overview(name: str, *, endpoint: str, seen_at: str,
+                          source_url: str | None) -> OwnerItem:
+    """An owner of listed models the organisations' endpoint does not know: a user, recorded
+    without the user overview that would cost a second call. Users cannot be verified."""
+    return OwnerItem(
+        _id=make_id(HUB, name), hub=HUB, name=name, type="user", is_verified=False,
+        url=f"{endpoint.rstrip('/')}/{name}",
+        extra={"overview": OVERVIEW_SKIPPED, "type_from": "no organization overview (404)"},
+        crawl={"first_seen": seen_at, "last_seen": seen_at, "source_url": source_url},
+    )
+
+
 def unknown_owner(name: str, *, endpoint: str, seen_at: str, reason: str) -> OwnerItem:
     """An owner the Hub has no overview for (deleted account, legacy canonical model)."""
     return OwnerItem(

@@ -15,7 +15,7 @@ from scrapy import Request
 from scrapy.http import Response
 
 from ptmspiders import incremental
-from ptmspiders.args import ArgumentError, bool_arg, choice_arg, int_arg, list_arg
+from ptmspiders.args import ArgumentError, choice_arg, int_arg, list_arg
 from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.middlewares.reaim import REAIM_META
 from ptmspiders.parsers import huggingface as hf
@@ -30,6 +30,27 @@ logger = logging.getLogger(__name__)
 # would let a first crawl queue owner look-ups (and items riding on enrichment requests)
 # without bound, since the quota lets pages through far faster than per-owner calls.
 LIST_PRIORITY = -10
+
+# What owner look-ups collect (``-a owners=``, ``PTM_HF_OWNERS``). ``full``: every owner's
+# overview; the list does not say an owner's kind, so a wrong guess costs a second call.
+# ``orgs``: only the organisations' endpoint, one call per owner; its 404 marks a user, stored
+# with the kind and no overview (verification is complete: users cannot be verified).
+OWNER_MODES = ("full", "orgs", "off")
+
+
+def owners_mode(label: str, value: Any) -> str:
+    """``full``, ``orgs`` or ``off``; 1/0 and true/false, as before there were modes, mean
+    full and off."""
+    if value is None or value == "" or isinstance(value, bool):
+        return "off" if value is False else "full"
+    text = str(value).strip().lower()
+    if text in OWNER_MODES:
+        return text
+    if text in ("1", "true", "yes", "on"):
+        return "full"
+    if text in ("0", "false", "no"):
+        return "off"
+    raise ArgumentError(f"{label}={value!r}: expected full, orgs or off (1/0 for full/off)")
 
 
 class HfModelsSpider(PtmSpider):
@@ -55,17 +76,22 @@ class HfModelsSpider(PtmSpider):
         self.filters = list_arg(filter)
         self.sort = choice_arg("sort", sort, hf.SORT_KEYS)
         self.ids = list_arg(ids)
-        self.owners_arg = None if owners is None else bool_arg("owners", owners)
+        self.owners_arg = None if owners is None else owners_mode("-a owners", owners)
         self.expand = list_arg(expand) or list(hf.DEFAULT_EXPAND)
         unknown = set(self.expand) - hf.EXPANDABLE
         if unknown:
             raise ArgumentError(f"-a expand: unknown properties {', '.join(sorted(unknown))}")
         self.emitted = 0
+        self.owners = self.owners_arg or "full"  # start() applies PTM_HF_OWNERS
+        self.collect_owners = self.owners != "off"
         self.owners_requested: set[str] = set()
         self.owner_kinds_found: dict[str, int] = {}  # overviews found per kind (org/user)
         # Organisations named in the user overviews parsed so far: asked as organisations,
         # with no guess (reaim() applies this to look-ups queued before it was learnt).
         self.known_orgs: set[str] = set()
+        # Stored users an ``owners=orgs`` crawl recognised without their overview: a ``full``
+        # crawl asks the users' endpoint for them (one call each, the kind being known).
+        self.users_without_overview: set[str] = set()
         # No model of the hub was stored when the crawl began: pages have nothing to compare.
         self.first_crawl = False
 
@@ -74,16 +100,23 @@ class HfModelsSpider(PtmSpider):
         return str(self.settings.get("HF_ENDPOINT")).rstrip("/")
 
     async def start(self) -> AsyncIterator[Request]:
-        self.collect_owners = (
+        self.owners = (
             self.owners_arg if self.owners_arg is not None
-            else self.settings.getbool("PTM_HF_OWNERS", True)
+            else owners_mode("PTM_HF_OWNERS", self.settings.get("PTM_HF_OWNERS", "full"))
         )
+        self.collect_owners = self.owners != "off"
         if self.collect_owners and self.settings.getbool("PTM_STORE_ENABLED", True):
-            # Owners stored by an earlier crawl cost no request (``-a owners=1`` still skips).
+            # Owners stored by an earlier crawl cost no request (``-a owners=full`` still skips).
             store = crawler_store(self.crawler)
             self.owners_requested |= {
                 i.split(":", 1)[1] for i in store.ids("owners", {"hub": self.hub})
             }
+            if self.owners == "full":
+                self.users_without_overview = {
+                    i.split(":", 1)[1] for i in store.ids(
+                        "owners", {"hub": self.hub, "extra.overview": hf.OVERVIEW_SKIPPED})
+                }
+                self.owners_requested -= self.users_without_overview
             # The organisations stored users belong to: any of them that turns up as a new
             # owner is asked as an organisation (one read at start, none per owner).
             for doc in store.query("owners", {"hub": self.hub, "type": "user"},
@@ -234,8 +267,10 @@ class HfModelsSpider(PtmSpider):
         guess costs a 404 and a second call: an organisation a user overview named is one;
         otherwise the kind found more often so far (organisations on a tie). On the Hub most
         owners are users."""
-        if owner in self.known_orgs:
+        if self.owners == "orgs" or owner in self.known_orgs:
             return "org"
+        if owner in self.users_without_overview:
+            return "user"
         found = self.owner_kinds_found
         return "user" if found.get("user", 0) > found.get("org", 0) else "org"
 
@@ -269,6 +304,12 @@ class HfModelsSpider(PtmSpider):
             # order was always organisation, then user.
             earlier = response.meta.get("ptm_owner_tried", ("org",) if kind == "user" else ())
             tried = (*earlier, kind)
+            if self.owners == "orgs" and kind == "org":
+                # An owner of listed models that is no organisation is a user.
+                self.count("owners/users_without_overview")
+                yield hf.user_without_overview(name, endpoint=self.endpoint, seen_at=seen_at,
+                                               source_url=response.url)
+                return
             other = "user" if kind == "org" else "org"
             if other not in tried:  # not this kind of account: perhaps the other
                 yield self.owner_request(name, other, tried)
