@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ptmspiders.export import FORMATS, export
+from ptmspiders.parsers.huggingface import OVERVIEW_SKIPPED
 from ptmspiders.pipelines.validate import load_schema
 from ptmspiders.query import QueryError, dotted, parse_sort
 from ptmspiders.stores import DEFAULT_STORE_URI, Doc, Store, StoreError, open_store, redact_uri
@@ -132,6 +133,8 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
             per_hub[hub] = {"models": n, "removed": removed, "owners": owners,
                             "collections": collections}
     verified = store.count("owners", {"is_verified": True})
+    # Users that ``hf_models -a owners=orgs`` recognised without asking for their overview.
+    skipped = store.count("owners", {"extra.overview": OVERVIEW_SKIPPED})
     crawls = last_crawls(store)
     result = {
         "store": redact_uri(store.uri),
@@ -140,6 +143,7 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
         "removed_total": sum(h["removed"] for h in per_hub.values()),
         "owners_total": sum(h["owners"] for h in per_hub.values()),
         "owners_verified": verified,
+        "owners_without_overview": skipped,
         "commits_total": store.count("commits"),
         "changes_total": store.count("changes"),
         "last_crawls": [{k: c.get(k) for k in (
@@ -149,11 +153,13 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0
+    without = (f", {skipped} user{'s' if skipped != 1 else ''} without overview"
+               if skipped else "")
     print(f"Store: {result['store']}")
     print_table([{"hub": h, **v} for h, v in per_hub.items()],
                 ["hub", "models", "removed", "owners", "collections"])
     print(f"Total: {result['models_total']} models ({result['removed_total']} removed), "
-          f"{result['owners_total']} owners ({verified} verified), "
+          f"{result['owners_total']} owners ({verified} verified{without}), "
           f"{result['commits_total']} commits, {result['changes_total']} recorded changes")
     if crawls:
         print()

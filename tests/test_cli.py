@@ -58,7 +58,8 @@ def fill(store: Store) -> Store:
     store.upsert("owners", [{"_id": "huggingface:o0", "hub": "huggingface", "name": "o0",
                              "is_verified": True},
                             {"_id": "huggingface:o1", "hub": "huggingface", "name": "o1",
-                             "is_verified": False}])
+                             "type": "user", "is_verified": False,
+                             "extra": {"overview": "skipped"}}])
     store.upsert("crawls", [dict(c) for c in CRAWLS])
     store.upsert("changes", [dict(c) for c in CHANGES])
     return store
@@ -188,10 +189,12 @@ def test_stats_json_and_table(stores: dict[str, Store], capsys: pytest.CaptureFi
         "tfhub": {"models": 1, "removed": 0, "owners": 0, "collections": 0}}
     assert stats["commits_total"] == 0
     assert stats["models_total"] == 6 and stats["owners_verified"] == 1
+    assert stats["owners_without_overview"] == 1  # a user an owners=orgs crawl recognised
     assert [(c["spider"], c["_id"]) for c in stats["last_crawls"]] == [
         ("hf_models", "c2"), ("tfhub", "c3")]
     code, out, _ = ptm(stores["sqlite"], capsys, monkeypatch, "stats")
     assert code == 0 and "Last crawl per spider:" in out and "huggingface  5" in out
+    assert "2 owners (1 verified, 1 user without overview)" in out
 
 
 def test_history_jsonl_and_table(stores: dict[str, Store], capsys: pytest.CaptureFixture[str],
