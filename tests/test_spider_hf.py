@@ -115,12 +115,38 @@ def test_each_owner_is_requested_once():
 
 
 @pytest.mark.parametrize(("value", "mode"), [
-    (None, "full"), ("", "full"), (True, "full"), ("1", "full"), ("true", "full"),
+    (None, "full"), ("", "off"), (True, "full"), ("1", "full"), ("true", "full"),
     ("FULL", "full"), (" orgs ", "orgs"), ("off", "off"), ("0", "off"), (False, "off"),
     ("no", "off"),
 ])
 def test_owners_modes_and_the_booleans_they_replace(value, mode):
     assert owners_mode("-a owners", value) == mode
+
+
+@pytest.mark.parametrize(("setting", "argument", "mode"), [
+    ("orgs", None, "orgs"), ("False", None, "off"), (True, None, "full"),
+    ("off", "orgs", "orgs"),  # the argument wins
+])
+def test_the_owners_setting_applies_unless_the_argument_says_otherwise(setting, argument, mode):
+    crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False,
+                                           "PTM_HF_OWNERS": setting})
+    s = HfModelsSpider.from_crawler(crawler, **({"owners": argument} if argument else {}))
+    asyncio.run(first_requests(s))
+    assert (s.owners, s.collect_owners) == (mode, mode != "off")
+
+
+def test_a_users_404_resumed_under_orgs_still_ends_unknown():
+    """A full crawl's look-up, queued in a JOBDIR at the users' endpoint and answered 404 after
+    a restart with owners=orgs: the organisations' 404 that follows is no sign of a user."""
+    s = spider(owners="orgs")
+    (req,) = s.parse_owner(response(f"{EP}/api/users/gone/overview", {"error": "x"},
+                                    status=404, meta={"ptm_owner": "gone",
+                                                      "ptm_owner_kind": "user",
+                                                      "ptm_owner_tried": ()}))
+    assert req.url == f"{EP}/api/organizations/gone/overview"
+    (owner,) = s.parse_owner(response(req.url, {"error": "x"}, status=404, meta=req.meta))
+    assert owner.type == "unknown"
+    assert s.crawler.stats.get_value("ptm/owners/users_without_overview") is None
 
 
 def test_a_bad_owners_setting_fails_at_start():
@@ -172,6 +198,9 @@ def test_a_full_crawl_asks_users_stored_without_overview_as_users(tmp_path):
     s = started()
     (req,) = s.owner_requests("jdoe")
     assert req.url == f"{EP}/api/users/jdoe/overview"
+    assert req.meta["ptm_owner_tried"] == ("org",)  # the orgs crawl's 404: not asked again
+    (gone,) = s.parse_owner(response(req.url, {"error": "x"}, status=404, meta=req.meta))
+    assert gone.type == "unknown"  # a deleted account, no third call
     assert list(s.owner_requests("msmith")) == list(s.owner_requests("acme-ai")) == []
     # Another orgs crawl leaves them be.
     assert list(started(owners="orgs").owner_requests("jdoe")) == []

@@ -41,8 +41,10 @@ OWNER_MODES = ("full", "orgs", "off")
 def owners_mode(label: str, value: Any) -> str:
     """``full``, ``orgs`` or ``off``; 1/0 and true/false, as before there were modes, mean
     full and off."""
-    if value is None or value == "" or isinstance(value, bool):
+    if value is None or isinstance(value, bool):
         return "off" if value is False else "full"
+    if value == "":  # as the boolean this setting was: off
+        return "off"
     text = str(value).strip().lower()
     if text in OWNER_MODES:
         return text
@@ -106,7 +108,8 @@ class HfModelsSpider(PtmSpider):
         )
         self.collect_owners = self.owners != "off"
         if self.collect_owners and self.settings.getbool("PTM_STORE_ENABLED", True):
-            # Owners stored by an earlier crawl cost no request (``-a owners=full`` still skips).
+            # Owners stored by an earlier crawl cost no request, but for the users an
+            # ``orgs`` crawl stored without their overview, which ``full`` asks for once.
             store = crawler_store(self.crawler)
             self.owners_requested |= {
                 i.split(":", 1)[1] for i in store.ids("owners", {"hub": self.hub})
@@ -117,14 +120,14 @@ class HfModelsSpider(PtmSpider):
                         "owners", {"hub": self.hub, "extra.overview": hf.OVERVIEW_SKIPPED})
                 }
                 self.owners_requested -= self.users_without_overview
-            # The organisations stored users belong to: any of them that turns up as a new
-            # owner is asked as an organisation (one read at start, none per owner).
-            for doc in store.query("owners", {"hub": self.hub, "type": "user"},
-                                   fields=["orgs"]):
-                orgs = doc.get("orgs")
-                if isinstance(orgs, list):
-                    self.known_orgs.update(o for o in orgs if isinstance(o, str))
-            self.known_orgs -= self.owners_requested
+                # The organisations stored users belong to: any of them that turns up as a
+                # new owner is asked as an organisation (one read at start, none per owner).
+                for doc in store.query("owners", {"hub": self.hub, "type": "user"},
+                                       fields=["orgs"]):
+                    orgs = doc.get("orgs")
+                    if isinstance(orgs, list):
+                        self.known_orgs.update(o for o in orgs if isinstance(o, str))
+                self.known_orgs -= self.owners_requested
         if self.settings.getbool("PTM_STORE_ENABLED", True):
             # Instead of a stored-models lookup per list page (about 2% of the crawl's thread
             # in a first sweep, scripts/bench.py --py-spy at N=100,000).
@@ -259,7 +262,9 @@ class HfModelsSpider(PtmSpider):
         if not owner or not self.collect_owners or owner in self.owners_requested:
             return
         self.owners_requested.add(owner)
-        yield self.owner_request(owner, self.owner_kind_guess(owner), tried=())
+        # A user stored without its overview: the organisations' 404 is known already.
+        tried = ("org",) if owner in self.users_without_overview else ()
+        yield self.owner_request(owner, self.owner_kind_guess(owner), tried=tried)
 
     def owner_kind_guess(self, owner: str) -> str:
         """The endpoint to ask first. The list does not say whether an owner is an
@@ -304,7 +309,7 @@ class HfModelsSpider(PtmSpider):
             # order was always organisation, then user.
             earlier = response.meta.get("ptm_owner_tried", ("org",) if kind == "user" else ())
             tried = (*earlier, kind)
-            if self.owners == "orgs" and kind == "org":
+            if self.owners == "orgs" and kind == "org" and "user" not in earlier:
                 # An owner of listed models that is no organisation is a user.
                 self.count("owners/users_without_overview")
                 yield hf.user_without_overview(name, endpoint=self.endpoint, seen_at=seen_at,
