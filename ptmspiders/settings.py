@@ -50,10 +50,10 @@ PTM_STORE_WRITER_MAX_PENDING = 2
 # touched, so fewer, larger commits cost less per model (scripts/bench_store.py --transaction).
 PTM_STORE_TRANSACTION_SIZE = 5000
 
-# Hugging Face owners, once each (ptmspiders/spiders/hf_models.py OWNER_MODES): "full" asks
-# every new owner's overview (a wrong guess of its kind costs a second call), "orgs" only the
-# organisations' (one call per owner; users recognised by its 404), "off" none.
-PTM_HF_OWNERS = "full"
+# Hugging Face owners, once each (ptmspiders/spiders/hf_models.py OWNER_MODES): "orgs" asks
+# the organisations' overview (one call per owner; users recognised by its 404, without their
+# overview), "full" every user's overview too (a wrong guess of the kind costs a second call).
+PTM_HF_OWNERS = "orgs"
 # Queued requests re-aimed as they are sent (ptmspiders/middlewares/reaim.py): owner look-ups
 # go straight to the organisations' endpoint for names a user overview has since listed.
 PTM_REAIM_ENABLED = True

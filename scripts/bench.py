@@ -11,10 +11,12 @@ subprocess, then each crawl in its own ``scrapy crawl`` subprocess:
   and the baseline K times, alternately, and reports the median of each);
 - ``raw`` (``--raw``): a minimal Scrapy spider that only decodes the same list pages and yields
   the entries as dicts, following the ``Link`` cursor (no owners, no parsing into items);
-- ``owners`` and ``recrawl`` (unless ``--no-owners``): ``hf_models`` with owner look-ups into
-  a fresh store, then again into the same store: owners stored by the first must cost no
-  request. ``--owners-mode`` picks the spider's ``owners=`` mode: ``full`` (every overview),
-  ``orgs`` (one call per owner) or ``both`` (the default: each into its own store).
+- ``owners-<mode>`` and ``recrawl-<mode>`` (unless ``--no-owners``): ``hf_models`` with owner
+  look-ups into a fresh store, then again into the same store: owners stored by the first must
+  cost no request. ``--owners-mode`` picks the spider's ``owners=`` mode: ``orgs`` (the
+  default's: one call per owner), ``full`` (every user's overview too) or ``both`` (the
+  default: orgs, then full, each into its own store). The first mode's numbers are the
+  top-level keys; the other's are under ``owners_<mode>_mode``.
 
 Prints a table and, with ``--json PATH``, writes the numbers. Rate limiting is switched off for
 the crawls (every ``PTM_*_ENABLED`` switch of a throttle or rate-limit component).
@@ -243,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the minimal plain-Scrapy spider")
     parser.add_argument("--owners", action=argparse.BooleanOptionalAction, default=True,
                         help="run the first crawl with owner look-ups, then a recrawl")
-    parser.add_argument("--owners-mode", choices=("full", "orgs", "both"), default="both",
-                        help="the hf_models owners= mode of those crawls (both: full, then "
-                             "orgs, each into its own store)")
+    parser.add_argument("--owners-mode", choices=("orgs", "full", "both"), default="both",
+                        help="the hf_models owners= mode of those crawls (both: orgs, then "
+                             "full, each into its own store)")
     parser.add_argument("--py-spy", metavar="PATH",
                         help="profile the sweep with py-spy (speedscope JSON); the baseline "
                              "goes next to it as PATH's stem + .baseline.json")
@@ -272,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         common += ["-s", extra]
     for p in workdir.glob("*.sqlite*"):
         p.unlink()
-    sweep_store, owners_store = workdir / "sweep.sqlite", workdir / "owners.sqlite"
+    sweep_store = workdir / "sweep.sqlite"
+    owner_modes = {"both": ("orgs", "full")}.get(args.owners_mode, (args.owners_mode,))
     crawl = [sys.executable, "-m", "scrapy", "crawl", "hf_models"]
     runs: dict[str, dict[str, Any]] = {}
     load_before = os.getloadavg()
@@ -301,14 +304,12 @@ def main(argv: list[str] | None = None) -> int:
             runs["raw"] = run_crawl(
                 "raw", [sys.executable, "-m", "scrapy", "runspider",
                         str(Path(__file__).resolve()), *common], env, workdir, url, mock.pid)
-        modes = {"both": ("full", "orgs")}.get(args.owners_mode, (args.owners_mode,))
-        for mode in modes if args.owners else ():
-            suffix = "" if mode == "full" else f"-{mode}"
-            store_arg = f"PTM_STORE_URI=sqlite:///{owners_store.with_stem(f'owners{suffix}')}"
+        for mode in owner_modes if args.owners else ():
+            store_arg = f"PTM_STORE_URI=sqlite:///{owners_store(workdir, mode)}"
             for phase in ("owners", "recrawl"):
-                runs[f"{phase}{suffix}"] = run_crawl(
-                    f"{phase}{suffix}", [*crawl, "-s", store_arg, "-a", f"owners={mode}",
-                                         *common], env, workdir, url, mock.pid)
+                runs[f"{phase}-{mode}"] = run_crawl(
+                    f"{phase}-{mode}", [*crawl, "-s", store_arg, "-a", f"owners={mode}",
+                                        *common], env, workdir, url, mock.pid)
     except BaseException:
         if not args.workdir:  # a failed run in a temp dir leaves its logs, not its stores
             drop_stores(workdir)
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             mock.kill()
             mock.wait()
 
-    result = summarise(args.n, runs, sweep_store, owners_store)
+    result = summarise(args.n, runs, sweep_store, workdir, owner_modes)
     if args.repeat > 1:
         result["repeats"] = repeats(args.n, sweeps, baselines)
     result["machine"] = {"cpus": os.cpu_count(), "loadavg_before": load_before,
@@ -378,8 +379,8 @@ def repeats(n: int, sweeps: list[dict[str, Any]],
     return out
 
 
-def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path,
-              owners_store: Path) -> dict[str, Any]:
+def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path, workdir: Path,
+              owner_modes: tuple[str, ...]) -> dict[str, Any]:
     sweep = runs["sweep"]
     stored = _count(sweep_store, "models")  # the last sweep's; check_stored saw each
     req = sweep["requests"]
@@ -422,62 +423,53 @@ def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path,
     out["sweep_seconds_at_quota"] = {
         tier: round(sweep_seconds(calls_per_model, q), 1) for tier, q in TIER_QUOTAS.items()}
     out["sweep_seconds_at_measured_speed"] = round(HUB_MODELS / rate, 1)
-    if "owners" in runs:
-        first = runs["owners"]
-        oreq = first["requests"]
-        owner_requests = oreq.get("org", 0) + oreq.get("user", 0)
-        owners_stored = _count(owners_store, "owners")
-        rr = runs["recrawl"]["requests"]
-        out.update({
-            "owners_mode": "full",
-            "first_crawl_models_per_s": round(n / first["crawl_s"], 1),
-            "first_crawl_cpu_seconds": round(first["cpu_s"], 2),
-            "first_crawl_peak_rss_mb": round(first["peak_rss_mb"], 1),
-            "owners_stored": owners_stored,
-            "owners_by_type": owner_types(owners_store),
-            "owner_requests": owner_requests,
-            "owner_requests_per_1000_models": round(1000 * owner_requests / n, 1),
-            "owner_requests_per_owner": round(owner_requests / max(owners_stored, 1), 3),
-            "owner_requests_per_s": round(owner_requests / first["crawl_s"], 1),
-            # Look-ups sent to the organisations' endpoint instead of the users', because a
-            # user overview answered while they waited named the owner as an organisation.
-            "owner_requests_reaimed": int(first["stats"].get("ptm/owners/reaimed", 0)),
-            "recrawl_models_per_s": round(n / runs["recrawl"]["crawl_s"], 1),
-            "recrawl_peak_rss_mb": round(runs["recrawl"]["peak_rss_mb"], 1),
-            "recrawl_owner_requests": rr.get("org", 0) + rr.get("user", 0),
-            "recrawl_list_requests_per_1000_models": round(1000 * rr.get("list", 0) / n, 3),
-        })
-        # Owners per model shrink as the hub grows (big publishers repeat), so this is an
-        # upper bound for a 2M-model hub.
-        first_sweep = (oreq.get("list", 0) + owner_requests) / n
-        out["first_sweep_seconds_at_quota_with_owners"] = {
-            tier: round(sweep_seconds(first_sweep, q), 1) for tier, q in TIER_QUOTAS.items()}
-    if "owners-orgs" in runs:
-        out["owners_orgs_mode"] = orgs_mode_summary(
-            n, runs["owners-orgs"], runs["recrawl-orgs"],
-            owners_store.with_stem("owners-orgs"))
+    ran = [m for m in owner_modes if f"owners-{m}" in runs]
+    for i, mode in enumerate(ran):
+        summary = owners_summary(n, runs[f"owners-{mode}"], runs[f"recrawl-{mode}"],
+                                 owners_store(workdir, mode))
+        if i == 0:  # the first mode's numbers at the top level
+            out.update({"owners_mode": mode, **summary})
+        else:
+            out[f"owners_{mode}_mode"] = summary
     out["runs"] = {k: {kk: vv for kk, vv in v.items() if kk != "stats"} for k, v in runs.items()}
     return out
 
 
-def orgs_mode_summary(n: int, first: dict[str, Any], recrawl: dict[str, Any],
-                      store: Path) -> dict[str, Any]:
-    """``owners=orgs``: one call per owner, users recognised by the organisations' 404."""
+def owners_store(workdir: Path, mode: str) -> Path:
+    return workdir / f"owners-{mode}.sqlite"
+
+
+def owners_summary(n: int, first: dict[str, Any], recrawl: dict[str, Any],
+                   store: Path) -> dict[str, Any]:
+    """A first crawl with owner look-ups into a fresh store, then a recrawl into it."""
     oreq, rr = first["requests"], recrawl["requests"]
     owner_requests = oreq.get("org", 0) + oreq.get("user", 0)
     kinds = owner_types(store)
     owners_stored = sum(kinds.values())
+    # Owners per model shrink as the hub grows (big publishers repeat), so this is an upper
+    # bound for a 2M-model hub.
     first_sweep = (oreq.get("list", 0) + owner_requests) / n
     return {
         "first_crawl_models_per_s": round(n / first["crawl_s"], 1),
+        "first_crawl_cpu_seconds": round(first["cpu_s"], 2),
+        "first_crawl_peak_rss_mb": round(first["peak_rss_mb"], 1),
         "owners_stored": owners_stored,
         "owners_by_type": kinds,
+        # Users stored without their overview (owners=orgs: the organisations' 404).
         "users_without_overview": int(
             first["stats"].get("ptm/owners/users_without_overview", 0)),
         "owner_requests": owner_requests,
         "owner_requests_to_users_endpoint": oreq.get("user", 0),
+        "owner_requests_per_1000_models": round(1000 * owner_requests / n, 1),
         "owner_requests_per_owner": round(owner_requests / max(owners_stored, 1), 3),
+        "owner_requests_per_s": round(owner_requests / first["crawl_s"], 1),
+        # Look-ups sent to the organisations' endpoint instead of the users', because a user
+        # overview answered while they waited named the owner as an organisation (full).
+        "owner_requests_reaimed": int(first["stats"].get("ptm/owners/reaimed", 0)),
+        "recrawl_models_per_s": round(n / recrawl["crawl_s"], 1),
+        "recrawl_peak_rss_mb": round(recrawl["peak_rss_mb"], 1),
         "recrawl_owner_requests": rr.get("org", 0) + rr.get("user", 0),
+        "recrawl_list_requests_per_1000_models": round(1000 * rr.get("list", 0) / n, 3),
         "first_sweep_seconds_at_quota_with_owners": {
             tier: round(sweep_seconds(first_sweep, q), 1) for tier, q in TIER_QUOTAS.items()},
     }
@@ -523,37 +515,28 @@ def table(r: dict[str, Any]) -> str:
                          f"{v:.2f}" for v in rep["ratio_per_pair"]))]
     if "raw_scrapy_models_per_s" in r:
         rows.append(("raw Scrapy models/s (decode only)", f"{r['raw_scrapy_models_per_s']:,.0f}"))
-    if "owner_requests" in r:
+    owner_runs = [(r["owners_mode"], r)] if "owners_mode" in r else []
+    owner_runs += [(k[len("owners_"):-len("_mode")], v) for k, v in r.items()
+                   if k.startswith("owners_") and k.endswith("_mode") and isinstance(v, dict)]
+    for mode, o in owner_runs:
         rows += [
-            ("first crawl, owners=full, models/s", f"{r['first_crawl_models_per_s']:,.0f}"),
-            ("  owners / owner requests", f"{r['owners_stored']:,} / {r['owner_requests']:,}"),
-            ("  owners by type", ", ".join(f"{k} {v:,}" for k, v in
-                                           sorted(r["owners_by_type"].items()))),
-            ("  owner requests / 1000 models", f"{r['owner_requests_per_1000_models']:.1f}"),
-            ("  owner requests / owner", f"{r['owner_requests_per_owner']:.2f}"),
-            ("  re-aimed at organisations", f"{r['owner_requests_reaimed']:,}"),
-            ("  owner requests / s", f"{r['owner_requests_per_s']:,.0f}"),
-            ("  peak RSS (MB)", f"{r['first_crawl_peak_rss_mb']:.0f}"),
-            ("recrawl (owners stored), models/s", f"{r['recrawl_models_per_s']:,.0f}"),
-            ("  owner requests", f"{r['recrawl_owner_requests']}"),
-            ("  peak RSS (MB)", f"{r['recrawl_peak_rss_mb']:.0f}"),
-        ]
-    if "owners_orgs_mode" in r:
-        o = r["owners_orgs_mode"]
-        rows += [
-            ("first crawl, owners=orgs, models/s", f"{o['first_crawl_models_per_s']:,.0f}"),
+            (f"first crawl, owners={mode}, models/s", f"{o['first_crawl_models_per_s']:,.0f}"),
             ("  owners / owner requests", f"{o['owners_stored']:,} / {o['owner_requests']:,}"),
-            ("  owner requests / owner", f"{o['owner_requests_per_owner']:.2f}"),
             ("  owners by type", ", ".join(f"{k} {v:,}" for k, v in
                                            sorted(o["owners_by_type"].items()))),
+            ("  owner requests / 1000 models", f"{o['owner_requests_per_1000_models']:.1f}"),
+            ("  owner requests / owner", f"{o['owner_requests_per_owner']:.2f}"),
             ("  users without overview", f"{o['users_without_overview']:,}"),
-            ("recrawl, owners=orgs: owner requests", f"{o['recrawl_owner_requests']}"),
+            ("  re-aimed at organisations", f"{o['owner_requests_reaimed']:,}"),
+            ("  peak RSS (MB)", f"{o['first_crawl_peak_rss_mb']:.0f}"),
+            (f"recrawl, owners={mode}, models/s", f"{o['recrawl_models_per_s']:,.0f}"),
+            ("  owner requests", f"{o['recrawl_owner_requests']}"),
+            ("  peak RSS (MB)", f"{o['recrawl_peak_rss_mb']:.0f}"),
         ]
     rows.append(("2M-model sweep at measured speed (s)",
                  f"{r['sweep_seconds_at_measured_speed']:,.0f}"))
-    with_owners = [(mode, d["first_sweep_seconds_at_quota_with_owners"])
-                   for mode, d in (("full", r), ("orgs", r.get("owners_orgs_mode", {})))
-                   if "first_sweep_seconds_at_quota_with_owners" in d]
+    with_owners = [(mode, o["first_sweep_seconds_at_quota_with_owners"])
+                   for mode, o in owner_runs]
     for tier, sec in r["sweep_seconds_at_quota"].items():
         extra = ""
         if with_owners:

@@ -47,8 +47,8 @@ def test_full_crawl_stores_every_listed_model_across_pages(mockhub, tmp_path):
     assert exported["huggingface:vision-works/resnet-50"] == doc
 
 
-def test_owners_are_collected_once_and_kinds_resolved(mockhub, tmp_path):
-    run_crawl("hf_models", mockhub, tmp_path)
+def test_owners_full_collects_every_overview_and_resolves_kinds(mockhub, tmp_path):
+    run_crawl("hf_models", mockhub, tmp_path, "-a", "owners=full")
     owners = stored(tmp_path, "owners")
     assert owners["huggingface:acme-ai"]["is_verified"] is True
     assert owners["huggingface:acme-ai"]["type"] == "org"
@@ -63,7 +63,7 @@ def test_owners_are_collected_once_and_kinds_resolved(mockhub, tmp_path):
 
 def test_owners_orgs_makes_one_call_per_owner_and_full_completes_the_users_later(
         mockhub, tmp_path):
-    run_crawl("hf_models", mockhub, tmp_path, "-a", "owners=orgs")
+    run_crawl("hf_models", mockhub, tmp_path)  # owners=orgs, the default
     owners = stored(tmp_path, "owners")
     org_calls = [r.path for r in mockhub.requests("/api/organizations/")]
     assert len(org_calls) == len(set(org_calls)) == len(owners) == 11
@@ -82,7 +82,7 @@ def test_owners_orgs_makes_one_call_per_owner_and_full_completes_the_users_later
     assert mockhub.requests("/api/organizations/") == mockhub.requests("/api/users/") == []
 
     # A full crawl asks the users' endpoint, once, for each user stored without an overview.
-    run_crawl("hf_models", mockhub, tmp_path)
+    run_crawl("hf_models", mockhub, tmp_path, "-a", "owners=full")
     assert sorted(r.path for r in mockhub.requests("/api/users/")) == [
         "/api/users/ghost-user/overview", "/api/users/jdoe/overview",
         "/api/users/msmith/overview"]

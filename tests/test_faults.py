@@ -108,7 +108,7 @@ def test_owners_that_never_answer_are_named_and_counted(mockhub: MockHub,
                                                          tmp_path: Path) -> None:
     models = fill_models(mockhub, N_MODELS, owners=6)
     mockhub.faults.add("503", attempts=None, prefix="/api/users/")  # type: ignore[attr-defined]
-    result = run_crawl("hf_models", mockhub, tmp_path, *FAST)
+    result = run_crawl("hf_models", mockhub, tmp_path, *FAST, "-a", "owners=full")
     stats = crawl_stats(result.stderr)
     assert stored(tmp_path) == ids(models)  # the models are all there
     assert len(stored(tmp_path, "owners")) == 3  # the organizations; the users failed

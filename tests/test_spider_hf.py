@@ -18,9 +18,10 @@ EP = "http://hub.test"
 
 
 def spider(**kwargs):
+    """owners=full unless told: most of these tests are about the full mode's kind guesses."""
     crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False})
     crawler.stats.open_spider()
-    s = HfModelsSpider.from_crawler(crawler, **kwargs)
+    s = HfModelsSpider.from_crawler(crawler, **{"owners": "full", **kwargs})
     s.collect_owners = True
     return s
 
@@ -44,7 +45,7 @@ async def first_requests(s):
     ({"limit": "0"}, ">= 1"),
     ({"sort": "stars"}, "one of"),
     ({"expand": "sha,nonsense"}, "unknown properties"),
-    ({"owners": "maybe"}, "expected full, orgs or off"),
+    ({"owners": "maybe"}, "expected orgs, full or off"),
     ({"full": "perhaps"}, "expected 1/0"),
 ])
 def test_bad_arguments_fail_at_start(kwargs, message):
@@ -115,7 +116,7 @@ def test_each_owner_is_requested_once():
 
 
 @pytest.mark.parametrize(("value", "mode"), [
-    (None, "full"), ("", "off"), (True, "full"), ("1", "full"), ("true", "full"),
+    (None, "orgs"), ("", "off"), (True, "orgs"), ("1", "orgs"), ("true", "orgs"),
     ("FULL", "full"), (" orgs ", "orgs"), ("off", "off"), ("0", "off"), (False, "off"),
     ("no", "off"),
 ])
@@ -124,7 +125,7 @@ def test_owners_modes_and_the_booleans_they_replace(value, mode):
 
 
 @pytest.mark.parametrize(("setting", "argument", "mode"), [
-    ("orgs", None, "orgs"), ("False", None, "off"), (True, None, "full"),
+    ("full", None, "full"), ("False", None, "off"), (True, None, "orgs"),
     ("off", "orgs", "orgs"),  # the argument wins
 ])
 def test_the_owners_setting_applies_unless_the_argument_says_otherwise(setting, argument, mode):
@@ -153,7 +154,7 @@ def test_a_bad_owners_setting_fails_at_start():
     crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False,
                                            "PTM_HF_OWNERS": "users"})
     s = HfModelsSpider.from_crawler(crawler)
-    with pytest.raises(ArgumentError, match="PTM_HF_OWNERS='users': expected full, orgs"):
+    with pytest.raises(ArgumentError, match="PTM_HF_OWNERS='users': expected orgs, full"):
         asyncio.run(first_requests(s))
 
 
@@ -195,15 +196,15 @@ def test_a_full_crawl_asks_users_stored_without_overview_as_users(tmp_path):
         asyncio.run(first_requests(s))
         return s
 
-    s = started()
+    s = started(owners="full")
     (req,) = s.owner_requests("jdoe")
     assert req.url == f"{EP}/api/users/jdoe/overview"
     assert req.meta["ptm_owner_tried"] == ("org",)  # the orgs crawl's 404: not asked again
     (gone,) = s.parse_owner(response(req.url, {"error": "x"}, status=404, meta=req.meta))
     assert gone.type == "unknown"  # a deleted account, no third call
     assert list(s.owner_requests("msmith")) == list(s.owner_requests("acme-ai")) == []
-    # Another orgs crawl leaves them be.
-    assert list(started(owners="orgs").owner_requests("jdoe")) == []
+    # An orgs crawl (the default) leaves them be.
+    assert list(started().owner_requests("jdoe")) == []
 
 
 def test_organisations_named_by_a_user_overview_are_asked_as_organisations():
@@ -248,7 +249,7 @@ def test_organisations_of_stored_users_are_known_from_the_start(tmp_path):
     store.close()
     crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_URI": uri})
     crawler.stats.open_spider()
-    s = HfModelsSpider.from_crawler(crawler)
+    s = HfModelsSpider.from_crawler(crawler, owners="full")
     asyncio.run(first_requests(s))
     assert s.known_orgs == {"new-org"}  # stored owners are never asked again anyway
     s.owner_kinds_found = {"user": 5}

@@ -252,7 +252,7 @@ def test_owner_lookups_ask_first_for_the_kind_found_more_often():
     crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": "http://hub.test",
                                            "PTM_STORE_ENABLED": False})
     crawler.stats.open_spider()
-    s = HfModelsSpider.from_crawler(crawler)
+    s = HfModelsSpider.from_crawler(crawler, owners="full")
     s.collect_owners = True
     calls = 0
 

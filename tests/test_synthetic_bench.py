@@ -43,17 +43,21 @@ def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
     # 2M models, 1.2 calls per 1,000 at 500 / 1,000 / 2,500 / 3,000 / 6,000 calls per 300 s.
     assert r["sweep_seconds_at_quota"] == {
         "anonymous": 1440.0, "free": 720.0, "pro": 288.0, "team": 240.0, "enterprise": 120.0}
-    # Owners: each looked up at most once per kind, none again once stored.
+    # Owners, owners=orgs (the default, at the top level): exactly one call per owner, none
+    # at the users' endpoint, none again once stored.
+    assert r["owners_mode"] == "orgs"
     assert r["owners_stored"] > 300
-    assert r["owners_stored"] <= r["owner_requests"] <= 2 * r["owners_stored"]
+    assert r["owner_requests"] == r["owners_stored"] and r["owner_requests_per_owner"] == 1.0
+    assert r["owner_requests_to_users_endpoint"] == 0
+    assert r["users_without_overview"] == r["owners_by_type"]["user"] > 0
     assert r["recrawl_owner_requests"] == 0
-    # owners=orgs: exactly one call per owner, the same owners, every organisation described.
-    o = r["owners_orgs_mode"]
-    assert o["owners_stored"] == o["owner_requests"] == r["owners_stored"]
-    assert o["owner_requests_per_owner"] == 1.0 and o["owner_requests_to_users_endpoint"] == 0
-    assert o["owners_by_type"]["org"] == r["owners_by_type"]["org"]
-    assert o["users_without_overview"] == o["owners_by_type"]["user"] > 0
-    assert o["recrawl_owner_requests"] == 0
+    # owners=full: the same owners and organisations, every user's overview, each owner asked
+    # at most once per kind.
+    f = r["owners_full_mode"]
+    assert f["owners_by_type"] == r["owners_by_type"]
+    assert f["owners_stored"] <= f["owner_requests"] <= 2 * f["owners_stored"]
+    assert f["users_without_overview"] == 0
+    assert f["recrawl_owner_requests"] == 0
     # The sweep's own stats reach the report: the writer's commits were checkpointed beside it.
     sweep_log = (tmp_path / "work" / "sweep.log").read_text()
     logged = dict(re.findall(r"'ptm/store/(\w+)': ([\d.]+)", sweep_log))
@@ -62,8 +66,8 @@ def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
     assert r["store_wait_seconds"] == float(logged["wait_seconds"])
     assert r["runs"]["baseline"]["requests"] == {"list": 3}
     # The machine's speed before each run, so runs on different days compare.
-    assert set(r["runs"]) == {"sweep", "baseline", "owners", "recrawl", "owners-orgs",
-                              "recrawl-orgs"}
+    assert set(r["runs"]) == {"sweep", "baseline", "owners-orgs", "recrawl-orgs",
+                              "owners-full", "recrawl-full"}
     assert all(run["calibration_ms"] > 0 for run in r["runs"].values())
     assert "machine calibration, ms per run" in result.stdout
     assert "sweep models/s into SQLite" in result.stdout

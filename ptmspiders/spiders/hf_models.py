@@ -31,28 +31,29 @@ logger = logging.getLogger(__name__)
 # without bound, since the quota lets pages through far faster than per-owner calls.
 LIST_PRIORITY = -10
 
-# What owner look-ups collect (``-a owners=``, ``PTM_HF_OWNERS``). ``full``: every owner's
-# overview; the list does not say an owner's kind, so a wrong guess costs a second call.
-# ``orgs``: only the organisations' endpoint, one call per owner; its 404 marks a user, stored
-# with the kind and no overview (verification is complete: users cannot be verified).
-OWNER_MODES = ("full", "orgs", "off")
+# What owner look-ups collect (``-a owners=``, ``PTM_HF_OWNERS``). ``orgs``: the
+# organisations' overview, one call per owner; its 404 marks a user, stored with the kind and
+# no user fields (verification is complete: users cannot be verified). ``full``: every user's
+# overview too; the list does not say an owner's kind, so a wrong guess costs a second call.
+OWNER_MODES = ("orgs", "full", "off")
+DEFAULT_OWNER_MODE = "orgs"
 
 
 def owners_mode(label: str, value: Any) -> str:
-    """``full``, ``orgs`` or ``off``; 1/0 and true/false, as before there were modes, mean
-    full and off."""
+    """``orgs``, ``full`` or ``off``; 1/0 and true/false, as before there were modes, mean
+    the default mode and off."""
     if value is None or isinstance(value, bool):
-        return "off" if value is False else "full"
+        return "off" if value is False else DEFAULT_OWNER_MODE
     if value == "":  # as the boolean this setting was: off
         return "off"
     text = str(value).strip().lower()
     if text in OWNER_MODES:
         return text
     if text in ("1", "true", "yes", "on"):
-        return "full"
+        return DEFAULT_OWNER_MODE
     if text in ("0", "false", "no"):
         return "off"
-    raise ArgumentError(f"{label}={value!r}: expected full, orgs or off (1/0 for full/off)")
+    raise ArgumentError(f"{label}={value!r}: expected orgs, full or off (1/0 for orgs/off)")
 
 
 class HfModelsSpider(PtmSpider):
@@ -84,7 +85,7 @@ class HfModelsSpider(PtmSpider):
         if unknown:
             raise ArgumentError(f"-a expand: unknown properties {', '.join(sorted(unknown))}")
         self.emitted = 0
-        self.owners = self.owners_arg or "full"  # start() applies PTM_HF_OWNERS
+        self.owners = self.owners_arg or DEFAULT_OWNER_MODE  # start() applies PTM_HF_OWNERS
         self.collect_owners = self.owners != "off"
         self.owners_requested: set[str] = set()
         self.owner_kinds_found: dict[str, int] = {}  # overviews found per kind (org/user)
@@ -104,7 +105,7 @@ class HfModelsSpider(PtmSpider):
     async def start(self) -> AsyncIterator[Request]:
         self.owners = (
             self.owners_arg if self.owners_arg is not None
-            else owners_mode("PTM_HF_OWNERS", self.settings.get("PTM_HF_OWNERS", "full"))
+            else owners_mode("PTM_HF_OWNERS", self.settings.get("PTM_HF_OWNERS"))
         )
         self.collect_owners = self.owners != "off"
         if self.collect_owners and self.settings.getbool("PTM_STORE_ENABLED", True):
