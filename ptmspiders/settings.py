@@ -54,8 +54,9 @@ PTM_STORE_TRANSACTION_SIZE = 5000
 # the organisations' overview (one call per owner; users recognised by its 404, without their
 # overview), "full" every user's overview too (a wrong guess of the kind costs a second call).
 PTM_HF_OWNERS = "orgs"
-# Queued requests re-aimed as they are sent (ptmspiders/middlewares/reaim.py): owner look-ups
-# go straight to the organisations' endpoint for names a user overview has since listed.
+# Queued requests re-aimed as they are sent (ptmspiders/middlewares/reaim.py): with
+# owners=full, owner look-ups go straight to the organisations' endpoint for names a user
+# overview has since listed.
 PTM_REAIM_ENABLED = True
 # Models per list page; the Hub's maximum (1000) keeps a sweep near one call per 1000 models.
 PTM_HF_PAGE_SIZE = 1000

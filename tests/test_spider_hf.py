@@ -22,7 +22,6 @@ def spider(**kwargs):
     crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False})
     crawler.stats.open_spider()
     s = HfModelsSpider.from_crawler(crawler, **{"owners": "full", **kwargs})
-    s.collect_owners = True
     return s
 
 
@@ -118,7 +117,7 @@ def test_each_owner_is_requested_once():
 @pytest.mark.parametrize(("value", "mode"), [
     (None, "orgs"), ("", "off"), (True, "orgs"), ("1", "orgs"), ("true", "orgs"),
     ("FULL", "full"), (" orgs ", "orgs"), ("off", "off"), ("0", "off"), (False, "off"),
-    ("no", "off"),
+    ("no", "off"), ("on", "orgs"), ("yes", "orgs"),
 ])
 def test_owners_modes_and_the_booleans_they_replace(value, mode):
     assert owners_mode("-a owners", value) == mode

@@ -253,7 +253,6 @@ def test_owner_lookups_ask_first_for_the_kind_found_more_often():
                                            "PTM_STORE_ENABLED": False})
     crawler.stats.open_spider()
     s = HfModelsSpider.from_crawler(crawler, owners="full")
-    s.collect_owners = True
     calls = 0
 
     def resolve(name, kind):

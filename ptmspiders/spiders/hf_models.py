@@ -15,7 +15,7 @@ from scrapy import Request
 from scrapy.http import Response
 
 from ptmspiders import incremental
-from ptmspiders.args import ArgumentError, choice_arg, int_arg, list_arg
+from ptmspiders.args import ArgumentError, bool_arg, choice_arg, int_arg, list_arg
 from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.middlewares.reaim import REAIM_META
 from ptmspiders.parsers import huggingface as hf
@@ -40,20 +40,17 @@ DEFAULT_OWNER_MODE = "orgs"
 
 
 def owners_mode(label: str, value: Any) -> str:
-    """``orgs``, ``full`` or ``off``; 1/0 and true/false, as before there were modes, mean
-    the default mode and off."""
-    if value is None or isinstance(value, bool):
-        return "off" if value is False else DEFAULT_OWNER_MODE
-    if value == "":  # as the boolean this setting was: off
-        return "off"
-    text = str(value).strip().lower()
-    if text in OWNER_MODES:
-        return text
-    if text in ("1", "true", "yes", "on"):
+    """``orgs``, ``full`` or ``off``; the booleans this was before there were modes (1/0,
+    true/false, empty for off) mean the default mode and off."""
+    if value is None:
         return DEFAULT_OWNER_MODE
-    if text in ("0", "false", "no"):
-        return "off"
-    raise ArgumentError(f"{label}={value!r}: expected orgs, full or off (1/0 for orgs/off)")
+    if isinstance(value, str) and value.strip().lower() in OWNER_MODES:
+        return value.strip().lower()
+    try:
+        return DEFAULT_OWNER_MODE if bool_arg(label, value) else "off"
+    except ArgumentError:
+        raise ArgumentError(
+            f"{label}={value!r}: expected orgs, full or off (1/0 for orgs/off)") from None
 
 
 class HfModelsSpider(PtmSpider):
@@ -86,7 +83,6 @@ class HfModelsSpider(PtmSpider):
             raise ArgumentError(f"-a expand: unknown properties {', '.join(sorted(unknown))}")
         self.emitted = 0
         self.owners = self.owners_arg or DEFAULT_OWNER_MODE  # start() applies PTM_HF_OWNERS
-        self.collect_owners = self.owners != "off"
         self.owners_requested: set[str] = set()
         self.owner_kinds_found: dict[str, int] = {}  # overviews found per kind (org/user)
         # Organisations named in the user overviews parsed so far: asked as organisations,
@@ -99,6 +95,10 @@ class HfModelsSpider(PtmSpider):
         self.first_crawl = False
 
     @property
+    def collect_owners(self) -> bool:
+        return self.owners != "off"
+
+    @property
     def endpoint(self) -> str:
         return str(self.settings.get("HF_ENDPOINT")).rstrip("/")
 
@@ -107,7 +107,6 @@ class HfModelsSpider(PtmSpider):
             self.owners_arg if self.owners_arg is not None
             else owners_mode("PTM_HF_OWNERS", self.settings.get("PTM_HF_OWNERS"))
         )
-        self.collect_owners = self.owners != "off"
         if self.collect_owners and self.settings.getbool("PTM_STORE_ENABLED", True):
             # Owners stored by an earlier crawl cost no request, but for the users an
             # ``orgs`` crawl stored without their overview, which ``full`` asks for once.
