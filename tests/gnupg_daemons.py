@@ -55,4 +55,12 @@ def stop_gnupg_daemons(under: Path | str, timeout: float = 30.0) -> dict[int, st
     for proc in alive:  # gpgconf could not reach it (its homedir or socket was removed)
         proc.terminate()
     _, alive = psutil.wait_procs(alive, timeout=timeout / 2)
-    return {p.pid: daemons[p.pid] for p in alive}
+    return {p.pid: daemons[p.pid] for p in alive if _running(p)}
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (an exited daemon waits for init to reap it)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
