@@ -183,11 +183,16 @@ def test_git_probe_follows_the_hub_but_refuses_other_origins() -> None:
                                                "?service=git-upload-pack"))
     assert item.enrichment["gaps"] == {"commits": "redirect_cross_origin"}
     assert item.enrichment["steps"] == []  # retried next crawl
-    (probe,) = enricher(s).start(model())
-    (item,) = run_async(probe, redirect(probe, "/login"))  # not a repository
-    assert item.enrichment["gaps"] == {"commits": "redirect_refused"}
+    for bad in ("http://127.0.0.2:x/", "http://[::1"):  # no crash on a broken Location
+        (probe,) = enricher(s).start(model())
+        (item,) = run_async(probe, redirect(probe, bad))
+        assert item.enrichment["gaps"] == {"commits": "redirect_cross_origin"}
+    for elsewhere in ("/login", ""):  # not a repository, or nowhere
+        (probe,) = enricher(s).start(model())
+        (item,) = run_async(probe, redirect(probe, elsewhere))
+        assert item.enrichment["gaps"] == {"commits": "redirect_refused"}
     stats = s.crawler.stats.get_stats()  # type: ignore[union-attr]
-    assert stats["ptm/enrich/commits/failed/redirect_cross_origin"] == 1
+    assert stats["ptm/enrich/commits/failed/redirect_cross_origin"] == 3
 
 
 def test_bad_method_setting_closes_the_spider() -> None:

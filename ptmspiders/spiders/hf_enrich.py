@@ -345,9 +345,13 @@ class HfEnricher:
         """The probe answered with a redirect: the same request to its target when that is a
         repository's refs on the hub itself (a renamed repository), else a gap."""
         location = response.headers.get("Location")
-        target = urljoin(response.url, location.decode("latin-1")) if location else ""
         hops = int(response.meta.get("ptm_git_redirects", 0)) + 1
-        if not target or origin(target) != origin(self.endpoint):
+        try:
+            target = urljoin(response.url, location.decode("latin-1")) if location else ""
+            elsewhere = bool(target) and origin(target) != origin(self.endpoint)
+        except ValueError:  # a broken URL, e.g. a port that is not a number
+            target, elsewhere = repr(location), True
+        if elsewhere:
             self.gap(item, "commits", "redirect_cross_origin")
         elif not target.endswith(GIT_REFS) or hops > MAX_GIT_REDIRECTS:
             self.gap(item, "commits", "redirect_refused")
