@@ -67,8 +67,9 @@ PTM_HF_PAGE_SIZE = 1000
 PTM_HF_CARDS = False
 PTM_HF_FILES = False
 PTM_HF_COMMITS = False
-# git: weightless clone + git log %G? (checked against PTM_HF_GNUPGHOME, default the
-# environment's keyring); html: the commits page's "Verified" badge; api: no signatures.
+# git: weightless clone + git log %G?, checked against the keyring PTM_HF_GNUPGHOME names
+# (default: a throwaway one per crawl, empty, never ~/.gnupg); html: the commits page's
+# "Verified" badge; api: no signatures.
 PTM_HF_SIGNATURE_METHOD = "git"
 PTM_HF_GNUPGHOME = os.environ.get("PTM_HF_GNUPGHOME", "")
 PTM_HF_GIT_CONCURRENCY = 2

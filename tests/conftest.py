@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,29 @@ from typing import Any
 import pytest
 
 from ptmspiders.stores import Store, open_store
+from tests.gnupg_daemons import stop_gnupg_daemons
 from tests.mockhub import MockHub
 
 ROOT = Path(__file__).resolve().parent.parent
 HUBDATA = ROOT.parent / "shared" / "hubdata"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_gnupg_daemons_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every temp dir of the session (this process's and its crawls', through ``TMPDIR``)
+    lies under the session's base temp dir; at the end, every GnuPG daemon whose keyring is
+    there is stopped, and the session errors if one survives."""
+    base = tmp_path_factory.getbasetemp()
+    root = base / "tmp"
+    root.mkdir(exist_ok=True)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", str(root))
+    patch.setattr(tempfile, "tempdir", None)
+    yield
+    patch.undo()
+    survivors = stop_gnupg_daemons(base)
+    assert not survivors, f"GnuPG daemons the tests started are still running: {survivors}"
 
 
 @pytest.fixture

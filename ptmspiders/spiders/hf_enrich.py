@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin
 
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
 from scrapy.exceptions import CloseSpider
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
@@ -41,11 +41,17 @@ logger = logging.getLogger(__name__)
 
 # What enrichment adds to a model document: an unchanged model keeps the stored values.
 ENRICHED_FIELDS: tuple[str, ...] = ("card", "files", "risk", "enrichment")
+# The git probe's redirects are answered here rather than followed by Scrapy: one to another
+# origin is refused (the clone would follow it with the token), one on the hub is followed.
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_GIT_REDIRECTS = 5
+GIT_REFS = "/info/refs?service=git-upload-pack"
 # Gaps that another try will not fill: the step counts as done (no retry every crawl).
 LASTING_GAPS = frozenset({"http_401", "http_403", "http_404", "repo_not_found"})
 # What the next page of a step keeps of its request's meta (the rest is per-request state of
 # the downloader middlewares: retries, waits, slots, redirects).
-PAGE_META = frozenset({"handle_httpstatus_list", "ptm_enrich_step", "ptm_expect"})
+PAGE_META = frozenset({"handle_httpstatus_list", "ptm_enrich_step", "ptm_expect",
+                       "dont_redirect"})
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,11 @@ class HfEnricher:
         self.spider = spider
         self.config = config
         self.reader = GitSignatureReader(config.git, config.git_concurrency)
+        # the throwaway keyring (and any GnuPG daemon in it) goes when the crawl ends
+        spider.crawler.signals.connect(self.close, signal=signals.spider_closed, weak=False)
+
+    def close(self) -> None:
+        self.reader.close()
 
     @property
     def endpoint(self) -> str:
@@ -167,7 +178,8 @@ class HfEnricher:
         # JOBDIR restart refetching a list page) would lose the model.
         kwargs: dict[str, Any] = {"cb_kwargs": {"item": item, "steps": rest, "state": state},
                                   "errback": self.on_error, "dont_filter": True}
-        meta = {"handle_httpstatus_list": [401, 403, 404], "ptm_enrich_step": step}
+        meta: dict[str, Any] = {"handle_httpstatus_list": [401, 403, 404],
+                                "ptm_enrich_step": step}
         if step == "card":
             yield Request(hf_repo.readme_url(self.endpoint, item.hub_id, rev),
                           callback=self.on_card, meta=meta, **kwargs)
@@ -182,8 +194,10 @@ class HfEnricher:
             yield Request(self.commits_page_url(item.hub_id, rev), callback=self.on_commits_html,
                           meta=meta, **kwargs)
         else:  # git: probe the smart-HTTP refs first, so a gated or missing repo costs no clone
-            yield Request(f"{self.git_url(item.hub_id)}/info/refs?service=git-upload-pack",
-                          callback=self.on_git_refs, meta=meta, **kwargs)
+            meta = {**meta, "dont_redirect": True,
+                    "handle_httpstatus_list": [*meta["handle_httpstatus_list"], *REDIRECTS]}
+            yield Request(f"{self.git_url(item.hub_id)}{GIT_REFS}", callback=self.on_git_refs,
+                          meta=meta, **kwargs)
 
     def git_url(self, repo_id: str) -> str:
         return f"{self.endpoint}/{quote(repo_id, safe='/')}.git"
@@ -308,19 +322,45 @@ class HfEnricher:
     async def on_git_refs(self, response: Response, item: ModelItem, steps: list[str],
                           state: dict[str, Any],
                           ) -> AsyncIterator[Request | ModelItem | CommitItem]:
-        if self._http_gap(response, item, "commits") or response.status == 404:
+        if response.status in REDIRECTS:
+            follow = self.git_redirect(response, item)
+            if follow is not None:
+                yield follow
+                return
+        elif self._http_gap(response, item, "commits") or response.status == 404:
             if response.status == 404:
                 self.gap(item, "commits", "http_404")
         else:
             try:
-                state["commits"] = await self.reader.commits(self.git_url(item.hub_id),
-                                                             item.latest_commit_sha)
+                state["commits"] = await self.reader.commits(
+                    response.url.removesuffix(GIT_REFS), item.latest_commit_sha)
                 state["method"] = "git"
                 self.done(item, "commits")
             except SignatureError as exc:
                 self.gap(item, "commits", exc.reason)
         for out in self.next(item, steps, state):
             yield out
+
+    def git_redirect(self, response: Response, item: ModelItem) -> Request | None:
+        """The probe answered with a redirect: the same request to its target when that is a
+        repository's refs on the hub itself (a renamed repository), else a gap."""
+        location = response.headers.get("Location")
+        hops = int(response.meta.get("ptm_git_redirects", 0)) + 1
+        try:
+            target = urljoin(response.url, location.decode("latin-1")) if location else ""
+            elsewhere = bool(target) and origin(target) != origin(self.endpoint)
+        except ValueError:  # a broken URL, e.g. a port that is not a number
+            target, elsewhere = repr(location), True
+        if elsewhere:
+            self.gap(item, "commits", "redirect_cross_origin")
+        elif not target.endswith(GIT_REFS) or hops > MAX_GIT_REDIRECTS:
+            self.gap(item, "commits", "redirect_refused")
+        else:
+            follow = next_page(response, target)
+            follow.meta["ptm_git_redirects"] = hops
+            return follow
+        logger.info("Refused the redirect of %s to %s", response.url, target or "nowhere")
+        return None
 
     def finish(self, item: ModelItem, state: dict[str, Any],
                ) -> Iterator[ModelItem | CommitItem]:
