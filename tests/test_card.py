@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ptmspiders.parsers import hf_repo
-from ptmspiders.parsers.hf_card import headings, parse_card, split_front_matter
+from ptmspiders.parsers.hf_card import headings, parse_card
+from ptmspiders.parsers.safe_yaml import split_front_matter
 from ptmspiders.responses import BadResponse
 
 CARDS = Path(__file__).parent / "fixtures" / "huggingface" / "cards"
