@@ -8,6 +8,8 @@ reach Scrapy's "Overridden settings" log line.
 
 import os
 
+from ptmspiders import doc_size
+
 BOT_NAME = "ptmspiders"
 SPIDER_MODULES = ["ptmspiders.spiders"]
 NEWSPIDER_MODULE = "ptmspiders.spiders"
@@ -39,6 +41,9 @@ PTM_STORE_ENABLED = True
 PTM_AUTH_ENABLED = True
 PTM_STORE_BATCH_SIZE = 500
 PTM_STORE_FLUSH_SECONDS = 5.0
+# A stored document's bound in bytes of JSON: past it, the largest fields are cut (recorded in
+# extra.truncated, counted as ptm/truncated/<field>); the model is kept. 0: no bound.
+PTM_MAX_DOC_BYTES = doc_size.DEFAULT_MAX_DOC_BYTES
 # Batches are written on a thread behind the crawl (ptmspiders/stores/writer.py), at most
 # PTM_STORE_WRITER_MAX_PENDING batches ahead of the store; off: written in the crawl's thread.
 PTM_STORE_WRITER_THREAD = True

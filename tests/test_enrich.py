@@ -26,6 +26,7 @@ from tests.conftest import FIXTURES, crawl_stats, hub_env, run_crawl
 from tests.gnupg_daemons import gnupg_daemons
 from tests.mockhub import MockHub
 from tests.mockhub.server import MockRequest, MockResponse
+from tests.test_safe_yaml import laughs
 
 ENDPOINT = "http://hub.test"
 ALL_ON = {"PTM_HF_CARDS": True, "PTM_HF_FILES": True, "PTM_HF_COMMITS": True,
@@ -103,6 +104,19 @@ def test_chain_card_tree_commits_api_then_item() -> None:
     assert schema_error("model", to_doc(item)) is None
     stats = s.crawler.stats.get_stats()  # type: ignore[union-attr]
     assert stats["ptm/enrich/card/ok"] == stats["ptm/enrich/files/ok"] == 1
+
+
+def test_card_with_billion_laughs_front_matter_is_kept_without_it_and_counted() -> None:
+    s = spider(PTM_HF_FILES=False, PTM_HF_COMMITS=False)
+    (req,) = enricher(s).start(model())
+    (item,) = respond(req, f"---\n{laughs()}---\n# Demo\n## License\nMIT\n")
+    assert item.card["front_matter_error"].startswith("yaml_expands: ")
+    assert item.card["sections"] == ["Demo", "License"] and item.card["states_license"] is True
+    assert item.enrichment["steps"] == ["card"]
+    assert schema_error("model", to_doc(item)) is None
+    stats = s.crawler.stats.get_stats()  # type: ignore[union-attr]
+    assert stats["ptm/enrich/card/front_matter/yaml_expands"] == 1
+    assert stats["ptm/enrich/card/ok"] == 1
 
 
 def test_json_steps_expect_lists_and_each_page_has_its_own_retry_budget() -> None:

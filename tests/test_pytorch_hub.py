@@ -11,6 +11,7 @@ from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.responses import BadResponse
 from ptmspiders.stores import open_store
 from tests.conftest import FIXTURES, crawl_stats, run_crawl
+from tests.test_safe_yaml import entry, laughs
 
 ROOT = FIXTURES / "github" / "pytorch" / "hub" / "master"
 SEEN = "2025-01-02T03:04:05.000Z"
@@ -149,6 +150,21 @@ def test_crawl_stores_each_entry_once_and_skips_unchanged_files(mockhub, tmp_pat
     mockhub.clear_log()
     stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path, "-a", "full=1").stderr)
     assert len(mockhub.requests("/raw/")) == 6 and stats["ptm/valid/models"] == 5
+
+
+@pytest.mark.crawl
+def test_crawl_refuses_a_billion_laughs_entry_and_stores_the_good_ones(mockhub, tmp_path):
+    """~300 bytes of aliased front matter once became a multi-megabyte stored document."""
+    mockhub.github.put("pytorch", "hub", "master", "evil_laughs.md",
+                       entry("title: Evil\n" + laughs()))
+    result = run_crawl("pytorch_hub", mockhub, tmp_path)
+    stats = crawl_stats(result.stderr)
+    assert stats["ptm/catalogue_files"] == 7
+    assert stats["ptm/valid/models"] == 5
+    assert stats["ptm/skipped/yaml_expands"] == 1
+    assert "Skipped catalogue file evil_laughs.md: yaml_expands" in result.stderr
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        assert store.ids("models", {"hub": "pytorch_hub"}) == EXPECTED_IDS
 
 
 @pytest.mark.crawl

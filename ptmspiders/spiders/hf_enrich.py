@@ -243,6 +243,10 @@ class HfEnricher:
                 state: dict[str, Any]) -> Iterator[Request | ModelItem | CommitItem]:
         if not self._http_gap(response, item, "card"):
             card = parse_card(None if response.status == 404 else response.body)
+            error = card.get("front_matter_error")
+            if error:  # the card is kept without its front matter: counted, e.g. yaml_expands
+                self.count(f"card/front_matter/{error.partition(':')[0]}")
+                logger.info("Front matter of %s's card not read: %s", item.hub_id, error)
             card["has_model_index"] = bool(item.card.get("has_model_index")) or bool(
                 card["has_model_index"])
             item.card = card
