@@ -48,6 +48,69 @@ def load_json(body: bytes, expect: type | tuple[type, ...] | None = None, *,
     return data
 
 
+class UndecodableEntry:
+    """An entry of a JSON array that could not be decoded alone (``reason``: why), in place of
+    the entry. Parsers reject it like any entry of the wrong shape; the array's other entries
+    are kept."""
+
+    __slots__ = ("reason", "size")
+
+    def __init__(self, reason: str, size: int) -> None:
+        self.reason = reason
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"<undecodable entry: {self.reason}, {self.size} bytes>"
+
+
+# orjson's message for nesting deeper than its limit (1024): the whole document fails.
+_TOO_DEEP = "depth limit exceeded"
+ENTRY_TOO_DEEP = "entry_too_deep"
+# The tokens that matter for splitting an array: strings (skipped whole, brackets inside them
+# are text) and the structural characters.
+_TOKEN_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.DOTALL)
+
+
+def _decode_entries(body: bytes) -> list[Any] | None:
+    """A top-level array whose decoding failed on nesting depth, decoded entry by entry: an
+    entry nested too deep becomes an :class:`UndecodableEntry` and costs only itself. ``None``
+    when the array cannot be split, or an entry fails for any other reason (the page is then
+    as unusable as orjson said). A flat scan, without recursion; it runs only on this error
+    path, never for a well-formed page."""
+    spans: list[tuple[int, int]] = []
+    depth = 0
+    start = 1  # body[0] is "["
+    end = -1
+    for m in _TOKEN_RE.finditer(body):
+        char = body[m.start()]
+        if char == 0x22:  # '"': a string, skipped whole
+            continue
+        if char in (0x5B, 0x7B):  # '[' or '{'
+            depth += 1
+        elif char in (0x5D, 0x7D):  # ']' or '}'
+            depth -= 1
+            if depth == 0:
+                end = m.start()
+                spans.append((start, end))
+                break
+        elif depth == 1:  # ',' between two entries of the top-level array
+            spans.append((start, m.start()))
+            start = m.end()
+    if end < 0 or body[end] != 0x5D or body[end + 1:].strip():
+        return None
+    if len(spans) == 1 and not body[spans[0][0]:spans[0][1]].strip():
+        return []  # "[]" (cannot fail on depth, but the scan must not invent an entry)
+    entries: list[Any] = []
+    for a, b in spans:
+        try:
+            entries.append(orjson.loads(body[a:b]))
+        except orjson.JSONDecodeError as exc:
+            if exc.msg != _TOO_DEEP:
+                return None
+            entries.append(UndecodableEntry(ENTRY_TOO_DEEP, b - a))
+    return entries
+
+
 def _decode(body: bytes) -> Any:
     stripped = body.lstrip()
     if not stripped:
@@ -57,6 +120,10 @@ def _decode(body: bytes) -> Any:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if exc.msg == _TOO_DEEP and stripped[:1] == b"[":
+            entries = _decode_entries(stripped)
+            if entries is not None:
+                return entries
         opened = stripped[:1] in (b"{", b"[")
         closed = body.rstrip()[-1:] in (b"}", b"]")
         raise BadResponse("truncated_json" if opened and not closed else "invalid_json",

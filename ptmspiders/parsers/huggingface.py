@@ -14,7 +14,7 @@ import orjson
 
 from ptmspiders.items import ModelItem, OwnerItem, make_id
 from ptmspiders.normalize import as_int, as_list, dedupe, iso_utc, normalize_license
-from ptmspiders.responses import BadResponse, load_json
+from ptmspiders.responses import BadResponse, UndecodableEntry, load_json
 
 HUB = "huggingface"
 MAX_PAGE_SIZE = 1000
@@ -112,6 +112,8 @@ def parse_model(
     entry: Any, *, endpoint: str, source_url: str | None, seen_at: str
 ) -> ModelItem:
     """One ``/api/models`` entry (list or detail shape) -> :class:`ModelItem`."""
+    if isinstance(entry, UndecodableEntry):  # nested too deep to decode: only it is lost
+        raise BadResponse(entry.reason)
     if not isinstance(entry, dict):
         raise BadResponse("entry_not_object")
     repo_id = entry.get("id") or entry.get("modelId")
