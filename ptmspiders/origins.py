@@ -59,7 +59,11 @@ def next_link(asked: str, base: str, link: str) -> str:
     the way Scrapy's ``Request`` normalises it, so the host checked is the host Scrapy would
     contact. Raises :class:`RefusedLink` when it leaves the origin of ``asked`` (the URL that
     was requested)."""
-    url = safe_url_string(urljoin(base, link.strip()), "utf-8")
+    url = urljoin(base, link.strip())
+    try:
+        url = safe_url_string(url, "utf-8")
+    except ValueError:  # an invalid port: no request could be made of it either
+        raise RefusedLink(url, asked) from None
     if not same_origin(url, asked):
         raise RefusedLink(url, asked)
     return url
