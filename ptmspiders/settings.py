@@ -141,6 +141,13 @@ DOWNLOADER_MIDDLEWARES = {
     "ptmspiders.middlewares.ratelimit.RateLimitMiddleware": 950,
 }
 
+SPIDER_MIDDLEWARES = {
+    # The same limit (URLLENGTH_LIMIT), but a dropped request is counted and makes the crawl
+    # incomplete instead of vanishing (ptmspiders/middlewares/urllength.py).
+    "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
+    "ptmspiders.middlewares.urllength.UrlLengthMiddleware": 800,
+}
+
 ITEM_PIPELINES = {
     "ptmspiders.pipelines.NormalizePipeline": 300,
     "ptmspiders.pipelines.ValidatePipeline": 400,

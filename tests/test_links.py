@@ -20,6 +20,7 @@ from ptmspiders import settings as ptm_settings
 from ptmspiders.items import ModelItem, to_doc
 from ptmspiders.middlewares.origin import SameOriginRedirectMiddleware
 from ptmspiders.middlewares.retry import malformed_reason
+from ptmspiders.middlewares.urllength import UrlLengthMiddleware
 from ptmspiders.origins import RefusedLink, next_link, same_origin
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.pipelines.validate import schema_error
@@ -248,6 +249,22 @@ def test_a_plain_sweep_records_the_owner_gap() -> None:
     assert isinstance(item, ModelItem)
     assert item.enrichment == {"sha": "a" * 40, "steps": [], "gaps": {"owner": "url_too_long"}}
     assert schema_error("model", to_doc(item)) is None
+
+
+def test_a_request_still_too_long_is_dropped_loudly_and_the_crawl_incomplete() -> None:
+    s = spider()
+    mw = UrlLengthMiddleware.from_crawler(s.crawler)
+    s.crawler.spider = s
+    short = Request(f"{EP}/raw/models.json")
+    assert mw.get_processed_request(short, None) is short
+    assert not s.incomplete_reasons
+    long = s.list_request(f"{EP}/raw/{LONG_OWNER}.json", expect="list")
+    assert mw.get_processed_request(long, None) is None
+    assert s.incomplete_reasons == ["url_too_long"] and not s.lists_outstanding
+    assert stats(s)["ptm/gaps/url_too_long"] == 1
+    used = project_settings()["SPIDER_MIDDLEWARES"]
+    assert used["scrapy.spidermiddlewares.urllength.UrlLengthMiddleware"] is None
+    assert used["ptmspiders.middlewares.urllength.UrlLengthMiddleware"] == 800
 
 
 # -- whole crawls against a hostile hub ------------------------------------------------------

@@ -175,6 +175,13 @@ class PtmSpider(Spider):
             return None
         return follow(response, link, self.crawler.stats, what=what)
 
+    def request_too_long(self, request: Request) -> None:
+        """A request ``UrlLengthMiddleware`` dropped (a spider checks hub-given names before
+        it builds one; this is the net): what it would have fetched is unseen."""
+        count_url_too_long(self.crawler.stats, request.url, what="request")
+        self.lists_outstanding.discard(request.meta.get(LIST_URL_META, request.url))
+        self.mark_incomplete(URL_TOO_LONG)
+
     def _check_listings(self) -> None:
         """At idle, a listing page that was asked for but neither answered nor failed was lost
         on the way (a scheduler or middleware error, logged where it happened): the listing
