@@ -23,12 +23,13 @@ from ptmspiders.middlewares.retry import malformed_reason
 from ptmspiders.middlewares.urllength import UrlLengthMiddleware
 from ptmspiders.origins import RefusedLink, next_link, same_origin
 from ptmspiders.parsers import huggingface as hf
+from ptmspiders.parsers import kaggle
 from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.responses import BadResponse, UndecodableEntry, load_json
 from ptmspiders.spiders.hf_enrich import enricher
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import open_store
-from tests.conftest import crawl_stats, hub_env, run_crawl
+from tests.conftest import FIXTURES, crawl_stats, hub_env, run_crawl
 from tests.mockhub import MockHub, MockRequest, MockResponse
 from tests.mockhub.faults import fill_models
 from tests.mockhub.huggingface import encode_cursor
@@ -195,12 +196,22 @@ def test_an_entry_nested_too_deep_costs_only_itself() -> None:
     b"[" + DEEP + b", {\"id\": 1,}]",  # another entry is broken
     b"[" + DEEP + b", ]",
     b"[" + DEEP + b"] x",
-    b"{\"models\": " + DEEP + b"}",  # only arrays are split
+    b"{\"models\": [], \"next\": {\"a\": " + DEEP + b"}}",  # only arrays are split
 ])
 def test_a_page_that_is_broken_beyond_one_deep_entry_stays_unusable(body: bytes) -> None:
     with pytest.raises(BadResponse) as exc:
         load_json(body, list)
     assert exc.value.reason in ("invalid_json", "truncated_json")
+
+
+def test_a_kaggle_page_with_a_deep_entry_keeps_the_others_and_its_token() -> None:
+    fixture = json.loads((FIXTURES / "kaggle" / "models.json").read_text())[:2]
+    body = (b'{"models": [' + orjson.dumps(fixture[0]) + b", " + DEEP + b", "
+            + orjson.dumps(fixture[1]) + b'], "nextPageToken": "t2", "totalResults": 3}')
+    items, rejects, token, total = kaggle.parse_list_page(
+        body, api_url="http://kaggle.test/api/v1", source_url=None, seen_at=SEEN)
+    assert len(items) == 2 and token == "t2" and total == 3
+    assert [reason for _, reason in rejects] == ["entry_too_deep"]
 
 
 def test_a_page_with_a_deep_entry_is_not_retried() -> None:

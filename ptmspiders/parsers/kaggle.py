@@ -18,7 +18,7 @@ import orjson
 
 from ptmspiders.items import ModelItem, make_id
 from ptmspiders.normalize import as_int, as_list, dedupe, iso_utc, normalize_license
-from ptmspiders.responses import BadResponse, load_json
+from ptmspiders.responses import BadResponse, UndecodableEntry, load_json
 
 HUB = "kaggle"
 MAX_PAGE_SIZE = 100
@@ -147,6 +147,8 @@ def parse_list_page(
 
 def parse_model(entry: Any, *, api_url: str, source_url: str | None, seen_at: str) -> ModelItem:
     """One ``ApiModel`` with its instances -> :class:`ModelItem`."""
+    if isinstance(entry, UndecodableEntry):  # nested too deep to decode: only it is lost
+        raise BadResponse(entry.reason)
     if not isinstance(entry, dict):
         raise BadResponse("entry_not_object")
     author = _str(entry.get("author"))
