@@ -126,6 +126,17 @@ def test_tree_and_commit_pages_with_a_foreign_next_link_leave_a_gap() -> None:
     assert stats(s)["ptm/refused_link"] == 2
 
 
+def test_a_tree_request_whose_redirect_was_refused_leaves_a_gap() -> None:
+    s = spider(PTM_HF_FILES=True)
+    item = hf.parse_model(entry("acme-ai/demo"), endpoint=EP, source_url=None, seen_at=SEEN)
+    (tree,) = enricher(s).start(item)
+    failure = Failure(RefusedLink("http://127.0.0.2/x", tree.url))
+    failure.request = tree  # type: ignore[attr-defined]
+    assert list(tree.errback(failure)) == [item]
+    assert item.enrichment is not None
+    assert item.enrichment["gaps"] == {"files": "refused_link"}
+
+
 def redirected(url: str, first: str, **meta: Any) -> Request:
     return Request(url, meta={"redirect_urls": [first], **meta})
 
@@ -349,3 +360,24 @@ def test_a_crawl_stores_the_valid_models_of_a_page_with_a_deep_entry(tmp_path: P
     assert "urllength/request_ignored_count" not in stats
     assert too_long == []
     assert json.dumps(stats)  # the stats dump parsed
+
+
+@pytest.mark.crawl
+def test_a_file_tree_cannot_send_the_crawl_elsewhere(tmp_path: Path) -> None:
+    with MockHub() as hub, MockHub(host="127.0.0.2") as foreign:
+        hub.hf_git.tree_page_size = 1  # type: ignore[attr-defined]
+        hostile = hub.hostile  # type: ignore[attr-defined]
+        hostile.next_link, hostile.when = f"{foreign.url}/", "/tree/"
+        result = run_crawl("hf_models", hub, tmp_path, "-s", "PTM_HF_FILES=1",
+                           "-a", "author=acme-ai", "-a", "owners=off")
+        trees = hub.requests("/api/models/acme-ai/")
+        foreign_requests = foreign.requests()
+
+    stats = crawl_stats(result.stderr)
+    docs = stored_models(tmp_path)
+    assert trees and foreign_requests == []
+    gaps = {i: d["enrichment"]["gaps"] for i, d in docs.items()}
+    assert len(docs) >= 2
+    assert all(g == {"files": "refused_link"} for g in gaps.values()), gaps
+    assert stats["ptm/refused_link"] == len(docs)
+    assert "ptm/incomplete" not in stats  # the models were all listed

@@ -222,7 +222,7 @@ class HfEnricher:
         if reason in LASTING_GAPS:
             item.enrichment["steps"].append(step)
         self.count(f"{step}/failed/{reason}")
-        logger.warning("No %s for %s: %s", step, item.hub_id, reason)
+        logger.warning("No %s for %.200s: %s", step, item.hub_id, reason)  # ids can be 1 MB
 
     def on_error(self, failure: Any) -> Iterator[Request | ModelItem | CommitItem]:
         request = failure.request
