@@ -17,6 +17,7 @@ from scrapy.utils.test import get_crawler
 from twisted.python.failure import Failure
 
 from ptmspiders import settings as ptm_settings
+from ptmspiders.github import TreeEntry
 from ptmspiders.items import ModelItem, to_doc
 from ptmspiders.middlewares.origin import SameOriginRedirectMiddleware
 from ptmspiders.middlewares.retry import malformed_reason
@@ -28,6 +29,8 @@ from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.responses import BadResponse, UndecodableEntry, load_json
 from ptmspiders.spiders.hf_enrich import enricher
 from ptmspiders.spiders.hf_models import HfModelsSpider
+from ptmspiders.spiders.modelhub import ModelhubSpider
+from ptmspiders.spiders.modelzoo import ModelzooSpider
 from ptmspiders.stores import open_store
 from tests.conftest import FIXTURES, crawl_stats, hub_env, run_crawl
 from tests.mockhub import MockHub, MockRequest, MockResponse
@@ -381,3 +384,31 @@ def test_a_file_tree_cannot_send_the_crawl_elsewhere(tmp_path: Path) -> None:
     assert all(g == {"files": "refused_link"} for g in gaps.values()), gaps
     assert stats["ptm/refused_link"] == len(docs)
     assert "ptm/incomplete" not in stats  # the models were all listed
+
+
+def test_modelzoo_and_modelhub_store_a_model_whose_url_would_be_too_long() -> None:
+    zoo_crawler = get_crawler(ModelzooSpider, {"MODELZOO_URL": EP, "PTM_STORE_ENABLED": False,
+                                               "PTM_MODELZOO_BROWSER": False})
+    zoo_crawler.stats.open_spider()  # type: ignore[union-attr]
+    zoo = ModelzooSpider.from_crawler(zoo_crawler)
+    slug = "s" * 5000
+    (item,) = zoo.model_requests({"slug": slug, "title": "Long"}, source_url=f"{EP}/api/x/")
+    assert isinstance(item, ModelItem) and item.hub_id == slug
+    assert item.extra["detail_error"] == "url_too_long"
+
+    hub_crawler = get_crawler(ModelhubSpider, {"GITHUB_RAW_URL": f"{EP}/raw",
+                                               "PTM_STORE_ENABLED": False})
+    hub_crawler.stats.open_spider()  # type: ignore[union-attr]
+    mh = ModelhubSpider.from_crawler(hub_crawler)
+    mh.raw_base = f"{EP}/raw"
+    repo = "r" * 5000
+    index = orjson.dumps([{"name": "long", "github": f"https://github.com/acme/{repo}"},
+                          {"name": "short", "github": "https://github.com/acme/short"}])
+    out = list(mh.parse_file(TreeEntry("models.json", "blob", "0" * 40), index,
+                             source_url=f"{EP}/raw/models.json", seen_at=SEEN))
+    (long_item,) = [o for o in out if isinstance(o, ModelItem)]
+    assert long_item.extra["config_error"] == "url_too_long"
+    assert [r.url for r in out if isinstance(r, Request)] == [
+        f"{EP}/raw/acme/short/master/contrib_src/model/config.json"]
+    for c in (zoo_crawler, hub_crawler):
+        assert c.stats.get_value("ptm/gaps/url_too_long") == 1  # type: ignore[union-attr]
