@@ -3,7 +3,7 @@
 A hub's answers name further URLs (``Link: <...>; rel="next"`` paging, HTML "next" links,
 redirects). Followed anywhere, a hostile or broken hub could make the crawler read a local file
 (``file:///...``) or another host and store those answers as the hub's data. Every spider
-follows hub-given links through :func:`next_link`, and
+follows hub-given links through :func:`follow` (``PtmSpider.next_link``), and
 :class:`ptmspiders.middlewares.origin.SameOriginRedirectMiddleware` applies the same rule to
 redirects; both count a refusal in ``ptm/refused_link`` through :func:`refuse`.
 """
