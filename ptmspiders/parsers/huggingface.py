@@ -112,10 +112,10 @@ def parse_model(
     entry: Any, *, endpoint: str, source_url: str | None, seen_at: str
 ) -> ModelItem:
     """One ``/api/models`` entry (list or detail shape) -> :class:`ModelItem`."""
-    if isinstance(entry, UndecodableEntry):  # nested too deep to decode: only it is lost
-        raise BadResponse(entry.reason)
     if not isinstance(entry, dict):
-        raise BadResponse("entry_not_object")
+        # An UndecodableEntry: nested too deep to decode; only it is lost.
+        raise BadResponse(entry.reason if isinstance(entry, UndecodableEntry)
+                          else "entry_not_object")
     repo_id = entry.get("id") or entry.get("modelId")
     if not isinstance(repo_id, str) or not repo_id.strip():
         raise BadResponse("entry_without_id")

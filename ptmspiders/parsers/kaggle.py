@@ -147,10 +147,10 @@ def parse_list_page(
 
 def parse_model(entry: Any, *, api_url: str, source_url: str | None, seen_at: str) -> ModelItem:
     """One ``ApiModel`` with its instances -> :class:`ModelItem`."""
-    if isinstance(entry, UndecodableEntry):  # nested too deep to decode: only it is lost
-        raise BadResponse(entry.reason)
     if not isinstance(entry, dict):
-        raise BadResponse("entry_not_object")
+        # An UndecodableEntry: nested too deep to decode; only it is lost.
+        raise BadResponse(entry.reason if isinstance(entry, UndecodableEntry)
+                          else "entry_not_object")
     author = _str(entry.get("author"))
     slug = _str(entry.get("slug"))
     ref = _str(entry.get("ref")) or (f"{author}/{slug}" if author and slug else None)
