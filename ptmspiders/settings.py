@@ -101,6 +101,12 @@ PTM_MODELHUB_REPO = "modelhub-ai/modelhub"
 PTM_MODELHUB_REF = "master"
 
 CONCURRENT_REQUESTS = 16
+# Hubs are read over http(s) only: a hub-given link or redirect to file://, s3://, ftp:// or
+# data: must never reach a handler that reads local files or other services
+# (ptmspiders/origins.py refuses such links before a request is built; this is the backstop).
+DOWNLOAD_HANDLERS = {"file": None, "s3": None, "ftp": None, "data": None}
+# A redirect of a hub API request to another origin is refused (middlewares/origin.py).
+PTM_SAME_ORIGIN_REDIRECTS_ENABLED = True
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_TIMEOUT = 60
 
@@ -134,9 +140,18 @@ DOWNLOADER_MIDDLEWARES = {
     # First: a request the spider re-aims is dropped before any other middleware (the rate
     # limiter's budget included) sees it.
     "ptmspiders.middlewares.reaim.ReaimMiddleware": 50,
+    # Before the credentials, the retries and the rate limiter: a refused redirect costs nothing.
+    "ptmspiders.middlewares.origin.SameOriginRedirectMiddleware": 60,
     "ptmspiders.middlewares.auth.HubAuthMiddleware": 450,
     "ptmspiders.middlewares.retry.RetryMiddleware": 550,
     "ptmspiders.middlewares.ratelimit.RateLimitMiddleware": 950,
+}
+
+SPIDER_MIDDLEWARES = {
+    # The same limit (URLLENGTH_LIMIT), but a dropped request is counted and makes the crawl
+    # incomplete instead of vanishing (ptmspiders/middlewares/urllength.py).
+    "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
+    "ptmspiders.middlewares.urllength.UrlLengthMiddleware": 800,
 }
 
 ITEM_PIPELINES = {
