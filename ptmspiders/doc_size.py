@@ -20,6 +20,9 @@ Doc = dict[str, Any]
 
 DEFAULT_MAX_DOC_BYTES = 1_000_000
 MIN_MAX_DOC_BYTES = 16_384
+# What no store can hold (MongoDB refuses documents over 16 MiB; a margin for BSON's overhead):
+# a document whose identity alone is larger is dropped, one between the two bounds is kept.
+HARD_MAX_DOC_BYTES = 16 * 1024 * 1024 - 65_536
 # Never cut: what identifies the document and its crawl.
 KEEP = frozenset({"_id", "hub", "hub_id", "name", "model", "sha", "crawl"})
 # Free-form objects, where a whole key may go; in the others (card, risk, ...) keys stay.
@@ -28,6 +31,9 @@ MARKER = "truncated"  # extra.truncated
 MAX_MARKS = 16  # more cuts than this are summed per top-level field
 MAX_PATH = 120  # characters of a recorded field path
 _RESERVE = 4096  # bytes left for the marker itself
+# Values smaller than this are never cut outside ``raw`` and ``extra``: a date or a short name
+# cut short would be invalid, and cutting them gains little against a bound of 16 KB or more.
+MIN_CUT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +47,11 @@ def size_of(value: Any) -> int:
     return len(orjson.dumps(value, default=str))
 
 
-def fit(doc: Doc, size: int, limit: int) -> tuple[Doc, list[Cut]] | None:
-    """A copy of ``doc`` (``size`` bytes as JSON) that fits ``limit`` bytes, with the cuts
-    recorded in ``extra.truncated`` when the document has an ``extra`` object; ``None`` when
-    even its identity fields do not fit. ``doc`` and its values are not changed."""
+def fit(doc: Doc, size: int, limit: int) -> tuple[Doc, list[Cut]]:
+    """A copy of ``doc`` (``size`` bytes as JSON) cut to fit ``limit`` bytes, with the cuts
+    recorded in ``extra.truncated`` when the document has an ``extra`` object. When its
+    identity fields alone exceed ``limit`` (a 1 MB model id), everything else is cut as far as
+    it goes and the copy stays over the bound. ``doc`` and its values are not changed."""
     budget = limit - _RESERVE
     for _ in range(3):
         cuts: list[Cut] = []
@@ -53,9 +60,9 @@ def fit(doc: Doc, size: int, limit: int) -> tuple[Doc, list[Cut]] | None:
             new["extra"] = {**new["extra"], MARKER: marks(cuts)}
         over = size_of(new) - limit
         if over <= 0:
-            return new, cuts
-        budget -= over + _RESERVE  # a marker or rounding beyond the reserve: cut harder
-    return None
+            break
+        budget = max(budget - over - _RESERVE, 0)  # a marker or rounding: cut harder
+    return new, cuts
 
 
 def marks(cuts: list[Cut]) -> list[dict[str, Any]]:
@@ -98,7 +105,7 @@ def _cut_dict(value: Doc, size: int, target: int, path: str, cuts: list[Cut], *,
     new = dict(value)
     for key in sorted(sizes, key=sizes.__getitem__, reverse=True):
         excess = size - target
-        if excess <= 0:
+        if excess <= 0 or (sizes[key] < MIN_CUT and not free):
             break
         if not path and key in KEEP:
             continue

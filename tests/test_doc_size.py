@@ -44,6 +44,7 @@ def oversized() -> ModelItem:
 
 def fit(doc: dict, limit: int = MB) -> tuple[dict, list[doc_size.Cut]]:
     fitted = doc_size.fit(doc, doc_size.size_of(doc), limit)
+    assert doc_size.size_of(fitted[0]) <= limit
     assert fitted is not None
     return fitted
 
@@ -89,8 +90,11 @@ def test_free_form_keys_may_go_and_many_cuts_are_summed_per_field() -> None:
 
 
 def test_identity_fields_are_never_cut() -> None:
-    doc = to_doc(model(hub_id="x" * 60_000))
-    assert doc_size.fit(doc, doc_size.size_of(doc), 50_000) is None
+    doc = to_doc(model(hub_id="x" * 60_000, raw={"blob": "y" * 60_000}))
+    new, cuts = doc_size.fit(doc, doc_size.size_of(doc), 50_000)
+    assert new["hub_id"] == doc["hub_id"] and new["_id"] == doc["_id"]
+    assert "raw" in {c.field.split(".")[0] for c in cuts}
+    assert doc_size.size_of(new) > 50_000  # the identity alone is over: kept, the rest cut
 
 
 def crawler_for(uri: str, **settings: object):
@@ -141,9 +145,19 @@ def test_an_oversized_model_is_kept_cut_marked_counted_and_stored(store_uri: str
     assert stats.get_value("ptm/dropped") is None
 
 
-def test_a_model_whose_identity_alone_is_too_large_is_dropped_and_counted(tmp_path) -> None:
+def test_a_model_whose_identity_alone_is_too_large_is_kept_and_counted(tmp_path) -> None:
     crawler = crawler_for(f"sqlite:///{tmp_path}/ptm.sqlite", PTM_MAX_DOC_BYTES=20_000)
     out = run(crawler, [model(1, hub_id="x" * 30_000), model(2)])
+    assert not isinstance(out[0], DropItem)
+    assert crawler.stats.get_value("ptm/oversized_identity") == 1
+    assert crawler.stats.get_value("ptm/dropped/oversized") is None
+    assert len(crawler_store(crawler).ids("models")) == 2
+
+
+def test_a_model_no_store_can_hold_is_dropped_and_counted(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(doc_size, "HARD_MAX_DOC_BYTES", 50_000)
+    crawler = crawler_for(f"sqlite:///{tmp_path}/ptm.sqlite", PTM_MAX_DOC_BYTES=20_000)
+    out = run(crawler, [model(1, hub_id="x" * 60_000), model(2)])
     assert isinstance(out[0], DropItem) and "oversized" in str(out[0])
     assert crawler.stats.get_value("ptm/dropped/oversized") == 1
     assert crawler_store(crawler).ids("models") == {"huggingface:o/m2"}

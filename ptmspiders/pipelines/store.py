@@ -120,19 +120,25 @@ class StorePipeline:
         """``doc`` cut to ``PTM_MAX_DOC_BYTES``, valid still, and set on the item too (so that
         what follows this stage sees what is stored); a drop when that cannot be."""
         _id = doc.get("_id", "?")
-        fitted = doc_size.fit(doc, size, self.max_doc_bytes)
+        new, cuts = doc_size.fit(doc, size, self.max_doc_bytes)
         name = getattr(item, "schema_name", None)
-        if fitted is None:
-            self._drop("oversized", f"{_id}: even its identity exceeds PTM_MAX_DOC_BYTES")
-        new, cuts = fitted
+        left = doc_size.size_of(new)
+        if left > doc_size.HARD_MAX_DOC_BYTES:
+            self._drop("oversized", f"{str(_id)[:200]}: even its identity exceeds what a store "
+                       "can hold")
+        if left > self.max_doc_bytes:
+            # Its identity alone is over the bound (a model id of a megabyte): kept, the rest
+            # cut, since dropping it would lose the model's one record.
+            self.stats.inc_value("ptm/oversized_identity")
         reason = schema_error(name, new) if name is not None else None
         if reason is not None:
-            self._drop("oversized", f"{_id}: cut to fit PTM_MAX_DOC_BYTES, it was {reason}")
+            self._drop("oversized", f"{str(_id)[:200]}: cut to fit PTM_MAX_DOC_BYTES, it was "
+                       f"{reason}")
         fields = doc_size.fields_cut(cuts)
         self.stats.inc_value("ptm/truncated")
         for field in fields:
             self.stats.inc_value(f"ptm/truncated/{field}")
-        logger.warning("Cut %s from %d bytes to fit PTM_MAX_DOC_BYTES=%d: %s", _id, size,
+        logger.warning("Cut %.200s from %d bytes to fit PTM_MAX_DOC_BYTES=%d: %s", _id, size,
                        self.max_doc_bytes, ", ".join(fields))
         if not isinstance(item, dict):
             for field in fields:
