@@ -101,7 +101,9 @@ class _Elided(bytes):
 
 
 class _Bounded(io.RawIOBase):
-    """The stream picklescan walks: counts opcodes and retained bytes, skips long arguments."""
+    """The stream picklescan walks: counts opcodes and retained bytes, skips long arguments,
+    and serves picklescan's one-byte look-ahead (``read(1)`` then ``seek(-1, 1)``) itself, as a
+    backward seek in a zip member would decompress it again from the start."""
 
     def __init__(self, raw: IO[bytes]) -> None:
         super().__init__()
@@ -109,6 +111,8 @@ class _Bounded(io.RawIOBase):
         self.reads = 0
         self.retained = 0
         self.limit: str | None = None
+        self._last: bytes | None = b""  # the last byte read (None: the end), for seek(-1, 1)
+        self._back = b""   # a byte pushed back by that seek
 
     def _count(self, data: bytes) -> bytes:
         self.reads += 1
@@ -119,38 +123,46 @@ class _Bounded(io.RawIOBase):
             self.limit = f"more than {MAX_RETAINED_BYTES >> 20} MiB of pickle arguments"
         if self.limit:
             raise ScanLimit(self.limit)
+        self._last = data[-1:] if data else None
         return data
 
     def read(self, size: int | None = -1) -> bytes:
         if self.limit:
             return b""  # picklescan reads on after a failure: let it see the end
+        back, self._back = self._back, b""
         if size is None or size < 0 or size > ELIDE_BYTES:
-            return _Elided(self._skip(size))
-        return self._count(self.raw.read(size))
+            self._last = b""
+            want = None if size is None or size < 0 else size - len(back)
+            return _Elided(len(back) + self._skip(want))
+        if back:
+            size -= len(back)
+        return self._count(back + (self.raw.read(size) if size else b""))
 
     def readline(self, size: int | None = -1) -> bytes:
         if self.limit:
             return b""
-        line = self.raw.readline(ELIDE_BYTES + 1)
+        back, self._back = self._back, b""
+        line = back if back == b"\n" else back + self.raw.readline(ELIDE_BYTES + 1)
         if len(line) <= ELIDE_BYTES or line.endswith(b"\n"):
             return self._count(line)
         skipped = len(line)
         while not line.endswith(b"\n") and line:
             line = self.raw.readline(ELIDE_BYTES)
             skipped += len(line)
+        self._last = b""
         # Stands in as an empty quoted string, so every text-opcode reader accepts it.
         return _Elided(skipped, b"''\n" if line else b"")
 
     def _skip(self, size: int | None) -> int:
-        if size is not None and size >= 0 and _is_real_file(self.raw):
+        if size is not None and _is_real_file(self.raw):
             start = self.raw.tell()
             end = self.raw.seek(0, os.SEEK_END)
             target = min(start + size, end)
             self.raw.seek(target)
             return target - start
         skipped = 0
-        while size is None or size < 0 or skipped < size:
-            want = ELIDE_BYTES if size is None or size < 0 else min(ELIDE_BYTES, size - skipped)
+        while size is None or skipped < size:
+            want = ELIDE_BYTES if size is None else min(ELIDE_BYTES, size - skipped)
             chunk = self.raw.read(want)
             if not chunk:
                 break
@@ -158,10 +170,19 @@ class _Bounded(io.RawIOBase):
         return skipped
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR and offset == -1 and not self._back:
+            if self._last is None:  # at the end: the look-ahead found nothing, nothing to undo
+                return self.tell()
+            if self._last:
+                self._back, self._last = self._last, b""
+                return self.tell()
+        if whence == os.SEEK_CUR:
+            offset -= len(self._back)
+        self._back = self._last = b""
         return self.raw.seek(offset, whence)
 
     def tell(self) -> int:
-        return self.raw.tell()
+        return self.raw.tell() - len(self._back)
 
     def seekable(self) -> bool:
         return True
@@ -178,8 +199,9 @@ class _Scan:
 
     def pickles(self, raw: IO[bytes], where: str, count: int | None = None) -> None:
         """Walk the pickle(s) at ``raw``'s position: all stacked ones, or ``count`` of them."""
+        stream = _Bounded(raw)
         for _ in range(count or 1):
-            stream = _Bounded(raw)
+            stream.reads = stream.retained = 0  # the bounds are per pickle
             try:
                 self.globals |= _ps._list_globals(stream, multiple_pickles=count is None)
             except _ps.GenOpsError as exc:
