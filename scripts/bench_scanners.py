@@ -96,10 +96,16 @@ def run_ptmspiders(path: str) -> tuple[str, str]:
     return verdict, " ".join(r["dangerous"]) or r.get("reason", "")
 
 
+MODULES = {"picklescan": "picklescan.scanner", "modelscan": "modelscan.modelscan",
+           "fickling": "fickling.loader", "ptmspiders": "ptmspiders.packages.scan"}
+
+
 def worker(scanner: str, path: str) -> None:
+    import importlib
     import logging
     logging.disable(logging.CRITICAL)
     fn = globals()[f"run_{scanner}"]
+    importlib.import_module(MODULES[scanner])  # imports are not part of the time per file
     start = time.perf_counter()
     try:
         verdict, detail = fn(path)
@@ -131,9 +137,12 @@ def measure(scanner: str, path: Path) -> dict[str, Any]:
     return dict(json.loads(lines[-1]))
 
 
-def version(scanner: str) -> str:
-    from importlib.metadata import version as v
-    return v("ptmspiders") if scanner == "ptmspiders" else v(scanner)
+def label(scanner: str) -> str:
+    if scanner == "ptmspiders":
+        from ptmspiders.packages.scan import SCANNER
+        return f"ptmspiders.packages.scan ({SCANNER})"
+    from importlib.metadata import version
+    return f"{scanner} {version(scanner)}"
 
 
 def main() -> int:
@@ -161,7 +170,7 @@ def main() -> int:
                 (case.truth, got[case.name]["verdict"]) for case, _ in built)
             times = [r["seconds"] * 1000 for r in got.values()]
             peak = max(r["peak_mb"] for r in got.values())
-            rows.append([f"{scanner} {version(scanner)}",
+            rows.append([label(scanner),
                          count["malicious", "flagged"], count["malicious", "warn"],
                          count["malicious", "clean"], count["malicious", "error"],
                          count["benign", "flagged"], count["benign", "warn"],

@@ -66,7 +66,7 @@ EXTRA_SAFE: dict[str, frozenset[str]] = {
 
 # Bounds: a file can be many GB, a zip member can be a bomb.
 ELIDE_BYTES = 1 << 20            # an opcode argument longer than this is skipped, not read
-MAX_OPCODES = 5_000_000          # opcodes walked per pickle (picklescan keeps them all in memory)
+MAX_OPCODES = 2_000_000          # reads per pickle, >= opcodes: picklescan keeps ~100 B each
 MAX_RETAINED_BYTES = 64 << 20    # argument bytes read into memory per pickle
 MAX_ZIP_MEMBERS = 100_000
 MAX_ZIP_DEPTH = 3
