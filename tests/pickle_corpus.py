@@ -147,6 +147,10 @@ GETATTR_EVAL = (b"\x80\x02" + glob("builtins", "getattr", 2) + b"("
                 + call("builtins", "__import__", "builtins", 2) + text("eval", 2) + b"tR("
                 + text("print(1)", 2) + b"tR.")
 INST = b"(" + text("echo pwned", 0) + b"ios\nsystem\n."
+# getattr_static(import_module("os"), "system")("id"): "system" is only a string argument.
+RESOLVERS = (b"\x80\x04" + glob("inspect", "getattr_static", 4) + b"("
+             + call("importlib", "import_module", "os", 4) + text("system", 4) + b"tR("
+             + text("id", 4) + b"tR.")
 BOMB_OPS = 60_000_000  # NONE POP pairs: 120 MB of valid opcodes that deflate to ~120 KB
 
 
@@ -198,6 +202,14 @@ def _cases() -> list[Case]:
              lambda: PUT_STACK_GLOBAL),
         Case("inst_opcode.pkl", m, "unsafe", ("os.system",), "INST os system (protocol 0)",
              lambda: INST),
+        Case("resolvers.pkl", m, "unsafe", ("importlib.import_module", "inspect.getattr_static"),
+             "importlib.import_module + inspect.getattr_static resolve os.system at load time",
+             lambda: RESOLVERS),
+        Case("unlisted_callable.pkl", m, "suspicious", (),
+             "a callable on no blocklist (atexit.register of a harmless builtin)",
+             lambda: proto(2) + glob("atexit", "register", 2) + b"("
+             + glob("builtins", "print", 2) + b"tR.",
+             "no blocklist is complete; the allowlist keeps such a file from being 'safe'"),
         Case("torch_zip_malicious.pt", m, "unsafe", ("os.system",),
              "torch zip layout, archive/data.pkl calls os.system",
              lambda: torch_zip(payload("os", "system"))),

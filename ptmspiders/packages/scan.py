@@ -41,6 +41,7 @@ EXTRA_DANGEROUS: dict[str, frozenset[str] | str] = {
     "builtins": frozenset({"__import__"}),
     "__builtin__": frozenset({"__import__"}),
     "importlib": "*", "zipimport": "*", "site": "*", "codeop": "*", "code": "*",
+    "inspect": frozenset({"getattr_static"}),
     "marshal": frozenset({"loads", "load"}),
     "types": frozenset({"FunctionType", "LambdaType"}),
     "_posixsubprocess": "*", "_ctypes": "*", "multiprocessing": "*",
