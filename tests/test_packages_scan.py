@@ -227,6 +227,15 @@ def test_zip_nesting_is_bounded(tmp_path: Path) -> None:
     assert "nested deeper" in result["reason"]
 
 
+def test_a_corrupt_member_does_not_hide_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "arrays.npz"
+    bad = pickle_corpus.npy_object(pickle_corpus.payload("os", "system"))
+    path.write_bytes(_zip({"a.npy": b"\x93NUMPY\x09\x00junk", "b.npy": bad}))
+    result = scan_file(path, "arrays.npz")
+    assert result["status"] == "unsafe"
+    assert result["dangerous"] == ["os.system"]
+
+
 def test_storages_in_a_torch_zip_are_not_walked(tmp_path: Path) -> None:
     """Raw tensor bytes that happen to look like opcodes are never read as a pickle."""
     path = tmp_path / "model.pt"

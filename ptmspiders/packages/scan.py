@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickletools
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,10 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 NUMPY_MAGIC = b"\x93NUMPY"
 
 Result = dict[str, Any]
+# What reading a corrupt file raises (zipfile: RuntimeError for encryption, NotImplementedError
+# for an unknown compression; numpy and pickletools: ValueError).
+UNREADABLE: tuple[type[Exception], ...] = (OSError, ValueError, EOFError, zipfile.BadZipFile,
+                                           NotImplementedError, RuntimeError)
 
 
 class ScanLimit(Exception):
@@ -236,8 +241,12 @@ class _Scan:
             infos = archive.infolist()
             self.members += len(infos)
             for info in infos:
-                if not info.is_dir():
+                if info.is_dir():
+                    continue
+                try:
                     self.member(archive, info, f"{where}:{info.filename}", depth)
+                except UNREADABLE as exc:  # one bad member must not hide the others
+                    self.problems.append(f"{where}:{info.filename}: {type(exc).__name__}: {exc}")
 
     def member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str,
                depth: int) -> None:
@@ -327,9 +336,10 @@ def scan_file(fs_path: Path, name: str) -> Result:
                 scan.pickles(fh, name, count=TORCH_LEGACY_PICKLES)
             else:
                 scan.pickles(fh, name)
-    except (ScanLimit, OSError, ValueError, EOFError, zipfile.BadZipFile,
-            NotImplementedError, RuntimeError) as exc:
-        error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ScanLimit) else str(exc)
+    except ScanLimit as exc:
+        error = str(exc)
+    except UNREADABLE as exc:
+        error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a scanner bug must not lose the rest of a package's scan
         error = f"unexpected {type(exc).__name__}: {exc}"
     names = sorted({f"{m}.{n}" for m, n in scan.globals})
@@ -349,8 +359,6 @@ def scan_file(fs_path: Path, name: str) -> Result:
 
 def _torch_legacy(fh: IO[bytes]) -> bool:
     """Whether the file starts with the legacy ``torch.save`` magic-number pickle."""
-    import pickletools
-
     stream = _Bounded(fh)
     try:
         for op, arg, _ in pickletools.genops(cast(IO[bytes], stream)):
