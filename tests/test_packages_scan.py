@@ -55,6 +55,12 @@ def test_every_corpus_file_is_classified_as_expected(case: Case,
         assert case.note, "a malicious file the scanner passes must say why"
 
 
+def test_a_joblib_array_says_why_the_scan_stopped(corpus: dict[str, Path]) -> None:
+    result = scan_file(corpus["joblib_array.joblib"], "joblib_array.joblib")
+    assert result["globals"] == ["joblib.numpy_pickle.NumpyArrayWrapper"]
+    assert "joblib's raw array bytes" in result["reason"]
+
+
 def test_benign_globals_are_reported_too(corpus: dict[str, Path]) -> None:
     result = scan_file(corpus["torch_zip_benign.pt"], "torch_zip_benign.pt")
     assert result["globals"] == ["collections.OrderedDict", "torch.FloatStorage",

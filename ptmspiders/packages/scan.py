@@ -76,6 +76,9 @@ MAX_ZIP_RATIO = 200              # uncompressed / compressed size of a pickle me
 ZIP_RATIO_FLOOR = 16 << 20       # ... this size is a bomb
 TORCH_LEGACY_PICKLES = 5         # magic, protocol, sys info, state, storage keys
 
+# joblib writes the bytes of a numpy array raw into the pickle stream after this object.
+JOBLIB_ARRAY = ("joblib.numpy_pickle", "NumpyArrayWrapper")
+
 PICKLE_MAGIC = tuple(b"\x80" + bytes([p]) for p in range(2, 6))
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 NUMPY_MAGIC = b"\x93NUMPY"
@@ -211,8 +214,12 @@ class _Scan:
             try:
                 self.globals |= _ps._list_globals(stream, multiple_pickles=count is None)
             except _ps.GenOpsError as exc:
-                self.globals |= exc.globals or set()
-                self.problems.append(f"{where}: {stream.limit or exc.msg}")
+                found = exc.globals or set()
+                self.globals |= found
+                why = stream.limit or exc.msg
+                if JOBLIB_ARRAY in found and not stream.limit:
+                    why = f"joblib's raw array bytes stop the opcode walk ({why})"
+                self.problems.append(f"{where}: {why}")
                 return
             except ScanLimit as exc:
                 self.problems.append(f"{where}: {exc}")
