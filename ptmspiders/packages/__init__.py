@@ -1,0 +1,1 @@
+"""Model packages: download, verify, store and scan the repositories themselves."""
