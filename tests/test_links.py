@@ -86,7 +86,7 @@ def test_a_link_on_the_origin_asked_is_followed(link: str) -> None:
     "https://127.0.0.1:8000/api/models", "//evil.test/api/models", "http://evil.test/",
     "http://127.0.0.1:8000@evil.test/api/models",
     "http://evil.test\\@127.0.0.1:8000/api/models",  # Scrapy would ask evil.test
-    "http://127.0.0.1:99999/api/models",
+    "http://127.0.0.1:99999/api/models", "http://[::1",
 ])
 def test_a_link_off_the_origin_asked_is_refused(link: str) -> None:
     with pytest.raises(RefusedLink):
