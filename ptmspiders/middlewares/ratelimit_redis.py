@@ -196,10 +196,9 @@ class SharedRateLimitMiddleware(RateLimitMiddleware):
             return
         self.failed = True
         logger.error("Shared rate limits unavailable (%s): closing the crawl", why)
-        engine = self.crawler.engine
-        if engine is not None and engine.spider is not None:
+        if self.crawler.crawling:
             self._closing = asyncio.get_running_loop().create_task(
-                engine.close_spider_async(reason=CLOSE_REASON))
+                self.crawler.engine.close_spider_async(reason=CLOSE_REASON))
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -1,0 +1,82 @@
+"""Three ``scrapy crawl`` workers side by side against one mock hub with one small quota:
+with ``PTM_FRONTIER`` they share it (nothing beyond it, one probe per window); without, they
+each spend it and the hub answers 429."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ptmspiders.stores import open_store
+from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env
+from tests.mockhub import MockHub
+from tests.mockhub.faults import fill_models
+from tests.redis_server import redis_url
+
+__all__ = ["redis_url"]  # the fixture, for pytest
+
+pytestmark = pytest.mark.crawl
+
+WORKERS = 3
+PER_WORKER = 12
+QUOTA, WINDOW = 10, 2.0
+
+
+def crawl_side_by_side(hub: MockHub, tmp_path: Path, frontier: str
+                       ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Start the workers together, each on its own share of the ids and its own store; their
+    final stats and the ids they stored."""
+    models = fill_models(hub, WORKERS * PER_WORKER, owners=3)
+    env = hub_env(hub, PTM_FRONTIER=frontier)
+    procs = []
+    for n in range(WORKERS):
+        ids = ",".join(m["id"] for m in models[n::WORKERS])
+        folder = tmp_path / f"worker{n}"
+        folder.mkdir()
+        cmd = crawl_command("hf_models", folder, "-a", f"ids={ids}", "-a", "owners=off",
+                            "-s", f"PTM_HF_WINDOW={WINDOW:g}")
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
+    stats, stored = [], []
+    try:
+        for n, proc in enumerate(procs):
+            _, stderr = proc.communicate(timeout=180)
+            assert proc.returncode == 0, stderr[-4000:]
+            stats.append(crawl_stats(stderr))
+            with open_store(f"sqlite:///{tmp_path}/worker{n}/ptm.sqlite") as store:
+                stored += [d["_id"] for d in store.find("models")]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert sorted(stored) == sorted(f"huggingface:{m['id']}" for m in models)
+    return stats, stored
+
+
+def test_workers_with_one_frontier_share_one_quota(mockhub: MockHub, tmp_path: Path,
+                                                   redis_url: str) -> None:
+    quota = mockhub.quota(QUOTA, WINDOW, prefix="/api/")  # type: ignore[attr-defined]
+    stats, _ = crawl_side_by_side(mockhub, tmp_path, redis_url)
+    # The hub's own count: no window got more than its quota, none was refused.
+    assert quota.excess(probes=0) == {}, quota.counts
+    assert quota.rejected == {}, quota.counts
+    assert sum(quota.counts.values()) == WORKERS * PER_WORKER
+    assert len(quota.counts) >= 4  # the workers really shared several windows
+    # At most one probe per window for all the workers together.
+    probes = sum(s.get("ptm/ratelimit/probes", 0) for s in stats)
+    assert probes <= len(quota.counts), (probes, quota.counts)
+    assert all(s["finish_reason"] == "finished" for s in stats)
+    assert not any(s.get("ptm/ratelimit/limited/429") for s in stats)
+
+
+def test_workers_without_a_frontier_overrun_the_quota(mockhub: MockHub,
+                                                      tmp_path: Path) -> None:
+    # The same crawl with each worker on its own: what the shared windows prevent.
+    quota = mockhub.quota(QUOTA, WINDOW, prefix="/api/")  # type: ignore[attr-defined]
+    stats, _ = crawl_side_by_side(mockhub, tmp_path, "")
+    assert sum(quota.rejected.values()) > 0, quota.counts
+    assert sum(s.get("ptm/ratelimit/limited/429", 0) for s in stats) > 0
