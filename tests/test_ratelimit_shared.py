@@ -19,6 +19,7 @@ from ptmspiders.middlewares.ratelimit_redis import (
     SharedRateLimitMiddleware,
     check_frontier,
     credential_hash,
+    hub_identities,
 )
 from tests.redis_server import free_port, redis_url
 from tests.test_ratelimit import HF, FakeClock, answer, crawler_for
@@ -221,3 +222,14 @@ def test_credential_hash_and_url_check() -> None:
     assert credential_hash("") == "anon"
     assert len(credential_hash("hf_x")) == 16
     assert check_frontier("redis://10.0.0.5:6379/2") == "redis://10.0.0.5:6379/2"
+
+
+def test_each_hub_is_named_by_the_credential_its_requests_carry() -> None:
+    env = {"HF_TOKEN": "hf_a", "GITHUB_TOKEN": "ghp_b", "KAGGLE_USERNAME": "carol",
+           "KAGGLE_KEY": "k"}
+    assert hub_identities(env) == {"huggingface": credential_hash("hf_a"),
+                                   "github": credential_hash("ghp_b"),
+                                   "kaggle": credential_hash("carol")}
+    # Kaggle's user name without its key sends no credential; auth off sends none at all.
+    assert hub_identities({"KAGGLE_USERNAME": "carol"})["kaggle"] == "anon"
+    assert set(hub_identities(env, auth_enabled=False).values()) == {"anon"}

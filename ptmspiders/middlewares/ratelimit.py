@@ -23,6 +23,10 @@ other buckets keep their own clocks. Each bucket also gets its own downloader sl
 (``download_slot`` meta), so a waiting bucket does not hold another bucket's concurrency. As
 with Scrapy's own ``DOWNLOAD_DELAY``, waiting requests still count against
 ``CONCURRENT_REQUESTS``.
+
+Every step of a bucket (reserve, observe, a 429, a lost probe) goes through ``run``: here it runs
+on this process's ``Bucket`` at once; with ``PTM_FRONTIER`` set, ``ratelimit_redis`` runs the
+same step on the state all workers share in Redis, so there is one window logic for both.
 """
 
 from __future__ import annotations
