@@ -4,7 +4,9 @@ each spend it and the hub answers 429."""
 
 from __future__ import annotations
 
+import re
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from ptmspiders.stores import open_store
 from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env
 from tests.mockhub import MockHub
+from tests.mockhub.server import MockRequest, MockResponse
 from tests.mockhub.faults import fill_models
 from tests.redis_server import redis_url
 
@@ -21,7 +24,7 @@ __all__ = ["redis_url"]  # the fixture, for pytest
 pytestmark = pytest.mark.crawl
 
 WORKERS = 3
-PER_WORKER = 12
+PER_WORKER = 8
 QUOTA, WINDOW = 10, 2.0
 
 
@@ -57,6 +60,25 @@ def crawl_side_by_side(hub: MockHub, tmp_path: Path, frontier: str
     return stats, stored
 
 
+def start_together(hub: MockHub) -> None:
+    """Hold each worker's first requests until every worker has sent one, as if the crawls
+    had started at one instant (their start-up takes seconds, and not the same on a busy
+    machine). A worker is told by its ids: ``model-{i}`` belongs to worker ``i % WORKERS``."""
+    arrived: set[int] = set()
+    ready = threading.Condition()
+
+    def hold(hub: MockHub, req: MockRequest) -> MockResponse | None:
+        found = re.search(r"/model-(\d+)", req.path)
+        if found:
+            with ready:
+                arrived.add(int(found.group(1)) % WORKERS)
+                ready.notify_all()
+                ready.wait_for(lambda: len(arrived) == WORKERS, timeout=60)
+        return None
+
+    hub.before.insert(0, hold)  # before the quota counts the request
+
+
 def test_workers_with_one_frontier_share_one_quota(mockhub: MockHub, tmp_path: Path,
                                                    redis_url: str) -> None:
     quota = mockhub.quota(QUOTA, WINDOW, prefix="/api/")  # type: ignore[attr-defined]
@@ -65,7 +87,7 @@ def test_workers_with_one_frontier_share_one_quota(mockhub: MockHub, tmp_path: P
     assert quota.excess(probes=0) == {}, quota.counts
     assert quota.rejected == {}, quota.counts
     assert sum(quota.counts.values()) == WORKERS * PER_WORKER
-    assert len(quota.counts) >= 4  # the workers really shared several windows
+    assert len(quota.counts) >= 3  # the workers really shared several windows
     # At most one probe per window for all the workers together.
     probes = sum(s.get("ptm/ratelimit/probes", 0) for s in stats)
     assert probes <= len(quota.counts), (probes, quota.counts)
@@ -75,8 +97,11 @@ def test_workers_with_one_frontier_share_one_quota(mockhub: MockHub, tmp_path: P
 
 def test_workers_without_a_frontier_overrun_the_quota(mockhub: MockHub,
                                                       tmp_path: Path) -> None:
-    # The same crawl with each worker on its own: what the shared windows prevent.
+    # The same crawl with each worker on its own: what the shared windows prevent. (Held
+    # until all have started: with shared windows the others would wait for the first one's
+    # probe, so the other test needs no such help.)
     quota = mockhub.quota(QUOTA, WINDOW, prefix="/api/")  # type: ignore[attr-defined]
+    start_together(mockhub)
     stats, _ = crawl_side_by_side(mockhub, tmp_path, "")
     assert sum(quota.rejected.values()) > 0, quota.counts
     assert sum(s.get("ptm/ratelimit/limited/429", 0) for s in stats) > 0
