@@ -15,8 +15,8 @@ import pytest
 from ptmspiders.stores import open_store
 from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env
 from tests.mockhub import MockHub
-from tests.mockhub.server import MockRequest, MockResponse
 from tests.mockhub.faults import fill_models
+from tests.mockhub.server import MockRequest, MockResponse
 from tests.redis_server import redis_url
 
 __all__ = ["redis_url"]  # the fixture, for pytest
