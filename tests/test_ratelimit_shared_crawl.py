@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from ptmspiders.stores import open_store
-from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env
+from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env, run_crawl
 from tests.mockhub import MockHub
 from tests.mockhub.faults import fill_models
 from tests.mockhub.server import MockRequest, MockResponse
@@ -105,3 +106,34 @@ def test_workers_without_a_frontier_overrun_the_quota(mockhub: MockHub,
     stats, _ = crawl_side_by_side(mockhub, tmp_path, "")
     assert sum(quota.rejected.values()) > 0, quota.counts
     assert sum(s.get("ptm/ratelimit/limited/429", 0) for s in stats) > 0
+
+
+def test_losing_redis_mid_crawl_closes_the_crawl_and_keeps_what_it_stored(
+        mockhub: MockHub, tmp_path: Path, redis_url: str) -> None:
+    models = fill_models(mockhub, 30, owners=2)
+    quota = mockhub.quota(5, WINDOW, prefix="/api/")  # type: ignore[attr-defined]
+    answered = 0
+
+    def stop_redis(hub: MockHub, req: MockRequest, resp: MockResponse) -> MockResponse:
+        nonlocal answered
+        answered += 1
+        if answered == 8:
+            with redis.Redis.from_url(redis_url) as r:
+                r.shutdown(nosave=True)
+        return resp
+
+    mockhub.after.append(stop_redis)
+    result = run_crawl("hf_models", mockhub, tmp_path,
+                       "-a", "ids=" + ",".join(m["id"] for m in models), "-a", "owners=off",
+                       "-s", f"PTM_HF_WINDOW={WINDOW:g}",
+                       env=hub_env(mockhub, PTM_FRONTIER=redis_url))
+    stats = crawl_stats(result.stderr)
+    assert stats["finish_reason"] == "shared_ratelimit_unavailable"
+    assert stats["ptm/ratelimit/shared_errors"] >= 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("Shared rate limits unavailable") == 1
+    # What was fetched before is stored; nothing went out unpaced after.
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        assert 8 <= len(list(store.find("models"))) < len(models)
+    assert quota.rejected == {}, quota.counts
+    assert sum(quota.counts.values()) < len(models)
