@@ -127,6 +127,9 @@ PTM_RATELIMIT_BURST = 0.5
 PTM_RATELIMIT_MAX_WAITS = 20  # 429 waits per request before it is given up (and counted)
 PTM_RATELIMIT_DEFAULT_WAIT = 60.0  # a 429 that names no reset time
 PTM_RATELIMIT_MIN_WAIT = 1.0
+# Many workers, one crawl: a redis://host:port/db URL where the workers share their rate-limit
+# windows (middlewares/ratelimit_redis.py); empty = each crawl paces itself alone.
+PTM_FRONTIER = os.environ.get("PTM_FRONTIER", "")
 
 # Retries (middlewares/retry.py) replace Scrapy's RetryMiddleware, which retries 429 blindly.
 PTM_RETRY_ENABLED = True
