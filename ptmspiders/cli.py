@@ -15,7 +15,7 @@ import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from ptmspiders.export import FORMATS, export
 from ptmspiders.parsers.huggingface import OVERVIEW_SKIPPED
@@ -330,8 +330,16 @@ def cmd_crawls(store: Store, args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with ``ptm``'s one-line errors (exit 2) instead of usage text and an error."""
+
+    def error(self, message: str) -> NoReturn:
+        error(f"{message} (see {self.prog} --help)")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ptm", description=(__doc__ or "ptm").splitlines()[0], epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store",
@@ -428,7 +436,7 @@ def _store_failure(exc: Exception, uri: str) -> str:
     if name in ("ServerSelectionTimeoutError", "NetworkTimeout", "AutoReconnect",
                 "ConnectionFailure"):
         return (f"cannot reach MongoDB at {redact_uri(uri)} within {SERVER_TIMEOUT_S:g} s: "
-                f"{str(exc).split(', Timeout:')[0]}")
+                f"{str(exc).split(', Timeout:')[0].split(' (configured timeouts')[0]}")
     if name == "ExecutionTimeout":
         return "MongoDB stopped the query at the --timeout limit (maxTimeMS): narrow it"
     return f"store {redact_uri(uri)}: {exc}"

@@ -316,10 +316,10 @@ class _Translator:
             elif key == "$or":
                 clauses.append(_join("OR", [self.filter(s) for s in value]))
             elif key == "$nor":
-                clauses.append(_join("AND", [_not(self.filter(s)) for s in value]))
+                clauses.append(_not(_join("OR", [self.filter(s) for s in value])))
             else:
                 clauses.append(self.condition(key, value))
-        return "(" + " AND ".join(clauses) + ")" if clauses else "1"
+        return _join("AND", clauses) if clauses else "1"
 
     def condition(self, field: str, value: Any) -> str:
         if not _is_operator_dict(value):
@@ -329,7 +329,7 @@ class _Translator:
             if op == "$options":
                 continue
             parts.append(self.operator(field, op, operand, value))
-        return "(" + " AND ".join(parts) + ")"
+        return _join("AND", parts)
 
     def operator(self, field: str, op: str, operand: Any, ops: Mapping[str, Any]) -> str:
         if op == "$eq":
@@ -345,8 +345,8 @@ class _Translator:
         if op == "$all":
             if not operand:
                 return "0"  # MongoDB: an empty $all matches nothing
-            return "(" + " AND ".join(
-                self.any_of(field, functools.partial(self._eq_to, x)) for x in operand) + ")"
+            return _join("AND", [self.any_of(field, functools.partial(self._eq_to, x))
+                                 for x in operand])
         if op == "$exists":
             found = self.walk(field, lambda v, t: f"({t} IS NOT NULL)", elements=False)
             return found if operand else _not(found)
@@ -440,17 +440,29 @@ class _Translator:
         return f"EXISTS (SELECT 1 FROM json_each({source}) AS {alias} WHERE {inner})"
 
 
+# Every SQL term built here is self-contained (a parenthesised expression, EXISTS (...), 0 or
+# 1), so terms combine without more parentheses: each level of them costs SQLite's parser stack
+# (~100 deep), and the deepest filter :data:`MAX_DEPTH` allows must still parse.
 def _join(op: str, terms: Sequence[str]) -> str:
-    """``AND``/``OR`` of the terms as a balanced tree: a flat chain of n terms is n deep, and
-    SQLite refuses expressions deeper than 1,000."""
+    """``AND``/``OR`` of the terms as a tree of flat chains of up to :data:`_FAN_OUT` terms:
+    one flat chain of n terms is an expression n deep (SQLite refuses 1,000), a binary tree
+    nests parentheses log2(n) deep at every level of the filter (its parser stack gives up
+    at ~100)."""
     if len(terms) == 1:
-        return f"({terms[0]})"
-    mid = len(terms) // 2
-    return f"({_join(op, terms[:mid])} {op} {_join(op, terms[mid:])})"
+        return terms[0]
+    if len(terms) > _FAN_OUT:
+        size = -(-len(terms) // _FAN_OUT)
+        terms = [_join(op, terms[i:i + size]) for i in range(0, len(terms), size)]
+    return "(" + f" {op} ".join(terms) + ")"
+
+
+_FAN_OUT = 16
 
 
 def _not(sql: str) -> str:
-    return f"(NOT COALESCE({sql}, 0))"
+    """Negation where NULL (a missing value) counts as false, as MongoDB's: the conditions are
+    0, 1 or NULL, so ``IS NOT 1`` is ``NOT COALESCE(x, 0)`` with one level fewer."""
+    return f"({sql} IS NOT 1)"
 
 
 def to_sql(where: Filter | None, *, column: str = "doc", id_column: str | None = "_id",

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from ptmspiders.query import (
+    QueryError,
     check_fields,
     json_path,
     order_by,
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 _SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
 # What a read of a collection without a table reads: no rows, and nothing created.
 _NO_ROWS = "(SELECT NULL AS _id, NULL AS doc WHERE 0)"
+# SQLite's refusals of a statement too big to parse or run.
+_TOO_COMPLEX = ("parser stack overflow", "Expression tree is too large", "too many SQL variables",
+                "too many terms", "string or blob too big")
 # Rows per multi-row statement: 2 parameters each, well under SQLite's 32,766.
 _ROWS_PER_STATEMENT = 500
 # Every model lands at a random place in each index, so at hub scale each batch dirties about
@@ -281,9 +285,21 @@ class SQLiteStore(Store):
         sql, params = to_sql(where, scalar_fields=scalar_fields(collection))
         return " WHERE " + sql, params
 
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """A read statement; a filter too large or too deep for SQLite's parser (possible
+        only for one both wide and deep) is a :class:`QueryError`, not a driver error."""
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if any(m in text for m in _TOO_COMPLEX):
+                raise QueryError(f"filter too complex for SQLite ({text}): nest or list "
+                                 "less in one filter") from None
+            raise
+
     def find(self, collection: str, where: Mapping[str, Any] | None = None) -> Iterator[Doc]:
         clause, params = self._where(collection, where)
-        cursor = self.conn.execute(
+        cursor = self._read(
             f"SELECT doc FROM {self.source(collection)}{clause} ORDER BY _id", params
         )
         for row in cursor:
@@ -291,7 +307,7 @@ class SQLiteStore(Store):
 
     def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
         clause, params = self._where(collection, where)
-        row = self.conn.execute(
+        row = self._read(
             f"SELECT count(*) FROM {self.source(collection)}{clause}", params
         ).fetchone()
         return int(row[0])
@@ -299,13 +315,13 @@ class SQLiteStore(Store):
     def exists(self, collection: str, where: Mapping[str, Any] | None = None) -> bool:
         # No ORDER BY: the first index match answers (query() sorts by _id first).
         clause, params = self._where(collection, where)
-        return self.conn.execute(
+        return self._read(
             f"SELECT 1 FROM {self.source(collection)}{clause} LIMIT 1", params
         ).fetchone() is not None
 
     def ids(self, collection: str, where: Mapping[str, Any] | None = None) -> set[str]:
         clause, params = self._where(collection, where)
-        return {r[0] for r in self.conn.execute(
+        return {r[0] for r in self._read(
             f"SELECT _id FROM {self.source(collection)}{clause}", params)}
 
     def query(self, collection: str, where: Mapping[str, Any] | None = None, *,
@@ -322,7 +338,7 @@ class SQLiteStore(Store):
         if limit is not None:
             sql += " LIMIT ?"
             params = [*params, limit]
-        for row in self.conn.execute(sql, params):
+        for row in self._read(sql, params):
             if fields:
                 values = orjson.loads(row[1])[1:]
                 yield {"_id": row[0], **{f: v for f, v in zip(fields, values, strict=True)
