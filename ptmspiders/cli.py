@@ -65,11 +65,11 @@ def print_table(rows: Sequence[Doc], fields: Sequence[str], out: IO[str] | None 
     """Aligned columns; control characters from the hubs (an ANSI escape in a model id) are
     printed as escapes such as ``\\x1b``, never sent to the terminal."""
     out = out or sys.stdout
-    fields = [escape_controls(f) for f in fields]
     cells = [[_cell(dotted(r, f) if f not in r else r[f], max_width) for f in fields]
              for r in rows]
-    widths = [max([len(f), *(len(c[i]) for c in cells)]) for i, f in enumerate(fields)]
-    print("  ".join(f.ljust(w) for f, w in zip(fields, widths, strict=True)).rstrip(), file=out)
+    header = [escape_controls(f) for f in fields]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), file=out)
     print("  ".join("-" * w for w in widths), file=out)
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip(), file=out)

@@ -36,8 +36,9 @@ class MongoStore(Store):
         except ValueError as exc:
             raise StoreError(f"{redact_uri(uri)}: {exc}") from exc
         self.owns_client = client is None
-        if client is None:
-            client = self._connect(uri, server_timeout_s)
+        if client is None:  # _connect(uri) alone, as tests replace it, unless told otherwise
+            client = (self._connect(uri) if server_timeout_s == SERVER_TIMEOUT_S
+                      else self._connect(uri, server_timeout_s))
         self.client = client
         # mongomock 4.3 cannot take pymongo>=4.9 bulk operations: plain calls there.
         self.is_mock = type(client).__module__.startswith("mongomock")
