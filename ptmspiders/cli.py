@@ -358,9 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "query", help="documents matching a MongoDB FILTER (JSONL; --table for people)",
         description="Documents matching FILTER, in MongoDB query syntax: equality, $eq, $ne, "
-                    "$gt, $gte, $lt, $lte, $in, $nin, $exists, $regex ($options), $all, $size, "
-                    "$not, $and, $or, $nor, dotted paths, array membership. The same answer on "
-                    "SQLite and MongoDB; anything else is an error (exit 2).",
+                    "$gt, $gte, $lt, $lte, $in, $nin, $exists, $regex (RE2 syntax; $options "
+                    "imsx), $all, $size, $not, $and, $or, $nor, dotted paths, array "
+                    "membership, nested at most 32 levels. The same answer on SQLite and "
+                    "MongoDB; anything else is an error (exit 2).",
         epilog="example: ptm query '{\"tasks\": \"fill-mask\", \"downloads\": {\"$gte\": 1000}}' "
                "--sort=-downloads --limit 5 --table --fields _id,downloads")
     p.add_argument("filter", metavar="FILTER", help="JSON object, e.g. '{\"hub\": \"tfhub\"}'")
