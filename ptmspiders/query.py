@@ -434,8 +434,10 @@ class _Translator:
             inner = pred(f"{alias}.value", f"{alias}.type")
             return (f"({direct} OR ({t} IS 'array' AND EXISTS (SELECT 1 FROM "
                     f"json_each({self.column}, '{here}') AS {alias} WHERE {inner})))")
-        # Through sub-documents and arrays: ptm_path lists the values MongoDB would test.
-        source = f"ptm_path({self.column}, {self.param(field)}, {int(elements)})"
+        # Through sub-documents and arrays: ptm_path lists the values MongoDB would test,
+        # from the JSON text of the first part's value (json_quote keeps JSON as it is).
+        first = f"json_quote(json_extract({self.column}, '{json_path(field.split('.')[0])}'))"
+        source = f"ptm_path({first}, {self.param(field)}, {int(elements)})"
         inner = pred(f"{alias}.value", f"{alias}.type")
         return f"EXISTS (SELECT 1 FROM json_each({source}) AS {alias} WHERE {inner})"
 
@@ -490,37 +492,35 @@ def order_by(sort: Sort, column: str = "doc", id_column: str = "_id") -> str:
 _MISSING = object()
 
 
-def path_values(doc: Any, parts: Sequence[str], elements: bool) -> list[Any]:
-    """The values MongoDB tests for the dotted path ``parts`` in ``doc``: an array on the way
-    stands for each of its sub-documents, a number indexes an array. With ``elements``
-    (equality, comparisons, ``$in``, ``$regex``), a final array also gives its elements and a
-    missing value gives ``None`` (``{"f": null}`` matches missing); without (``$exists``,
-    ``$size``), only values that are there. Iterative, and paths have at most
-    :data:`MAX_DEPTH` parts."""
+def path_values(value: Any, parts: Sequence[str], elements: bool) -> list[Any]:
+    """The values MongoDB tests for the dotted path ``parts``, given ``value``, the value of
+    its first part (``doc.get(parts[0])``): an array on the way stands for each of its
+    sub-documents, a number indexes an array. With ``elements`` (equality, comparisons,
+    ``$in``, ``$regex``), a final array also gives its elements and a missing value gives
+    ``None`` (``{"f": null}`` matches missing); without (``$exists``, ``$size``), only values
+    that are there. Iterative; paths have at most :data:`MAX_DEPTH` parts."""
     out: list[Any] = []
     last = len(parts) - 1
-    stack: list[tuple[Any, int]] = [(doc, 0)]
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         value, i = stack.pop()
-        part = parts[i]
-        if isinstance(value, list) and part.isdigit():
-            n = int(part)
-            child = value[n] if n < len(value) else _MISSING
-        elif isinstance(value, Mapping):
-            child = value.get(part, _MISSING)
-        else:
-            child = _MISSING
         if i == last:
-            if child is not _MISSING:
-                out.append(child)
-                if elements and isinstance(child, list):
-                    out.extend(child)
+            if value is not _MISSING:
+                out.append(value)
+                if elements and isinstance(value, list):
+                    out.extend(value)
             elif elements:
                 out.append(None)
-        elif isinstance(child, list) and not parts[i + 1].isdigit():
-            stack.extend((el, i + 1) for el in reversed(child) if isinstance(el, Mapping))
-        elif isinstance(child, Mapping | list):
-            stack.append((child, i + 1))
+            continue
+        part = parts[i + 1]
+        if isinstance(value, list) and not part.isdigit():
+            stack.extend((el.get(part, _MISSING), i + 1)
+                         for el in reversed(value) if isinstance(el, Mapping))
+        elif isinstance(value, list):
+            n = int(part)
+            stack.append((value[n] if n < len(value) else _MISSING, i + 1))
+        elif isinstance(value, Mapping):
+            stack.append((value.get(part, _MISSING), i + 1))
         elif elements:
             out.append(None)  # a scalar or nothing on the way: the field is missing
     return out
@@ -528,14 +528,17 @@ def path_values(doc: Any, parts: Sequence[str], elements: bool) -> list[Any]:
 
 @functools.lru_cache(maxsize=8)
 def _parsed(text: str) -> Any:
-    """One document parsed once for the several paths a filter tests in it."""
+    """A value parsed once for the several conditions a filter has on it."""
     return orjson.loads(text)
 
 
-def _ptm_path(text: str | None, field: str, elements: int) -> bytes:
-    if text is None:
-        return b"[]"
-    return orjson.dumps(path_values(_parsed(text), field.split("."), bool(elements)))
+def _ptm_path(first: str | None, field: str, elements: int) -> bytes:
+    """SQL ``ptm_path(first, field, elements)``: ``first`` is the JSON text of the value of
+    the field's first part, which SQLite extracts (parsing in C); the JSON array of
+    :func:`path_values`. ``null`` there means missing: it has parts below it."""
+    value = _MISSING if first is None else _parsed(first)
+    return orjson.dumps(path_values(_MISSING if value is None else value, field.split("."),
+                                    bool(elements)))
 
 
 def _regexp(pattern: str, options: str, value: Any) -> int:
@@ -545,8 +548,8 @@ def _regexp(pattern: str, options: str, value: Any) -> int:
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
-    """``ptm_regexp(pattern, options, value)``: an RE2 search; ``ptm_path(doc, field,
-    elements)``: the JSON array of :func:`path_values`."""
+    """``ptm_regexp(pattern, options, value)``: an RE2 search; ``ptm_path(first, field,
+    elements)``: the values a dotted path reaches (see :func:`_ptm_path`)."""
     conn.create_function("ptm_regexp", 3, _regexp, deterministic=True)
     conn.create_function("ptm_path", 3, _ptm_path, deterministic=True)
 
