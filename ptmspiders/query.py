@@ -286,8 +286,13 @@ def check_fields(fields: Sequence[str] | None) -> list[str] | None:
 
 # -- SQL translation -----------------------------------------------------------------------------
 
+def _is_index(part: str) -> bool:
+    """An array index in a dotted path: ASCII digits only (``"²".isdigit()`` is true too)."""
+    return part.isascii() and part.isdigit()
+
+
 def _step(part: str) -> str:
-    return f"[{part}]" if part.isdigit() else f'."{part}"'
+    return f"[{part}]" if _is_index(part) else f'."{part}"'
 
 
 def json_path(field: str) -> str:
@@ -513,7 +518,7 @@ def path_values(value: Any, parts: Sequence[str], elements: bool) -> list[Any]:
                 out.append(None)
             continue
         part = parts[i + 1]
-        if isinstance(value, list) and not part.isdigit():
+        if isinstance(value, list) and not _is_index(part):
             stack.extend((el.get(part, _MISSING), i + 1)
                          for el in reversed(value) if isinstance(el, Mapping))
         elif isinstance(value, list):

@@ -320,3 +320,11 @@ def test_ptm_gives_mongodb_reads_a_time_limit(monkeypatch: pytest.MonkeyPatch,
     code, out, _ = ptm(capsys, "--timeout", "7", "query", '{"hub_id": {"$regex": "pl"}}')
     assert code == 0 and len(out.splitlines()) == 1
     assert calls and all(c.get("max_time_ms") == 7000 for c in calls)
+
+
+def test_unicode_digits_in_a_path_are_keys_not_indexes(store: Store) -> None:
+    """``"²".isdigit()`` is true: taken for an array index it made a broken SQLite path."""
+    store.upsert("models", [{"_id": "a", "hub": "x", "files": [{"²": 1}], "t": {"²": 2}}])
+    for where in ({"files.²": 1}, {"t.²": 2}, {"files.0.²": 1}, {"t.²": {"$exists": True}}):
+        assert store.count("models", where) == 1, where
+    assert list(store.query("models", {}, fields=["t.²"])) == [{"_id": "a", "t.²": 2}]
