@@ -58,6 +58,7 @@ def check_collection(collection: str) -> str:
                          f"{', '.join(COLLECTIONS)})")
     return collection
 
+
 # Indexed in every backend: what the studies and ``ptm query`` filter and sort on most.
 INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "models": ("hub", "owner", "last_modified", "downloads", "hub_uid"),
