@@ -83,7 +83,7 @@ def cmd_report(store: Store, args: argparse.Namespace) -> int:
     try:
         build_report(store, Path(args.out), hubs)
     except ValueError as exc:
-        print(f"ptm report: error: {exc}", file=sys.stderr)
+        print(f"ptm: error: {exc}", file=sys.stderr)
         return 2
     print(f"Report written to {Path(args.out) / 'index.html'} (with metrics.json and CSVs)")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ptmspiders.report.metrics import Result
+from ptmspiders.safe_output import write_csv
 
 TITLES: dict[str, str] = {
     "verified_orgs": "1. Verified organisations",
@@ -117,12 +117,11 @@ def tables(m: Result) -> dict[str, tuple[list[str], list[list[Any]]]]:
 
 
 def write_csvs(out: Path, metrics: Result) -> list[str]:
+    """Every table as a CSV file, through :func:`write_csv` (hub text cannot start a
+    spreadsheet formula)."""
     names = []
     for name, (header, rows) in tables(metrics).items():
-        with (out / name).open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
+        write_csv(out / name, header, rows)
         names.append(name)
     return names
 

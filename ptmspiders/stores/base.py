@@ -47,7 +47,17 @@ def decoded(doc: WriteDoc) -> Doc:
     return doc.decode() if isinstance(doc, Encoded) else doc
 
 COLLECTIONS: tuple[str, ...] = ("models", "owners", "collections", "crawls", "changes",
-                               "commits")
+                               "commits", "packages")
+
+
+def check_collection(collection: str) -> str:
+    """``collection`` when it is one of the store's own (:data:`COLLECTIONS`): a name from a
+    user (``ptm query --collection``) never reaches SQL or creates anything otherwise."""
+    if collection not in COLLECTIONS:
+        raise StoreError(f"unknown collection {str(collection)[:40]!r} (one of "
+                         f"{', '.join(COLLECTIONS)})")
+    return collection
+
 
 # Indexed in every backend: what the studies and ``ptm query`` filter and sort on most.
 INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -150,6 +160,11 @@ class Store(ABC):
         """What the store did on its own behind the writes (e.g. SQLite's checkpoints), for
         the crawl's ``ptm/store/...`` stats."""
         return {}
+
+    def limit_reads(self, seconds: float | None) -> None:
+        """Have the server stop any read that works longer than ``seconds`` (MongoDB's
+        ``maxTimeMS``). SQLite needs none: its regexes run in linear time (RE2)."""
+        return None
 
     def for_thread(self) -> Store | None:
         """A store over the same data that another thread may write through (closed by the
