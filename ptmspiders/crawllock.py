@@ -33,7 +33,7 @@ from scrapy import Spider, signals
 from scrapy.exceptions import CloseSpider, NotConfigured
 
 from ptmspiders.spiders.base import mark_crawl_incomplete, now_iso
-from ptmspiders.stores import Store, crawler_store
+from ptmspiders.stores import Store, crawler_store, redact_uri
 from ptmspiders.stores.base import Doc
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REFUSED_REASON = "store_locked"  # the finish reason of a crawl that did not get the lock
+UNAVAILABLE_REASON = "store_unavailable"  # ... of one that could not ask the store for it
 _POLL_SECONDS = 1.0
 
 
@@ -234,7 +235,13 @@ class CrawlLock:
         deadline = time.monotonic() + self.wait
         waited = False
         while True:
-            current = try_acquire(store, name, holder, ttl=self.ttl)
+            try:
+                current = try_acquire(store, name, holder, ttl=self.ttl)
+            except Exception as exc:  # without the lock, the crawl must not write
+                self.stats.set_value("ptm/lock/failed", 1)
+                logger.error("Not crawling %s: could not take its lock in %s: %s", hub,
+                             redact_uri(store.uri), exc)
+                raise CloseSpider(UNAVAILABLE_REASON) from exc
             if current is None:
                 break
             left = deadline - time.monotonic()
@@ -244,7 +251,7 @@ class CrawlLock:
                     "Not crawling %s: another crawl of it is writing to %s: %s. Two crawls "
                     "of one hub on one store would undo each other's changes and removals; "
                     "run this one when it has ended, or let it wait longer (PTM_LOCK_WAIT=%s "
-                    "seconds now)", hub, store.uri, describe(current), self.wait)
+                    "seconds now)", hub, redact_uri(store.uri), describe(current), self.wait)
                 raise CloseSpider(REFUSED_REASON)
             if not waited:
                 waited = True

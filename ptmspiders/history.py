@@ -367,9 +367,10 @@ class CrawlHistory:
         }
 
     def spider_opened(self, spider: Spider) -> None:
-        if self.stats.get_value("ptm/lock/refused"):
-            # Another crawl of the hub holds its lock (ptmspiders/crawllock.py, whose handler
-            # runs first): this one closes at once and writes nothing, not even its record.
+        if self.stats.get_value("ptm/lock/refused") or self.stats.get_value("ptm/lock/failed"):
+            # Another crawl of the hub holds its lock, or the store could not be asked for it
+            # (ptmspiders/crawllock.py, whose handler runs first): this crawl closes at once
+            # and writes nothing, not even its record.
             self.skipped = True
             return
         self.arguments = spider_arguments(spider)

@@ -21,7 +21,7 @@ from ptmspiders.history import CrawlHistory
 from ptmspiders.outcome import EXIT_INCOMPLETE, EXIT_LOCKED, crawl_problems, exit_status
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.spiders.hf_models import HfModelsSpider
-from ptmspiders.stores import Store, open_store
+from ptmspiders.stores import Store, StoreError, open_store
 from tests.conftest import ROOT, crawl_stats, hub_env, run_crawl
 from tests.mockhub import MockHub
 from tests.mockhub.faults import fill_models
@@ -115,6 +115,22 @@ def test_a_second_crawl_of_the_hub_is_refused_and_writes_nothing(
     assert crawler.stats.get_value("ptm/lock/refused") == 1
     message = next(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     assert "crawl first" in message and f"pid {os.getpid()} on host {this_host()}" in message
+
+
+def test_a_crawl_that_cannot_ask_the_store_for_its_lock_does_not_crawl(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise StoreError("server selection timed out")
+
+    crawler, spider, lock, history = crawler_for(store)
+    monkeypatch.setattr(store, "take_lock", unreachable)
+    with pytest.raises(CloseSpider) as refused:
+        lock.spider_opened(spider)
+    assert refused.value.reason == "store_unavailable"
+    history.spider_opened(spider)
+    history.spider_closed(spider, "store_unavailable")
+    assert store.count("crawls") == 0
+    assert exit_status(crawler.stats.get_stats() | {"finish_reason": "store_unavailable"}) == 3
 
 
 def test_a_restricted_crawl_takes_no_lock(store: Store) -> None:
