@@ -21,12 +21,14 @@ A crawl that loses its lock while it runs (its heartbeat could not reach the sto
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Spider, signals
@@ -54,6 +56,18 @@ def this_host() -> str:
     return socket.gethostname()
 
 
+@functools.cache
+def pid_space() -> str:
+    """Where this process's pid means something: this boot of the host and its pid namespace
+    (Linux), so that two containers that share a host name never judge each other's pids;
+    empty where that cannot be told."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return ""
+
+
 def pid_alive(pid: Any) -> bool:
     """Whether a process ``pid`` runs on this host (one we may not signal runs too)."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
@@ -67,9 +81,11 @@ def pid_alive(pid: Any) -> bool:
     return True
 
 
-def holder_gone(doc: Doc, host: str) -> bool:
-    """A holder on this host whose process no longer exists: its lock can go at once."""
-    return doc.get("host") == host and not pid_alive(doc.get("pid"))
+def process_gone(doc: Doc) -> bool:
+    """Whether the process a lock or crawl record names (``host``, ``pid_space``, ``pid``)
+    ran where this one runs and no longer exists. Elsewhere its pid says nothing: False."""
+    return (doc.get("host") == this_host() and bool(pid_space())
+            and doc.get("pid_space") == pid_space() and not pid_alive(doc.get("pid")))
 
 
 def describe(doc: Doc) -> str:
@@ -89,10 +105,12 @@ class Holder:
     host: str
     pid: int
     started_at: str
+    pid_space: str = field(default_factory=pid_space)
 
     def doc(self) -> Doc:
         return {"holder": self.id, "spider": self.spider, "hub": self.hub, "host": self.host,
-                "pid": self.pid, "started_at": self.started_at, "heartbeat_at": now_iso()}
+                "pid_space": self.pid_space, "pid": self.pid, "started_at": self.started_at,
+                "heartbeat_at": now_iso()}
 
 
 def try_acquire(store: Store, name: str, holder: Holder, *, ttl: float,
@@ -102,7 +120,7 @@ def try_acquire(store: Store, name: str, holder: Holder, *, ttl: float,
     over at once, without waiting for its heartbeat to expire."""
     at = time.time() if now is None else now
     current = store.take_lock(name, holder.doc(), now=at, ttl=ttl)
-    if current is not None and holder_gone(current, holder.host):
+    if current is not None and process_gone(current):
         logger.warning("Taking over the lock %s from %s: its process is gone", name,
                        describe(current))
         current = store.take_lock(name, holder.doc(), now=at, ttl=ttl,

@@ -31,7 +31,7 @@ from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
-from ptmspiders.crawllock import pid_alive, this_host
+from ptmspiders.crawllock import pid_space, process_gone, this_host
 from ptmspiders.items import Doc, ModelItem, field_names
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.stores import Store, crawler_store, first_crawl_of
@@ -361,6 +361,7 @@ class CrawlHistory:
             # Where it runs, so that a later crawl can tell a record left "running" by a
             # killed process (see _abandon).
             "host": this_host(),
+            "pid_space": pid_space(),
             "pid": os.getpid(),
             "locked": self.locked,
             **fields,
@@ -387,15 +388,13 @@ class CrawlHistory:
         """Mark ``abandoned`` the records still ``running`` of crawls that are known to have
         died: a process gone from this host, or a listing crawl of the hub whose lock this
         crawl now holds (it had expired or its holder was gone)."""
-        host = this_host()
         locked_hub = hub if self.locked else None
         gone: list[str] = []
         for rec in store.query("crawls", {"status": "running"},
-                               fields=["host", "pid", "hub", "locked"]):
+                               fields=["host", "pid_space", "pid", "hub", "locked"]):
             if rec["_id"] == self.state.crawl_id:
                 continue
-            if rec.get("host") == host and rec.get("pid") is not None \
-                    and not pid_alive(rec.get("pid")):
+            if process_gone(rec):
                 why = f"its process {rec.get('pid')} is gone"
             elif locked_hub is not None and rec.get("locked") and rec.get("hub") == locked_hub:
                 why = "this crawl holds the lock it held"

@@ -16,7 +16,7 @@ import pytest
 from scrapy.exceptions import CloseSpider
 from scrapy.utils.test import get_crawler
 
-from ptmspiders.crawllock import CrawlLock, Holder, lock_name, this_host, try_acquire
+from ptmspiders.crawllock import CrawlLock, Holder, lock_name, pid_space, this_host, try_acquire
 from ptmspiders.history import CrawlHistory
 from ptmspiders.outcome import EXIT_INCOMPLETE, EXIT_LOCKED, crawl_problems, exit_status
 from ptmspiders.spiders.base import now_iso
@@ -38,9 +38,11 @@ def dead_pid() -> int:
     return int(proc.stdout)
 
 
-def holder(name: str, *, pid: int | None = None, host: str | None = None) -> Holder:
+def holder(name: str, *, pid: int | None = None, host: str | None = None,
+           space: str | None = None) -> Holder:
     return Holder(id=name, spider="hf_models", hub=HUB, host=host or this_host(),
-                  pid=os.getpid() if pid is None else pid, started_at=now_iso())
+                  pid=os.getpid() if pid is None else pid, started_at=now_iso(),
+                  pid_space=pid_space() if space is None else space)
 
 
 # -- the lock in the store (both stores) ---------------------------------------------------------
@@ -74,6 +76,11 @@ def test_a_lock_whose_holder_died_on_this_host_is_taken_over_at_once(store: Stor
     far = holder("far", pid=dead_pid(), host="another-host")
     assert try_acquire(store, NAME, far, ttl=TTL, now=1003) is None
     assert try_acquire(store, NAME, holder("d"), ttl=TTL, now=1004)["holder"] == "far"
+    store.release_lock(NAME, "far")
+    # A container that shares this host's name but not its pids.
+    boxed = holder("boxed", pid=dead_pid(), space="another-boot/pid:[1]")
+    assert try_acquire(store, NAME, boxed, ttl=TTL, now=1005) is None
+    assert try_acquire(store, NAME, holder("e"), ttl=TTL, now=1006)["holder"] == "boxed"
 
 
 # -- the extensions, on a crawler ----------------------------------------------------------------
@@ -184,8 +191,12 @@ def test_records_left_running_by_dead_crawls_are_marked_abandoned(
                 "started_at": "2020-01-01T00:00:00.000Z", **fields}
 
     store.upsert("crawls", [
-        running("killed-here", host=this_host(), pid=dead_pid(), locked=False),
-        running("alive-here", host=this_host(), pid=os.getpid(), locked=False),
+        running("killed-here", host=this_host(), pid_space=pid_space(), pid=dead_pid(),
+                locked=False),
+        running("alive-here", host=this_host(), pid_space=pid_space(), pid=os.getpid(),
+                locked=False),
+        running("killed-in-a-container", host=this_host(), pid_space="b/pid:[1]",
+                pid=dead_pid(), locked=False),
         # A listing crawl on another host whose lock expired: this crawl's lock says it died.
         running("locked-elsewhere", host="another-host", pid=1, locked=True),
         running("restricted-elsewhere", host="another-host", pid=1, locked=False),
@@ -197,7 +208,8 @@ def test_records_left_running_by_dead_crawls_are_marked_abandoned(
     history.spider_opened(spider)
     status = {d["_id"]: d["status"] for d in store.find("crawls")}
     assert status == {
-        "killed-here": "abandoned", "alive-here": "running", "locked-elsewhere": "abandoned",
+        "killed-here": "abandoned", "alive-here": "running", "killed-in-a-container": "running",
+        "locked-elsewhere": "abandoned",
         "restricted-elsewhere": "running", "other-hub-elsewhere": "running",
         history.state.crawl_id: "running"}
     assert store.get("crawls", "killed-here")["abandoned_by"] == history.state.crawl_id
