@@ -12,8 +12,9 @@ before it writes anything:
   and store connection, so a busy store never holds the crawl up), and released when the
   engine stops; a holder killed without releasing it loses it when its heartbeat expires, or
   at once to a crawl on the same host that finds its pid gone;
-- a second crawl waits up to ``PTM_LOCK_WAIT`` seconds for it, then refuses to crawl
-  (finish reason ``store_locked``, ``scrapy crawl`` exit status 4), naming the holder.
+- a second crawl waits up to ``PTM_LOCK_WAIT`` seconds for it (Ctrl-C ends the wait), then
+  refuses to crawl (finish reason ``store_locked``, ``scrapy crawl`` exit status 4), naming
+  the holder.
 
 A crawl that loses its lock while it runs (its heartbeat could not reach the store for a whole
 ``PTM_LOCK_TTL``, and another crawl took over) is marked incomplete: it marks no removals.
@@ -21,12 +22,15 @@ A crawl that loses its lock while it runs (its heartbeat could not reach the sto
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,6 +130,31 @@ def try_acquire(store: Store, name: str, holder: Holder, *, ttl: float,
         current = store.take_lock(name, holder.doc(), now=at, ttl=ttl,
                                   replace=str(current.get("holder")))
     return current
+
+
+def lock_not_taken(stats: Mapping[str, Any]) -> bool:
+    """Whether the crawl closes because it did not get its lock: it must write nothing."""
+    return any(stats.get(f"ptm/lock/{k}") for k in ("refused", "failed", "interrupted"))
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[list[int]]:
+    """While the crawl waits for its lock, the reactor does not run, so Scrapy's handlers of
+    Ctrl-C and SIGTERM could not act: these note the signal (the wait then ends) and Scrapy's
+    come back afterwards. Outside the main thread, signals cannot be caught: no change."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    kinds = (signal.SIGINT, signal.SIGTERM)
+    before = {kind: signal.getsignal(kind) for kind in kinds}
+    for kind in kinds:
+        signal.signal(kind, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        for kind, handler in before.items():
+            signal.signal(kind, handler)
 
 
 class Heartbeat:
@@ -250,9 +279,24 @@ class CrawlLock:
                         pid=os.getpid(), started_at=state.started_at)
         name = lock_name(hub)
         store = crawler_store(self.crawler)
+        with stop_signals() as stopped:
+            self._acquire(store, name, holder, stopped)
+        self.stats.set_value("ptm/lock/held", 1)
+        logger.info("Holding the lock %s for crawl %s", name, holder.id)
+        self.heartbeat = Heartbeat(store, name, holder, self.ttl)
+        self.heartbeat.start()
+
+    def _acquire(self, store: Store, name: str, holder: Holder, stopped: list[int]) -> None:
+        """Take the lock or raise :class:`CloseSpider` (refused, store unavailable, or a stop
+        signal while waiting)."""
+        hub = holder.hub
         deadline = time.monotonic() + self.wait
         waited = False
         while True:
+            if stopped:
+                self.stats.set_value("ptm/lock/interrupted", 1)
+                logger.error("Not crawling %s: stopped while waiting for its lock", hub)
+                raise CloseSpider("shutdown")
             try:
                 current = try_acquire(store, name, holder, ttl=self.ttl)
             except Exception as exc:  # without the lock, the crawl must not write
@@ -276,10 +320,6 @@ class CrawlLock:
                 logger.warning("Waiting up to %.0f s (PTM_LOCK_WAIT) for the lock %s, held by %s",
                                self.wait, name, describe(current))
             time.sleep(min(_POLL_SECONDS, left))
-        self.stats.set_value("ptm/lock/held", 1)
-        logger.info("Holding the lock %s for crawl %s", name, holder.id)
-        self.heartbeat = Heartbeat(store, name, holder, self.ttl)
-        self.heartbeat.start()
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
         """Before history infers removals (its handler comes after this one): a crawl that no

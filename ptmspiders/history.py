@@ -31,7 +31,7 @@ from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
-from ptmspiders.crawllock import pid_space, process_gone, this_host
+from ptmspiders.crawllock import lock_not_taken, pid_space, process_gone, this_host
 from ptmspiders.items import Doc, ModelItem, field_names
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.stores import Store, crawler_store, first_crawl_of
@@ -368,10 +368,10 @@ class CrawlHistory:
         }
 
     def spider_opened(self, spider: Spider) -> None:
-        if self.stats.get_value("ptm/lock/refused") or self.stats.get_value("ptm/lock/failed"):
-            # Another crawl of the hub holds its lock, or the store could not be asked for it
-            # (ptmspiders/crawllock.py, whose handler runs first): this crawl closes at once
-            # and writes nothing, not even its record.
+        if lock_not_taken(self.stats.get_stats()):
+            # Another crawl of the hub holds its lock, the store could not be asked for it, or
+            # the crawl was stopped while it waited (ptmspiders/crawllock.py, whose handler
+            # runs first): this crawl closes at once and writes nothing, not even its record.
             self.skipped = True
             return
         self.arguments = spider_arguments(spider)

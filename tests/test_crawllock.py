@@ -4,6 +4,7 @@ that did not do its whole job records and exits with (ptmspiders/outcome.py)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -382,6 +383,27 @@ def test_a_second_crawl_waits_for_the_first_and_removes_nothing_still_listed(
         assert stats["ptm/stored/models"] == N_MODELS
         assert not [k for k in stats if k.startswith("ptm/store/failed")]
     assert removed(tmp_path) == []
+
+
+@pytest.mark.crawl
+def test_ctrl_c_ends_the_wait_for_the_lock(
+        mockhub: MockHub, tmp_path: Path, processes: list[subprocess.Popen[str]]) -> None:
+    fill_models(mockhub, N_MODELS, owners=4)
+    held = HeldListing(mockhub)
+    first = start_crawl(mockhub, tmp_path, log=tmp_path / "first.log")
+    processes.append(first)
+    until(lambda: lock_holder(tmp_path))
+    second = start_crawl(mockhub, tmp_path, "-s", "PTM_LOCK_WAIT=300",
+                         log=tmp_path / "second.log")
+    processes.append(second)
+    until(lambda: "Waiting up to 300 s" in (tmp_path / "second.log").read_text())
+    second.send_signal(signal.SIGINT)
+    assert second.wait(60) == EXIT_INCOMPLETE  # long before the 300 s are up
+    assert "stopped while waiting for its lock" in (tmp_path / "second.log").read_text()
+    held.release.set()
+    assert first.wait(120) == 0, (tmp_path / "first.log").read_text()[-4000:]
+    with store_of(tmp_path) as store:
+        assert [c["complete"] for c in store.find("crawls")] == [True]  # the first one's
 
 
 @pytest.mark.crawl
