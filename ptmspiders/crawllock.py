@@ -154,7 +154,8 @@ def stop_signals() -> Iterator[list[int]]:
         yield received
     finally:
         for kind, handler in before.items():
-            signal.signal(kind, handler)
+            # None: a handler not set from Python, which cannot be put back; the default then.
+            signal.signal(kind, signal.SIG_DFL if handler is None else handler)
 
 
 class Heartbeat:
