@@ -13,6 +13,8 @@ from ptmspiders import doc_size
 BOT_NAME = "ptmspiders"
 SPIDER_MODULES = ["ptmspiders.spiders"]
 NEWSPIDER_MODULE = "ptmspiders.spiders"
+# `scrapy crawl` exits non-zero when the crawl ended incomplete (ptmspiders/outcome.py).
+COMMANDS_MODULE = "ptmspiders.commands"
 
 USER_AGENT = "ptmspiders/0.1 (research crawler of pre-trained model hubs)"
 # The hubs' APIs publish rate limits, which PTM_THROTTLE honours; robots.txt covers pages.
@@ -171,6 +173,14 @@ PTM_HISTORY_ENABLED = True
 # (an empty or truncated listing must not retire the hub); raise it to accept mass removals.
 PTM_HISTORY_MAX_MISSING_RATIO = 0.5
 
+# One listing crawl of a hub at a time per store (ptmspiders/crawllock.py): a crawl of a hub
+# whose lock another crawl holds waits up to PTM_LOCK_WAIT seconds for it, then refuses (exit
+# status 4). A lock whose holder stopped renewing it expires after PTM_LOCK_TTL seconds (at
+# once for a holder on the same host whose process is gone).
+PTM_LOCK_ENABLED = True
+PTM_LOCK_WAIT = 30.0
+PTM_LOCK_TTL = 120.0
+
 # Scraped items are counted as the item processor returns them, not through a receiver of the
 # item_scraped signal: Scrapy dispatches each signal through asyncio Tasks, per receiver and item,
 # which took a fifth of a sweep's crawl thread (ptmspiders/itemcount.py).
@@ -182,6 +192,9 @@ EXTENSIONS = {
     # Built before the scheduler opens JOBDIR: it must reset what a killed run left there.
     "ptmspiders.checkpoint.KilledRunRecovery": 50,
     "ptmspiders.tuning.InterpreterTuning": 100,
+    # Before history: its spider_opened takes the hub's lock before history writes, its
+    # spider_closed tells history whether the lock held to the end.
+    "ptmspiders.crawllock.CrawlLock": 450,
     "ptmspiders.history.CrawlHistory": 500,
 }
 

@@ -89,13 +89,18 @@ def hub_env(hub: MockHub, **extra: str) -> dict[str, str]:
 
 def run_crawl(spider: str, hub: MockHub, tmp_path: Path, *args: str,
               store_uri: str | None = None, env: dict[str, str] | None = None,
-              timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``scrapy crawl`` in a subprocess (a fresh reactor each time), against the mock hub."""
+              timeout: float = 180, check: bool = True,
+              expect_exit: int = 0) -> subprocess.CompletedProcess[str]:
+    """``scrapy crawl`` in a subprocess (a fresh reactor each time), against the mock hub.
+
+    With ``check``, its exit status must be ``expect_exit`` (ptmspiders/outcome.py: 3 for a
+    crawl that ended incomplete)."""
     cmd = crawl_command(spider, tmp_path, *args, store_uri=store_uri)
     result = subprocess.run(cmd, cwd=ROOT, env=env or hub_env(hub), capture_output=True,
                             text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"crawl failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    if check and result.returncode != expect_exit:
+        raise AssertionError(f"crawl exited {result.returncode}, not {expect_exit}:\n"
+                             f"{result.stderr[-4000:]}")
     return result
 
 

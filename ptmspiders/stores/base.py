@@ -47,7 +47,7 @@ def decoded(doc: WriteDoc) -> Doc:
     return doc.decode() if isinstance(doc, Encoded) else doc
 
 COLLECTIONS: tuple[str, ...] = ("models", "owners", "collections", "crawls", "changes",
-                               "commits", "packages")
+                               "commits", "packages", "locks")
 
 
 def check_collection(collection: str) -> str:
@@ -70,6 +70,11 @@ INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     # Commits of model repositories (issue 7): per-model lookups and signature counts.
     "commits": ("model", "signature"),
 }
+
+
+# Who holds which crawl lock (ptmspiders/crawllock.py): one small document per lock, readable
+# with ``ptm query --collection locks``.
+LOCKS = "locks"
 
 
 class StoreError(RuntimeError):
@@ -156,6 +161,19 @@ class Store(ABC):
     def rollback(self) -> None:
         """Undo the writes since :meth:`begin` (after a failed :meth:`commit`)."""
 
+    @abstractmethod
+    def take_lock(self, name: str, holder: Doc, *, now: float, ttl: float,
+                  replace: str | None = None) -> Doc | None:
+        """Make ``holder`` (a document whose ``holder`` field names it) hold lock ``name`` until
+        ``now + ttl`` (epoch seconds, in its ``expires`` field), in one atomic step, if the
+        lock is free, expired, held by the same holder already (a renewal), or held by
+        ``replace`` (a holder known to be dead). Returns ``None`` when ``holder`` now holds it,
+        else the document of the one that does."""
+
+    @abstractmethod
+    def release_lock(self, name: str, holder_id: str) -> bool:
+        """Free lock ``name`` if ``holder_id`` still holds it; returns whether it did."""
+
     def counters(self) -> dict[str, float]:
         """What the store did on its own behind the writes (e.g. SQLite's checkpoints), for
         the crawl's ``ptm/store/...`` stats."""
@@ -176,6 +194,13 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def lock_is_free(current: Doc, holder: Doc, now: float, replace: str | None) -> bool:
+    """Whether ``holder`` may take a lock whose document is ``current`` (see
+    :meth:`Store.take_lock`)."""
+    return (float(current.get("expires") or 0) <= now
+            or current.get("holder") in (holder["holder"], replace or holder["holder"]))
 
 
 def redact_uri(uri: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from ptmspiders.query import check_fields, check_filter, dotted, with_id_tiebreak
 from ptmspiders.stores.base import (
     INDEXED_FIELDS,
+    LOCKS,
     Doc,
     Store,
     StoreError,
@@ -180,6 +181,31 @@ class MongoStore(Store):
     def delete(self, collection: str, ids: Iterable[str]) -> int:
         result = self._writable(collection).delete_many({"_id": {"$in": list(ids)}})
         return int(result.deleted_count)
+
+    def take_lock(self, name: str, holder: Doc, *, now: float, ttl: float,
+                  replace: str | None = None) -> Doc | None:
+        """One conditional upsert on the lock's ``_id``: it replaces a lock that is free to
+        take, and where another holds it, the insert fails on the unique ``_id``."""
+        from pymongo.errors import DuplicateKeyError
+
+        c = self.db[LOCKS]
+        takers = [{"expires": {"$lte": now}}, {"holder": holder["holder"]}]
+        if replace:
+            takers.append({"holder": replace})
+        doc = {**holder, "_id": name, "expires": now + ttl}
+        for _ in range(3):  # a lock released between the two steps: try again
+            try:
+                c.replace_one({"_id": name, "$or": takers}, doc, upsert=True)
+                return None
+            except DuplicateKeyError:
+                current: Doc | None = c.find_one({"_id": name})
+                if current is not None:
+                    return current
+        raise StoreError(f"could not take or read lock {name!r}")
+
+    def release_lock(self, name: str, holder_id: str) -> bool:
+        result = self.db[LOCKS].delete_one({"_id": name, "holder": holder_id})
+        return int(result.deleted_count) > 0
 
     # Each bulk write is durable on its own (a multi-batch transaction would need a replica
     # set, and buys nothing: MongoDB pays per document, not per commit).

@@ -30,6 +30,7 @@ from ptmspiders.query import (
 )
 from ptmspiders.stores.base import (
     INDEXED_FIELDS,
+    LOCKS,
     Doc,
     Encoded,
     Store,
@@ -37,6 +38,7 @@ from ptmspiders.stores.base import (
     TransactionLost,
     WriteDoc,
     check_collection,
+    lock_is_free,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,16 @@ _WAL_AUTOCHECKPOINT_PAGES = 50_000
 # checkpoint stays as a backstop (~800 MB of WAL), should that thread fall behind. The WAL
 # file peaked at 85 MB in a 600,000-model bench_store.py run (260 MB without the thread).
 _WRITER_BACKSTOP_PAGES = 4 * _WAL_AUTOCHECKPOINT_PAGES
+# Several processes may write one file (two crawls of different hubs, ``ptm`` beside a crawl).
+# Every write transaction starts with BEGIN IMMEDIATE, which takes the write lock at once and
+# waits for it up to the busy timeout: a deferred BEGIN that reads first (the history compares
+# each batch with the store) fails at its first write with "database is locked", without
+# waiting, whenever another process committed since its read (SQLITE_BUSY_SNAPSHOT).
+_BUSY_TIMEOUT_MS = 30_000
+# SQLite's busy handler is not fair: a writer that commits and begins again at once can keep
+# another one waiting past its busy timeout, so BEGIN IMMEDIATE is tried again this long
+# before the write fails.
+_BEGIN_PATIENCE_S = 600.0
 
 
 @functools.lru_cache(maxsize=64)
@@ -179,7 +191,7 @@ class SQLiteStore(Store):
                 self.conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {uri}: {exc}") from exc
-        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         register_functions(self.conn)
         self._tables: set[str] = set()
         self._grouped = False  # inside begin() .. commit()
@@ -382,7 +394,7 @@ class SQLiteStore(Store):
                 self._tables.clear()
                 raise TransactionLost("the transaction of begin() was rolled back earlier")
             with self.conn:  # commits, or rolls back on an exception
-                self.conn.execute("BEGIN")
+                self._begin_immediate()
                 yield
             if self.checkpointer is not None:
                 self.checkpointer.notify()
@@ -399,9 +411,25 @@ class SQLiteStore(Store):
             raise
         self.conn.execute("RELEASE ptm_write")
 
+    def _begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE: the write lock now, waiting for another writer (see
+        ``_BUSY_TIMEOUT_MS``) rather than failing at the first write of the transaction."""
+        started = time.monotonic()
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                waited = time.monotonic() - started
+                if (getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY
+                        or waited >= _BEGIN_PATIENCE_S):
+                    raise
+                logger.warning("Another process has been writing %s for %.0f s: waiting on",
+                               self.uri, waited)
+
     def begin(self) -> None:
         if not self.conn.in_transaction:
-            self.conn.execute("BEGIN")
+            self._begin_immediate()
         self._grouped = True
 
     def commit(self) -> None:
@@ -419,6 +447,30 @@ class SQLiteStore(Store):
         self._tables.clear()  # a table created in the transaction is gone with it
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+
+    def take_lock(self, name: str, holder: Doc, *, now: float, ttl: float,
+                  replace: str | None = None) -> Doc | None:
+        """Read and write in one BEGIN IMMEDIATE transaction: no other connection can take
+        the lock between the two."""
+        table = self.table(LOCKS)
+        with self._atomic():
+            row = self.conn.execute(f"SELECT doc FROM {table} WHERE _id = ?",
+                                    (name,)).fetchone()
+            current: Doc | None = orjson.loads(row[0]) if row else None
+            if current is not None and not lock_is_free(current, holder, now, replace):
+                return current
+            doc = {**holder, "_id": name, "expires": now + ttl}
+            self.conn.execute(f"INSERT OR REPLACE INTO {table}(_id, doc) VALUES (?, ?)",
+                              (name, orjson.dumps(doc).decode()))
+        return None
+
+    def release_lock(self, name: str, holder_id: str) -> bool:
+        table = self.table(LOCKS)
+        with self._atomic():
+            cur = self.conn.execute(
+                f"DELETE FROM {table} WHERE _id = ? AND json_extract(doc, '$.holder') = ?",
+                (name, holder_id))
+        return cur.rowcount > 0
 
     def counters(self) -> dict[str, float]:
         c = self.checkpointer
