@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.stores import open_store
 from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env, run_crawl
 from tests.mockhub import MockHub
@@ -126,7 +127,7 @@ def test_losing_redis_mid_crawl_closes_the_crawl_and_keeps_what_it_stored(
     result = run_crawl("hf_models", mockhub, tmp_path,
                        "-a", "ids=" + ",".join(m["id"] for m in models), "-a", "owners=off",
                        "-s", f"PTM_HF_WINDOW={WINDOW:g}",
-                       env=hub_env(mockhub, PTM_FRONTIER=redis_url))
+                       env=hub_env(mockhub, PTM_FRONTIER=redis_url), expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
     assert stats["finish_reason"] == "shared_ratelimit_unavailable"
     assert stats["ptm/ratelimit/shared_errors"] >= 1
