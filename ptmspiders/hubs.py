@@ -27,14 +27,15 @@ class Service:
     key: str  # the throttle's name for it: log lines, shared-state keys, ``ptm/ratelimit`` stats
     url_setting: str  # the setting (and environment variable) holding its base URL
     buckets: tuple[str, ...] = ()  # its rate-limit buckets; empty: not paced at all
-    window: float = 0.0  # the rate-limit window in seconds, unless ``window_setting`` says
+    window: float = 0.0  # seconds: the default of ``window_setting`` (settings.py reads it)
     window_setting: str | None = None
     # Environment variables that authenticate it (all must be set); the first one names the
     # quota the requests count against (ratelimit_redis.py). Empty: always anonymous.
     credentials: tuple[str, ...] = ()
     auth_scheme: str | None = None  # "Bearer" (a token) or "Basic" (user name and key)
     # Published quotas per window: a tier name -> one quota per bucket (in ``buckets`` order).
-    tiers: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    tiers: Mapping[str, tuple[int, ...]] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False)
     exempt: bool = False  # its requests are never paced nor counted (GitHub's raw files)
 
 

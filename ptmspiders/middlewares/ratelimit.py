@@ -3,8 +3,9 @@
 Each request is classified into a bucket keyed by origin (scheme, host, port) and bucket name:
 the Hugging Face host has three (``api`` for ``/api/...``, ``resolvers`` for ``/{repo}/resolve/``,
 ``pages`` for the rest), the GitHub REST origin one (``core``; the raw host is not counted),
-Kaggle's API one. A bucket is a fixed window: ``quota`` requests per ``window`` seconds, first
-from the settings (the tier tables of HUBS.md), then from what the hub says on every answer
+Kaggle's API one (the services, their buckets and published quotas: ``ptmspiders/hubs.py``).
+A bucket is a fixed window: ``quota`` requests per ``window`` seconds, first from the settings
+and those published quotas (HUBS.md's tier tables), then from what the hub says on every answer
 (``RateLimit`` / ``RateLimit-Policy``, GitHub's ``X-RateLimit-*``).
 
 How a request's send time is decided (``Bucket.reserve``): the first request of a bucket, of
