@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from ptmspiders.export import FORMATS, export
+from ptmspiders.hubs import HUBS, unknown_hubs
 from ptmspiders.parsers.huggingface import OVERVIEW_SKIPPED
-from ptmspiders.pipelines.validate import load_schema
 from ptmspiders.query import INT64_MAX, QueryError, check_json_depth, dotted, parse_sort
 from ptmspiders.safe_output import escape_controls, escape_json_controls
 from ptmspiders.stores import (
@@ -151,10 +151,6 @@ def split_fields(text: str | None) -> list[str] | None:
 
 # -- commands ------------------------------------------------------------------------------------
 
-def hubs() -> list[str]:
-    return list(load_schema("model")["properties"]["hub"]["enum"])
-
-
 def last_crawls(store: Store) -> list[Doc]:
     """The latest record of each spider (the crawls collection is one document per run)."""
     latest: dict[str, Doc] = {}
@@ -165,7 +161,7 @@ def last_crawls(store: Store) -> list[Doc]:
 
 def cmd_stats(store: Store, args: argparse.Namespace) -> int:
     per_hub: dict[str, dict[str, int]] = {}
-    for hub in hubs():
+    for hub in HUBS:
         n = store.count("models", {"hub": hub})
         owners = store.count("owners", {"hub": hub})
         collections = store.count("collections", {"hub": hub})
@@ -237,10 +233,10 @@ def cmd_query(store: Store, args: argparse.Namespace) -> int:
 def cmd_export(store: Store, args: argparse.Namespace) -> int:
     where: dict[str, Any] = parse_filter(args.filter) if args.filter else {}
     if args.hub:
-        unknown = sorted(set(args.hub) - set(hubs()))
+        unknown = unknown_hubs(args.hub)
         if unknown:
             raise UsageError(f"unknown hub {', '.join(unknown)}; expected one of "
-                             f"{', '.join(hubs())}")
+                             f"{', '.join(HUBS)}")
         where = {"$and": [where, {"hub": {"$in": args.hub}}]} if where else {
             "hub": {"$in": args.hub}}
     if args.out == "-" and args.format == "parquet":

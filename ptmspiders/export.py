@@ -16,20 +16,11 @@ from typing import IO, Any
 
 import orjson
 
+from ptmspiders.hubs import HUBS
 from ptmspiders.pipelines.validate import load_schema
 
 FORMATS = ("jsonl", "parquet", "ptmtorrent")
 
-# PTMTorrent's hub names where it had the hub; the same style for the hubs it did not cover.
-PTMTORRENT_HUBS: dict[str, tuple[str, str]] = {
-    "huggingface": ("Hugging Face", "https://huggingface.co"),
-    "pytorch_hub": ("PyTorch Hub", "https://pytorch.org/hub"),
-    "onnx_zoo": ("ONNX Model Zoo", "https://github.com/onnx/models"),
-    "modelzoo": ("ModelZoo", "https://modelzoo.co"),
-    "modelhub": ("Modelhub", "https://modelhub.ai"),
-    "tfhub": ("TensorFlow Hub", "https://tfhub.dev"),
-    "kaggle": ("Kaggle Models", "https://www.kaggle.com/models"),
-}
 ARXIV_DOI_PREFIX = "10.48550/arXiv."  # arXiv's DataCite DOIs
 
 
@@ -172,7 +163,8 @@ def _datasets(doc: Mapping[str, Any]) -> list[dict[str, str]]:
 def ptmtorrent_record(doc: Mapping[str, Any], index: int) -> dict[str, Any]:
     """One document in PTMTorrent's unified schema; ``index`` (from 1) is its ``id``."""
     hub = str(doc.get("hub"))
-    hub_name, hub_url = PTMTORRENT_HUBS.get(hub, (hub, ""))
+    known = HUBS.get(hub)  # names and home pages as PTMTorrent had them (hubs.py)
+    hub_name, hub_url = (known.name, known.home) if known else (hub, "")
     crawl = doc.get("crawl") if isinstance(doc.get("crawl"), dict) else {}
     record: dict[str, Any] = {
         "id": index,

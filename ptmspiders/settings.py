@@ -8,7 +8,7 @@ reach Scrapy's "Overridden settings" log line.
 
 import os
 
-from ptmspiders import doc_size
+from ptmspiders import doc_size, hubs
 
 BOT_NAME = "ptmspiders"
 SPIDER_MODULES = ["ptmspiders.spiders"]
@@ -30,7 +30,7 @@ WARN_ON_GENERATOR_RETURN_VALUE = False
 FEED_EXPORT_ENCODING = "utf-8"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 
-# Hub endpoints (see ../shared/HUBS.md).
+# Hub endpoints (see ../shared/HUBS.md); which hub is read at which: ptmspiders/hubs.py.
 HF_ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 GITHUB_API_URL = os.environ.get("GITHUB_API_URL", "https://api.github.com")
 GITHUB_RAW_URL = os.environ.get("GITHUB_RAW_URL", "https://raw.githubusercontent.com")
@@ -118,12 +118,12 @@ PTM_RATELIMIT_ENABLED = True
 # anonymous. PTM_HF_QUOTAS overrides single buckets, e.g. {"api": 2500}.
 PTM_HF_TIER = os.environ.get("PTM_HF_TIER", "")
 PTM_HF_QUOTAS: dict[str, int] = {}
-PTM_HF_WINDOW = 300.0
-PTM_GITHUB_QUOTA = 0  # 0 = GitHub's own: 5000/hour with GITHUB_TOKEN, else 60
-PTM_GITHUB_WINDOW = 3600.0
+PTM_HF_WINDOW = hubs.HUGGINGFACE_API.window  # 300 s
+PTM_GITHUB_QUOTA = 0  # 0 = GitHub's own: 5000/hour with GITHUB_TOKEN, else 60 (hubs.py)
+PTM_GITHUB_WINDOW = hubs.GITHUB_API.window  # 3600 s
 # Kaggle publishes no number: a conservative default until its answers say otherwise.
 PTM_KAGGLE_QUOTA = 60
-PTM_KAGGLE_WINDOW = 60.0
+PTM_KAGGLE_WINDOW = hubs.KAGGLE_API.window  # 60 s
 # Share of a window's quota that may go out at once; the rest is spread over the window.
 PTM_RATELIMIT_BURST = 0.5
 PTM_RATELIMIT_MAX_WAITS = 20  # 429 waits per request before it is given up (and counted)

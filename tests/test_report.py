@@ -4,8 +4,10 @@ on SQLite and MongoDB alike, and the page opened in headless Chromium."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -262,8 +264,8 @@ def test_package_scan_beside_the_hub_scan(store: Store, tmp_path: Path) -> None:
         rows = {r["measure"]: (r["models"], r["of"]) for r in csv.DictReader(fh)}
     assert rows["unsafe (our scan)"] == ("2", "6")
     assert rows["agreement with the hub: only hub"] == ("1", "4")
-    page = (tmp_path / "r" / "index.html").read_text()
-    assert "only ours 1, only the hub&#x27;s 1" in page
+    page = html.unescape((tmp_path / "r" / "index.html").read_text())
+    assert "only ours 1, only the hub's 1" in page
 
 
 def test_both_stores_give_the_same_numbers(tmp_path: Path) -> None:
@@ -329,6 +331,51 @@ def test_empty_store_still_renders(tmp_path: Path) -> None:
         m = build_report(st, tmp_path / "out")
     assert m["verified_orgs"]["value"] is None
     assert (tmp_path / "out" / "index.html").read_text().count("data:image/png") == 6
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def test_hub_text_is_escaped_on_the_page(store: Store, tmp_path: Path) -> None:
+    """Model ids and owner names come from the hubs: on the page they are text, never markup."""
+    fill(store)
+    hub_id = f"{HOSTILE}/m'1\"&"
+    store.upsert("models", [model(f"huggingface:{hub_id}", owner=HOSTILE, downloads=7,
+                                  base_models=[f"<img src=x onerror=alert(2)>/{HOSTILE}"],
+                                  github_repos=["shared/repo"])])
+    build_report(store, tmp_path / "r")
+    page = Page()
+    page.feed((tmp_path / "r" / "index.html").read_text())
+    assert "script" not in page.tags and not any("onerror" in a for a in page.attrs)
+    assert [t for t in page.tags if t == "img"] == ["img"] * 6  # the figures only
+    assert HOSTILE in page.cells  # the owner, in maintainers.csv
+    assert any(f"huggingface:{hub_id}" in c.split() for c in page.cells)  # in cross_hub.csv
+    assert f"<img src=x onerror=alert(2)>/{HOSTILE}" in page.cells  # a base model
+
+
+class Page(HTMLParser):
+    """The tags, attribute names and table cell texts of a page, as a browser parses them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attrs: list[str] = []
+        self.cells: list[str] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs += [name for name, _ in attrs]
+        self._in_cell = tag == "td"
+        if self._in_cell:
+            self.cells.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_cell = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self.cells[-1] += data
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -3,8 +3,9 @@
 Each request is classified into a bucket keyed by origin (scheme, host, port) and bucket name:
 the Hugging Face host has three (``api`` for ``/api/...``, ``resolvers`` for ``/{repo}/resolve/``,
 ``pages`` for the rest), the GitHub REST origin one (``core``; the raw host is not counted),
-Kaggle's API one. A bucket is a fixed window: ``quota`` requests per ``window`` seconds, first
-from the settings (the tier tables of HUBS.md), then from what the hub says on every answer
+Kaggle's API one (the services, their buckets and published quotas: ``ptmspiders/hubs.py``).
+A bucket is a fixed window: ``quota`` requests per ``window`` seconds, first from the settings
+and those published quotas (HUBS.md's tier tables), then from what the hub says on every answer
 (``RateLimit`` / ``RateLimit-Policy``, GitHub's ``X-RateLimit-*``).
 
 How a request's send time is decided (``Bucket.reserve``): the first request of a bucket, of
@@ -46,6 +47,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.http import Response
 from scrapy.statscollectors import StatsCollector
 
+from ptmspiders.hubs import GITHUB_API, HUGGINGFACE_API, KAGGLE_API, SERVICES
 from ptmspiders.middlewares.auth import origin
 from ptmspiders.ratelimit_headers import (
     parse_github_ratelimit,
@@ -56,15 +58,9 @@ from ptmspiders.ratelimit_headers import (
 
 logger = logging.getLogger(__name__)
 
-# Hugging Face quotas per 5-minute window: (api, resolvers, pages), hub-docs rate-limits.md.
-HF_TIERS: dict[str, tuple[int, int, int]] = {
-    "anonymous": (500, 3000, 100),
-    "free": (1000, 5000, 200),
-    "pro": (2500, 12000, 400),
-    "team": (3000, 20000, 400),
-    "enterprise": (6000, 50000, 600),
-}
-HF_BUCKETS = ("api", "resolvers", "pages")
+# The budgets themselves are facts of the hubs' services (ptmspiders/hubs.py).
+HF_TIERS = HUGGINGFACE_API.tiers
+HF_BUCKETS = HUGGINGFACE_API.buckets
 META_KEY = "ptm_ratelimit"  # (bucket key, reservation number) of the request in flight
 WAITS_META = "ptm_ratelimit_waits"
 # Bucket fields that are one worker's own, never shared (see Bucket.state).
@@ -255,7 +251,7 @@ class HubRule:
             return None
         if self.path_filter and not path.startswith(self.path_filter):
             return None
-        if self.hub == "huggingface":
+        if self.hub == HUGGINGFACE_API.key:
             rest = path[len(self.path):]
             if rest.startswith("/api/"):
                 return "api"
@@ -273,42 +269,46 @@ def hub_rules(settings: Any, env_tokens: dict[str, bool]) -> list[HubRule]:
     """The hubs' budgets from settings, most specific base URL first."""
     tier = (settings.get("PTM_HF_TIER") or "").strip().lower()
     if not tier:
-        tier = "free" if env_tokens.get("HF_TOKEN") else "anonymous"
+        tier = "free" if env_tokens.get(HUGGINGFACE_API.credentials[0]) else "anonymous"
     if tier not in HF_TIERS:
         raise ValueError(f"PTM_HF_TIER={tier!r}: expected one of {', '.join(HF_TIERS)}")
     hf_quotas: dict[str, int | None] = dict(zip(HF_BUCKETS, HF_TIERS[tier], strict=True))
     for name, value in (settings.getdict("PTM_HF_QUOTAS") or {}).items():
         if name not in HF_BUCKETS or int(value) < 1:
-            raise ValueError(f"PTM_HF_QUOTAS: {name}={value!r}: buckets are api, resolvers, "
-                             "pages, each a quota >= 1")
+            raise ValueError(f"PTM_HF_QUOTAS: {name}={value!r}: buckets are "
+                             f"{', '.join(HF_BUCKETS)}, each a quota >= 1")
         hf_quotas[name] = int(value)
-    gh_quota = settings.getint("PTM_GITHUB_QUOTA", 0) or (
-        5000 if env_tokens.get("GITHUB_TOKEN") else 60)
-    kaggle_quota = settings.getint("PTM_KAGGLE_QUOTA", 0) or None
-    windows = {k: settings.getfloat(f"PTM_{k}_WINDOW", d)
-               for k, d in (("HF", 300.0), ("GITHUB", 3600.0), ("KAGGLE", 60.0))}
-    for k, w in windows.items():
-        if w <= 0:
-            raise ValueError(f"PTM_{k}_WINDOW must be > 0")
-    hf_origin, hf_path = _base(settings.get("HF_ENDPOINT"))
-    gh_origin, gh_path = _base(settings.get("GITHUB_API_URL"))
-    kg_origin, kg_path = _base(settings.get("KAGGLE_API_URL"))
+    gh_tier = "token" if env_tokens.get(GITHUB_API.credentials[0]) else "anonymous"
+    gh_quota = settings.getint("PTM_GITHUB_QUOTA", 0) or GITHUB_API.tiers[gh_tier][0]
+    quotas: dict[str, dict[str, int | None]] = {
+        HUGGINGFACE_API.key: hf_quotas,
+        GITHUB_API.key: dict.fromkeys(GITHUB_API.buckets, gh_quota),
+        KAGGLE_API.key: dict.fromkeys(KAGGLE_API.buckets,
+                                      settings.getint("PTM_KAGGLE_QUOTA", 0) or None),
+    }
+    paced = [s for s in SERVICES.values() if s.buckets]
+    windows: dict[str, float] = {}
+    for s in paced:
+        assert s.window_setting is not None
+        windows[s.key] = settings.getfloat(s.window_setting, s.window)
+        if windows[s.key] <= 0:
+            raise ValueError(f"{s.window_setting} must be > 0")
+    bases = {s.key: _base(settings.get(s.url_setting)) for s in paced}
+    hf_origin, hf_path = bases[HUGGINGFACE_API.key]
+    gh_origin, gh_path = bases[GITHUB_API.key]
     # Where GitHub's API shares a base with the Hub (only on a test's single mock), tell them
     # apart by GitHub's own path roots.
     gh_filter: tuple[str, ...] = ()
     if (gh_origin, gh_path) == (hf_origin, hf_path):
         gh_filter = tuple(f"{gh_path}/{p}/" for p in ("repos", "rate_limit", "search", "orgs"))
-    # Raw catalogue files are not counted against any quota; a rule of their own keeps them
-    # out of a bucket whose base they share (the API's or the Hub's, on one test mock).
-    raw_origin, raw_path = _base(settings.get("GITHUB_RAW_URL"))
-    rules = [
-        HubRule("github_raw", raw_origin, raw_path, {"raw": None}, windows["GITHUB"],
-                exempt=True),
-        HubRule("kaggle", kg_origin, kg_path, {"kaggle": kaggle_quota}, windows["KAGGLE"]),
-        HubRule("github", gh_origin, gh_path, {"core": gh_quota}, windows["GITHUB"], gh_filter),
-        HubRule("huggingface", hf_origin, hf_path, hf_quotas, windows["HF"]),
-    ]
-    return sorted(rules, key=lambda r: (-len(r.path), -len(r.path_filter)))
+    # Raw catalogue files are not counted against any quota (``exempt``): a rule of their own
+    # keeps them out of a bucket whose base they share (the API's or the Hub's, on one test
+    # mock), and wins a tie of bases. Otherwise, on one base, the service listed later in
+    # hubs.py wins (as its credential does in middlewares/auth.py).
+    rules = [HubRule(s.key, *bases[s.key], quotas.get(s.key) or dict.fromkeys(s.buckets),
+                     windows[s.key], gh_filter if s is GITHUB_API else (), exempt=s.exempt)
+             for s in reversed(paced)]
+    return sorted(rules, key=lambda r: (-len(r.path), -len(r.path_filter), not r.exempt))
 
 
 class RateLimitMiddleware:

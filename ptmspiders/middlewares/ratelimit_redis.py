@@ -37,6 +37,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 
+from ptmspiders.hubs import SERVICES
 from ptmspiders.middlewares.ratelimit import (
     AnswerStep,
     Bucket,
@@ -48,9 +49,8 @@ from ptmspiders.middlewares.ratelimit import (
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "ptm:ratelimit"
-# The credential each hub's requests carry (see middlewares/auth.py): it names the quota.
-CREDENTIALS = {"huggingface": ("HF_TOKEN",), "github": ("GITHUB_TOKEN",),
-               "kaggle": ("KAGGLE_USERNAME", "KAGGLE_KEY")}
+# The credential each service's requests carry (see middlewares/auth.py): it names the quota.
+CREDENTIALS = {s.key: s.credentials for s in SERVICES.values() if s.credentials}
 MAX_ATTEMPTS = 100  # optimistic transactions per step before the step fails
 CLOSE_REASON = "shared_ratelimit_unavailable"
 

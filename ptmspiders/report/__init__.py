@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ptmspiders.args import list_arg
+from ptmspiders.hubs import HUBS, unknown_hubs
 from ptmspiders.report import metrics as m
 from ptmspiders.report import render
 from ptmspiders.stores import Store, redact_uri
 
 __all__ = ["add_parser", "build_report", "compute_from_store"]
-
-HUBS = ("huggingface", "pytorch_hub", "onnx_zoo", "tfhub", "kaggle", "modelzoo", "modelhub")
 
 
 # Model fields the measurements read as values; the other counted fields are only tested for
@@ -62,9 +61,9 @@ def compute_from_store(store: Store, hubs: Sequence[str] = ()) -> tuple[m.Result
 
 def build_report(store: Store, out: Path, hubs: Sequence[str] = ()) -> m.Result:
     """Write ``index.html``, ``metrics.json`` and the CSV tables into ``out``."""
-    unknown = set(hubs) - set(HUBS)
+    unknown = unknown_hubs(hubs)
     if unknown:
-        raise ValueError(f"unknown hub(s): {', '.join(sorted(unknown))}; "
+        raise ValueError(f"unknown hub(s): {', '.join(unknown)}; "
                          f"expected some of {', '.join(HUBS)}")
     out.mkdir(parents=True, exist_ok=True)
     result, counts = compute_from_store(store, hubs)

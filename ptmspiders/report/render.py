@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from ptmspiders.report.metrics import Result
 from ptmspiders.safe_output import write_csv
@@ -237,16 +239,17 @@ def figures(m: Result) -> dict[str, str]:
 
 
 # HTML -----------------------------------------------------------------------------------------
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 30) -> str:
-    body = []
-    for n, row in enumerate(rows):
-        if n >= limit:
-            body.append(f"<tr><td colspan='{len(header)}'>… (full table in the CSV)</td></tr>")
-            break
-        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
-        body.append(f"<tr>{cells}</tr>")
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+ROW_LIMIT = 30  # rows of a table shown on the page; the CSV beside it has them all
+# The CSV tables shown under each measurement.
+CSV_OF: dict[str, list[str]] = {
+    "verified_orgs": ["verified_orgs.csv"], "signed_commits": ["signed_commits.csv"],
+    "model_index": ["model_index_by_task.csv"], "cards": ["cards.csv"],
+    "missing_fields": ["missing_fields.csv"],
+    "dependencies": ["dependencies_base_models.csv", "dependencies_datasets.csv"],
+    "popularity": ["popularity.csv"], "maintainers_reach": ["maintainers.csv"],
+    "unsafe_serialisation": ["unsafe_serialisation.csv", "package_scan.csv"],
+    "cross_hub": ["cross_hub.csv"],
+}
 
 
 def _cell(value: Any) -> str:
@@ -257,6 +260,22 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _thousands(value: int) -> str:
+    return f"{value:,}"
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The page's templates (``report/templates``, package data) with autoescape on, so a
+    model id or owner name from a hub is always text on the page, never markup."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("ptmspiders.report", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["cell"] = _cell
+    env.filters["thousands"] = _thousands
+    return env
 
 
 def _headline(key: str, e: Result) -> str:
@@ -302,48 +321,18 @@ def _headline(key: str, e: Result) -> str:
 
 def write_html(path: Path, metrics: Result, meta: dict[str, Any], figs: dict[str, str],
                csvs: dict[str, tuple[list[str], list[list[Any]]]]) -> None:
-    csv_of = {
-        "verified_orgs": ["verified_orgs.csv"], "signed_commits": ["signed_commits.csv"],
-        "model_index": ["model_index_by_task.csv"], "cards": ["cards.csv"],
-        "missing_fields": ["missing_fields.csv"],
-        "dependencies": ["dependencies_base_models.csv", "dependencies_datasets.csv"],
-        "popularity": ["popularity.csv"], "maintainers_reach": ["maintainers.csv"],
-        "unsafe_serialisation": ["unsafe_serialisation.csv", "package_scan.csv"],
-        "cross_hub": ["cross_hub.csv"],
-    }
+    """``index.html`` from ``templates/index.html.j2``: every measurement with its definition,
+    headline, figure and the first rows of its tables."""
     sections = []
     for key, title in TITLES.items():
         e = metrics[key]
-        parts = [f"<section id='{key}'><h2>{html.escape(title)}</h2>",
-                 f"<p class='def'><b>Definition.</b> {html.escape(str(e.get('definition', '')))}"
-                 f"</p>",
-                 f"<p><b>Result.</b> {html.escape(_headline(key, e))} "
-                 f"<span class='docs'>Documents read: {e.get('documents', 0):,}.</span></p>"]
-        if key in figs:
-            parts.append(f"<img alt='{html.escape(title)}' "
-                         f"src='data:image/png;base64,{figs[key]}'>")
-        for name in csv_of[key]:
+        shown = []
+        for name in CSV_OF[key]:
             header, rows = csvs[name]
-            parts.append(f"<h3>{html.escape(name)}</h3>{_table(header, rows)}")
-        parts.append("</section>")
-        sections.append("".join(parts))
-    doc = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>ptmspiders report</title>
-<style>
-body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: .5em 0 1.5em; font-size: 90%; }}
-td, th {{ border: 1px solid #ccc; padding: .2em .5em; text-align: left; }}
-img {{ max-width: 100%; display: block; margin: 1em 0; }}
-.def {{ color: #444; }} .docs {{ color: #777; }}
-</style></head><body>
-<h1>Pre-trained model hubs: reuse and risk measurements</h1>
-<p>Store: {html.escape(str(meta['store']))}. Hubs: {html.escape(', '.join(meta['hubs']) or 'all')}.
-Generated {html.escape(str(meta['generated_at']))} from {meta['documents']['models']:,} models,
-{meta['documents']['owners']:,} owners, {meta['documents']['commits']:,} commits and
-{meta['documents'].get('packages', 0):,} model packages.
-Every number here is also in <code>metrics.json</code> and the CSV files beside this page.</p>
-{''.join(sections)}
-</body></html>
-"""
-    path.write_text(doc, encoding="utf-8")
+            shown.append({"name": name, "header": header, "rows": rows[:ROW_LIMIT],
+                          "more": len(rows) > ROW_LIMIT})
+        sections.append({"key": key, "title": title, "definition": str(e.get("definition", "")),
+                         "headline": _headline(key, e), "documents": e.get("documents", 0),
+                         "figure": figs.get(key), "tables": shown})
+    page = environment().get_template("index.html.j2").render(meta=meta, sections=sections)
+    path.write_text(page, encoding="utf-8")
