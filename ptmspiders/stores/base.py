@@ -47,7 +47,7 @@ def decoded(doc: WriteDoc) -> Doc:
     return doc.decode() if isinstance(doc, Encoded) else doc
 
 COLLECTIONS: tuple[str, ...] = ("models", "owners", "collections", "crawls", "changes",
-                               "commits")
+                               "commits", "packages")
 
 # Indexed in every backend: what the studies and ``ptm query`` filter and sort on most.
 INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -59,6 +59,8 @@ INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "changes": ("model_id", "crawl_id"),
     # Commits of model repositories (issue 7): per-model lookups and signature counts.
     "commits": ("model", "signature"),
+    # Downloaded model packages (issue 25): per hub, and which are complete.
+    "packages": ("hub", "complete"),
 }
 
 

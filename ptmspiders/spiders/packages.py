@@ -1,0 +1,540 @@
+"""``scrapy crawl packages``: download the model packages of models already stored.
+
+Scrapy makes the API calls (Hugging Face tree listings, resolve calls, GitHub trees): they go
+through the throttle (the ``resolvers`` bucket for resolve calls), retries, auth and stats.
+File bytes take a streaming path (:mod:`ptmspiders.packages.fetch`) in worker threads, at most
+``PTM_PACKAGES_CONCURRENCY`` at a time, so neither memory nor the reactor depends on file size.
+Each package ends as one ``packages`` document (:class:`ptmspiders.items.PackageItem`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+from scrapy import Request, signals
+from scrapy.crawler import Crawler
+from scrapy.http import Response
+from twisted.internet import task
+
+from ptmspiders.args import ArgumentError, choice_arg, int_arg, list_arg
+from ptmspiders.items import PackageItem
+from ptmspiders.middlewares.auth import credentials_from, origin
+from ptmspiders.packages import hf, onnx
+from ptmspiders.packages.blobs import BlobStore, git_blob_sha1
+from ptmspiders.packages.fetch import REDIRECTS, Expect, Fetched, Streamer
+from ptmspiders.packages.layout import UnsafePath, link_file, package_dir
+from ptmspiders.packages.paths import safe_relpath
+from ptmspiders.packages.plan import FileSpec
+from ptmspiders.packages.progress import Progress
+from ptmspiders.packages.scanning import load_scanner, summary
+from ptmspiders.packages.selection import (
+    REVISION_MODES,
+    WEIGHT_MODES,
+    FileFilter,
+    Selection,
+    check_top,
+    parse_size,
+)
+from ptmspiders.spiders.base import PtmSpider, now_iso
+from ptmspiders.stores import crawler_store
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_HUBS = ("huggingface", "onnx_zoo")
+ALL_HUBS = ("huggingface", "pytorch_hub", "onnx_zoo", "tfhub", "kaggle", "modelzoo", "modelhub")
+JOB = "ptm_package"
+FILE = "ptm_file"
+
+
+@dataclass
+class Job:
+    """One package being fetched."""
+
+    model: dict[str, Any]
+    hub: str
+    revision: str | None = None
+    source_url: str | None = None
+    root: Path | None = None
+    specs: list[FileSpec] = field(default_factory=list)
+    records: list[dict[str, Any] | None] = field(default_factory=list)
+    pending: int = 0
+    new_bytes: int = 0
+    reason: str | None = None
+    finished: bool = False
+
+    @property
+    def id(self) -> str:
+        return str(self.model["_id"])
+
+
+class PackagesSpider(PtmSpider):
+    name = "packages"
+    hub = "packages"
+    # Only some models of some hubs: history never infers removals from this crawl.
+    restricted = True
+
+    def __init__(self, *args: Any, hub: str | None = None, filter: str | None = None,
+                 sort: str | None = None, limit: Any = None, top: str | None = None,
+                 include: str | None = None, exclude: str | None = None,
+                 weights: str | None = None, max_bytes: str | None = None,
+                 max_file_bytes: str | None = None, revision: str | None = None,
+                 dest: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        hubs = list_arg(hub) or list(ALL_HUBS)
+        unknown = [h for h in hubs if h not in ALL_HUBS]
+        if unknown:
+            raise ArgumentError(f"-a hub={hub!r}: unknown hub {', '.join(unknown)}; expected "
+                                f"{', '.join(ALL_HUBS)}")
+        where: dict[str, Any] = {}
+        if filter:
+            try:
+                where = json.loads(filter)
+            except json.JSONDecodeError as exc:
+                raise ArgumentError(f"-a filter: not JSON ({exc})") from None
+            if not isinstance(where, dict):
+                raise ArgumentError("-a filter: a JSON object, e.g. '{\"library\": \"onnx\"}'")
+        try:
+            self.selection = Selection(hubs=hubs, filter=where, sort=sort,
+                                       limit=int_arg("limit", limit), top=check_top(top))
+            self.max_bytes = parse_size(max_bytes, "max_bytes")
+            self.files = FileFilter(
+                include=tuple(list_arg(include)), exclude=tuple(list_arg(exclude)),
+                weights=choice_arg("weights", weights, WEIGHT_MODES) or "all",
+                max_file_bytes=parse_size(max_file_bytes, "max_file_bytes"))
+        except ValueError as exc:
+            raise ArgumentError(f"-a {exc}") from None
+        self.revision_mode = choice_arg("revision", revision, REVISION_MODES) or "pinned"
+        self.dest_arg = dest
+        self.args = {k: v for k, v in dict(
+            hub=hub, filter=filter, sort=sort, limit=limit, top=top, include=include,
+            exclude=exclude, weights=weights, max_bytes=max_bytes,
+            max_file_bytes=max_file_bytes, revision=revision, dest=dest).items() if v}
+        self.progress = Progress()
+        self.planned = 0  # new bytes reserved against max_bytes
+        self.stop_event = threading.Event()
+        self.inflight: dict[str, asyncio.Lock] = {}
+
+    def crawl_arguments(self) -> dict[str, Any]:
+        return dict(self.args)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PackagesSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        assert isinstance(spider, PackagesSpider)
+        spider.setup(crawler)
+        return spider
+
+    def setup(self, crawler: Crawler) -> None:
+        s = crawler.settings
+        self.dest = Path(self.dest_arg or s.get("PTM_PACKAGES_DIR") or "data/packages")
+        self.blobs = BlobStore(self.dest)
+        self.endpoint = str(s.get("HF_ENDPOINT")).rstrip("/")
+        self.media_url = str(s.get("GITHUB_MEDIA_URL")).rstrip("/")
+        concurrency = s.getint("PTM_PACKAGES_CONCURRENCY", 4)
+        packages_at_once = s.getint("PTM_PACKAGES_CONCURRENT_PACKAGES", 8)
+        self.inline_max = s.getint("PTM_PACKAGES_INLINE_MAX_BYTES", 16 << 20)
+        self.interval = s.getfloat("PTM_PACKAGES_PROGRESS_INTERVAL", 60.0)
+        if concurrency < 1 or packages_at_once < 1 or self.inline_max < 1:
+            raise ArgumentError("PTM_PACKAGES_CONCURRENCY, PTM_PACKAGES_CONCURRENT_PACKAGES "
+                                "and PTM_PACKAGES_INLINE_MAX_BYTES must be >= 1")
+        self.file_slots = asyncio.Semaphore(concurrency)
+        self.package_slots = asyncio.Semaphore(packages_at_once)
+        urls = {k: str(s.get(k)) for k in ("HF_ENDPOINT", "GITHUB_API_URL", "KAGGLE_API_URL")}
+        creds = credentials_from(urls, os.environ) if s.getbool("PTM_AUTH_ENABLED", True) else []
+        self.streamer = Streamer(
+            self.blobs, user_agent=str(s.get("USER_AGENT")),
+            timeout=s.getfloat("DOWNLOAD_TIMEOUT", 60.0),
+            credentials={c.origin: c.header for c in creds},
+            retry_wait=s.getfloat("PTM_PACKAGES_RETRY_WAIT", 1.0),
+            progress=self.progress.add_bytes, stop=self.stop_event)
+        self.scanner = load_scanner()
+        self.ticker: task.LoopingCall | None = None
+        crawler.signals.connect(self.opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.closed_, signal=signals.spider_closed)
+
+    # -- progress ----------------------------------------------------------------------------
+    def opened(self) -> None:
+        if self.interval > 0:
+            self.ticker = task.LoopingCall(self.log_progress)
+            self.ticker.start(self.interval, now=False)
+
+    def log_progress(self) -> None:
+        logger.info("%s", self.progress.line())
+        self.record_progress()
+
+    def record_progress(self) -> None:
+        if self.crawler.stats is not None:
+            for key, value in self.progress.figures().items():
+                if value is not None:
+                    self.crawler.stats.set_value(f"ptm/packages/progress/{key}", value)
+
+    def closed_(self, reason: str) -> None:
+        self.stop_event.set()  # worker threads leave their partial files for the next run
+        if self.ticker is not None and self.ticker.running:
+            self.ticker.stop()
+        logger.info("%s", self.progress.line())
+        self.record_progress()
+
+    # -- selection ---------------------------------------------------------------------------
+    async def start(self) -> AsyncIterator[Any]:
+        store = crawler_store(self.crawler)
+        models = list(self.selection.models(store))
+        self.progress.selected = len(models)
+        logger.info("Packages: %d models selected from %s in %s", len(models),
+                    ", ".join(self.selection.hubs), self.dest)
+        for model in models:
+            await self.package_slots.acquire()
+            job = Job(model=model, hub=str(model.get("hub")))
+            if job.hub == "huggingface":
+                for request in self.hf_start(job):
+                    yield request
+            elif job.hub == "onnx_zoo":
+                async for out in self.onnx_package(job):
+                    yield out
+            else:
+                self.count(f"packages/unsupported_hub/{job.hub}")
+                job.reason = "hub_not_supported"
+                yield await self.finish(job)
+
+    def slot_free(self) -> None:
+        self.package_slots.release()
+
+    # -- Hugging Face ------------------------------------------------------------------------
+    def hf_start(self, job: Job) -> Iterator[Request]:
+        repo_id = str(job.model.get("hub_id"))
+        pinned = job.model.get("latest_commit_sha")
+        if self.revision_mode == "pinned" and isinstance(pinned, str) and pinned:
+            yield self.tree_request(job, pinned)
+            return
+        if self.revision_mode == "pinned":
+            self.count("packages/unpinned")  # no stored commit: this run pins the latest
+        url = f"{self.endpoint}/api/models/{hf.quote_id(repo_id)}/revision/main?expand=sha"
+        yield self.json_request(url, expect="object", callback=self.parse_revision,
+                                errback=self.job_failed, meta={JOB: job}, dont_filter=True)
+
+    async def parse_revision(self, response: Response) -> AsyncIterator[Any]:
+        job: Job = response.meta[JOB]
+        data = self.decode(response, dict, what="model revision")
+        sha = data.get("sha") if isinstance(data, dict) else None
+        if not isinstance(sha, str) or not sha:
+            job.reason = "no_revision"
+            yield await self.finish(job)
+            return
+        yield self.tree_request(job, sha)
+
+    def tree_request(self, job: Job, revision: str) -> Request:
+        job.revision = revision
+        repo_id = str(job.model.get("hub_id"))
+        job.source_url = f"{self.endpoint}/{repo_id}/tree/{revision}"
+        return self.json_request(hf.tree_url(self.endpoint, repo_id, revision), expect="list",
+                                 callback=self.parse_tree, errback=self.job_failed,
+                                 meta={JOB: job}, dont_filter=True)
+
+    async def parse_tree(self, response: Response) -> AsyncIterator[Any]:
+        job: Job = response.meta[JOB]
+        entries = self.decode(response, list, what="file tree")
+        if entries is None:
+            job.reason = "bad_tree"
+            yield await self.finish(job)
+            return
+        specs, bad = hf.tree_files(entries)
+        if bad:
+            self.count("packages/bad_tree_entries", bad)
+        job.specs += specs
+        next_url = hf.next_link(response)
+        if next_url:
+            yield response.follow(next_url, callback=self.parse_tree, errback=self.job_failed,
+                                  meta={JOB: job, "ptm_expect": "list"}, dont_filter=True)
+            return
+        repo_id = str(job.model.get("hub_id"))
+        for spec in job.specs:
+            spec.url = hf.resolve_url(self.endpoint, repo_id, str(job.revision), spec.path)
+        owner, name = hf.split_repo(repo_id)
+        fetch = self.plan(job, owner, name)
+        if not fetch:
+            yield await self.finish(job)
+            return
+        for i in fetch:
+            yield self.resolve_request(job, i)
+
+    def resolve_request(self, job: Job, i: int, attempt: int = 1) -> Request:
+        """The resolve call of file ``i``: a GET for small git files (the body is the file,
+        verified in memory), a HEAD for LFS files (the answer is the CDN redirect; the bytes
+        are then streamed from there, without the hub's credential)."""
+        spec = job.specs[i]
+        inline = not spec.lfs and spec.size is not None and spec.size <= self.inline_max
+        assert spec.url is not None
+        return Request(spec.url, method="GET" if inline else "HEAD",
+                       callback=self.parse_resolve, errback=self.resolve_failed,
+                       dont_filter=True, priority=1,
+                       meta={JOB: job, FILE: i, "ptm_attempt": attempt, "dont_redirect": True,
+                             "handle_httpstatus_all": True,
+                             "download_maxsize": self.inline_max + 1})
+
+    async def parse_resolve(self, response: Response) -> AsyncIterator[Any]:
+        job: Job = response.meta[JOB]
+        i: int = response.meta[FILE]
+        spec = job.specs[i]
+        status = response.status
+        self.count("packages/resolve_calls")
+        location_header = response.headers.get("Location")
+        if status in REDIRECTS and location_header:
+            location = urljoin(response.url, location_header.decode("latin-1"))
+            linked = (response.headers.get("X-Linked-Etag") or b"").decode("latin-1")
+            linked = linked.strip('"').removeprefix("W/").strip('"').lower()
+            if spec.sha256 is None and len(linked) == 64:
+                spec.sha256 = linked  # an LFS file the tree gave without its oid
+            elif spec.sha256 and len(linked) == 64 and linked != spec.sha256:
+                self.count("packages/linked_etag_mismatch")
+            fetched = await self.stream(location, spec)
+            if (fetched.status == "failed" and fetched.reason in ("http_403", "http_410")
+                    and response.meta["ptm_attempt"] == 1):
+                # A signed CDN URL that expired while the file waited for a slot: ask again.
+                self.count("packages/resolve_again")
+                yield self.resolve_request(job, i, attempt=2)
+                return
+            async for item in self.file_fetched(job, i, fetched):
+                yield item
+        elif status == 200 and response.request is not None \
+                and response.request.method == "GET":
+            async for item in self.inline_file(job, i, response):
+                yield item
+        elif status == 200:
+            # Served by the hub itself (no CDN): stream it from there, credential attached.
+            assert spec.url is not None
+            fetched = await self.stream(spec.url, spec)
+            async for item in self.file_fetched(job, i, fetched):
+                yield item
+        else:
+            async for item in self.file_done(job, i, spec.record("failed",
+                                                                reason=f"http_{status}")):
+                yield item
+
+    async def inline_file(self, job: Job, i: int, response: Response) -> AsyncIterator[Any]:
+        spec = job.specs[i]
+        body = response.body
+        sha = hashlib.sha256(body).hexdigest()
+        ok = (spec.size is None or len(body) == spec.size) and \
+            (spec.git_oid is None or git_blob_sha1(body) == spec.git_oid) and \
+            (spec.sha256 is None or sha == spec.sha256) and \
+            (spec.git_oid is not None or spec.sha256 is not None)
+        if not ok:
+            if response.meta["ptm_attempt"] == 1:
+                self.count("packages/hash_mismatch_retries")
+                yield self.resolve_request(job, i, attempt=2)
+                return
+            async for item in self.file_done(job, i, spec.record("failed",
+                                                                reason="hash_mismatch")):
+                yield item
+            return
+        await asyncio.to_thread(self.blobs.put_bytes, body, sha)
+        if spec.git_oid:
+            self.blobs.note_git(spec.git_oid, sha)
+        self.progress.add_bytes(len(body))
+        job.new_bytes += len(body)
+        self.count("packages/files/downloaded")
+        self.count("packages/bytes_downloaded", len(body))
+        async for item in self.file_done(job, i, spec.record(
+                "downloaded", sha256=sha, blob=self.blobs.relpath(sha), size=len(body))):
+            yield item
+
+    async def resolve_failed(self, failure: Any) -> AsyncIterator[Any]:
+        request = failure.request
+        job: Job = request.meta[JOB]
+        i: int = request.meta[FILE]
+        self.count("packages/resolve_failed")
+        logger.error("Resolve failed for good: %s (%s)", request.url, failure.getErrorMessage())
+        async for item in self.file_done(job, i, job.specs[i].record("failed",
+                                                                    reason="resolve_failed")):
+            yield item
+
+    async def job_failed(self, failure: Any) -> AsyncIterator[Any]:
+        request = failure.request
+        job: Job = request.meta[JOB]
+        self.count("packages/listing_failed")
+        logger.error("Package listing failed for good: %s (%s)", request.url,
+                     failure.getErrorMessage())
+        job.reason = "listing_failed"
+        yield await self.finish(job)
+
+    # -- ONNX Model Zoo ----------------------------------------------------------------------
+    async def onnx_package(self, job: Job) -> AsyncIterator[Any]:
+        plan = onnx.package_plan(job.model, self.media_url)
+        if plan is None:
+            self.count("packages/onnx/unusable_record")
+            job.reason = "no_manifest_facts"
+            yield await self.finish(job)
+            return
+        job.revision, job.source_url, job.specs = plan.revision, plan.source_url, plan.files
+        fetch = self.plan(job, plan.owner, plan.name)
+        results = await asyncio.gather(*(self.stream(str(job.specs[i].url), job.specs[i])
+                                         for i in fetch))
+        for i, fetched in zip(fetch, results, strict=True):
+            async for item in self.file_fetched(job, i, fetched):
+                yield item
+        if not fetch:
+            yield await self.finish(job)
+
+    # -- shared: planning, fetching, finishing -----------------------------------------------
+    def plan(self, job: Job, owner: str | None, name: str) -> list[int]:
+        """Record what needs no transfer (refused, skipped, present); reserve the budget for
+        the rest. Returns the indexes of the files to fetch."""
+        job.records = [None] * len(job.specs)
+        try:
+            job.root = package_dir(self.dest, job.hub, owner, name, str(job.revision))
+        except UnsafePath:
+            self.count("packages/refused_location")
+            job.reason = "unsafe_location"
+            job.records = [s.record("refused", reason="unsafe_location") for s in job.specs]
+            return []
+        fetch: list[int] = []
+        seen: set[str] = set()
+        for i, spec in enumerate(job.specs):
+            clean = safe_relpath(spec.path)
+            if clean is None or clean in seen:
+                self.count("packages/files/refused")
+                logger.warning("Refused path %r in %s", spec.path, job.id)
+                job.records[i] = spec.record("refused", reason="unsafe_path" if clean is None
+                                             else "duplicate_path")
+                continue
+            seen.add(clean)
+            why = self.files.skip_reason(clean, spec.size)
+            if why is not None:
+                self.count(f"packages/files/skipped/{why}")
+                job.records[i] = spec.record("skipped", reason=why)
+                continue
+            sha = spec.sha256 if spec.sha256 and self.blobs.has(spec.sha256, spec.size) \
+                else self.blobs.sha256_of_git(spec.git_oid) if not spec.sha256 else None
+            if sha is not None:
+                self.count("packages/files/present")
+                job.records[i] = spec.record("present", sha256=sha, blob=self.blobs.relpath(sha))
+                continue
+            fetch.append(i)
+        new = sum(job.specs[i].size or 0 for i in fetch)
+        if fetch and self.max_bytes is not None and self.planned + new > self.max_bytes:
+            # Never half a package: what does not fit in the budget waits for another run.
+            self.count("packages/over_budget")
+            self.count("packages/files/skipped/max_bytes", len(fetch))
+            for i in fetch:
+                job.records[i] = job.specs[i].record("skipped", reason="max_bytes")
+            return []
+        self.planned += new
+        self.progress.planned_bytes += new
+        job.pending = len(fetch)
+        return fetch
+
+    async def stream(self, url: str, spec: FileSpec) -> Fetched:
+        expect = Expect(sha256=spec.sha256, git_oid=None if spec.sha256 else spec.git_oid,
+                        size=spec.size)
+        if not expect.key:
+            return Fetched("failed", reason="no_hash")
+        if origin(url) != origin(self.endpoint):
+            self.count("packages/cdn_transfers")
+        # One transfer per blob at a time: the same blob in several packages is fetched once
+        # (the others then find it present) and never written by two threads.
+        lock = self.inflight.setdefault(expect.key, asyncio.Lock())
+        try:
+            async with lock, self.file_slots:
+                if spec.sha256 and self.blobs.has(spec.sha256, spec.size):
+                    return Fetched("present", sha256=spec.sha256, size=spec.size or 0)
+                known = self.blobs.sha256_of_git(expect.git_oid)
+                if known is not None:
+                    return Fetched("present", sha256=known, size=spec.size or 0)
+                return await asyncio.to_thread(self.streamer.fetch, url, expect)
+        finally:
+            if not lock.locked():
+                self.inflight.pop(expect.key, None)
+
+    async def file_fetched(self, job: Job, i: int, fetched: Fetched) -> AsyncIterator[Any]:
+        spec = job.specs[i]
+        self.count("packages/transfer_requests", fetched.requests)
+        if fetched.resumed:
+            self.count("packages/resumed", fetched.resumed)
+        if fetched.status in ("downloaded", "present") and fetched.sha256:
+            if fetched.status == "downloaded":
+                job.new_bytes += fetched.size
+                self.count("packages/files/downloaded")
+                self.count("packages/bytes_downloaded", fetched.size)
+            else:
+                self.count("packages/files/present")
+            record = spec.record(fetched.status, sha256=fetched.sha256,
+                                 blob=self.blobs.relpath(fetched.sha256), size=fetched.size)
+        else:
+            self.count(f"packages/files/failed/{fetched.reason}")
+            logger.error("File %s of %s failed: %s", spec.path, job.id, fetched.reason)
+            record = spec.record("failed", reason=fetched.reason)
+        async for item in self.file_done(job, i, record):
+            yield item
+
+    async def file_done(self, job: Job, i: int, record: dict[str, Any]) -> AsyncIterator[Any]:
+        job.records[i] = record
+        job.pending -= 1
+        if job.pending == 0:
+            yield await self.finish(job)
+
+    async def finish(self, job: Job) -> PackageItem:
+        """Link the package folder, scan what can be scanned, and build the record."""
+        if job.finished:
+            raise RuntimeError(f"package {job.id} finished twice")
+        job.finished = True
+        records = [r for r in job.records if r is not None]
+        if job.root is not None:
+            await asyncio.to_thread(self.link_and_scan, job, records)
+            if self.scanner is None:
+                self.count("packages/scan_unavailable")
+        self.progress.done += 1
+        complete = job.reason is None and all(
+            r["status"] in ("downloaded", "present")
+            or (r["status"] == "skipped" and r["reason"] in ("excluded", "weights"))
+            for r in records)
+        self.count("packages/done")
+        self.count("packages/complete" if complete else "packages/incomplete")
+        self.slot_free()
+        seen = self.seen_at()
+        dest_rel = str(job.root.relative_to(self.dest)) if job.root is not None else None
+        return PackageItem(
+            _id=job.id, hub=job.hub, hub_id=str(job.model.get("hub_id") or job.id),
+            revision=job.revision, source_url=job.source_url, path=dest_rel, files=records,
+            bytes=sum(r["size"] or 0 for r in records if r["status"] in ("downloaded",
+                                                                       "present")),
+            new_bytes=job.new_bytes, complete=complete, downloaded_at=now_iso(),
+            scan=summary(records), reason=job.reason,
+            crawl={"first_seen": seen, "last_seen": seen, "source_url": job.source_url})
+
+    def link_and_scan(self, job: Job, records: list[dict[str, Any]]) -> None:
+        """In a worker thread: hard links, then the scanner on pickle-based files."""
+        assert job.root is not None
+        for r in records:
+            if r["status"] not in ("downloaded", "present") or not r["blob"]:
+                continue
+            blob = self.dest / r["blob"]
+            try:
+                link_file(job.root, r["path"], blob)
+            except UnsafePath:
+                r.update(status="refused", reason="unsafe_path", verified=False)
+                continue
+            except OSError as exc:
+                r.update(status="failed", reason=f"link_failed: {exc.strerror}",
+                         verified=False)
+                continue
+            if self.scanner is None:
+                continue
+            is_scannable, scan_file = self.scanner
+            if is_scannable(r["path"]):
+                try:
+                    r["scan"] = scan_file(blob, r["path"])
+                except Exception as exc:  # a scanner bug must not lose the package record
+                    logger.exception("Scanner failed on %s", r["path"])
+                    r["scan"] = {"status": "error", "globals": [], "dangerous": [],
+                                 "scanner": f"error: {type(exc).__name__}"}
+
