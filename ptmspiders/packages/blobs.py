@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import re
+import uuid
 from pathlib import Path
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -77,11 +78,12 @@ class BlobStore:
         """Move a verified file into place (atomically; a blob already there wins)."""
         final = self.path(sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            tmp.unlink(missing_ok=True)
-        else:
-            os.chmod(tmp, 0o444)  # blobs are shared by hard links: nobody edits one in place
-            os.replace(tmp, final)
+        os.chmod(tmp, 0o444)  # blobs are shared by hard links: nobody edits one in place
+        # link(2) creates the name only if it is free: of two writers of one blob, the first
+        # wins and every hard link of every package points at that one inode.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, final)
+        tmp.unlink(missing_ok=True)
         return final
 
     def put_bytes(self, data: bytes, sha256: str) -> Path:
@@ -89,7 +91,7 @@ class BlobStore:
         if self.has(sha256, len(data)):
             return self.path(sha256)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp / f"{sha256}.{os.getpid()}.new"
+        tmp = self.tmp / f"{sha256}.{uuid.uuid4().hex}.new"
         with tmp.open("wb") as f:
             f.write(data)
             f.flush()
@@ -116,6 +118,6 @@ class BlobStore:
         with contextlib.suppress(ValueError):
             path = self._git_path(oid)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{oid}.{os.getpid()}.tmp")
+            tmp = path.with_name(f"{oid}.{uuid.uuid4().hex}.tmp")
             tmp.write_text(sha256)
             os.replace(tmp, path)

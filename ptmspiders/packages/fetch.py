@@ -89,13 +89,15 @@ class Streamer:
             num_pools=32, maxsize=16, retries=False,
             timeout=urllib3.Timeout(connect=min(timeout, 30.0), read=timeout))
 
-    def fetch(self, url: str, expect: Expect) -> Fetched:
-        """Download ``url`` into the store, verified against ``expect``."""
+    def fetch(self, url: str, expect: Expect, auth_origin: str | None = None) -> Fetched:
+        """Download ``url`` into the store, verified against ``expect``. The credential of
+        ``auth_origin`` (the hub whose file this is) goes only to that origin; without it,
+        no request carries one."""
         result = Fetched("failed")
         part = self.blobs.part_path(expect.key or hashlib.sha256(url.encode()).hexdigest())
         for attempt in (1, 2):
             try:
-                sha, size = self._transfer(url, part, expect, result)
+                sha, size = self._transfer(url, part, expect, result, auth_origin)
             except Cancelled:
                 result.status, result.reason = "cancelled", "cancelled"
                 return result
@@ -116,8 +118,8 @@ class Streamer:
         return result
 
     # -- one attempt: as many Range requests as the transfer needs ------------------------
-    def _transfer(self, url: str, part: Path, expect: Expect, result: Fetched
-                  ) -> tuple[str, int]:
+    def _transfer(self, url: str, part: Path, expect: Expect, result: Fetched,
+                  auth_origin: str | None) -> tuple[str, int]:
         state = _State(expect)
         if part.exists():
             state.rehash(part)
@@ -130,7 +132,7 @@ class Streamer:
             if expect.size is not None and state.have == expect.size and state.have > 0:
                 break  # complete on disk (a run killed before the rename)
             try:
-                if self._request(url, part, expect, state, result):
+                if self._request(url, part, expect, state, result, auth_origin):
                     break
                 continue  # restarted from byte 0
             except (Urllib3Error, ConnectionError, TimeoutError) as exc:
@@ -149,9 +151,10 @@ class Streamer:
             raise _Mismatch
         return actual, state.have
 
-    def _headers(self, url: str, have: int) -> dict[str, str]:
+    def _headers(self, url: str, have: int, auth_origin: str | None) -> dict[str, str]:
         headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
-        cred = self.credentials.get(origin(url))
+        here = origin(url)
+        cred = self.credentials.get(here) if here == auth_origin else None
         if cred is not None:
             headers["Authorization"] = cred
         if have:
@@ -159,13 +162,14 @@ class Streamer:
         return headers
 
     def _request(self, url: str, part: Path, expect: Expect, state: _State,
-                 result: Fetched) -> bool:
+                 result: Fetched, auth_origin: str | None) -> bool:
         """One GET (after redirects): True when the body ended, False when the file must
         start again from byte 0. Raises on a cut transfer (the caller resumes)."""
         target = url
         for _ in range(self.max_redirects + 1):
-            resp = self.http.request("GET", target, headers=self._headers(target, state.have),
-                                     redirect=False, preload_content=False)
+            headers = self._headers(target, state.have, auth_origin)
+            resp = self.http.request("GET", target, headers=headers, redirect=False,
+                                     preload_content=False)
             result.requests += 1
             if resp.status in REDIRECTS and resp.headers.get("Location"):
                 resp.drain_conn()
@@ -192,7 +196,9 @@ class Streamer:
             else:
                 raise _HttpFailure(f"http_{resp.status}")
             with part.open("ab") as f:
-                for chunk in resp.stream(CHUNK):
+                # read1: whatever arrived (up to 1 MiB) is written before the next read, so a
+                # cut transfer loses no received byte and resumes exactly where it stopped.
+                while chunk := resp.read1(CHUNK):
                     if self.stop.is_set():
                         raise Cancelled
                     f.write(chunk)

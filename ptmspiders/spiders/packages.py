@@ -139,6 +139,7 @@ class PackagesSpider(PtmSpider):
         self.dest = Path(self.dest_arg or s.get("PTM_PACKAGES_DIR") or "data/packages")
         self.blobs = BlobStore(self.dest)
         self.endpoint = str(s.get("HF_ENDPOINT")).rstrip("/")
+        self.hub_origin = origin(self.endpoint)
         self.media_url = str(s.get("GITHUB_MEDIA_URL")).rstrip("/")
         concurrency = s.getint("PTM_PACKAGES_CONCURRENCY", 4)
         packages_at_once = s.getint("PTM_PACKAGES_CONCURRENT_PACKAGES", 8)
@@ -296,7 +297,7 @@ class PackagesSpider(PtmSpider):
                 spec.sha256 = linked  # an LFS file the tree gave without its oid
             elif spec.sha256 and len(linked) == 64 and linked != spec.sha256:
                 self.count("packages/linked_etag_mismatch")
-            fetched = await self.stream(location, spec)
+            fetched = await self.stream(location, spec, self.hub_origin)
             if (fetched.status == "failed" and fetched.reason in ("http_403", "http_410")
                     and response.meta["ptm_attempt"] == 1):
                 # A signed CDN URL that expired while the file waited for a slot: ask again.
@@ -312,7 +313,7 @@ class PackagesSpider(PtmSpider):
         elif status == 200:
             # Served by the hub itself (no CDN): stream it from there, credential attached.
             assert spec.url is not None
-            fetched = await self.stream(spec.url, spec)
+            fetched = await self.stream(spec.url, spec, self.hub_origin)
             async for item in self.file_fetched(job, i, fetched):
                 yield item
         else:
@@ -337,7 +338,14 @@ class PackagesSpider(PtmSpider):
                                                                 reason="hash_mismatch")):
                 yield item
             return
-        await asyncio.to_thread(self.blobs.put_bytes, body, sha)
+        try:
+            await asyncio.to_thread(self.blobs.put_bytes, body, sha)
+        except OSError as exc:
+            logger.error("Cannot store %s: %s", spec.path, exc)
+            async for item in self.file_done(job, i, spec.record(
+                    "failed", reason=f"os_error: {exc.strerror or exc}")):
+                yield item
+            return
         if spec.git_oid:
             self.blobs.note_git(spec.git_oid, sha)
         self.progress.add_bytes(len(body))
@@ -433,7 +441,9 @@ class PackagesSpider(PtmSpider):
         job.pending = len(fetch)
         return fetch
 
-    async def stream(self, url: str, spec: FileSpec) -> Fetched:
+    async def stream(self, url: str, spec: FileSpec, auth: str | None = None) -> Fetched:
+        """``spec`` from ``url`` in a worker thread; ``auth``: the origin whose credential
+        may be sent (the hub's, for its own resolve URLs), never another."""
         expect = Expect(sha256=spec.sha256, git_oid=None if spec.sha256 else spec.git_oid,
                         size=spec.size)
         if not expect.key:
@@ -443,17 +453,17 @@ class PackagesSpider(PtmSpider):
         # One transfer per blob at a time: the same blob in several packages is fetched once
         # (the others then find it present) and never written by two threads.
         lock = self.inflight.setdefault(expect.key, asyncio.Lock())
-        try:
-            async with lock, self.file_slots:
-                if spec.sha256 and self.blobs.has(spec.sha256, spec.size):
-                    return Fetched("present", sha256=spec.sha256, size=spec.size or 0)
-                known = self.blobs.sha256_of_git(expect.git_oid)
-                if known is not None:
-                    return Fetched("present", sha256=known, size=spec.size or 0)
-                return await asyncio.to_thread(self.streamer.fetch, url, expect)
-        finally:
-            if not lock.locked():
-                self.inflight.pop(expect.key, None)
+        async with lock, self.file_slots:
+            if spec.sha256 and self.blobs.has(spec.sha256, spec.size):
+                return Fetched("present", sha256=spec.sha256, size=spec.size or 0)
+            known = self.blobs.sha256_of_git(expect.git_oid)
+            if known is not None:
+                return Fetched("present", sha256=known, size=spec.size or 0)
+            try:
+                return await asyncio.to_thread(self.streamer.fetch, url, expect, auth)
+            except OSError as exc:  # a full disk, a permission: this file fails, not the run
+                logger.error("Cannot store %s: %s", spec.path, exc)
+                return Fetched("failed", reason=f"os_error: {exc.strerror or exc}")
 
     async def file_fetched(self, job: Job, i: int, fetched: Fetched) -> AsyncIterator[Any]:
         spec = job.specs[i]

@@ -152,7 +152,7 @@ def serve(hub: MockHub, req: MockRequest, f: PkgFile, key: str,
           headers: list[tuple[str, str]] | None = None) -> MockResponse:
     """The file's bytes: Range honoured, the first transfer of a cut file stopped half-way."""
     start = _range(req, f.size)
-    headers = list(headers or []) + [("Accept-Ranges", "bytes"), ("ETag", f'"{f.sha256}"')]
+    headers = [*(headers or []), ("Accept-Ranges", "bytes"), ("ETag", f'"{f.sha256}"')]
     if start is not None and start >= f.size:
         return MockResponse(status=416, headers=[("Content-Range", f"bytes */{f.size}")])
     status = 200

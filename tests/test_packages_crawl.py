@@ -1,0 +1,253 @@
+"""Whole ``scrapy crawl packages`` runs against the mock hub, with a second mock (another
+origin, 127.0.0.2) as the CDN: every hostile case of issue 25, dedupe, the token, reruns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ptmspiders.stores import open_store
+from tests.conftest import ROOT, crawl_stats, hub_env, run_crawl
+from tests.mockhub import MockHub
+from tests.mockhub.packages import BLOCK, EVIL_PICKLE, Generated, PkgFile, attach_cdn, hostile_repos
+
+TOKEN = "hf_packages_secret_token"
+
+
+@pytest.fixture
+def hubs():
+    with MockHub() as hub, MockHub(host="127.0.0.2") as cdn:
+        attach_cdn(hub, cdn)
+        yield hub, cdn
+
+
+def seed(tmp_path: Path, docs: list[dict[str, Any]]) -> str:
+    uri = f"sqlite:///{tmp_path}/ptm.sqlite"
+    with open_store(uri) as store:
+        store.upsert("models", docs)
+    return uri
+
+
+def crawl(hub: MockHub, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+          ) -> tuple[dict[str, Any], str]:
+    result = run_crawl("packages", hub, tmp_path, "-a", f"dest={tmp_path / 'pk'}",
+                       "-s", "PTM_PACKAGES_RETRY_WAIT=0.01", *args,
+                       env=env or hub_env(hub, HF_TOKEN=TOKEN))
+    return crawl_stats(result.stderr), result.stderr
+
+
+def packages(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        return {d["_id"]: d for d in store.find("packages")}
+
+
+def by_path(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["path"]: f for f in doc["files"]}
+
+
+def cdn_gets(cdn: MockHub, sha: str) -> list[Any]:
+    return [r for r in cdn.log if r.path == f"/cdn/{sha}" and r.method == "GET"]
+
+
+@pytest.mark.crawl
+def test_hostile_packages_end_to_end(hubs, tmp_path):
+    hub, cdn = hubs
+    facts = hostile_repos(hub.packages)
+    seed(tmp_path, hub.packages.model_docs())
+    stats, log = crawl(hub, tmp_path)
+    docs = packages(tmp_path)
+    assert set(docs) == {"huggingface:acme/alpha", "huggingface:acme/beta",
+                         "huggingface:zeta/gamma"}
+    alpha = by_path(docs["huggingface:acme/alpha"])
+    dest = tmp_path / "pk"
+    root = dest / docs["huggingface:acme/alpha"]["path"]
+
+    # Path traversal: every hostile name recorded refused, nothing written for it.
+    for path in facts["refused"]:
+        assert alpha[path]["status"] == "refused", path
+        assert alpha[path]["reason"] == "unsafe_path"
+    names = {p.name for p in tmp_path.rglob("*")}
+    assert not names & {"escape.txt", "up.txt", "win.txt", "passwd", "dot.txt"}
+    assert not any("byte.txt" in n for n in names)
+
+    # Bytes that do not match their hash: fetched twice, then failed; never linked.
+    corrupt = facts["corrupt"]
+    assert (alpha["broken.safetensors"]["status"],
+            alpha["broken.safetensors"]["reason"]) == ("failed", "hash_mismatch")
+    assert len(cdn_gets(cdn, corrupt.sha256)) == 2
+    assert not (root / "broken.safetensors").exists()
+    assert not (dest / "blobs" / "sha256" / corrupt.sha256[:2] / corrupt.sha256).exists()
+    assert docs["huggingface:acme/alpha"]["complete"] is False
+
+    # The cut transfer: resumed with a Range request, verified.
+    cut = facts["cut"]
+    gets = cdn_gets(cdn, cut.sha256)
+    assert [r.headers.get("range") for r in gets] == [None, f"bytes={cut.size // 2}-"]
+    assert alpha["big.gguf"]["status"] == "downloaded" and alpha["big.gguf"]["verified"]
+    assert stats["ptm/packages/resumed"] == 1
+
+    # The pickle that imports os.system: stored byte for byte, never run.
+    assert (root / "pytorch_model.bin").read_bytes() == EVIL_PICKLE
+    assert "pwned" not in log
+
+    # One blob in three repositories: one blob file, three hard links, one CDN transfer.
+    shared = facts["shared"]
+    blob = dest / "blobs" / "sha256" / shared.sha256[:2] / shared.sha256
+    links = [root / "model.safetensors",
+             dest / docs["huggingface:acme/beta"]["path"] / "weights" / "model.safetensors",
+             dest / docs["huggingface:zeta/gamma"]["path"] / "model.safetensors"]
+    assert all(os.path.samefile(p, blob) for p in links)
+    assert blob.stat().st_nlink == 4
+    assert len(cdn_gets(cdn, shared.sha256)) == 1
+    assert sorted(list((dest / "blobs" / "sha256").rglob("*")), key=str)  # not empty
+
+    # The token: on the hub's API and resolve calls, never on the CDN.
+    assert any(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.log)
+    assert cdn.log
+    for r in cdn.log:
+        assert "authorization" not in r.headers
+        assert TOKEN not in json.dumps(r.headers) + r.raw_target
+    assert TOKEN not in log
+
+    # Records: complete packages, schema-valid (stored through the validating pipeline).
+    assert docs["huggingface:acme/beta"]["complete"] is True
+    assert docs["huggingface:zeta/gamma"]["complete"] is True
+    assert stats["ptm/valid/packages"] == 3
+    # Resolve calls went through Scrapy (the resolvers bucket); the CDN's did not.
+    resolves = [r for r in hub.log if "/resolve/" in r.path]
+    assert stats["downloader/request_count"] == len(hub.log)
+    assert len(resolves) == stats["ptm/packages/resolve_calls"]
+
+
+@pytest.mark.crawl
+def test_rerun_fetches_nothing_already_verified(hubs, tmp_path):
+    hub, cdn = hubs
+    hostile_repos(hub.packages)
+    seed(tmp_path, hub.packages.model_docs())
+    crawl(hub, tmp_path)
+    first = packages(tmp_path)
+    assert len(first) == 3, list(first)
+    cdn.clear_log()
+    hub.clear_log()
+    stats, _ = crawl(hub, tmp_path)
+    # Only the file that never verified is asked for again.
+    corrupt = hub.packages.repos["acme/alpha"][1][4]
+    assert {r.path for r in cdn.log} == {f"/cdn/{corrupt.sha256}"}
+    assert [r.path for r in hub.log if "/resolve/" in r.path] == [
+        f"/acme/alpha/resolve/{'a' * 40}/broken.safetensors"]
+    second = packages(tmp_path)
+    for _id, doc in second.items():
+        for f in doc["files"]:
+            if by_path(first[_id])[f["path"]]["verified"]:
+                assert f["status"] == "present", (f["path"], f["status"])
+    assert "ptm/packages/files/downloaded" not in stats
+    assert second["huggingface:acme/beta"]["new_bytes"] == 0
+
+
+@pytest.mark.crawl
+def test_sigkill_mid_transfer_then_rerun_resumes_with_range(hubs, tmp_path):
+    hub, cdn = hubs
+    stall = threading.Event()
+    big = PkgFile("big.safetensors", Generated(seed=11, size=4 * BLOCK + 321), lfs=True,
+                  stall=stall)
+    small = [PkgFile(f"part-{i}.safetensors", bytes([i]) * 5000, lfs=True) for i in range(3)]
+    hub.packages.add("acme/slow", "d" * 40, [big, *small, PkgFile("config.json", b"{}")])
+    uri = seed(tmp_path, hub.packages.model_docs())
+    dest = tmp_path / "pk"
+    part = dest / "blobs" / "tmp" / f"{big.sha256}.part"
+    blobs = [dest / "blobs" / "sha256" / f.sha256[:2] / f.sha256 for f in small]
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={dest}",
+           "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub, HF_TOKEN=TOKEN),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                part.exists() and part.stat().st_size >= BLOCK and all(b.exists() for b in blobs)):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        stall.set()
+    assert all(b.exists() for b in blobs)
+    have = part.stat().st_size
+    assert 0 < have < big.size
+    cdn.clear_log()
+    hub.clear_log()
+
+    stats, _ = crawl(hub, tmp_path)
+    # No byte of a verified blob again; the cut file continued where the disk ended.
+    assert [r.path for r in cdn.log] == [f"/cdn/{big.sha256}"]
+    assert cdn.log[0].headers.get("range") == f"bytes={have}-"
+    assert all("authorization" not in r.headers for r in cdn.log)
+    doc = packages(tmp_path)["huggingface:acme/slow"]
+    files = by_path(doc)
+    assert files["big.safetensors"]["status"] == "downloaded"
+    assert all(files[f.path]["status"] == "present" for f in small)
+    assert doc["complete"] is True
+    assert doc["new_bytes"] == big.size
+    assert stats["ptm/packages/progress/bytes_received"] == big.size - have
+
+
+@pytest.mark.crawl
+def test_selection_weights_budget_and_file_size(hubs, tmp_path):
+    hub, cdn = hubs
+    hostile_repos(hub.packages)
+    seed(tmp_path, hub.packages.model_docs())
+    stats, _ = crawl(hub, tmp_path, "-a", "weights=safe", "-a", "exclude=*.gguf",
+                     "-a", "max_file_bytes=70K", "-a", "hub=huggingface")
+    alpha = by_path(packages(tmp_path)["huggingface:acme/alpha"])
+    assert alpha["pytorch_model.bin"]["reason"] == "weights"
+    assert alpha["big.gguf"]["reason"] == "excluded"
+    assert alpha["model.safetensors"]["reason"] == "max_file_bytes"  # 72 KiB
+    assert alpha["config.json"]["status"] == "downloaded"
+    assert not any(r.path.endswith(alpha["pytorch_model.bin"]["sha256"]) for r in cdn.log)
+
+    # A budget too small for a package skips the package's new files, counted.
+    other = tmp_path / "budget"
+    other.mkdir()
+    seed(other, hub.packages.model_docs())
+    stats, _ = crawl(hub, other, "-a", "max_bytes=100K", "-a", "limit=1",
+                     "-a", "sort=-downloads")
+    docs = packages(other)
+    assert list(docs) == ["huggingface:acme/alpha"]
+    files = by_path(docs["huggingface:acme/alpha"])
+    assert {f["reason"] for f in files.values() if f["status"] == "skipped"} == {"max_bytes"}
+    assert not any(f["status"] == "downloaded" for f in files.values())
+    assert stats["ptm/packages/over_budget"] == 1
+
+
+@pytest.mark.crawl
+def test_onnx_zoo_packages_verified_against_the_manifest(hubs, tmp_path):
+    hub, cdn = hubs
+    good = PkgFile("x", Generated(seed=3, size=BLOCK + 17), lfs=True)
+    bad = PkgFile("y", b"onnx" * 500, lfs=True, corrupt=True)
+    docs = []
+    for name, f in (("good", good), ("bad", bad)):
+        path = f"validated/vision/classification/{name}/model/{name}-7.onnx"
+        hub.packages.media[f"onnx/models/main/{path}"] = f
+        docs.append({"_id": f"onnx_zoo:{path}", "hub": "onnx_zoo", "hub_id": path,
+                     "name": name, "github_repos": ["onnx/models"], "downloads": None,
+                     "files": [{"path": path, "size": f.size, "sha256": f.sha256}],
+                     "extra": {"download_url": "https://media.githubusercontent.com/media/"
+                                               f"onnx/models/main/{path}"}})
+    seed(tmp_path, docs)
+    # GitHub's media host is not its API: the GitHub token must not reach it.
+    env = hub_env(hub, GITHUB_MEDIA_URL=f"{cdn.url}/media", GITHUB_TOKEN="gh_secret")
+    crawl(hub, tmp_path, "-a", "hub=onnx_zoo", env=env)
+    got = packages(tmp_path)
+    ok = got[docs[0]["_id"]]
+    assert ok["complete"] and ok["revision"] == "main"
+    assert (tmp_path / "pk" / ok["path"] / docs[0]["hub_id"]).stat().st_size == good.size
+    failed = by_path(got[docs[1]["_id"]])[docs[1]["hub_id"]]
+    assert (failed["status"], failed["reason"]) == ("failed", "hash_mismatch")
+    assert cdn.log and all("authorization" not in r.headers for r in cdn.log)
