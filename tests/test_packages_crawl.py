@@ -251,3 +251,53 @@ def test_onnx_zoo_packages_verified_against_the_manifest(hubs, tmp_path):
     failed = by_path(got[docs[1]["_id"]])[docs[1]["hub_id"]]
     assert (failed["status"], failed["reason"]) == ("failed", "hash_mismatch")
     assert cdn.log and all("authorization" not in r.headers for r in cdn.log)
+
+
+@pytest.mark.crawl
+def test_ptm_verify_stats_query_export_on_packages(hubs, tmp_path, capsys):
+    from ptmspiders.cli import main
+
+    hub, _ = hubs
+    facts = hostile_repos(hub.packages)
+    uri = seed(tmp_path, hub.packages.model_docs())
+    crawl(hub, tmp_path)
+    dest = tmp_path / "pk"
+    capsys.readouterr()
+
+    assert main(["--store", uri, "stats", "--json"]) == 0
+    pk = json.loads(capsys.readouterr().out)["packages"]
+    shared = facts["shared"]
+    assert (pk["total"], pk["complete"]) == (3, 2)
+    readme = hub.packages.repos["acme/beta"][1][0]
+    # One blob in three packages, the README in two: each stored once.
+    assert pk["bytes"] - pk["unique_bytes"] == 2 * shared.size + readme.size
+
+    assert main(["--store", uri, "query", '{"complete": false}', "--collection", "packages",
+                 "--fields", "_id"]) == 0
+    assert [json.loads(line)["_id"] for line in capsys.readouterr().out.splitlines()] == [
+        "huggingface:acme/alpha"]
+
+    out = tmp_path / "packages.parquet"
+    assert main(["--store", uri, "export", "--collection", "packages", "--format", "parquet",
+                 str(out)]) == 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    assert table.num_rows == 3 and "new_bytes" in table.column_names
+
+    assert main(["--store", uri, "verify", "--dest", str(dest), "--json"]) == 0
+    clean = json.loads(capsys.readouterr().out)
+    assert clean["problems"] == {} and clean["ok"] == clean["blobs"] >= 5
+
+    # Rot: one byte of the shared blob flips on disk; a package file loses its link.
+    blob = dest / "blobs" / "sha256" / shared.sha256[:2] / shared.sha256
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[100] ^= 1
+    blob.write_bytes(bytes(data))
+    beta = packages(tmp_path)["huggingface:acme/beta"]
+    (dest / beta["path"] / "README.md").unlink()
+    assert main(["--store", uri, "verify", "--dest", str(dest), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["problems"] == {"mismatch": 1, "unlinked": 1}
+    assert report["details"][0]["blob"].endswith(shared.sha256)
