@@ -240,6 +240,9 @@ def test_onnx_zoo_packages_verified_against_the_manifest(hubs, tmp_path):
                      "files": [{"path": path, "size": f.size, "sha256": f.sha256}],
                      "extra": {"download_url": "https://media.githubusercontent.com/media/"
                                                f"onnx/models/main/{path}"}})
+    readme = "validated/vision/classification/good/README.md"
+    hub.github.put("onnx", "models", "main", readme, b"# Good\n")
+    hub.github.put("onnx", "models", "main", docs[0]["hub_id"], b"an LFS pointer")
     seed(tmp_path, docs)
     # GitHub's media host is not its API: the GitHub token must not reach it.
     env = hub_env(hub, GITHUB_MEDIA_URL=f"{cdn.url}/media", GITHUB_TOKEN="gh_secret")
@@ -248,6 +251,10 @@ def test_onnx_zoo_packages_verified_against_the_manifest(hubs, tmp_path):
     ok = got[docs[0]["_id"]]
     assert ok["complete"] and ok["revision"] == "main"
     assert (tmp_path / "pk" / ok["path"] / docs[0]["hub_id"]).stat().st_size == good.size
+    # The folder's README, verified by the blob id of GitHub's tree (one tree call per run).
+    assert by_path(ok)[readme]["status"] == "downloaded"
+    assert (tmp_path / "pk" / ok["path"] / readme).read_bytes() == b"# Good\n"
+    assert len([r for r in hub.log if "/git/trees/" in r.path]) == 1
     failed = by_path(got[docs[1]["_id"]])[docs[1]["hub_id"]]
     assert (failed["status"], failed["reason"]) == ("failed", "hash_mismatch")
     assert cdn.log and all("authorization" not in r.headers for r in cdn.log)
@@ -301,3 +308,41 @@ def test_ptm_verify_stats_query_export_on_packages(hubs, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["problems"] == {"mismatch": 1, "unlinked": 1}
     assert report["details"][0]["blob"].endswith(shared.sha256)
+
+
+@pytest.mark.crawl
+def test_progress_line_while_a_transfer_runs_and_in_the_crawl_record(hubs, tmp_path):
+    hub, _ = hubs
+    stall = threading.Event()
+    big = PkgFile("big.safetensors", Generated(seed=5, size=2 * BLOCK), lfs=True, stall=stall)
+    hub.packages.add("acme/slow", "e" * 40, [big])
+    uri = seed(tmp_path, hub.packages.model_docs())
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={tmp_path / 'pk'}",
+           "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO",
+           "-s", "PTM_PACKAGES_PROGRESS_INTERVAL=0.2", "-s", "PTM_PACKAGES_RETRY_WAIT=0.01"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "Packages: 0 of 1 done" in line:
+                stall.set()  # the line came while the transfer was held: now let it finish
+        proc.wait(timeout=60)
+    finally:
+        stall.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert proc.returncode == 0, "".join(lines[-40:])
+    during = next(line for line in lines if "Packages: 0 of 1 done" in line)
+    assert "planned" in during and "ETA" in during
+    assert any("Packages: 1 of 1 done, 2.0 MiB of 2.0 MiB planned" in line for line in lines)
+    with open_store(uri) as store:
+        record = next(store.find("crawls", {"spider": "packages"}))
+    assert record["stats"]["ptm/packages/progress/packages_done"] == 1
+    assert record["stats"]["ptm/packages/progress/bytes_planned"] == big.size
+    assert record["arguments"]["dest"] == str(tmp_path / "pk")

@@ -1,7 +1,8 @@
 """ONNX Model Zoo packages: the manifest entry's ``model_path`` file (Git LFS, fetched from
 GitHub's media host) and, when the manifest names one, the ``model_with_data_path`` archive,
 each checked against the manifest's ``model_sha``/``model_bytes`` as the stored model records
-them (``files`` of the model document)."""
+them (``files`` of the model document); and the model folder's README, checked against the
+git blob id GitHub's tree lists for it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,17 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 DEFAULT_MEDIA_PREFIX = "https://media.githubusercontent.com/media/"
 
 
+def readme_path(model_path: str) -> str:
+    """The README of a model's folder: ``<dir>/model/<file>.onnx`` -> ``<dir>/README.md``."""
+    parts = model_path.split("/")[:-1]
+    if parts and parts[-1] == "model":
+        parts = parts[:-1]
+    return "/".join([*parts, "README.md"])
+
+
 @dataclass
 class OnnxPlan:
+    repo: str
     owner: str
     name: str
     revision: str
@@ -59,5 +69,5 @@ def package_plan(model: dict[str, Any], media_url: str) -> OnnxPlan | None:
             url=f"{media_url}/{repo}/{quote(revision, safe='')}/{quote(f['path'], safe='/')}"))
     if not files:
         return None
-    return OnnxPlan(owner=owner, name=stem or hub_id, revision=revision,
+    return OnnxPlan(repo=repo, owner=owner, name=stem or hub_id, revision=revision,
                     source_url=f"https://github.com/{repo}/tree/{revision}", files=files)

@@ -26,7 +26,9 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 from twisted.internet import task
 
+from ptmspiders import github
 from ptmspiders.args import ArgumentError, choice_arg, int_arg, list_arg
+from ptmspiders.github import RepoRef, TreeEntry
 from ptmspiders.items import PackageItem
 from ptmspiders.middlewares.auth import credentials_from, origin
 from ptmspiders.packages import hf, onnx
@@ -141,6 +143,9 @@ class PackagesSpider(PtmSpider):
         self.endpoint = str(s.get("HF_ENDPOINT")).rstrip("/")
         self.hub_origin = origin(self.endpoint)
         self.media_url = str(s.get("GITHUB_MEDIA_URL")).rstrip("/")
+        self.github_api = str(s.get("GITHUB_API_URL")).rstrip("/")
+        self.raw_url = str(s.get("GITHUB_RAW_URL")).rstrip("/")
+        self.trees: dict[tuple[str, str], asyncio.Future[dict[str, TreeEntry] | None]] = {}
         concurrency = s.getint("PTM_PACKAGES_CONCURRENCY", 4)
         packages_at_once = s.getint("PTM_PACKAGES_CONCURRENT_PACKAGES", 8)
         self.inline_max = s.getint("PTM_PACKAGES_INLINE_MAX_BYTES", 16 << 20)
@@ -200,8 +205,7 @@ class PackagesSpider(PtmSpider):
                 for request in self.hf_start(job):
                     yield request
             elif job.hub == "onnx_zoo":
-                async for out in self.onnx_package(job):
-                    yield out
+                yield self.onnx_start(job)
             else:
                 self.count(f"packages/unsupported_hub/{job.hub}")
                 job.reason = "hub_not_supported"
@@ -325,11 +329,7 @@ class PackagesSpider(PtmSpider):
         spec = job.specs[i]
         body = response.body
         sha = hashlib.sha256(body).hexdigest()
-        ok = (spec.size is None or len(body) == spec.size) and \
-            (spec.git_oid is None or git_blob_sha1(body) == spec.git_oid) and \
-            (spec.sha256 is None or sha == spec.sha256) and \
-            (spec.git_oid is not None or spec.sha256 is not None)
-        if not ok:
+        if not self.matches(spec, body, sha):
             if response.meta["ptm_attempt"] == 1:
                 self.count("packages/hash_mismatch_retries")
                 yield self.resolve_request(job, i, attempt=2)
@@ -376,7 +376,14 @@ class PackagesSpider(PtmSpider):
         yield await self.finish(job)
 
     # -- ONNX Model Zoo ----------------------------------------------------------------------
-    async def onnx_package(self, job: Job) -> AsyncIterator[Any]:
+    def onnx_start(self, job: Job) -> Request:
+        # A local data: request gives each package a callback of its own, so ONNX packages
+        # run side by side like Hugging Face ones (nothing goes over the network for it).
+        return Request("data:,", callback=self.onnx_package, errback=self.job_failed,
+                       meta={JOB: job}, dont_filter=True)
+
+    async def onnx_package(self, response: Response) -> AsyncIterator[Any]:
+        job: Job = response.meta[JOB]
         plan = onnx.package_plan(job.model, self.media_url)
         if plan is None:
             self.count("packages/onnx/unusable_record")
@@ -384,14 +391,88 @@ class PackagesSpider(PtmSpider):
             yield await self.finish(job)
             return
         job.revision, job.source_url, job.specs = plan.revision, plan.source_url, plan.files
+        readme = onnx.readme_path(str(job.model["hub_id"]))
+        tree = await self.github_tree(plan.repo, plan.revision)
+        entry = tree.get(readme) if tree is not None else None
+        if tree is None or entry is not None:
+            ref = RepoRef.parse(plan.repo, plan.revision)
+            job.specs.append(FileSpec(
+                readme, entry.size if entry else None, git_oid=entry.sha if entry else None,
+                url=github.raw_url(self.raw_url, ref, readme)))
         fetch = self.plan(job, plan.owner, plan.name)
-        results = await asyncio.gather(*(self.stream(str(job.specs[i].url), job.specs[i])
-                                         for i in fetch))
+        if not fetch:
+            yield await self.finish(job)
+            return
+        results = await asyncio.gather(*(
+            self.stream(str(job.specs[i].url), job.specs[i]) if job.specs[i].lfs
+            else self.fetch_small(str(job.specs[i].url), job.specs[i]) for i in fetch))
         for i, fetched in zip(fetch, results, strict=True):
             async for item in self.file_fetched(job, i, fetched):
                 yield item
-        if not fetch:
-            yield await self.finish(job)
+
+    async def github_tree(self, repo: str, ref: str) -> dict[str, TreeEntry] | None:
+        """The blobs of a repository at a ref (one API call per run and ref), or ``None``."""
+        key = (repo, ref)
+        if key not in self.trees:
+            self.trees[key] = asyncio.ensure_future(self._github_tree(repo, ref))
+        return await self.trees[key]
+
+    async def _github_tree(self, repo: str, ref: str) -> dict[str, TreeEntry] | None:
+        url = github.trees_url(self.github_api, RepoRef.parse(repo, ref))
+        try:
+            response = await self.crawler.engine.download_async(Request(
+                url, meta={"ptm_expect": "object", "handle_httpstatus_all": True},
+                dont_filter=True))
+            tree = github.parse_tree(response.body) if response.status == 200 else None
+        except Exception as exc:  # after the retries: the READMEs stay unverifiable
+            logger.error("GitHub tree %s@%s failed: %s", repo, ref, exc)
+            tree = None
+        if tree is None:
+            self.count("packages/github_tree_failed")
+            return None
+        if tree.truncated:
+            self.count("packages/github_tree_truncated")
+        return {e.path: e for e in tree.blobs()}
+
+    async def fetch_small(self, url: str, spec: FileSpec) -> Fetched:
+        """A small file through Scrapy's downloader (throttle, retries), verified in memory
+        by its git blob id; a mismatch is fetched once more."""
+        if spec.git_oid is None and spec.sha256 is None:
+            return Fetched("failed", reason="no_hash")
+        result = Fetched("failed")
+        for _ in (1, 2):
+            try:
+                response = await self.crawler.engine.download_async(Request(
+                    url, dont_filter=True, meta={"handle_httpstatus_all": True,
+                                                 "download_maxsize": self.inline_max + 1}))
+            except Exception as exc:
+                logger.error("Fetching %s failed: %s", url, exc)
+                return Fetched("failed", reason="request_failed", requests=result.requests)
+            result.requests += 1
+            if response.status != 200:
+                result.reason = f"http_{response.status}"
+                return result
+            body = response.body
+            sha = hashlib.sha256(body).hexdigest()
+            if self.matches(spec, body, sha):
+                try:
+                    await asyncio.to_thread(self.blobs.put_bytes, body, sha)
+                except OSError as exc:
+                    return Fetched("failed", reason=f"os_error: {exc.strerror or exc}")
+                if spec.git_oid:
+                    self.blobs.note_git(spec.git_oid, sha)
+                self.progress.add_bytes(len(body))
+                return Fetched("downloaded", sha256=sha, size=len(body),
+                               requests=result.requests, transferred=len(body))
+            result.reason = "hash_mismatch"
+        return result
+
+    @staticmethod
+    def matches(spec: FileSpec, body: bytes, sha: str) -> bool:
+        return ((spec.size is None or len(body) == spec.size)
+                and (spec.git_oid is None or git_blob_sha1(body) == spec.git_oid)
+                and (spec.sha256 is None or sha == spec.sha256)
+                and (spec.git_oid is not None or spec.sha256 is not None))
 
     # -- shared: planning, fetching, finishing -----------------------------------------------
     def plan(self, job: Job, owner: str | None, name: str) -> list[int]:
