@@ -346,3 +346,30 @@ def test_progress_line_while_a_transfer_runs_and_in_the_crawl_record(hubs, tmp_p
     assert record["stats"]["ptm/packages/progress/packages_done"] == 1
     assert record["stats"]["ptm/packages/progress/bytes_planned"] == big.size
     assert record["arguments"]["dest"] == str(tmp_path / "pk")
+
+
+@pytest.mark.crawl
+def test_revision_latest_top_and_filter(hubs, tmp_path):
+    hub, _ = hubs
+    for i in range(10):
+        hub.packages.add(f"acme/m{i}", f"{i:x}" * 40, [PkgFile("config.json", b"{}%d" % i)])
+    docs = hub.packages.model_docs()  # downloads 1000 - rank: m0 is the most downloaded
+    docs[0]["latest_commit_sha"] = None  # never pinned: the run pins the latest commit
+    docs[1]["latest_commit_sha"] = "f" * 40  # pinned to a commit the hub no longer serves
+    seed(tmp_path, docs)
+    stats, _ = crawl(hub, tmp_path, "-a", "top=0.3")
+    got = packages(tmp_path)
+    assert sorted(got) == ["huggingface:acme/m0", "huggingface:acme/m1", "huggingface:acme/m2"]
+    assert got["huggingface:acme/m0"]["revision"] == "0" * 40
+    assert stats["ptm/packages/unpinned"] == 1
+    assert got["huggingface:acme/m1"]["complete"] is False  # pinned means pinned: a 404
+    assert got["huggingface:acme/m1"]["reason"] == "listing_failed"
+
+    other = tmp_path / "latest"
+    other.mkdir()
+    seed(other, docs)
+    crawl(hub, other, "-a", "revision=latest", "-a", "filter={\"hub_id\": \"acme/m1\"}")
+    got = packages(other)
+    assert list(got) == ["huggingface:acme/m1"]
+    assert got["huggingface:acme/m1"]["revision"] == "1" * 40
+    assert got["huggingface:acme/m1"]["complete"] is True

@@ -4,6 +4,7 @@ streaming fetcher against the mock hub with a second mock as CDN."""
 from __future__ import annotations
 
 import hashlib
+import re
 import stat
 from pathlib import Path
 
@@ -287,3 +288,40 @@ def test_fetch_never_leaves_the_blob_writable(tmp_path, hub_and_cdn):
                                    Expect(sha256=f.sha256, size=f.size))
     mode = BlobStore(tmp_path).path(f.sha256).stat().st_mode
     assert stat.S_IMODE(mode) == 0o444  # shared by hard links: never edited in place
+
+
+# -- spider arguments ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"hub": "nohub"}, "unknown hub nohub"),
+    ({"top": "10"}, "top='10': a share in"),
+    ({"max_bytes": "lots"}, "max_bytes='lots'"),
+    ({"weights": "some"}, "weights='some': expected one of all, none, safe"),
+    ({"revision": "head"}, "revision='head'"),
+    ({"filter": "{bad"}, "filter: not JSON"),
+    ({"limit": "-1"}, "limit='-1'"),
+])
+def test_bad_arguments_fail_at_start(kwargs, message, tmp_path):
+    from scrapy.utils.test import get_crawler
+
+    from ptmspiders.args import ArgumentError
+    from ptmspiders.spiders.packages import PackagesSpider
+
+    crawler = get_crawler(PackagesSpider, {"PTM_STORE_URI": f"sqlite:///{tmp_path}/x.db"})
+    with pytest.raises(ArgumentError, match=re.escape(message)):
+        PackagesSpider.from_crawler(crawler, **kwargs)
+
+
+def test_arguments_are_recorded_for_the_crawl_record(tmp_path):
+    from scrapy.utils.test import get_crawler
+
+    from ptmspiders.spiders.packages import PackagesSpider
+
+    crawler = get_crawler(PackagesSpider, {"PTM_STORE_URI": f"sqlite:///{tmp_path}/x.db"})
+    spider = PackagesSpider.from_crawler(crawler, hub="huggingface,onnx_zoo", top="0.1",
+                                         weights="safe", max_bytes="500G", dest=str(tmp_path))
+    assert spider.selection.hubs == ["huggingface", "onnx_zoo"]
+    assert spider.max_bytes == 500 << 30 and spider.files.weights == "safe"
+    assert spider.crawl_arguments() == {"hub": "huggingface,onnx_zoo", "top": "0.1",
+                                        "weights": "safe", "max_bytes": "500G",
+                                        "dest": str(tmp_path)}

@@ -1,6 +1,7 @@
 """Model packages on the mock: the files themselves, as the hubs serve them.
 
-- ``GET /api/models/{repo}/tree/{rev}``: the package's files (``oid``, ``size``, ``lfs``).
+- ``GET /api/models/{repo}/tree/{rev}``: the package's files (``oid``, ``size``, ``lfs``);
+  ``/api/models/{repo}/revision/{rev}``: its ``sha`` (the latest commit).
 - ``GET|HEAD /{repo}/resolve/{rev}/{path}``: small files inline (Range honoured); LFS files
   answer ``302`` to the CDN with ``X-Linked-Etag``, ``X-Linked-Size``, ``X-Repo-Commit``.
 - ``GET|HEAD /cdn/{sha256}``: the CDN (Range honoured), on whichever mock ``attach_cdn`` names
@@ -204,6 +205,11 @@ def packages_hook(hub: MockHub, req: MockRequest) -> MockResponse | None:
         if f is None:
             return MockResponse.text("404: Not Found", status=404)
         return serve(hub, req, f, f"media:{m.group('key')}")
+    m = re.fullmatch(r"/api/models/(?P<repo>[^/]+(?:/[^/]+)?)/revision/(?P<rev>[^/]+)",
+                     req.path)
+    if m and m.group("repo") in store.repos:
+        return MockResponse.json({"_id": "0" * 24, "id": m.group("repo"),
+                                  "sha": store.repos[m.group("repo")][0]})
     m = re.fullmatch(r"/api/models/(?P<repo>[^/]+(?:/[^/]+)?)/tree/(?P<rev>[^/]+)", req.path)
     if m and m.group("repo") in store.repos:
         return tree(store, m.group("repo"), unquote(m.group("rev")))
