@@ -3,11 +3,13 @@ origin, 127.0.0.2) as the CDN: every hostile case of issue 25, dedupe, the token
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -373,3 +375,67 @@ def test_revision_latest_top_and_filter(hubs, tmp_path):
     assert list(got) == ["huggingface:acme/m1"]
     assert got["huggingface:acme/m1"]["revision"] == "1" * 40
     assert got["huggingface:acme/m1"]["complete"] is True
+
+
+def _tar_member(name: str, data: bytes | None = None, *, kind: bytes = tarfile.REGTYPE,
+                link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.size = len(data) if data is not None else 0
+    return info, data
+
+
+@pytest.mark.crawl
+def test_github_repository_packages_from_a_tarball(hubs, tmp_path):
+    hub, cdn = hubs
+    files = {"hubconf.py": b"import os\nos.system('echo pwned')\n", "README.md": b"# V\n",
+             "models/net.py": b"class Net: pass\n"}
+    for path, data in files.items():
+        hub.github.put("acme", "vision", "v1", path, data)
+    hub.packages.tar_extra[("acme", "vision", "v1")] = [
+        _tar_member("{top}/../../evil.txt", b"x"),
+        _tar_member("{top}/passwd", kind=tarfile.SYMTYPE, link="/etc/passwd"),
+        _tar_member("{top}/hard", kind=tarfile.LNKTYPE, link="/etc/shadow"),
+        _tar_member("{top}/README.md", b"# a second README, not the one the tree lists\n"),
+    ]
+    docs = [{"_id": "pytorch_hub:acme_vision_net", "hub": "pytorch_hub",
+             "hub_id": "acme_vision_net", "name": "acme_vision_net",
+             "github_repos": ["acme/vision"], "extra": {"pinned_ref": "v1"}},
+            {"_id": "modelzoo:nothing", "hub": "modelzoo", "hub_id": "nothing",
+             "name": "nothing", "github_repos": []}]
+    seed(tmp_path, docs)
+    _, log = crawl(hub, tmp_path, "-a", "hub=pytorch_hub,modelzoo",
+                       env=hub_env(hub, GITHUB_TOKEN="gh_secret_token"))
+    got = packages(tmp_path)
+    pkg = got["pytorch_hub:acme_vision_net"]
+    rec = by_path(pkg)
+    assert pkg["revision"] == hashlib.sha1(b"acme/vision@v1").hexdigest()  # the tarball's
+    root = tmp_path / "pk" / pkg["path"]
+    assert (root / "models" / "net.py").read_bytes() == files["models/net.py"]
+    assert rec["hubconf.py"]["status"] == "downloaded" and "pwned" not in log  # never run
+    # The archive's hostile members: refused, never written anywhere.
+    assert rec["../../evil.txt"]["reason"] == "unsafe_path"
+    assert rec["passwd"]["reason"] == rec["hard"]["reason"] == "link"
+    assert not (root / "passwd").exists() and not (root / "hard").exists()
+    assert not any(p.name == "evil.txt" for p in tmp_path.rglob("*"))
+    # A member whose bytes are not what the tree lists (here: a duplicate name) never wins.
+    assert (root / "README.md").read_bytes() == files["README.md"]
+    assert [(f["status"], f["reason"]) for f in pkg["files"] if f["path"] == "README.md"] == [
+        ("downloaded", None), ("refused", "duplicate_member")]
+    assert pkg["complete"] is True
+    # The token went to GitHub's API only; the archive host never saw it.
+    assert any(r.headers.get("authorization") == "Bearer gh_secret_token" for r in hub.log
+               if r.path.startswith("/repos/"))
+    assert [r.path for r in cdn.log] == [
+        f"/codeload/acme/vision/legacy.tar.gz/{pkg['revision']}"]
+    assert all("authorization" not in r.headers for r in cdn.log)
+    assert got["modelzoo:nothing"]["reason"] == "no_github_repository"
+
+    # A rerun finds every file present: the commit and the tree are asked again (the file
+    # list), the tarball not.
+    cdn.clear_log()
+    crawl(hub, tmp_path, "-a", "hub=pytorch_hub")
+    assert cdn.log == []
+    assert all(f["status"] in ("present", "refused") for f in
+               packages(tmp_path)["pytorch_hub:acme_vision_net"]["files"])

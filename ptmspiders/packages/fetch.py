@@ -117,6 +117,24 @@ class Streamer:
             return result
         return result
 
+    def fetch_to(self, url: str, path: Path, auth_origin: str | None = None) -> Fetched:
+        """Download ``url`` to ``path`` with no published hash to check (an archive whose
+        members are checked one by one after): streamed, resumed, never verified here."""
+        result = Fetched("failed")
+        try:
+            sha, size = self._transfer(url, path, Expect(), result, auth_origin)
+        except Cancelled:
+            result.status, result.reason = "cancelled", "cancelled"
+            return result
+        except _HttpFailure as exc:
+            result.reason = exc.reason
+            return result
+        except _Mismatch:
+            result.reason = "range_mismatch"
+            return result
+        result.status, result.sha256, result.size = "downloaded", sha, size
+        return result
+
     # -- one attempt: as many Range requests as the transfer needs ------------------------
     def _transfer(self, url: str, part: Path, expect: Expect, result: Fetched,
                   auth_origin: str | None) -> tuple[str, int]:

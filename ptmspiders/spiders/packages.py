@@ -14,12 +14,15 @@ import hashlib
 import json
 import logging
 import os
+import re
+import tarfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
@@ -31,6 +34,7 @@ from ptmspiders.args import ArgumentError, choice_arg, int_arg, list_arg
 from ptmspiders.github import RepoRef, TreeEntry
 from ptmspiders.items import PackageItem
 from ptmspiders.middlewares.auth import credentials_from, origin
+from ptmspiders.packages import archive as archives
 from ptmspiders.packages import hf, onnx
 from ptmspiders.packages.blobs import BlobStore, git_blob_sha1
 from ptmspiders.packages.fetch import REDIRECTS, Expect, Fetched, Streamer
@@ -70,6 +74,7 @@ class Job:
     specs: list[FileSpec] = field(default_factory=list)
     records: list[dict[str, Any] | None] = field(default_factory=list)
     pending: int = 0
+    listed: int = 0  # specs from the hub's listing; archive extras come after
     new_bytes: int = 0
     reason: str | None = None
     finished: bool = False
@@ -206,6 +211,8 @@ class PackagesSpider(PtmSpider):
                     yield request
             elif job.hub == "onnx_zoo":
                 yield self.onnx_start(job)
+            elif job.hub in archives.GITHUB_HUBS:
+                yield self.github_start(job)
             else:
                 self.count(f"packages/unsupported_hub/{job.hub}")
                 job.reason = "hub_not_supported"
@@ -474,11 +481,142 @@ class PackagesSpider(PtmSpider):
                 and (spec.sha256 is None or sha == spec.sha256)
                 and (spec.git_oid is not None or spec.sha256 is not None))
 
+    # -- GitHub repositories (PyTorch Hub, modelhub, modelzoo) --------------------------------
+    def github_start(self, job: Job) -> Request:
+        return Request("data:,", callback=self.github_package, errback=self.job_failed,
+                       meta={JOB: job}, dont_filter=True)
+
+    async def github_package(self, response: Response) -> AsyncIterator[Any]:
+        """The linked repository at the recorded ref: its file list (and git blob ids) from
+        the git trees API, its bytes from one tarball, each member checked against its id."""
+        job: Job = response.meta[JOB]
+        target = archives.github_target(job.model, latest=self.revision_mode == "latest")
+        if target is None:
+            self.count("packages/github/no_repository")
+            job.reason = "no_github_repository"
+            yield await self.finish(job)
+            return
+        repo, ref = target
+        ref = await self.github_commit(repo, ref)
+        tree = await self.github_tree(repo, ref)
+        if tree is None:
+            job.reason = "tree_failed"
+            yield await self.finish(job)
+            return
+        job.revision = ref
+        job.source_url = f"https://github.com/{repo}/tree/{ref}"
+        job.specs = [FileSpec(e.path, e.size, git_oid=e.sha) for e in tree.values()]
+        owner, name = repo.split("/", 1)
+        fetch = self.plan(job, owner, name)
+        if fetch:
+            await self.github_unpack(job, repo, ref, fetch)
+        yield await self.finish(job)
+
+    async def github_commit(self, repo: str, ref: str) -> str:
+        """The commit a ref points to now (one API call; a commit id is kept as it is), so
+        the tree, the tarball and the package folder all name the same commit."""
+        if re.fullmatch(r"[0-9a-f]{40}", ref):
+            return ref
+        url = f"{self.github_api}/repos/{repo}/commits/{quote(ref, safe='')}"
+        try:
+            response = await self.crawler.engine.download_async(Request(
+                url, headers={"Accept": "application/vnd.github.sha"}, dont_filter=True,
+                meta={"handle_httpstatus_all": True}))
+        except Exception as exc:
+            logger.error("Commit of %s@%s failed: %s", repo, ref, exc)
+            response = None
+        sha = response.text.strip() if response is not None and response.status == 200 else ""
+        if re.fullmatch(r"[0-9a-f]{40}", sha):
+            return sha
+        self.count("packages/github/unresolved_ref")
+        return ref
+
+    async def github_unpack(self, job: Job, repo: str, ref: str, fetch: list[int]) -> None:
+        """One tarball for the files still missing; the rest of its members only listed."""
+        wanted = {job.specs[i].path: i for i in fetch}
+        api = f"{self.github_api}/repos/{repo}/tarball/{quote(ref, safe='')}"
+        fetched, commit, members = await self.archive(job, api, lambda p: (
+            job.specs[wanted[p]].git_oid or False) if p in wanted else False)
+        if commit and len(commit) == 40:
+            job.revision = commit  # the tarball names the commit the ref pointed to
+        if fetched is not None:
+            for i in fetch:
+                job.records[i] = job.specs[i].record("failed", reason=fetched)
+            return
+        seen: set[str] = set()
+        for m in members:
+            index = wanted.get(m.path)
+            if m.path in seen and m.status != "unwanted":
+                # A second member of one name: the first that verified stays, the rest is
+                # recorded (tar lets a later member overwrite an earlier one on extraction).
+                m.status, m.reason = "refused", "duplicate_member"
+            if index is not None and m.status in ("stored", "mismatch"):
+                if m.status == "stored":
+                    seen.add(m.path)
+                self.archive_record(job, index, m)
+            elif m.status == "refused":
+                self.count("packages/files/refused")
+                spec = FileSpec(m.path, m.size)
+                job.specs.append(spec)
+                job.records.append(spec.record("refused", reason=m.reason))
+        for path, i in wanted.items():
+            if path not in seen:
+                job.records[i] = job.specs[i].record("failed", reason="missing_from_archive")
+
+    async def archive(self, job: Job, url: str, wanted: Callable[[str], str | bool]
+                      ) -> tuple[str | None, str | None, list[archives.Member]]:
+        """(failure reason or None, commit, members) of the archive ``url`` answers: the
+        API call through Scrapy (throttle, credential), the redirect target streamed to a
+        temporary file without any credential, then unpacked in a worker thread."""
+        try:
+            response = await self.crawler.engine.download_async(Request(
+                url, dont_filter=True, meta={"dont_redirect": True,
+                                             "handle_httpstatus_all": True,
+                                             "download_maxsize": self.inline_max + 1}))
+        except Exception as exc:
+            logger.error("Archive request %s failed: %s", url, exc)
+            return "request_failed", None, []
+        location = response.headers.get("Location")
+        if response.status not in REDIRECTS or not location:
+            return f"http_{response.status}", None, []
+        source = urljoin(response.url, location.decode("latin-1"))
+        self.blobs.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.blobs.tmp / f"archive.{uuid.uuid4().hex}.part"
+        try:
+            async with self.file_slots:
+                got = await asyncio.to_thread(self.streamer.fetch_to, source, tmp, None)
+                if got.status != "downloaded":
+                    return got.reason or "transfer_failed", None, []
+                self.count("packages/archives")
+                self.count("packages/transfer_requests", got.requests)
+                unpacked = await asyncio.to_thread(
+                    archives.unpack, tmp, self.blobs, wanted=wanted,
+                    max_member_bytes=self.files.max_file_bytes)
+        except (OSError, EOFError, tarfile.TarError) as exc:
+            logger.error("Archive %s of %s unusable: %s", url, job.id, exc)
+            return "bad_archive", None, []
+        finally:
+            tmp.unlink(missing_ok=True)
+        return None, unpacked.commit, unpacked.members
+
+    def archive_record(self, job: Job, i: int, m: archives.Member) -> None:
+        spec = job.specs[i]
+        if m.status == "stored" and m.sha256:
+            job.new_bytes += m.size
+            self.count("packages/files/downloaded")
+            self.count("packages/bytes_downloaded", m.size)
+            job.records[i] = spec.record("downloaded", sha256=m.sha256,
+                                         blob=self.blobs.relpath(m.sha256), size=m.size)
+        else:
+            self.count("packages/files/failed/hash_mismatch")
+            job.records[i] = spec.record("failed", reason="hash_mismatch")
+
     # -- shared: planning, fetching, finishing -----------------------------------------------
     def plan(self, job: Job, owner: str | None, name: str) -> list[int]:
         """Record what needs no transfer (refused, skipped, present); reserve the budget for
         the rest. Returns the indexes of the files to fetch."""
         job.records = [None] * len(job.specs)
+        job.listed = len(job.specs)
         try:
             job.root = package_dir(self.dest, job.hub, owner, name, str(job.revision))
         except UnsafePath:
@@ -584,10 +722,14 @@ class PackagesSpider(PtmSpider):
             if self.scanner is None:
                 self.count("packages/scan_unavailable")
         self.progress.done += 1
+        # Complete: every file the hub's listing names is here and verified (or left out
+        # on purpose by include/exclude/weights). Archive members the listing does not name
+        # (refused links, duplicates) are recorded but do not count.
+        listed = [r for r in job.records[:job.listed] if r is not None]
         complete = job.reason is None and all(
             r["status"] in ("downloaded", "present")
             or (r["status"] == "skipped" and r["reason"] in ("excluded", "weights"))
-            for r in records)
+            for r in listed)
         self.count("packages/done")
         self.count("packages/complete" if complete else "packages/incomplete")
         self.slot_free()

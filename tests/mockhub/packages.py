@@ -7,6 +7,10 @@
 - ``GET|HEAD /cdn/{sha256}``: the CDN (Range honoured), on whichever mock ``attach_cdn`` names
   (``MockHub(host="127.0.0.2")`` in tests: another origin); the hub itself by default.
 - ``GET /media/{owner}/{repo}/{ref}/{path}``: GitHub's LFS media host (ONNX Zoo weights).
+- ``GET /repos/{owner}/{repo}/commits/{ref}`` (``application/vnd.github.sha``): the commit;
+  trees and tarballs answer for that commit too.
+- ``GET /repos/{owner}/{repo}/tarball/{ref}``: ``302`` to ``/codeload/...`` (on the CDN when
+  one is attached), a tar.gz of the files ``hub.github`` serves, plus planted members.
 
 Hostile cases come from :func:`hostile_repos`: a pickle that imports ``os.system`` (built by
 hand, never loaded), bytes that do not match their hash, path-traversal names, one blob in
@@ -16,8 +20,11 @@ sent (:class:`Generated`), never stored.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import io
 import re
+import tarfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -107,6 +114,10 @@ class PackageRepos:
     extra_entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     media: dict[str, PkgFile] = field(default_factory=dict)  # "owner/repo/ref/path" -> file
     cdn_url: str | None = None
+    github: Any = None  # the hub's GithubRepos: what tarballs are made of
+    # (owner, repo, ref) -> extra tar members, "{top}" in a name standing for the top folder.
+    tar_extra: dict[tuple[str, str, str], list[tuple[tarfile.TarInfo, bytes | None]]] = field(
+        default_factory=dict)
     cut_done: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -189,10 +200,77 @@ def _half(chunks: Iterator[bytes], size: int, stall: threading.Event | None
         stall.wait(60)
 
 
+def commit_of(owner: str, repo: str, ref: str) -> str:
+    """The (made-up) commit a planted ref points to."""
+    return hashlib.sha1(f"{owner}/{repo}@{ref}".encode()).hexdigest()
+
+
+def ref_of(store: PackageRepos, owner: str, repo: str, sha: str) -> str | None:
+    if store.github is None:
+        return None
+    for o, r, ref in store.github.overrides:
+        if (o, r) == (owner, repo) and commit_of(o, r, ref) == sha:
+            return str(ref)
+    return None
+
+
+def tarball(store: PackageRepos, owner: str, repo: str, ref: str) -> bytes | None:
+    """GitHub's ``legacy.tar.gz``: ``<owner>-<repo>-<short sha>/`` around the files, the
+    commit in a pax global header; plus the members a test planted (hostile ones)."""
+    files = store.github.files(owner, repo, ref) if store.github is not None else {}
+    if not files:
+        return None
+    commit = commit_of(owner, repo, ref)
+    top = f"{owner}-{repo}-{commit[:7]}"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT,
+                      pax_headers={"comment": commit}) as tar:
+        for path, data in sorted(files.items()):
+            info = tarfile.TarInfo(f"{top}/{path}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info, data in store.tar_extra.get((owner, repo, ref), []):
+            info = copy.copy(info)
+            info.name = info.name.replace("{top}", top)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
 def packages_hook(hub: MockHub, req: MockRequest) -> MockResponse | None:
     store: PackageRepos = hub.packages  # type: ignore[attr-defined]
     if req.method not in ("GET", "HEAD"):
         return None
+    m = re.fullmatch(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/commits/(?P<ref>[^/]+)", req.path)
+    if m and store.github is not None:
+        o, r, ref = m.group("o"), m.group("r"), unquote(m.group("ref"))
+        if not store.github.files(o, r, ref):
+            return MockResponse.json({"message": "No commit found for SHA: " + ref}, status=422)
+        return MockResponse.text(commit_of(o, r, ref),
+                                 content_type="application/vnd.github.sha")
+    m = re.fullmatch(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/git/trees/(?P<sha>[0-9a-f]{40})",
+                     req.path)
+    if m:
+        ref = ref_of(store, m.group("o"), m.group("r"), m.group("sha"))
+        if ref is not None:  # a commit of a ref tests planted: GitHub's tree route serves it
+            req.path = req.path[: m.start("sha")] + ref
+        return None
+    m = re.fullmatch(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/tarball/(?P<ref>[^/]+)", req.path)
+    if m:
+        o, r, ref = m.group("o"), m.group("r"), unquote(m.group("ref"))
+        ref = ref_of(store, o, r, ref) or ref
+        if store.github is None or not store.github.files(o, r, ref):
+            return MockResponse.json({"message": "Not Found"}, status=404)
+        base = store.cdn_url or hub.base_url(req)
+        return MockResponse(status=302, content_type="text/html", headers=[
+            ("Location", f"{base}/codeload/{o}/{r}/legacy.tar.gz/{m.group('ref')}")])
+    m = re.fullmatch(r"/codeload/(?P<o>[^/]+)/(?P<r>[^/]+)/legacy\.tar\.gz/(?P<ref>[^/]+)",
+                     req.path)
+    if m:
+        o, r, ref = m.group("o"), m.group("r"), unquote(m.group("ref"))
+        body = tarball(store, o, r, ref_of(store, o, r, ref) or ref)
+        if body is None:
+            return MockResponse.text("404: Not Found", status=404)
+        return MockResponse(body=body, content_type="application/x-gzip")
     m = re.fullmatch(r"/cdn/(?P<sha>[0-9a-f]{64})", req.path)
     if m:
         f = store.blob(m.group("sha"))
@@ -281,5 +359,5 @@ def hostile_repos(repos: PackageRepos) -> dict[str, Any]:
 
 
 def register(hub: MockHub) -> None:
-    hub.packages = PackageRepos()  # type: ignore[attr-defined]
+    hub.packages = PackageRepos(github=getattr(hub, "github", None))  # type: ignore[attr-defined]
     hub.before.append(packages_hook)
