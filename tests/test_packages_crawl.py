@@ -439,3 +439,45 @@ def test_github_repository_packages_from_a_tarball(hubs, tmp_path):
     assert cdn.log == []
     assert all(f["status"] in ("present", "refused") for f in
                packages(tmp_path)["pytorch_hub:acme_vision_net"]["files"])
+
+
+@pytest.mark.crawl
+def test_kaggle_instance_archives(hubs, tmp_path):
+    from tests.mockhub.packages import make_archive
+
+    hub, cdn = hubs
+    good = make_archive([
+        _tar_member("saved_model.pb", b"graph"), _tar_member("variables/variables.index", b"i"),
+        _tar_member("../../../evil.txt", b"x"),
+        _tar_member("link", kind=tarfile.SYMTYPE, link="/etc/passwd")])
+    hub.packages.kaggle_archives["google/bert/tensorFlow2/en-uncased/3"] = (good, False)
+    hub.packages.kaggle_archives["google/bert/pyTorch/base/1"] = (
+        make_archive([_tar_member("model.pt", b"x")]), True)
+    hub.kaggle.credentials = ("user", "kaggle_secret_key")
+    doc = {"_id": "kaggle:google/bert", "hub": "kaggle", "hub_id": "google/bert",
+           "name": "bert", "extra": {"instances": [
+               {"framework": "tensorFlow2", "slug": "en-uncased", "version_number": 3},
+               {"framework": "pyTorch", "slug": "base", "version_number": 1}]}}
+    seed(tmp_path, [doc])
+    env = hub_env(hub, KAGGLE_USERNAME="user", KAGGLE_KEY="kaggle_secret_key")
+    crawl(hub, tmp_path, "-a", "hub=kaggle", env=env)
+    pkg = packages(tmp_path)["kaggle:google/bert"]
+    rec = by_path(pkg)
+    root = tmp_path / "pk" / pkg["path"]
+    assert (root / "tensorFlow2/en-uncased/3/saved_model.pb").read_bytes() == b"graph"
+    assert rec["tensorFlow2/en-uncased/3/variables/variables.index"]["verified"] is True
+    assert rec["tensorFlow2/en-uncased/3/../../../evil.txt"]["reason"] == "unsafe_path"
+    assert rec["tensorFlow2/en-uncased/3/link"]["reason"] == "link"
+    assert not any(p.name == "evil.txt" for p in tmp_path.rglob("*"))
+    assert (rec["pyTorch/base/1"]["status"], rec["pyTorch/base/1"]["reason"]) == (
+        "failed", "hash_mismatch")
+    assert len([r for r in cdn.log if "pyTorch" in r.path]) == 2
+    assert pkg["complete"] is False
+    assert any(r.headers.get("authorization", "").startswith("Basic ") for r in hub.log)
+    assert cdn.log and all("authorization" not in r.headers for r in cdn.log)
+
+    cdn.clear_log()
+    crawl(hub, tmp_path, "-a", "hub=kaggle", env=env)
+    assert all("tensorFlow2" not in r.path for r in cdn.log)  # its blobs are all here
+    again = by_path(packages(tmp_path)["kaggle:google/bert"])
+    assert again["tensorFlow2/en-uncased/3/saved_model.pb"]["status"] == "present"

@@ -325,3 +325,77 @@ def test_arguments_are_recorded_for_the_crawl_record(tmp_path):
     assert spider.crawl_arguments() == {"hub": "huggingface,onnx_zoo", "top": "0.1",
                                         "weights": "safe", "max_bytes": "500G",
                                         "dest": str(tmp_path)}
+
+
+# -- archives ------------------------------------------------------------------------------------
+
+def _tar(tmp_path: Path, members: list[tuple[str, bytes | None, bytes, str]]) -> Path:
+    import io
+    import tarfile
+
+    path = tmp_path / "a.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data, kind, link in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, link
+            info.size = len(data) if data is not None else 0
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def test_unpack_refuses_what_could_escape_and_checks_git_ids(tmp_path):
+    import tarfile
+
+    from ptmspiders.packages.archive import unpack
+
+    path = _tar(tmp_path, [
+        ("top/ok.txt", b"ok", tarfile.REGTYPE, ""),
+        ("top/bad.txt", b"bad", tarfile.REGTYPE, ""),
+        ("top/../../escape.txt", b"x", tarfile.REGTYPE, ""),
+        ("top/sub/ln", None, tarfile.SYMTYPE, "../../../../etc/passwd"),
+        ("top/hard", None, tarfile.LNKTYPE, "top/ok.txt"),
+        ("top/fifo", None, tarfile.FIFOTYPE, ""),
+        ("top/skip.bin", b"zz", tarfile.REGTYPE, ""),
+    ])
+    blobs = BlobStore(tmp_path / "dest")
+    expect = {"ok.txt": git_blob_sha1(b"ok"), "bad.txt": "0" * 40, "skip.bin": False}
+    got = unpack(path, blobs, wanted=lambda p: expect.get(p, True))
+    status = {m.path: (m.status, m.reason) for m in got.members}
+    assert status == {
+        "ok.txt": ("stored", None), "bad.txt": ("mismatch", "hash_mismatch"),
+        "../../escape.txt": ("refused", "unsafe_path"), "sub/ln": ("refused", "link"),
+        "hard": ("refused", "link"), "fifo": ("refused", "special_file"),
+        "skip.bin": ("unwanted", None)}
+    stored = sorted(p.name for p in (tmp_path / "dest" / "blobs" / "sha256").rglob("*")
+                    if p.is_file())
+    assert stored == [hashlib.sha256(b"ok").hexdigest()]  # nothing else was kept
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_published_md5_reads_gcs_and_content_md5():
+    from ptmspiders.packages.archive import published_md5
+
+    digest = hashlib.md5(b"x").digest()
+    import base64
+
+    b64 = base64.b64encode(digest).decode()
+    assert published_md5({"x-goog-hash": f"crc32c=AAAAAA==, md5={b64}"}) == digest.hex()
+    assert published_md5({"content-md5": b64}) == digest.hex()
+    assert published_md5({"x-goog-hash": "crc32c=AAAAAA=="}) is None
+    assert published_md5({"content-md5": "not base64!"}) is None
+
+
+def test_github_target_and_kaggle_instances():
+    from ptmspiders.packages.archive import github_target, kaggle_instances
+
+    model = {"github_repos": ["https://x", "acme/vision"], "extra": {"pinned_ref": "v1"}}
+    assert github_target(model) == ("acme/vision", "v1")
+    assert github_target(model, latest=True) == ("acme/vision", "HEAD")
+    assert github_target({**model, "latest_commit_sha": "a" * 40}) == ("acme/vision", "a" * 40)
+    assert github_target({**model, "extra": {"pinned_ref": "../x"}}) == ("acme/vision", "HEAD")
+    assert github_target({"github_repos": ["../etc"]}) is None
+    insts = kaggle_instances({"extra": {"instances": [
+        {"framework": "jax", "slug": "2b", "version_number": 2},
+        {"framework": "../x", "slug": "a", "version_number": 1},
+        {"framework": "jax", "slug": "7b", "version_number": None}]}})
+    assert [i.prefix for i in insts] == ["jax/2b/2"]

@@ -124,3 +124,60 @@ def unpack(archive: Path, blobs: BlobStore, *, wanted: Callable[[str], str | boo
                 blobs.note_git(oid, digest)
             out.members.append(Member(path, info.size, "stored", sha256=digest, git_oid=oid))
     return out
+
+
+def md5_of(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def published_md5(digests: dict[str, str]) -> str | None:
+    """The MD5 a storage host published for an object, as hex: Google Cloud Storage's
+    ``x-goog-hash: crc32c=..., md5=<base64>`` (Kaggle's archives), or ``Content-MD5``."""
+    import base64
+    import binascii
+
+    values = [v.strip() for v in digests.get("x-goog-hash", "").split(",")]
+    b64 = next((v[4:] for v in values if v.startswith("md5=")), None) or \
+        digests.get("content-md5")
+    if not b64:
+        return None
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 16 else None
+
+
+@dataclass(frozen=True)
+class KaggleInstance:
+    framework: str
+    slug: str
+    version: int
+
+    @property
+    def prefix(self) -> str:
+        """Where the instance's files go inside the package folder."""
+        return f"{self.framework}/{self.slug}/{self.version}"
+
+
+def kaggle_instances(model: dict[str, Any]) -> list[KaggleInstance]:
+    """The instance versions a stored Kaggle model lists (``extra.instances``)."""
+    extra = model.get("extra") if isinstance(model.get("extra"), dict) else {}
+    assert isinstance(extra, dict)
+    out = []
+    for inst in extra.get("instances") or []:
+        if not isinstance(inst, dict):
+            continue
+        fw, slug, ver = inst.get("framework"), inst.get("slug"), inst.get("version_number")
+        if (isinstance(fw, str) and isinstance(slug, str) and isinstance(ver, int)
+                and not isinstance(ver, bool) and ver > 0
+                and all(_SEGMENT.fullmatch(x) for x in (fw, slug))):
+            out.append(KaggleInstance(fw, slug, ver))
+    return out
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -58,6 +58,8 @@ class Fetched:
     requests: int = 0
     resumed: int = 0  # Range requests that continued a partial file
     transferred: int = 0  # bytes received over the network
+    # The last answer's integrity headers (e.g. Google Cloud Storage's x-goog-hash).
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 class Cancelled(Exception):
@@ -197,6 +199,9 @@ class Streamer:
             break
         else:
             raise _HttpFailure("too_many_redirects")
+        for name in ("x-goog-hash", "content-md5"):
+            if resp.headers.get(name):
+                result.digests[name] = resp.headers[name]
         try:
             if resp.status == 416 and state.have:
                 # Nothing left to send, yet the size is not reached: the partial is wrong.

@@ -39,7 +39,7 @@ from ptmspiders.packages import hf, onnx
 from ptmspiders.packages.blobs import BlobStore, git_blob_sha1
 from ptmspiders.packages.fetch import REDIRECTS, Expect, Fetched, Streamer
 from ptmspiders.packages.layout import UnsafePath, link_file, package_dir
-from ptmspiders.packages.paths import safe_relpath
+from ptmspiders.packages.paths import safe_relpath, safe_segment
 from ptmspiders.packages.plan import FileSpec
 from ptmspiders.packages.progress import Progress
 from ptmspiders.packages.scanning import load_scanner, summary
@@ -56,10 +56,18 @@ from ptmspiders.stores import crawler_store
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_HUBS = ("huggingface", "onnx_zoo")
 ALL_HUBS = ("huggingface", "pytorch_hub", "onnx_zoo", "tfhub", "kaggle", "modelzoo", "modelhub")
 JOB = "ptm_package"
 FILE = "ptm_file"
+
+
+@dataclass
+class ArchiveResult:
+    reason: str | None = None  # why the archive could not be used
+    verified: bool | None = True
+    size: int = 0
+    commit: str | None = None
+    members: list[archives.Member] = field(default_factory=list)
 
 
 @dataclass
@@ -150,6 +158,7 @@ class PackagesSpider(PtmSpider):
         self.media_url = str(s.get("GITHUB_MEDIA_URL")).rstrip("/")
         self.github_api = str(s.get("GITHUB_API_URL")).rstrip("/")
         self.raw_url = str(s.get("GITHUB_RAW_URL")).rstrip("/")
+        self.kaggle_api = str(s.get("KAGGLE_API_URL")).rstrip("/")
         self.trees: dict[tuple[str, str], asyncio.Future[dict[str, TreeEntry] | None]] = {}
         concurrency = s.getint("PTM_PACKAGES_CONCURRENCY", 4)
         packages_at_once = s.getint("PTM_PACKAGES_CONCURRENT_PACKAGES", 8)
@@ -213,6 +222,8 @@ class PackagesSpider(PtmSpider):
                 yield self.onnx_start(job)
             elif job.hub in archives.GITHUB_HUBS:
                 yield self.github_start(job)
+            elif job.hub == "kaggle":
+                yield self.kaggle_start(job)
             else:
                 self.count(f"packages/unsupported_hub/{job.hub}")
                 job.reason = "hub_not_supported"
@@ -535,16 +546,14 @@ class PackagesSpider(PtmSpider):
         """One tarball for the files still missing; the rest of its members only listed."""
         wanted = {job.specs[i].path: i for i in fetch}
         api = f"{self.github_api}/repos/{repo}/tarball/{quote(ref, safe='')}"
-        fetched, commit, members = await self.archive(job, api, lambda p: (
+        got = await self.archive(job, api, lambda p: (
             job.specs[wanted[p]].git_oid or False) if p in wanted else False)
-        if commit and len(commit) == 40:
-            job.revision = commit  # the tarball names the commit the ref pointed to
-        if fetched is not None:
+        if got.reason is not None:
             for i in fetch:
-                job.records[i] = job.specs[i].record("failed", reason=fetched)
+                job.records[i] = job.specs[i].record("failed", reason=got.reason)
             return
         seen: set[str] = set()
-        for m in members:
+        for m in got.members:
             index = wanted.get(m.path)
             if m.path in seen and m.status != "unwanted":
                 # A second member of one name: the first that verified stays, the rest is
@@ -563,41 +572,62 @@ class PackagesSpider(PtmSpider):
             if path not in seen:
                 job.records[i] = job.specs[i].record("failed", reason="missing_from_archive")
 
-    async def archive(self, job: Job, url: str, wanted: Callable[[str], str | bool]
-                      ) -> tuple[str | None, str | None, list[archives.Member]]:
-        """(failure reason or None, commit, members) of the archive ``url`` answers: the
-        API call through Scrapy (throttle, credential), the redirect target streamed to a
-        temporary file without any credential, then unpacked in a worker thread."""
-        try:
-            response = await self.crawler.engine.download_async(Request(
-                url, dont_filter=True, meta={"dont_redirect": True,
-                                             "handle_httpstatus_all": True,
-                                             "download_maxsize": self.inline_max + 1}))
-        except Exception as exc:
-            logger.error("Archive request %s failed: %s", url, exc)
-            return "request_failed", None, []
-        location = response.headers.get("Location")
-        if response.status not in REDIRECTS or not location:
-            return f"http_{response.status}", None, []
-        source = urljoin(response.url, location.decode("latin-1"))
-        self.blobs.tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self.blobs.tmp / f"archive.{uuid.uuid4().hex}.part"
-        try:
-            async with self.file_slots:
-                got = await asyncio.to_thread(self.streamer.fetch_to, source, tmp, None)
-                if got.status != "downloaded":
-                    return got.reason or "transfer_failed", None, []
-                self.count("packages/archives")
-                self.count("packages/transfer_requests", got.requests)
-                unpacked = await asyncio.to_thread(
-                    archives.unpack, tmp, self.blobs, wanted=wanted,
-                    max_member_bytes=self.files.max_file_bytes)
-        except (OSError, EOFError, tarfile.TarError) as exc:
-            logger.error("Archive %s of %s unusable: %s", url, job.id, exc)
-            return "bad_archive", None, []
-        finally:
-            tmp.unlink(missing_ok=True)
-        return None, unpacked.commit, unpacked.members
+    async def archive(self, job: Job, url: str, wanted: Callable[[str], str | bool], *,
+                      md5: bool = False, strip: int = 1) -> ArchiveResult:
+        """What the archive ``url`` answers holds: the API call through Scrapy (throttle,
+        credential), the redirect target streamed to a temporary file without any
+        credential, then unpacked in a worker thread. With ``md5``, the archive must match
+        the MD5 its storage host publishes (fetched once more, then ``hash_mismatch``);
+        ``verified`` is ``None`` when the host published none."""
+        result = ArchiveResult()
+        for attempt in (1, 2):
+            try:
+                response = await self.crawler.engine.download_async(Request(
+                    url, dont_filter=True, meta={"dont_redirect": True,
+                                                 "handle_httpstatus_all": True,
+                                                 "download_maxsize": self.inline_max + 1}))
+            except Exception as exc:
+                logger.error("Archive request %s failed: %s", url, exc)
+                result.reason = "request_failed"
+                return result
+            location = response.headers.get("Location")
+            if response.status not in REDIRECTS or not location:
+                result.reason = f"http_{response.status}"
+                return result
+            source = urljoin(response.url, location.decode("latin-1"))
+            self.blobs.tmp.mkdir(parents=True, exist_ok=True)
+            tmp = self.blobs.tmp / f"archive.{uuid.uuid4().hex}.part"
+            try:
+                async with self.file_slots:
+                    got = await asyncio.to_thread(self.streamer.fetch_to, source, tmp, None)
+                    self.count("packages/transfer_requests", got.requests)
+                    if got.status != "downloaded":
+                        result.reason = got.reason or "transfer_failed"
+                        return result
+                    self.count("packages/archives")
+                    result.size = got.size
+                    if md5:
+                        published = archives.published_md5(got.digests)
+                        if published is None:
+                            result.verified = None
+                        elif await asyncio.to_thread(archives.md5_of, tmp) != published:
+                            logger.warning("Archive %s does not match its MD5 (attempt %d "
+                                           "of 2)", url, attempt)
+                            result.reason = "hash_mismatch"
+                            continue
+                    unpacked = await asyncio.to_thread(
+                        archives.unpack, tmp, self.blobs, wanted=wanted, strip=strip,
+                        max_member_bytes=self.files.max_file_bytes)
+            except (OSError, EOFError, tarfile.TarError) as exc:
+                logger.error("Archive %s of %s unusable: %s", url, job.id, exc)
+                result.reason = "bad_archive"
+                return result
+            finally:
+                tmp.unlink(missing_ok=True)
+            result.reason = None
+            result.commit, result.members = unpacked.commit, unpacked.members
+            return result
+        return result
 
     def archive_record(self, job: Job, i: int, m: archives.Member) -> None:
         spec = job.specs[i]
@@ -610,6 +640,109 @@ class PackagesSpider(PtmSpider):
         else:
             self.count("packages/files/failed/hash_mismatch")
             job.records[i] = spec.record("failed", reason="hash_mismatch")
+
+    # -- Kaggle Models -----------------------------------------------------------------------
+    def kaggle_start(self, job: Job) -> Request:
+        return Request("data:,", callback=self.kaggle_package, errback=self.job_failed,
+                       meta={JOB: job}, dont_filter=True)
+
+    async def kaggle_package(self, response: Response) -> AsyncIterator[Any]:
+        """Each instance version's archive from the Kaggle API, checked against the MD5 its
+        storage host publishes and unpacked under ``<framework>/<instance>/<version>/``.
+        Kaggle lists no files in advance: a rerun reuses the last record of an instance
+        whose blobs are all still here instead of fetching its archive again."""
+        job: Job = response.meta[JOB]
+        hub_id = str(job.model.get("hub_id") or "")
+        instances = archives.kaggle_instances(job.model)
+        owner, _, name = hub_id.partition("/")
+        if not instances or safe_segment(owner) is None or safe_segment(name) is None:
+            self.count("packages/kaggle/no_instances")
+            job.reason = "no_instances"
+            yield await self.finish(job)
+            return
+        label = "+".join(f"{i.framework}.{i.slug}.{i.version}" for i in instances)
+        job.revision = label if len(label) <= 200 else \
+            "v-" + hashlib.sha256(label.encode()).hexdigest()[:16]
+        job.source_url = f"https://www.kaggle.com/models/{hub_id}"
+        try:
+            job.root = package_dir(self.dest, job.hub, owner, name, job.revision)
+        except UnsafePath:
+            job.reason = "unsafe_location"
+            yield await self.finish(job)
+            return
+        before = crawler_store(self.crawler).get("packages", job.id) or {}
+        for inst in instances:
+            reused = self.reuse(before, inst.prefix)
+            if reused is not None:
+                self.count("packages/files/present", len(reused))
+                self.add_records(job, reused)
+                continue
+            if self.max_bytes is not None and self.planned >= self.max_bytes:
+                self.count("packages/over_budget")
+                job.reason = "max_bytes"
+                continue
+            url = (f"{self.kaggle_api}/models/{quote(owner)}/{quote(name)}/"
+                   f"{quote(inst.framework)}/{quote(inst.slug)}/{inst.version}/download")
+            # Kaggle's archives hold the instance's files at their root (nothing to strip).
+            got = await self.archive(job, url, self.wanted_under(inst.prefix), md5=True,
+                                     strip=0)
+            self.planned += got.size
+            self.progress.planned_bytes += got.size
+            if got.reason is not None:
+                self.count(f"packages/files/failed/{got.reason}")
+                spec = FileSpec(inst.prefix, None)
+                self.add_records(job, [spec.record("failed", reason=got.reason)])
+                continue
+            self.add_records(job, self.kaggle_records(job, inst.prefix, got))
+        yield await self.finish(job)
+
+    def wanted_under(self, prefix: str) -> Callable[[str], bool]:
+        def wanted(path: str) -> bool:
+            return self.files.skip_reason(f"{prefix}/{path}", None) is None
+        return wanted
+
+    def add_records(self, job: Job, records: list[dict[str, Any]]) -> None:
+        for r in records:
+            job.specs.append(FileSpec(r["path"], r["size"]))
+            job.records.append(r)
+        job.listed = len(job.specs)
+
+    def reuse(self, before: dict[str, Any], prefix: str) -> list[dict[str, Any]] | None:
+        """The last run's records of an instance, as ``present``, if all verified and all
+        their blobs are still in the store; else ``None`` (fetch the archive)."""
+        old = [f for f in before.get("files") or []
+               if isinstance(f, dict) and str(f.get("path", "")).startswith(prefix + "/")]
+        stored = [f for f in old if f.get("status") in ("downloaded", "present")]
+        if not stored or not all(f.get("verified") and f.get("sha256")
+                                 and self.blobs.has(f["sha256"], f.get("size"))
+                                 for f in stored):
+            return None
+        return [{**f, "status": "present", "reason": None, "scan": None} if f in stored
+                else f for f in old]
+
+    def kaggle_records(self, job: Job, prefix: str, got: ArchiveResult
+                       ) -> list[dict[str, Any]]:
+        out = []
+        for m in got.members:
+            path = f"{prefix}/{m.path}"
+            spec = FileSpec(path, m.size, sha256=m.sha256)
+            if m.status == "stored" and m.sha256:
+                job.new_bytes += m.size
+                self.count("packages/files/downloaded")
+                self.count("packages/bytes_downloaded", m.size)
+                record = spec.record("downloaded", blob=self.blobs.relpath(m.sha256))
+                if not got.verified:
+                    # The storage host published no hash: kept, but not counted verified.
+                    record.update(verified=False, reason="unverified_archive")
+            elif m.status == "refused":
+                self.count("packages/files/refused")
+                record = spec.record("refused", reason=m.reason)
+            else:
+                reason = m.reason or self.files.skip_reason(path, m.size) or "excluded"
+                self.count(f"packages/files/skipped/{reason}")
+                record = spec.record("skipped", reason=reason)
+            out.append(record)
+        return out
 
     # -- shared: planning, fetching, finishing -----------------------------------------------
     def plan(self, job: Job, owner: str | None, name: str) -> list[int]:

@@ -11,6 +11,8 @@
   trees and tarballs answer for that commit too.
 - ``GET /repos/{owner}/{repo}/tarball/{ref}``: ``302`` to ``/codeload/...`` (on the CDN when
   one is attached), a tar.gz of the files ``hub.github`` serves, plus planted members.
+- ``GET /api/v1/models/{owner}/{model}/{framework}/{instance}/{version}/download``: Kaggle's
+  ``302`` to ``/gcs/...``, Cloud Storage serving the archive with ``x-goog-hash``.
 
 Hostile cases come from :func:`hostile_repos`: a pickle that imports ``os.system`` (built by
 hand, never loaded), bytes that do not match their hash, path-traversal names, one blob in
@@ -20,6 +22,7 @@ sent (:class:`Generated`), never stored.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import io
@@ -118,6 +121,8 @@ class PackageRepos:
     # (owner, repo, ref) -> extra tar members, "{top}" in a name standing for the top folder.
     tar_extra: dict[tuple[str, str, str], list[tuple[tarfile.TarInfo, bytes | None]]] = field(
         default_factory=dict)
+    # "owner/model/framework/instance/version" -> (tar.gz bytes, served corrupt?)
+    kaggle_archives: dict[str, tuple[bytes, bool]] = field(default_factory=dict)
     cut_done: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -236,10 +241,52 @@ def tarball(store: PackageRepos, owner: str, repo: str, ref: str) -> bytes | Non
     return buf.getvalue()
 
 
+def make_archive(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    """A tar.gz of the given members, in order (names as given: hostile ones too)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def kaggle(hub: MockHub, req: MockRequest, store: PackageRepos, key: str) -> MockResponse:
+    creds = getattr(getattr(hub, "kaggle", None), "credentials", None)
+    if creds is not None:
+        expected = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+        if req.headers.get("authorization") != expected:
+            return MockResponse.json({"code": 401, "message": "Unauthenticated"}, status=401)
+    if key not in store.kaggle_archives:
+        return MockResponse.json({"code": 404, "message": "Not found"}, status=404)
+    base = store.cdn_url or hub.base_url(req)
+    return MockResponse(status=302, content_type="text/html", headers=[
+        ("Location", f"{base}/gcs/kaggle-models/{key}.tar.gz?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+                     "&X-Goog-Signature=mock")])
+
+
+def gcs(store: PackageRepos, key: str) -> MockResponse:
+    """Google Cloud Storage: the object, with its MD5 in ``x-goog-hash`` (a corrupt archive
+    is served with the MD5 of the bytes it should have had)."""
+    if key not in store.kaggle_archives:
+        return MockResponse.text("NoSuchKey", status=404)
+    body, corrupt = store.kaggle_archives[key]
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    if corrupt:
+        body = body[:-1] + bytes([body[-1] ^ 0xFF])
+    return MockResponse(body=body, content_type="application/octet-stream",
+                        headers=[("x-goog-hash", f"crc32c=AAAAAA==, md5={md5}")])
+
+
 def packages_hook(hub: MockHub, req: MockRequest) -> MockResponse | None:
     store: PackageRepos = hub.packages  # type: ignore[attr-defined]
     if req.method not in ("GET", "HEAD"):
         return None
+    m = re.fullmatch(r"/api/v1/models/(?P<key>[^/]+/[^/]+/[^/]+/[^/]+/\d+)/download", req.path)
+    if m:
+        return kaggle(hub, req, store, unquote(m.group("key")))
+    m = re.fullmatch(r"/gcs/kaggle-models/(?P<key>.+)\.tar\.gz", req.path)
+    if m:
+        return gcs(store, unquote(m.group("key")))
     m = re.fullmatch(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/commits/(?P<ref>[^/]+)", req.path)
     if m and store.github is not None:
         o, r, ref = m.group("o"), m.group("r"), unquote(m.group("ref"))
