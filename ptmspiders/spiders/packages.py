@@ -97,6 +97,10 @@ class PackagesSpider(PtmSpider):
     hub = "packages"
     # Only some models of some hubs: history never infers removals from this crawl.
     restricted = True
+    # Scrapy starts CONCURRENT_ITEMS tasks for every callback's output (100 by default);
+    # a callback here yields one package record or one page's requests, and with thousands
+    # of small files those idle tasks took a third of the crawl's thread.
+    custom_settings = {"CONCURRENT_ITEMS": 4}
 
     def __init__(self, *args: Any, hub: str | None = None, filter: str | None = None,
                  sort: str | None = None, limit: Any = None, top: str | None = None,
