@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -71,10 +70,6 @@ def build(hub: MockHub, big: int, big_mb: int, small: int, small_files: int,
     return list(lfs.values())
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def run_crawl(hub: MockHub, work: Path, concurrency: int) -> dict[str, Any]:
     work.mkdir(parents=True)
     uri = f"sqlite:///{work}/ptm.sqlite"
@@ -85,14 +80,19 @@ def run_crawl(hub: MockHub, work: Path, concurrency: int) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={work / 'pk'}",
            "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO",
            "-s", "PTM_RATELIMIT_ENABLED=0", "-s", f"PTM_PACKAGES_CONCURRENCY={concurrency}", *EXTRA]
-    before = peak_rss_mb()
+    log = work / "crawl.log"
     started = time.monotonic()
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        # wait4: this child's own peak RSS (getrusage over children is a running maximum).
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - started
-    if done.returncode != 0:
-        raise SystemExit(f"crawl failed:\n{done.stderr[-3000:]}")
-    rss = peak_rss_mb()
-    stats = crawl_stats(done.stderr)
+    stderr = log.read_text()
+    if proc.returncode != 0:
+        raise SystemExit(f"crawl failed:\n{stderr[-3000:]}")
+    rss = usage.ru_maxrss / 1024
+    stats = crawl_stats(stderr)
     with open_store(uri) as store:
         docs = list(store.find("packages"))
     files = [f for d in docs for f in d["files"]]
@@ -102,8 +102,8 @@ def run_crawl(hub: MockHub, work: Path, concurrency: int) -> dict[str, Any]:
             "crawl_seconds": float(stats.get("elapsed_time_seconds") or seconds),
             "files": len(files), "fetched": len(fetched),
             "complete": sum(1 for d in docs if d["complete"]), "packages": len(docs),
-            # getrusage over children is a running max: a later, smaller child cannot show.
-            "peak_rss_mb": round(rss, 1) if rss > before else None,
+            "peak_rss_mb": round(rss, 1),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
             "dest": work / "pk"}
 
 
@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big-mb", type=int, default=600, help="size of each big file (MB)")
     ap.add_argument("--small", type=int, default=40, help="repositories of small files")
     ap.add_argument("--small-files", type=int, default=10, help="LFS files per small repo")
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=8,
+                    help="parallel transfers, of the crawl and of curl alike")
     ap.add_argument("--no-rss-baseline", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--json", metavar="PATH", help="write the numbers ('-': print them)")
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_ratio_to_plain": round((crawl["bytes"] / crawl["seconds"])
                                          / (unique / plain_s), 3),
             "peak_rss_mb": crawl["peak_rss_mb"],
+            "crawl_cpu_seconds": crawl["cpu_seconds"],
             "disk_bytes": on_disk,
             "unique_bytes": unique_all,
             "disk_over_unique": round(on_disk / unique_all, 4),

@@ -481,3 +481,18 @@ def test_kaggle_instance_archives(hubs, tmp_path):
     assert all("tensorFlow2" not in r.path for r in cdn.log)  # its blobs are all here
     again = by_path(packages(tmp_path)["kaggle:google/bert"])
     assert again["tensorFlow2/en-uncased/3/saved_model.pb"]["status"] == "present"
+
+
+@pytest.mark.crawl
+def test_jobdir_runs_and_a_rerun_plans_from_the_blob_store(hubs, tmp_path):
+    hub, cdn = hubs
+    hostile_repos(hub.packages)
+    seed(tmp_path, hub.packages.model_docs())
+    job = tmp_path / "job"
+    stats, log = crawl(hub, tmp_path, "-s", f"JOBDIR={job}")
+    assert stats["ptm/packages/done"] == 3 and "Traceback" not in log
+    cdn.clear_log()
+    stats, log = crawl(hub, tmp_path, "-s", f"JOBDIR={job}")
+    assert stats["ptm/packages/done"] == 3 and "Traceback" not in log
+    corrupt = hub.packages.repos["acme/alpha"][1][4]
+    assert {r.path for r in cdn.log} == {f"/cdn/{corrupt.sha256}"}

@@ -91,6 +91,11 @@ class Job:
     def id(self) -> str:
         return str(self.model["_id"])
 
+    def __reduce__(self) -> Any:
+        # Requests carrying a job stay in Scrapy's memory queue, never in JOBDIR: a resumed
+        # run plans every package again, and the blob store makes that cost no transfer.
+        raise TypeError("a package job is not persisted")
+
 
 class PackagesSpider(PtmSpider):
     name = "packages"
@@ -164,8 +169,8 @@ class PackagesSpider(PtmSpider):
         self.raw_url = str(s.get("GITHUB_RAW_URL")).rstrip("/")
         self.kaggle_api = str(s.get("KAGGLE_API_URL")).rstrip("/")
         self.trees: dict[tuple[str, str], asyncio.Future[dict[str, TreeEntry] | None]] = {}
-        concurrency = s.getint("PTM_PACKAGES_CONCURRENCY", 4)
-        packages_at_once = s.getint("PTM_PACKAGES_CONCURRENT_PACKAGES", 8)
+        concurrency = s.getint("PTM_PACKAGES_CONCURRENCY", 8)
+        packages_at_once = s.getint("PTM_PACKAGES_CONCURRENT_PACKAGES", 16)
         self.inline_max = s.getint("PTM_PACKAGES_INLINE_MAX_BYTES", 16 << 20)
         self.interval = s.getfloat("PTM_PACKAGES_PROGRESS_INTERVAL", 60.0)
         if concurrency < 1 or packages_at_once < 1 or self.inline_max < 1:
