@@ -496,3 +496,15 @@ def test_jobdir_runs_and_a_rerun_plans_from_the_blob_store(hubs, tmp_path):
     assert stats["ptm/packages/done"] == 3 and "Traceback" not in log
     corrupt = hub.packages.repos["acme/alpha"][1][4]
     assert {r.path for r in cdn.log} == {f"/cdn/{corrupt.sha256}"}
+
+
+@pytest.mark.crawl
+def test_a_tree_page_pointing_to_another_host_is_not_followed(hubs, tmp_path):
+    hub, cdn = hubs
+    hub.packages.add("acme/lure", "9" * 40, [PkgFile("config.json", b"{}")])
+    hub.packages.tree_links["acme/lure"] = f"{cdn.url}/api/models/acme/lure/tree/x?cursor=2"
+    seed(tmp_path, hub.packages.model_docs())
+    stats, _ = crawl(hub, tmp_path)
+    assert packages(tmp_path)["huggingface:acme/lure"]["reason"] == "foreign_next_link"
+    assert stats["ptm/packages/foreign_link"] == 1
+    assert cdn.log == []

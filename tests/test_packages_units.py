@@ -399,3 +399,43 @@ def test_github_target_and_kaggle_instances():
         {"framework": "../x", "slug": "a", "version_number": 1},
         {"framework": "jax", "slug": "7b", "version_number": None}]}})
     assert [i.prefix for i in insts] == ["jax/2b/2"]
+
+
+# -- the scanner, as the spider calls it ---------------------------------------------------------
+
+def test_scanner_results_are_recorded_per_file_and_summed(tmp_path):
+    """The scanner is another module's (``ptmspiders/packages/scan.py``): here a stand-in
+    with its contract shows what the spider does with its answers, not how it scans."""
+    from scrapy.utils.test import get_crawler
+
+    from ptmspiders.packages.plan import FileSpec
+    from ptmspiders.packages.scanning import summary
+    from ptmspiders.spiders.packages import Job, PackagesSpider
+
+    crawler = get_crawler(PackagesSpider, {"PTM_STORE_URI": f"sqlite:///{tmp_path}/x.db"})
+    spider = PackagesSpider.from_crawler(crawler, dest=str(tmp_path / "pk"))
+    blobs = BlobStore(tmp_path / "pk")
+    records = []
+    for name, data in (("a.bin", b"evil"), ("b.pkl", b"odd"), ("c.json", b"{}")):
+        sha = hashlib.sha256(data).hexdigest()
+        blobs.put_bytes(data, sha)
+        records.append(FileSpec(name, len(data)).record("downloaded", sha256=sha,
+                                                         blob=blobs.relpath(sha)))
+    calls = []
+
+    def scan_file(path: Path, name: str) -> dict:
+        calls.append((path.read_bytes(), name))
+        if name == "a.bin":
+            return {"status": "unsafe", "globals": ["os.system"], "dangerous": ["os.system"],
+                    "scanner": "stand-in 0"}
+        raise RuntimeError("scanner bug")
+
+    spider.scanner = (lambda p: p.endswith((".bin", ".pkl")), scan_file)
+    job = Job(model={"_id": "huggingface:a/b"}, hub="huggingface",
+              root=tmp_path / "pk" / "huggingface" / "a" / "b" / "r")
+    spider.link_and_scan(job, records)
+    assert calls == [(b"evil", "a.bin"), (b"odd", "b.pkl")]  # from the blob, never c.json
+    assert records[0]["scan"]["dangerous"] == ["os.system"]
+    assert records[1]["scan"]["status"] == "error" and records[2]["scan"] is None
+    assert summary(records) == {"scanned": 2, "unsafe": 1, "suspicious": 0, "errors": 1}
+    assert (job.root / "a.bin").read_bytes() == b"evil"

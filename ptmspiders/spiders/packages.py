@@ -284,6 +284,13 @@ class PackagesSpider(PtmSpider):
             self.count("packages/bad_tree_entries", bad)
         job.specs += specs
         next_url = hf.next_link(response)
+        if next_url and origin(next_url) != self.hub_origin:
+            # A next page on another host: not followed (it would get the listing, and the
+            # package would be planned from a list that host made up).
+            self.count("packages/foreign_link")
+            job.reason = "foreign_next_link"
+            yield await self.finish(job)
+            return
         if next_url:
             yield response.follow(next_url, callback=self.parse_tree, errback=self.job_failed,
                                   meta={JOB: job, "ptm_expect": "list"}, dont_filter=True)

@@ -116,6 +116,7 @@ class PackageRepos:
     # Tree entries added as they are, e.g. hostile paths.
     extra_entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     media: dict[str, PkgFile] = field(default_factory=dict)  # "owner/repo/ref/path" -> file
+    tree_links: dict[str, str] = field(default_factory=dict)  # repo -> Link rel="next" URL
     cdn_url: str | None = None
     github: Any = None  # the hub's GithubRepos: what tarballs are made of
     # (owner, repo, ref) -> extra tar members, "{top}" in a name standing for the top folder.
@@ -358,7 +359,9 @@ def tree(store: PackageRepos, repo_id: str, rev: str) -> MockResponse:
             entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.pointer())}
         entries.append(entry)
     entries += store.extra_entries.get(repo_id, [])
-    return MockResponse.json(entries)
+    link = store.tree_links.get(repo_id)  # a planted "next page", e.g. on another host
+    return MockResponse.json(entries, headers=[("Link", f'<{link}>; rel="next"')] if link
+                             else [])
 
 
 def resolve(hub: MockHub, req: MockRequest, store: PackageRepos, repo_id: str, rev: str,
