@@ -84,15 +84,23 @@ class Selection:
     limit: int | None = None
     top: float | None = None
 
-    def models(self, store: Store) -> Iterator[dict[str, Any]]:
+    def ids(self, store: Store) -> list[str]:
+        """The selected models' ids, in order. Only ids are held for a whole run; the
+        documents are read a batch at a time as their packages start."""
+        return [str(d["_id"]) for d in self.models(store, fields=["_id", "hub"])]
+
+    def models(self, store: Store, fields: list[str] | None = None
+               ) -> Iterator[dict[str, Any]]:
         """The models to package: per hub (filter, then ``top``), then ``sort`` and ``limit``
         over all of them. ``top=0.1``: the 10% most downloaded of each hub (by likes where
         the hub records no downloads), as PTMTorrent selected."""
+        wanted = fields or MODEL_FIELDS
+        sort_fields = [name for name, _ in parse_sort(self.sort)]
         base: dict[str, Any] = {"hub": {"$in": self.hubs}, "removed_at": None}
         if self.top is None:
             # One streamed query: the store sorts and limits (no list of a whole hub here).
             where = {"$and": [base, self.filter]} if self.filter else base
-            yield from store.query("models", where, fields=MODEL_FIELDS,
+            yield from store.query("models", where, fields=wanted,
                                    sort=parse_sort(self.sort), limit=self.limit)
             return
         chosen: list[dict[str, Any]] = []
@@ -103,7 +111,8 @@ class Selection:
             n = store.count("models", where)
             key = "downloads" if store.exists(
                 "models", {"$and": [where, {"downloads": {"$gt": 0}}]}) else "likes"
-            chosen += list(store.query("models", where, fields=MODEL_FIELDS,
+            chosen += list(store.query("models", where,
+                                       fields=list(dict.fromkeys([*wanted, *sort_fields])),
                                        sort=[(key, -1)], limit=math.ceil(n * self.top)))
         for name, direction in reversed(parse_sort(self.sort)):
             present = [d for d in chosen if d.get(name) is not None]

@@ -44,6 +44,7 @@ from ptmspiders.packages.plan import FileSpec
 from ptmspiders.packages.progress import Progress
 from ptmspiders.packages.scanning import load_scanner, summary
 from ptmspiders.packages.selection import (
+    MODEL_FIELDS,
     REVISION_MODES,
     WEIGHT_MODES,
     FileFilter,
@@ -217,26 +218,30 @@ class PackagesSpider(PtmSpider):
     # -- selection ---------------------------------------------------------------------------
     async def start(self) -> AsyncIterator[Any]:
         store = crawler_store(self.crawler)
-        models = list(self.selection.models(store))
-        self.progress.selected = len(models)
-        logger.info("Packages: %d models selected from %s in %s", len(models),
+        ids = self.selection.ids(store)
+        self.progress.selected = len(ids)
+        logger.info("Packages: %d models selected from %s in %s", len(ids),
                     ", ".join(self.selection.hubs), self.dest)
-        for model in models:
-            await self.package_slots.acquire()
-            job = Job(model=model, hub=str(model.get("hub")))
-            if job.hub == "huggingface":
-                for request in self.hf_start(job):
-                    yield request
-            elif job.hub == "onnx_zoo":
-                yield self.onnx_start(job)
-            elif job.hub in archives.GITHUB_HUBS:
-                yield self.github_start(job)
-            elif job.hub == "kaggle":
-                yield self.kaggle_start(job)
-            else:
-                self.count(f"packages/unsupported_hub/{job.hub}")
-                job.reason = "hub_not_supported"
-                yield await self.finish(job)
+        for first in range(0, len(ids), 100):
+            batch = ids[first:first + 100]
+            docs = store.get_many("models", batch, fields=MODEL_FIELDS)
+            for model in (docs[i] for i in batch if i in docs):
+                # At most PTM_PACKAGES_CONCURRENT_PACKAGES in progress (released in finish()).
+                await self.package_slots.acquire()
+                job = Job(model=model, hub=str(model.get("hub")))
+                if job.hub == "huggingface":
+                    for request in self.hf_start(job):
+                        yield request
+                elif job.hub == "onnx_zoo":
+                    yield self.onnx_start(job)
+                elif job.hub in archives.GITHUB_HUBS:
+                    yield self.github_start(job)
+                elif job.hub == "kaggle":
+                    yield self.kaggle_start(job)
+                else:
+                    self.count(f"packages/unsupported_hub/{job.hub}")
+                    job.reason = "hub_not_supported"
+                    yield await self.finish(job)
 
     def slot_free(self) -> None:
         self.package_slots.release()
