@@ -19,7 +19,7 @@ from ptmspiders.packages.layout import UnsafePath, link_file, package_dir
 from ptmspiders.packages.paths import safe_relpath
 from ptmspiders.packages.selection import FileFilter, Selection, parse_size
 from ptmspiders.pipelines.validate import load_schema, schema_error
-from tests.mockhub import MockHub
+from tests.mockhub import MockHub, MockResponse
 from tests.mockhub.packages import BLOCK, Generated, PkgFile, attach_cdn
 
 # -- paths ---------------------------------------------------------------------------------------
@@ -439,3 +439,11 @@ def test_scanner_results_are_recorded_per_file_and_summed(tmp_path):
     assert records[1]["scan"]["status"] == "error" and records[2]["scan"] is None
     assert summary(records) == {"scanned": 2, "unsafe": 1, "suspicious": 0, "errors": 1}
     assert (job.root / "a.bin").read_bytes() == b"evil"
+
+
+def test_fetch_never_follows_a_redirect_to_another_scheme(tmp_path, hub_and_cdn):
+    hub, _ = hub_and_cdn
+    hub.route("GET", r"/evil", lambda h, r, m: MockResponse(
+        status=302, headers=[("Location", "file:///etc/passwd")]))
+    got = _streamer(tmp_path, hub).fetch(f"{hub.url}/evil", Expect(sha256="a" * 64, size=5))
+    assert (got.status, got.reason, got.requests) == ("failed", "bad_redirect", 1)

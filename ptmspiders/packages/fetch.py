@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -187,6 +187,8 @@ class Streamer:
         start again from byte 0. Raises on a cut transfer (the caller resumes)."""
         target = url
         for _ in range(self.max_redirects + 1):
+            if urlsplit(target).scheme not in ("http", "https"):
+                raise _HttpFailure("bad_redirect")  # file:, ftp:, ... never followed
             headers = self._headers(target, state.have, auth_origin)
             resp = self.http.request("GET", target, headers=headers, redirect=False,
                                      preload_content=False)
