@@ -447,3 +447,34 @@ def test_fetch_never_follows_a_redirect_to_another_scheme(tmp_path, hub_and_cdn)
         status=302, headers=[("Location", "file:///etc/passwd")]))
     got = _streamer(tmp_path, hub).fetch(f"{hub.url}/evil", Expect(sha256="a" * 64, size=5))
     assert (got.status, got.reason, got.requests) == ("failed", "bad_redirect", 1)
+
+
+def test_a_callback_error_fails_its_file_instead_of_losing_the_package(tmp_path):
+    import asyncio
+
+    from scrapy.http import Request, Response
+    from scrapy.utils.test import get_crawler
+
+    from ptmspiders.packages.plan import FileSpec
+    from ptmspiders.spiders.packages import FILE, JOB, Job, PackagesSpider, guarded
+
+    crawler = get_crawler(PackagesSpider, {"PTM_STORE_URI": f"sqlite:///{tmp_path}/x.db"})
+    spider = PackagesSpider.from_crawler(crawler, dest=str(tmp_path / "pk"))
+    job = Job(model={"_id": "huggingface:a/b", "hub_id": "a/b"}, hub="huggingface",
+              specs=[FileSpec("x.json", 2)], records=[None], pending=1, listed=1)
+
+    @guarded
+    async def broken(self, response):
+        raise ValueError("a bug")
+        yield  # an async generator, like the spider's callbacks
+
+    response = Response("http://hub/x", request=Request("http://hub/x",
+                                                          meta={JOB: job, FILE: 0}))
+
+    async def run():
+        await spider.package_slots.acquire()  # as start() does for the package
+        return [out async for out in broken(spider, response)]
+
+    out = asyncio.run(run())
+    assert len(out) == 1 and out[0].files[0]["reason"] == "error: ValueError"
+    assert out[0].complete is False and job.finished

@@ -10,6 +10,7 @@ Each package ends as one ``packages`` document (:class:`ptmspiders.items.Package
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -60,6 +61,35 @@ logger = logging.getLogger(__name__)
 ALL_HUBS = ("huggingface", "pytorch_hub", "onnx_zoo", "tfhub", "kaggle", "modelzoo", "modelhub")
 JOB = "ptm_package"
 FILE = "ptm_file"
+
+
+Callback = Callable[["PackagesSpider", Response], AsyncIterator[Any]]
+
+
+def guarded(callback: Callback) -> Callback:
+    """A callback whose unexpected exception fails its file (or its package) on the record
+    instead of losing it: a lost package would hold its slot forever and stall the run."""
+    @functools.wraps(callback)
+    async def wrapper(spider: PackagesSpider, response: Response) -> AsyncIterator[Any]:
+        try:
+            async for out in callback(spider, response):
+                yield out
+        except Exception as exc:
+            job: Job = response.meta[JOB]
+            reason = f"error: {type(exc).__name__}"
+            logger.exception("Package %s: %s failed", job.id, callback.__name__)
+            spider.count("packages/errors")
+            i = response.meta.get(FILE)
+            if job.finished:
+                return
+            if i is not None and job.records and job.records[i] is None:
+                async for out in spider.file_done(job, i, job.specs[i].record(
+                        "failed", reason=reason)):
+                    yield out
+            elif i is None:
+                job.reason = reason
+                yield await spider.finish(job)
+    return wrapper
 
 
 @dataclass
@@ -259,6 +289,7 @@ class PackagesSpider(PtmSpider):
         yield self.json_request(url, expect="object", callback=self.parse_revision,
                                 errback=self.job_failed, meta={JOB: job}, dont_filter=True)
 
+    @guarded
     async def parse_revision(self, response: Response) -> AsyncIterator[Any]:
         job: Job = response.meta[JOB]
         data = self.decode(response, dict, what="model revision")
@@ -277,6 +308,7 @@ class PackagesSpider(PtmSpider):
                                  callback=self.parse_tree, errback=self.job_failed,
                                  meta={JOB: job}, dont_filter=True)
 
+    @guarded
     async def parse_tree(self, response: Response) -> AsyncIterator[Any]:
         job: Job = response.meta[JOB]
         entries = self.decode(response, list, what="file tree")
@@ -325,6 +357,7 @@ class PackagesSpider(PtmSpider):
                              "handle_httpstatus_all": True,
                              "download_maxsize": self.inline_max + 1})
 
+    @guarded
     async def parse_resolve(self, response: Response) -> AsyncIterator[Any]:
         job: Job = response.meta[JOB]
         i: int = response.meta[FILE]
@@ -421,6 +454,7 @@ class PackagesSpider(PtmSpider):
         return Request("data:,", callback=self.onnx_package, errback=self.job_failed,
                        meta={JOB: job}, dont_filter=True)
 
+    @guarded
     async def onnx_package(self, response: Response) -> AsyncIterator[Any]:
         job: Job = response.meta[JOB]
         plan = onnx.package_plan(job.model, self.media_url)
@@ -518,6 +552,7 @@ class PackagesSpider(PtmSpider):
         return Request("data:,", callback=self.github_package, errback=self.job_failed,
                        meta={JOB: job}, dont_filter=True)
 
+    @guarded
     async def github_package(self, response: Response) -> AsyncIterator[Any]:
         """The linked repository at the recorded ref: its file list (and git blob ids) from
         the git trees API, its bytes from one tarball, each member checked against its id."""
@@ -667,6 +702,7 @@ class PackagesSpider(PtmSpider):
         return Request("data:,", callback=self.kaggle_package, errback=self.job_failed,
                        meta={JOB: job}, dont_filter=True)
 
+    @guarded
     async def kaggle_package(self, response: Response) -> AsyncIterator[Any]:
         """Each instance version's archive from the Kaggle API, checked against the MD5 its
         storage host publishes and unpacked under ``<framework>/<instance>/<version>/``.
@@ -870,9 +906,14 @@ class PackagesSpider(PtmSpider):
         if job.finished:
             raise RuntimeError(f"package {job.id} finished twice")
         job.finished = True
+        self.slot_free()
         records = [r for r in job.records if r is not None]
         if job.root is not None:
-            await asyncio.to_thread(self.link_and_scan, job, records)
+            try:
+                await asyncio.to_thread(self.link_and_scan, job, records)
+            except Exception as exc:  # the record is kept, with what went wrong
+                logger.exception("Linking package %s failed", job.id)
+                job.reason = f"link_failed: {type(exc).__name__}"
             if self.scanner is None:
                 self.count("packages/scan_unavailable")
         self.progress.done += 1
@@ -886,7 +927,6 @@ class PackagesSpider(PtmSpider):
             for r in listed)
         self.count("packages/done")
         self.count("packages/complete" if complete else "packages/incomplete")
-        self.slot_free()
         seen = self.seen_at()
         dest_rel = str(job.root.relative_to(self.dest)) if job.root is not None else None
         return PackageItem(
