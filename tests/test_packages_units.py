@@ -478,3 +478,18 @@ def test_a_callback_error_fails_its_file_instead_of_losing_the_package(tmp_path)
     out = asyncio.run(run())
     assert len(out) == 1 and out[0].files[0]["reason"] == "error: ValueError"
     assert out[0].complete is False and job.finished
+
+
+def test_clean_tmp_keeps_only_resumable_partial_files(tmp_path):
+    blobs = BlobStore(tmp_path)
+    done = blobs.put_bytes(b"done", hashlib.sha256(b"done").hexdigest())
+    resumable = blobs.part_path("a" * 64)
+    git_part = blobs.part_path("git-" + "b" * 40)
+    stale = blobs.part_path(done.name)  # its blob is complete: nothing to resume
+    leftovers = [blobs.tmp / "archive.123.part", blobs.tmp / f"{'c' * 64}.9f.new",
+                 blobs.tmp / "unpack.77.new"]
+    for p in (resumable, git_part, stale, *leftovers):
+        p.write_bytes(b"x")
+    assert blobs.clean_tmp() == 4
+    assert sorted(p.name for p in blobs.tmp.iterdir()) == sorted([resumable.name,
+                                                                  git_part.name])

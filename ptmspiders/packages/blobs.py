@@ -74,6 +74,25 @@ class BlobStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         return self.tmp / f"{key}.part"
 
+    def clean_tmp(self) -> int:
+        """Remove what a killed run left in ``tmp`` that no run can resume (files being
+        renamed, archives, unpacked members), and partial files of blobs now complete.
+        Resumable partial files (``<sha256>.part``, ``git-<oid>.part``) stay. One crawl per
+        ``dest`` at a time."""
+        removed = 0
+        if not self.tmp.is_dir():
+            return 0
+        for entry in self.tmp.iterdir():
+            key = entry.name.removesuffix(".part")
+            resumable = entry.name.endswith(".part") and (
+                HEX64.fullmatch(key) or HEX40.fullmatch(key.removeprefix("git-")))
+            if resumable and not (HEX64.fullmatch(key) and self.has(key)):
+                continue
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed += 1
+        return removed
+
     def commit(self, tmp: Path, sha256: str) -> Path:
         """Move a verified file into place (atomically; a blob already there wins)."""
         final = self.path(sha256)

@@ -169,6 +169,10 @@ class PackageCrawler(PtmSpider):
 
     # -- progress ----------------------------------------------------------------------------
     def opened(self) -> None:
+        removed = self.blobs.clean_tmp()
+        if removed:
+            logger.info("Removed %d leftovers of an interrupted run from %s", removed,
+                        self.blobs.tmp)
         if self.interval > 0:
             self.ticker = task.LoopingCall(self.log_progress)
             self.ticker.start(self.interval, now=False)
