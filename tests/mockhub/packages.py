@@ -125,20 +125,21 @@ class PackageRepos:
     # "owner/model/framework/instance/version" -> (tar.gz bytes, served corrupt?)
     kaggle_archives: dict[str, tuple[bytes, bool]] = field(default_factory=dict)
     cut_done: set[str] = field(default_factory=set)
+    by_sha: dict[str, PkgFile] = field(default_factory=dict)  # the CDN's objects
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, repo_id: str, revision: str, files: list[PkgFile]) -> None:
         self.repos[repo_id] = (revision, files)
+        with self.lock:
+            for f in files:
+                if f.lfs:
+                    self.by_sha[f.sha256] = f
 
     def blob(self, sha: str) -> PkgFile | None:
-        for _, files in self.repos.values():
-            for f in files:
-                if f.lfs and f.sha256 == sha:
-                    return f
-        for f in self.media.values():
-            if f.sha256 == sha:
-                return f
-        return None
+        found = self.by_sha.get(sha)
+        if found is not None:
+            return found
+        return next((f for f in self.media.values() if f.sha256 == sha), None)
 
     def model_docs(self) -> list[dict[str, Any]]:
         """``models`` documents for the repositories, as hf_models would store them."""
