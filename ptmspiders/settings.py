@@ -8,9 +8,13 @@ reach Scrapy's "Overridden settings" log line.
 
 import os
 
+from ptmspiders import doc_size
+
 BOT_NAME = "ptmspiders"
 SPIDER_MODULES = ["ptmspiders.spiders"]
 NEWSPIDER_MODULE = "ptmspiders.spiders"
+# `scrapy crawl` exits non-zero when the crawl ended incomplete (ptmspiders/outcome.py).
+COMMANDS_MODULE = "ptmspiders.commands"
 
 USER_AGENT = "ptmspiders/0.1 (research crawler of pre-trained model hubs)"
 # The hubs' APIs publish rate limits, which PTM_THROTTLE honours; robots.txt covers pages.
@@ -41,6 +45,9 @@ PTM_STORE_ENABLED = True
 PTM_AUTH_ENABLED = True
 PTM_STORE_BATCH_SIZE = 500
 PTM_STORE_FLUSH_SECONDS = 5.0
+# A stored document's bound in bytes of JSON: past it, the largest fields are cut (recorded in
+# extra.truncated, counted as ptm/truncated/<field>); the model is kept. 0: no bound.
+PTM_MAX_DOC_BYTES = doc_size.DEFAULT_MAX_DOC_BYTES
 # Batches are written on a thread behind the crawl (ptmspiders/stores/writer.py), at most
 # PTM_STORE_WRITER_MAX_PENDING batches ahead of the store; off: written in the crawl's thread.
 PTM_STORE_WRITER_THREAD = True
@@ -69,8 +76,9 @@ PTM_HF_PAGE_SIZE = 1000
 PTM_HF_CARDS = False
 PTM_HF_FILES = False
 PTM_HF_COMMITS = False
-# git: weightless clone + git log %G? (checked against PTM_HF_GNUPGHOME, default the
-# environment's keyring); html: the commits page's "Verified" badge; api: no signatures.
+# git: weightless clone + git log %G?, checked against the keyring PTM_HF_GNUPGHOME names
+# (default: a throwaway one per crawl, empty, never ~/.gnupg); html: the commits page's
+# "Verified" badge; api: no signatures.
 PTM_HF_SIGNATURE_METHOD = "git"
 PTM_HF_GNUPGHOME = os.environ.get("PTM_HF_GNUPGHOME", "")
 PTM_HF_GIT_CONCURRENCY = 2
@@ -107,6 +115,12 @@ PTM_MODELHUB_REPO = "modelhub-ai/modelhub"
 PTM_MODELHUB_REF = "master"
 
 CONCURRENT_REQUESTS = 16
+# Hubs are read over http(s) only: a hub-given link or redirect to file://, s3://, ftp:// or
+# data: must never reach a handler that reads local files or other services
+# (ptmspiders/origins.py refuses such links before a request is built; this is the backstop).
+DOWNLOAD_HANDLERS = {"file": None, "s3": None, "ftp": None, "data": None}
+# A redirect of a hub API request to another origin is refused (middlewares/origin.py).
+PTM_SAME_ORIGIN_REDIRECTS_ENABLED = True
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_TIMEOUT = 60
 
@@ -127,6 +141,9 @@ PTM_RATELIMIT_BURST = 0.5
 PTM_RATELIMIT_MAX_WAITS = 20  # 429 waits per request before it is given up (and counted)
 PTM_RATELIMIT_DEFAULT_WAIT = 60.0  # a 429 that names no reset time
 PTM_RATELIMIT_MIN_WAIT = 1.0
+# Many workers, one crawl: a redis://host:port/db URL where the workers share their rate-limit
+# windows (middlewares/ratelimit_redis.py); empty = each crawl paces itself alone.
+PTM_FRONTIER = os.environ.get("PTM_FRONTIER", "")
 
 # Retries (middlewares/retry.py) replace Scrapy's RetryMiddleware, which retries 429 blindly.
 PTM_RETRY_ENABLED = True
@@ -140,9 +157,18 @@ DOWNLOADER_MIDDLEWARES = {
     # First: a request the spider re-aims is dropped before any other middleware (the rate
     # limiter's budget included) sees it.
     "ptmspiders.middlewares.reaim.ReaimMiddleware": 50,
+    # Before the credentials, the retries and the rate limiter: a refused redirect costs nothing.
+    "ptmspiders.middlewares.origin.SameOriginRedirectMiddleware": 60,
     "ptmspiders.middlewares.auth.HubAuthMiddleware": 450,
     "ptmspiders.middlewares.retry.RetryMiddleware": 550,
     "ptmspiders.middlewares.ratelimit.RateLimitMiddleware": 950,
+}
+
+SPIDER_MIDDLEWARES = {
+    # The same limit (URLLENGTH_LIMIT), but a dropped request is counted and makes the crawl
+    # incomplete instead of vanishing (ptmspiders/middlewares/urllength.py).
+    "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
+    "ptmspiders.middlewares.urllength.UrlLengthMiddleware": 800,
 }
 
 ITEM_PIPELINES = {
@@ -159,6 +185,14 @@ PTM_HISTORY_ENABLED = True
 # (an empty or truncated listing must not retire the hub); raise it to accept mass removals.
 PTM_HISTORY_MAX_MISSING_RATIO = 0.5
 
+# One listing crawl of a hub at a time per store (ptmspiders/crawllock.py): a crawl of a hub
+# whose lock another crawl holds waits up to PTM_LOCK_WAIT seconds for it, then refuses (exit
+# status 4). A lock whose holder stopped renewing it expires after PTM_LOCK_TTL seconds (at
+# once for a holder on the same host whose process is gone).
+PTM_LOCK_ENABLED = True
+PTM_LOCK_WAIT = 30.0
+PTM_LOCK_TTL = 120.0
+
 # Scraped items are counted as the item processor returns them, not through a receiver of the
 # item_scraped signal: Scrapy dispatches each signal through asyncio Tasks, per receiver and item,
 # which took a fifth of a sweep's crawl thread (ptmspiders/itemcount.py).
@@ -170,6 +204,9 @@ EXTENSIONS = {
     # Built before the scheduler opens JOBDIR: it must reset what a killed run left there.
     "ptmspiders.checkpoint.KilledRunRecovery": 50,
     "ptmspiders.tuning.InterpreterTuning": 100,
+    # Before history: its spider_opened takes the hub's lock before history writes, its
+    # spider_closed tells history whether the lock held to the end.
+    "ptmspiders.crawllock.CrawlLock": 450,
     "ptmspiders.history.CrawlHistory": 500,
 }
 

@@ -31,7 +31,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin
 
@@ -90,7 +91,7 @@ def parse_git_log(text: str) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class GitConfig:
-    """How clones run: ``gnupghome`` None keeps the environment's keyring."""
+    """How clones run: ``gnupghome`` None checks signatures against a throwaway keyring."""
 
     timeout: float = 300.0
     gnupghome: str | None = None
@@ -99,16 +100,54 @@ class GitConfig:
     max_commits: int = 0
 
 
+# What every git call runs with, whatever the user's or the system's git config says (neither
+# is read): a hub that redirects is refused rather than followed (git's default follows the
+# first redirect and then sends every later request, extra headers included, to the new
+# host); only http(s) transports (no file://, ext::); no credential helper, no prompt.
+GIT_SAFE_CONFIG: tuple[tuple[str, str], ...] = (
+    ("http.followRedirects", "false"),
+    ("protocol.allow", "never"),
+    ("protocol.http.allow", "always"),
+    ("protocol.https.allow", "always"),
+    ("credential.helper", ""),
+)
+# Inherited GIT_* variables that are kept (certificate stores); the others could re-enable
+# what GIT_SAFE_CONFIG turns off (GIT_ALLOW_PROTOCOL, GIT_CONFIG_PARAMETERS, ...).
+GIT_ENV_KEPT = frozenset({"GIT_SSL_CAINFO", "GIT_SSL_CAPATH"})
+# gpg.conf / gpgsm.conf of a throwaway keyring: checking needs no network and no agent.
+GPG_CONF = """\
+# Written by ptmspiders: a keyring that only checks commit signatures.
+no-auto-key-retrieve
+no-auto-key-import
+no-auto-key-locate
+disable-dirmngr
+no-autostart
+"""
+GPGSM_CONF = """\
+# Written by ptmspiders: no CRL/OCSP look-ups while checking X.509 commit signatures.
+disable-dirmngr
+disable-crl-checks
+disable-ocsp
+no-autostart
+"""
+
+
 def _git_env(config: GitConfig) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_CONFIG")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("GIT_") or k in GIT_ENV_KEPT}
     env.update(GIT_LFS_SKIP_SMUDGE="1", GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true",
-               LC_ALL="C")
+               GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull,
+               GIT_ALLOW_PROTOCOL="http:https", LC_ALL="C")
     if config.gnupghome:
         env["GNUPGHOME"] = config.gnupghome
+    pairs = list(GIT_SAFE_CONFIG)
     if config.auth_header and config.auth_origin:
-        env.update(GIT_CONFIG_COUNT="1",
-                   GIT_CONFIG_KEY_0=f"http.{config.auth_origin}/.extraHeader",
-                   GIT_CONFIG_VALUE_0=f"Authorization: {config.auth_header}")
+        pairs.append((f"http.{config.auth_origin}/.extraHeader",
+                      f"Authorization: {config.auth_header}"))
+    env["GIT_CONFIG_COUNT"] = str(len(pairs))
+    for n, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{n}"] = key
+        env[f"GIT_CONFIG_VALUE_{n}"] = value
     return env
 
 
@@ -123,21 +162,81 @@ def _run(args: list[str], env: dict[str, str], timeout: float, cwd: str | None =
     if done.returncode != 0:
         err = done.stderr.decode("utf-8", "replace").strip().splitlines()
         last = err[-1] if err else f"exit {done.returncode}"
-        reason = "repo_not_found" if "not found" in last or " 404" in last else f"git_{args[0]}"
+        if "not found" in last or " 404" in last:
+            reason = "repo_not_found"
+        elif re.search(r"error: 30[1-8]\b|redirect", last, re.IGNORECASE):
+            reason = "git_redirect"
+        else:
+            reason = f"git_{args[0]}"
         raise SignatureError(reason, last[:200])
     return done.stdout.decode("utf-8", "replace")
 
 
+class Keyring:
+    """The GNUPGHOME signatures are checked against: ``home`` when given (the user's choice,
+    used as it is), else a throwaway directory made on first use, with no key retrieval and no
+    daemons, removed by :meth:`close` after stopping any GnuPG daemon started in it."""
+
+    def __init__(self, home: str | None = None) -> None:
+        self.home = home
+        self._made: str | None = None
+        self._lock = threading.Lock()
+
+    def path(self) -> str:
+        if self.home:
+            return self.home
+        with self._lock:
+            if self._made is None:
+                made = tempfile.mkdtemp(prefix="ptm-gnupg-")  # mode 0700
+                for name, text in (("gpg.conf", GPG_CONF), ("gpgsm.conf", GPGSM_CONF)):
+                    with open(os.path.join(made, name), "w", encoding="utf-8") as f:
+                        f.write(text)
+                self._made = made
+            return self._made
+
+    def close(self) -> None:
+        with self._lock:
+            made, self._made = self._made, None
+        if made is None:
+            return
+        stop_gnupg_daemons(made)
+        shutil.rmtree(made, ignore_errors=True)
+
+    def __enter__(self) -> Keyring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stop_gnupg_daemons(home: str) -> None:
+    """Stop every GnuPG daemon (agent, dirmngr, ...) serving ``home``; quiet if none runs."""
+    if shutil.which("gpgconf") is None:
+        return
+    try:
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True,
+                       timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        logger.warning("gpgconf --kill all timed out for %s", home)
+
+
 def clone_log(url: str, rev: str | None, config: GitConfig) -> list[dict[str, Any]]:
-    """Blocking: clone ``url`` bare and blobless into a temp dir, log ``rev`` (or HEAD)."""
+    """Blocking: clone ``url`` bare and blobless into a temp dir, log ``rev`` (or HEAD).
+
+    Without ``config.gnupghome`` the signatures are checked against a throwaway keyring made
+    for this call (the user's ``~/.gnupg`` is never used).
+    """
+    if not config.gnupghome:
+        with Keyring() as keyring:
+            return clone_log(url, rev, replace(config, gnupghome=keyring.path()))
     env = _git_env(config)
     workdir = tempfile.mkdtemp(prefix="ptm-git-")
     try:
         repo = os.path.join(workdir, "repo.git")
-        _run(["clone", "--quiet", "--bare", "--filter=blob:none", "--no-tags", url, repo],
+        _run(["clone", "--quiet", "--bare", "--filter=blob:none", "--no-tags", "--", url, repo],
              env, config.timeout)
         target = "HEAD"
-        if rev:
+        if rev and re.fullmatch(r"[0-9a-f]{40,64}", rev):  # a sha, never an option
             try:
                 _run(["cat-file", "-e", f"{rev}^{{commit}}"], env, config.timeout, cwd=repo)
                 target = rev
@@ -146,27 +245,33 @@ def clone_log(url: str, rev: str | None, config: GitConfig) -> list[dict[str, An
         args = ["log", f"--format={LOG_FORMAT}"]
         if config.max_commits > 0:
             args.append(f"--max-count={config.max_commits}")
-        return parse_git_log(_run([*args, target], env, config.timeout, cwd=repo))
+        return parse_git_log(_run([*args, target, "--"], env, config.timeout, cwd=repo))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 class GitSignatureReader:
     """Runs :func:`clone_log` in worker threads, at most ``concurrency`` clones at a time, so
-    the reactor keeps serving responses while git works."""
+    the reactor keeps serving responses while git works. All clones share one keyring
+    (``config.gnupghome``, else a throwaway one); :meth:`close` removes a throwaway one."""
 
     def __init__(self, config: GitConfig, concurrency: int = 2) -> None:
         if concurrency < 1:
             raise ValueError("git concurrency must be >= 1")
         self.config = config
         self.concurrency = concurrency
+        self.keyring = Keyring(config.gnupghome)
         self._semaphore: asyncio.Semaphore | None = None
 
     async def commits(self, url: str, rev: str | None) -> list[dict[str, Any]]:
         if self._semaphore is None:  # created inside the running loop
             self._semaphore = asyncio.Semaphore(self.concurrency)
         async with self._semaphore:
-            return await asyncio.to_thread(clone_log, url, rev, self.config)
+            config = replace(self.config, gnupghome=self.keyring.path())
+            return await asyncio.to_thread(clone_log, url, rev, config)
+
+    def close(self) -> None:
+        self.keyring.close()
 
 
 _SHA_HREF_RE = re.compile(r"/commit/([0-9a-f]{40})\b")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,29 @@ from typing import Any
 import pytest
 
 from ptmspiders.stores import Store, open_store
+from tests.gnupg_daemons import stop_gnupg_daemons
 from tests.mockhub import MockHub
 
 ROOT = Path(__file__).resolve().parent.parent
 HUBDATA = ROOT.parent / "shared" / "hubdata"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_gnupg_daemons_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every temp dir of the session (this process's and its crawls', through ``TMPDIR``)
+    lies under the session's base temp dir; at the end, every GnuPG daemon whose keyring is
+    there is stopped, and the session errors if one survives."""
+    base = tmp_path_factory.getbasetemp()
+    root = base / "tmp"
+    root.mkdir(exist_ok=True)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", str(root))
+    patch.setattr(tempfile, "tempdir", None)
+    yield
+    patch.undo()
+    survivors = stop_gnupg_daemons(base)
+    assert not survivors, f"GnuPG daemons the tests started are still running: {survivors}"
 
 
 @pytest.fixture
@@ -70,16 +89,27 @@ def hub_env(hub: MockHub, **extra: str) -> dict[str, str]:
 
 def run_crawl(spider: str, hub: MockHub, tmp_path: Path, *args: str,
               store_uri: str | None = None, env: dict[str, str] | None = None,
-              timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``scrapy crawl`` in a subprocess (a fresh reactor each time), against the mock hub."""
-    cmd = [sys.executable, "-m", "scrapy", "crawl", spider,
-           "-s", f"PTM_STORE_URI={store_uri or f'sqlite:///{tmp_path}/ptm.sqlite'}",
-           "-s", "LOG_LEVEL=INFO", "-s", "LOGSTATS_INTERVAL=0", *args]
+              timeout: float = 180, check: bool = True,
+              expect_exit: int = 0) -> subprocess.CompletedProcess[str]:
+    """``scrapy crawl`` in a subprocess (a fresh reactor each time), against the mock hub.
+
+    With ``check``, its exit status must be ``expect_exit`` (ptmspiders/outcome.py: 3 for a
+    crawl that ended incomplete)."""
+    cmd = crawl_command(spider, tmp_path, *args, store_uri=store_uri)
     result = subprocess.run(cmd, cwd=ROOT, env=env or hub_env(hub), capture_output=True,
                             text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"crawl failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    if check and result.returncode != expect_exit:
+        raise AssertionError(f"crawl exited {result.returncode}, not {expect_exit}:\n"
+                             f"{result.stderr[-4000:]}")
     return result
+
+
+def crawl_command(spider: str, tmp_path: Path, *args: str, store_uri: str | None = None
+                  ) -> list[str]:
+    """The ``scrapy crawl`` command line ``run_crawl`` runs (for crawls run side by side)."""
+    return [sys.executable, "-m", "scrapy", "crawl", spider,
+            "-s", f"PTM_STORE_URI={store_uri or f'sqlite:///{tmp_path}/ptm.sqlite'}",
+            "-s", "LOG_LEVEL=INFO", "-s", "LOGSTATS_INTERVAL=0", *args]
 
 
 def crawl_stats(stderr: str) -> dict[str, Any]:

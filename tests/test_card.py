@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ptmspiders.parsers import hf_repo
-from ptmspiders.parsers.hf_card import headings, parse_card, split_front_matter
+from ptmspiders.parsers import hf_card, hf_repo
+from ptmspiders.parsers.hf_card import headings, parse_card
+from ptmspiders.parsers.safe_yaml import split_front_matter
 from ptmspiders.responses import BadResponse
 
 CARDS = Path(__file__).parent / "fixtures" / "huggingface" / "cards"
@@ -64,6 +67,49 @@ def test_missing_card_and_edge_cases() -> None:
     assert headings("```\n# in code\n```\n#not a heading\n# Real #\n") == [(1, "Real", 4)]
     crlf = parse_card(b"\xef\xbb\xbf---\r\nlicense: mit\r\n---\r\n## Usage\r\ntext\r\n")
     assert crlf["front_matter_keys"] == ["license"] and crlf["sections"] == ["Usage"]
+
+
+def lines_run(text: str) -> int:
+    """How many lines of ``hf_card`` run to parse ``text``: a measure of work, not of time."""
+    count = 0
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        count += event == "line"
+        return local
+
+    def calls(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename == hf_card.__file__ else None
+
+    before = sys.gettrace()
+    sys.settrace(calls)
+    try:
+        parse_card(text)
+    finally:
+        sys.settrace(before)
+    return count
+
+
+def test_card_parsing_is_linear_in_empty_headings() -> None:
+    """30,000 empty "## Evaluation" headings took 12 s: each section was looked up and
+    checked against every heading after it. Twice the headings must take about twice the
+    work (the old parser: 3.5 times, growing)."""
+    def card(n: int) -> str:
+        return "---\nlicense: mit\n---\n" + "## Evaluation\n\n" * n
+
+    assert lines_run(card(600)) <= 2.2 * lines_run(card(300))
+    hostile = parse_card(card(30_000))  # ~450 KB: parses at once now
+    assert len(hostile["sections"]) == 30_000 and hostile["states_evaluation"] is False
+
+
+def test_long_heading_lines_and_unclosed_placeholders() -> None:
+    """The heading regex backtracked cubically on a long run of spaces (4,000: 49 s) and an
+    unclosed ``<!--`` was searched to the end of its section once per occurrence."""
+    assert headings("# a" + " " * 20_000 + "b\n## c ##  \n") == [
+        (1, "a" + " " * 20_000 + "b", 0), (2, "c", 1)]
+    assert parse_card("## Evaluation\n" + "<!--" * 50_000)["states_evaluation"] is True
+    assert parse_card("## Evaluation\n<!-- a -->\n{{ b }}\n[More information needed]\n"
+                      )["states_evaluation"] is False
 
 
 @pytest.mark.parametrize(("paths", "formats", "pickle_only"), [

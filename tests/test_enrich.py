@@ -23,7 +23,10 @@ from ptmspiders.spiders.hf_enrich import enricher
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import open_store
 from tests.conftest import FIXTURES, crawl_stats, hub_env, run_crawl
+from tests.gnupg_daemons import gnupg_daemons
 from tests.mockhub import MockHub
+from tests.mockhub.server import MockRequest, MockResponse
+from tests.test_safe_yaml import laughs
 
 ENDPOINT = "http://hub.test"
 ALL_ON = {"PTM_HF_CARDS": True, "PTM_HF_FILES": True, "PTM_HF_COMMITS": True,
@@ -103,6 +106,19 @@ def test_chain_card_tree_commits_api_then_item() -> None:
     assert stats["ptm/enrich/card/ok"] == stats["ptm/enrich/files/ok"] == 1
 
 
+def test_card_with_billion_laughs_front_matter_is_kept_without_it_and_counted() -> None:
+    s = spider(PTM_HF_FILES=False, PTM_HF_COMMITS=False)
+    (req,) = enricher(s).start(model())
+    (item,) = respond(req, f"---\n{laughs()}---\n# Demo\n## License\nMIT\n")
+    assert item.card["front_matter_error"].startswith("yaml_expands: ")
+    assert item.card["sections"] == ["Demo", "License"] and item.card["states_license"] is True
+    assert item.enrichment["steps"] == ["card"]
+    assert schema_error("model", to_doc(item)) is None
+    stats = s.crawler.stats.get_stats()  # type: ignore[union-attr]
+    assert stats["ptm/enrich/card/front_matter/yaml_expands"] == 1
+    assert stats["ptm/enrich/card/ok"] == 1
+
+
 def test_json_steps_expect_lists_and_each_page_has_its_own_retry_budget() -> None:
     s = spider(PTM_HF_SIGNATURE_METHOD="api", PTM_HF_CARDS=False)
     (req,) = enricher(s).start(model())
@@ -149,6 +165,48 @@ def test_no_readme_costs_no_request_and_html_badges() -> None:
         ("Good one", "good", True), ("Plain", "unsigned", False)]
     assert commits[0].date == "2024-05-01T10:00:00Z"
     assert item.card["present"] is False and item.card["sections"] == []
+
+
+def run_async(request: Request, response: TextResponse) -> list[Any]:
+    """An async callback's output (the git step awaits its clone)."""
+    import asyncio
+
+    async def collect() -> list[Any]:
+        assert request.callback is not None
+        return [out async for out in request.callback(response, **request.cb_kwargs)]
+
+    return asyncio.run(collect())
+
+
+def redirect(request: Request, location: str) -> TextResponse:
+    return TextResponse(request.url, status=302, headers={"Location": location},
+                        request=request)
+
+
+def test_git_probe_follows_the_hub_but_refuses_other_origins() -> None:
+    s = spider(PTM_HF_CARDS=False, PTM_HF_FILES=False)
+    (probe,) = enricher(s).start(model())
+    assert probe.url == f"{ENDPOINT}/acme-ai/demo.git/info/refs?service=git-upload-pack"
+    assert probe.meta["dont_redirect"] and 302 in probe.meta["handle_httpstatus_list"]
+    # a repository renamed on the hub: the probe goes on there, still answering redirects
+    (moved,) = run_async(probe, redirect(probe, "/acme-ai/demo-v2.git/info/refs"
+                                                "?service=git-upload-pack"))
+    assert moved.url == f"{ENDPOINT}/acme-ai/demo-v2.git/info/refs?service=git-upload-pack"
+    assert moved.meta["dont_redirect"] and moved.meta["ptm_git_redirects"] == 1
+    (item,) = run_async(moved, redirect(moved, "http://127.0.0.2:9/acme-ai/demo.git/info/refs"
+                                               "?service=git-upload-pack"))
+    assert item.enrichment["gaps"] == {"commits": "redirect_cross_origin"}
+    assert item.enrichment["steps"] == []  # retried next crawl
+    for bad in ("http://127.0.0.2:x/", "http://[::1"):  # no crash on a broken Location
+        (probe,) = enricher(s).start(model())
+        (item,) = run_async(probe, redirect(probe, bad))
+        assert item.enrichment["gaps"] == {"commits": "redirect_cross_origin"}
+    for elsewhere in ("/login", ""):  # not a repository, or nowhere
+        (probe,) = enricher(s).start(model())
+        (item,) = run_async(probe, redirect(probe, elsewhere))
+        assert item.enrichment["gaps"] == {"commits": "redirect_refused"}
+    stats = s.crawler.stats.get_stats()  # type: ignore[union-attr]
+    assert stats["ptm/enrich/commits/failed/redirect_cross_origin"] == 3
 
 
 def test_bad_method_setting_closes_the_spider() -> None:
@@ -280,3 +338,66 @@ def test_switching_enrichment_on_later_enriches_unchanged_models(mockhub: MockHu
     run_crawl("hf_models", mockhub, tmp_path, *enrich_args("api"), "-a", "author=acme-ai",
               "-a", "owners=0")
     assert {r.path for r in mockhub.requests()} == {"/api/models"}
+
+
+TOKEN = "hf_gitsafe_token_0123456789"
+
+
+@pytest.mark.crawl
+@needs_git
+@pytest.mark.parametrize("hop", ["probe", "git info/refs", "git-upload-pack"])
+def test_git_redirect_to_a_foreign_host_is_a_gap_and_keeps_the_token(
+        mockhub: MockHub, tmp_path: Path, hop: str) -> None:
+    """The hub redirects one model's git endpoints (the probe and git's own GET, git's GET
+    alone, or the POST) and its README to a foreign host serving another history: the token
+    stays on the hub, that model's commits are a gap, the crawl goes on."""
+    victim = "acme-ai/bert-base-cased"
+    foreign_repo = tmp_path / "foreign"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(foreign_repo)], check=True)
+    subprocess.run(["git", "-c", "user.name=x", "-c", "user.email=x@foreign.invalid", "commit",
+                    "-q", "--allow-empty", "-m", "foreign history"], cwd=foreign_repo,
+                   check=True)
+    with MockHub(host="127.0.0.2") as foreign:
+        foreign.hf_git.add_repo(victim, foreign_repo / ".git")  # type: ignore[attr-defined]
+
+        def away(hub: MockHub, req: MockRequest) -> MockResponse | None:
+            git_agent = req.headers.get("user-agent", "").startswith("git/")
+            if not req.path.startswith(f"/{victim}"):
+                return None
+            if req.path.endswith("/README.md") or (
+                    req.path.endswith(".git/info/refs") and (hop == "probe" or (
+                        hop == "git info/refs" and git_agent))) or (
+                    req.path.endswith(".git/git-upload-pack") and hop == "git-upload-pack"):
+                return MockResponse(status=302, headers=[("Location",
+                                                          foreign.url + req.raw_target)])
+            return None
+
+        mockhub.before.append(away)
+        home, tmp = tmp_path / "home", tmp_path / "tmp"
+        home.mkdir()
+        tmp.mkdir()
+        result = run_crawl("hf_models", mockhub, tmp_path, *enrich_args("git"),
+                           "-a", "author=acme-ai", "-a", "owners=0",
+                           env=hub_env(mockhub, HF_TOKEN=TOKEN, HOME=str(home), TMPDIR=str(tmp)))
+        leaked = [(r.method, r.path) for r in foreign.log
+                  if any(TOKEN in v for v in r.headers.values()) or TOKEN in r.raw_target
+                  or TOKEN.encode() in r.body]
+        assert foreign.requests(f"/{victim}/resolve")  # the README went there, without it
+        assert not foreign.requests(f"/{victim}.git/git-upload-pack")
+    assert leaked == []
+    assert TOKEN not in result.stderr
+    hub_git = mockhub.requests(f"/{victim}.git/info/refs")
+    assert hub_git and all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in hub_git)
+    stats = crawl_stats(result.stderr)
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        models = {d["_id"]: d for d in store.find("models")}
+        commits = list(store.find("commits"))
+    assert len(models) == 3 and stats["ptm/enrich/commits/ok"] == 2
+    gaps = models[f"huggingface:{victim}"]["enrichment"]["gaps"]
+    assert gaps["commits"] == {"probe": "redirect_cross_origin", "git info/refs": "git_redirect",
+                               "git-upload-pack": "git_clone"}[hop]
+    assert not [c for c in commits if c["model"] == f"huggingface:{victim}"]
+    assert "foreign history" not in {c["title"] for c in commits}
+    # the throwaway keyring is gone, its daemons too; the user's ~/.gnupg was never made
+    assert list(tmp.iterdir()) == [] and gnupg_daemons(tmp) == {}
+    assert not (home / ".gnupg").exists()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from ptmspiders.items import to_doc
+from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.parsers import pytorch_hub as p
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.responses import BadResponse
 from ptmspiders.stores import open_store
 from tests.conftest import FIXTURES, crawl_stats, run_crawl
+from tests.test_safe_yaml import entry, laughs
 
 ROOT = FIXTURES / "github" / "pytorch" / "hub" / "master"
 SEEN = "2025-01-02T03:04:05.000Z"
@@ -152,6 +154,21 @@ def test_crawl_stores_each_entry_once_and_skips_unchanged_files(mockhub, tmp_pat
 
 
 @pytest.mark.crawl
+def test_crawl_refuses_a_billion_laughs_entry_and_stores_the_good_ones(mockhub, tmp_path):
+    """~300 bytes of aliased front matter once became a multi-megabyte stored document."""
+    mockhub.github.put("pytorch", "hub", "master", "evil_laughs.md",
+                       entry("title: Evil\n" + laughs()))
+    result = run_crawl("pytorch_hub", mockhub, tmp_path)
+    stats = crawl_stats(result.stderr)
+    assert stats["ptm/catalogue_files"] == 7
+    assert stats["ptm/valid/models"] == 5
+    assert stats["ptm/skipped/yaml_expands"] == 1
+    assert "Skipped catalogue file evil_laughs.md: yaml_expands" in result.stderr
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        assert store.ids("models", {"hub": "pytorch_hub"}) == EXPECTED_IDS
+
+
+@pytest.mark.crawl
 def test_crawl_with_a_bad_repo_setting_fails_clearly(mockhub, tmp_path):
     result = run_crawl("pytorch_hub", mockhub, tmp_path, "-s", "PTM_PYTORCH_HUB_REPO=nope",
                        check=False)
@@ -162,7 +179,8 @@ def test_crawl_with_a_bad_repo_setting_fails_clearly(mockhub, tmp_path):
 
 @pytest.mark.crawl
 def test_crawl_of_another_ref_that_does_not_exist_is_incomplete(mockhub, tmp_path):
-    result = run_crawl("pytorch_hub", mockhub, tmp_path, "-s", "PTM_PYTORCH_HUB_REF=gone")
+    result = run_crawl("pytorch_hub", mockhub, tmp_path, "-s", "PTM_PYTORCH_HUB_REF=gone",
+                       expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
     assert stats["ptm/incomplete"] is True
     assert stats["ptm/incomplete/list_request_failed"] == 1

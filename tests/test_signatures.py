@@ -10,8 +10,11 @@ import asyncio
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ptmspiders.signatures import (
@@ -23,7 +26,9 @@ from ptmspiders.signatures import (
     parse_git_log,
     status_of,
 )
+from tests.gnupg_daemons import gnupg_daemons, stop_gnupg_daemons
 from tests.mockhub import MockHub
+from tests.mockhub.server import MockRequest, MockResponse
 
 pytestmark = pytest.mark.skipif(not (shutil.which("git") and shutil.which("gpg")),
                                 reason="needs git and gpg")
@@ -51,12 +56,18 @@ def git(repo: Path, *args: str, home: Path | None = None, input: bytes | None = 
 
 
 @pytest.fixture(scope="module")
-def signed_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
+def signed_repo(tmp_path_factory: pytest.TempPathFactory,
+                ) -> Iterator[tuple[Path, Path, dict[str, str]]]:
     """A repository with good, unsigned, uncheckable, untrusted and tampered commits.
 
-    Returns (git dir, verifier GNUPGHOME, title -> sha).
+    Yields (git dir, verifier GNUPGHOME, title -> sha); the keyrings' agents stop after.
     """
     base = tmp_path_factory.mktemp("sig")
+    yield _signed_repo(base)
+    assert stop_gnupg_daemons(base) == {}
+
+
+def _signed_repo(base: Path) -> tuple[Path, Path, dict[str, str]]:
     verifier, other = base / "verifier", base / "other"
     trusted = new_key(verifier, "Alice Trusted <alice@example.org>")
     unknown = new_key(other, "Bob Unknown <bob@example.org>")
@@ -145,8 +156,6 @@ def test_temp_dirs_are_removed(mockhub: MockHub, signed_repo: tuple, tmp_path: P
     git_dir, verifier, _ = signed_repo
     mockhub.hf_git.add_repo("ann/signed-model", git_dir)  # type: ignore[attr-defined]
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    import tempfile
-
     monkeypatch.setattr(tempfile, "tempdir", None)
     clone_log(f"{mockhub.url}/ann/signed-model.git", None, GitConfig(gnupghome=str(verifier)))
     with pytest.raises(SignatureError):
@@ -184,3 +193,103 @@ def test_status_mapping_and_log_parsing() -> None:
     assert c["date"] == "2023-12-31T22:00:00Z" and c["title"] == "title\twith tab"
     with pytest.raises(SignatureError):
         parse_git_log("not a log line")
+
+
+# Hostile hubs ---------------------------------------------------------------------------------
+TOKEN = "hf_gitsafe_token_0123456789"
+
+
+def carries(req: MockRequest, secret: str) -> bool:
+    """Whether a recorded request holds ``secret`` anywhere: a header, the target, the body."""
+    return any(secret in v for v in req.headers.values()) or secret in req.raw_target \
+        or secret.encode() in req.body
+
+
+def other_repo(base: Path) -> Path:
+    """A small repository the foreign host serves under the same name as the hub's."""
+    repo = base / "foreign"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "foreign history")
+    return repo / ".git"
+
+
+@pytest.mark.parametrize("hop", ["info/refs", "git-upload-pack"])
+def test_clone_refuses_a_redirect_and_keeps_the_token_on_the_hub(
+        mockhub: MockHub, signed_repo: tuple, tmp_path: Path, hop: str) -> None:
+    git_dir, verifier, _ = signed_repo
+    mockhub.hf_git.add_repo("ann/signed-model", git_dir)  # type: ignore[attr-defined]
+    with MockHub(host="127.0.0.2") as foreign:
+        foreign.hf_git.add_repo("ann/signed-model", other_repo(tmp_path))  # type: ignore[attr-defined]
+
+        def redirect(hub: MockHub, req: MockRequest) -> MockResponse | None:
+            if req.path.endswith(f".git/{hop}"):
+                return MockResponse(status=302, headers=[("Location",
+                                                          foreign.url + req.raw_target)])
+            return None
+
+        mockhub.before.append(redirect)
+        config = GitConfig(gnupghome=str(verifier), timeout=60, auth_header=f"Bearer {TOKEN}",
+                           auth_origin=mockhub.url)
+        with pytest.raises(SignatureError) as exc:
+            clone_log(f"{mockhub.url}/ann/signed-model.git", None, config)
+        assert not [r for r in foreign.log if carries(r, TOKEN)]
+        assert not foreign.requests("/ann/signed-model.git/git-upload-pack")  # nothing fetched
+    assert exc.value.reason == ("git_redirect" if hop == "info/refs" else "git_clone")
+    assert mockhub.requests("/ann/signed-model.git/info/refs")[0].headers[
+        "authorization"] == f"Bearer {TOKEN}"  # the hub itself does get the token
+
+
+@pytest.mark.parametrize("url", ["file://{repo}", "{repo}", "ext::sh -c touch% {marker}",
+                                 "--upload-pack=touch {marker};"])
+def test_clone_speaks_http_only_and_takes_the_url_as_a_url(
+        signed_repo: tuple, tmp_path: Path, url: str) -> None:
+    git_dir, verifier, _ = signed_repo
+    marker = tmp_path / "marker"
+    url = url.format(repo=git_dir, marker=marker)
+    with pytest.raises(SignatureError) as exc:
+        clone_log(url, None, GitConfig(gnupghome=str(verifier), timeout=60))
+    assert not marker.exists()
+    if url.startswith("--"):  # git read it as the repository, not as an option
+        assert "--upload-pack" in str(exc.value)
+
+
+def test_the_users_keyring_is_never_used(mockhub: MockHub, signed_repo: tuple, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    git_dir, _, _ = signed_repo
+    mockhub.hf_git.add_repo("ann/signed-model", git_dir)  # type: ignore[attr-defined]
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("GNUPGHOME", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    commits = clone_log(f"{mockhub.url}/ann/signed-model.git", None, GitConfig(timeout=60))
+    # checked against an empty throwaway keyring: signed commits cannot be checked
+    assert {c["title"]: c["signature"] for c in commits}["good"] == "unknown"
+    assert not (home / ".gnupg").exists()
+    assert list(tmp.iterdir()) == [] and gnupg_daemons(tmp) == {}
+
+
+def test_a_crawls_keyring_is_shared_then_removed_with_its_agent(
+        mockhub: MockHub, signed_repo: tuple, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    git_dir, _, _ = signed_repo
+    mockhub.hf_git.add_repo("ann/signed-model", git_dir)  # type: ignore[attr-defined]
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    reader = GitSignatureReader(GitConfig(timeout=60))
+    asyncio.run(reader.commits(f"{mockhub.url}/ann/signed-model.git", None))
+    home = reader.keyring.path()
+    assert os.listdir(tmp_path) == [os.path.basename(home)]  # one keyring, kept for the crawl
+    conf = (Path(home) / "gpg.conf").read_text().split()
+    assert {"no-auto-key-retrieve", "no-auto-key-locate", "disable-dirmngr"} <= set(conf)
+    subprocess.run(["gpg-connect-agent", "--homedir", home, "/bye"], capture_output=True,
+                   check=True)  # starts an agent, as a key import would
+    (pid,) = gnupg_daemons(home)
+    reader.close()
+    psutil.wait_procs([psutil.Process(pid)], timeout=10)
+    assert list(tmp_path.iterdir()) == [] and gnupg_daemons(tmp_path) == {}
+    named = GitSignatureReader(GitConfig(gnupghome=str(tmp_path / "mine")))
+    assert named.keyring.path() == str(tmp_path / "mine")  # the user's choice, used as it is

@@ -14,7 +14,7 @@ import orjson
 
 from ptmspiders.items import ModelItem, OwnerItem, make_id
 from ptmspiders.normalize import as_int, as_list, dedupe, iso_utc, normalize_license
-from ptmspiders.responses import BadResponse, load_json
+from ptmspiders.responses import BadResponse, UndecodableEntry, load_json
 
 HUB = "huggingface"
 MAX_PAGE_SIZE = 1000
@@ -113,7 +113,9 @@ def parse_model(
 ) -> ModelItem:
     """One ``/api/models`` entry (list or detail shape) -> :class:`ModelItem`."""
     if not isinstance(entry, dict):
-        raise BadResponse("entry_not_object")
+        # An UndecodableEntry: nested too deep to decode; only it is lost.
+        raise BadResponse(entry.reason if isinstance(entry, UndecodableEntry)
+                          else "entry_not_object")
     repo_id = entry.get("id") or entry.get("modelId")
     if not isinstance(repo_id, str) or not repo_id.strip():
         raise BadResponse("entry_without_id")

@@ -18,7 +18,7 @@ import orjson
 
 from ptmspiders.items import ModelItem, make_id
 from ptmspiders.normalize import as_int, as_list, dedupe, iso_utc, normalize_license
-from ptmspiders.responses import BadResponse, load_json
+from ptmspiders.responses import BadResponse, UndecodableEntry, load_json
 
 HUB = "kaggle"
 MAX_PAGE_SIZE = 100
@@ -148,7 +148,9 @@ def parse_list_page(
 def parse_model(entry: Any, *, api_url: str, source_url: str | None, seen_at: str) -> ModelItem:
     """One ``ApiModel`` with its instances -> :class:`ModelItem`."""
     if not isinstance(entry, dict):
-        raise BadResponse("entry_not_object")
+        # An UndecodableEntry: nested too deep to decode; only it is lost.
+        raise BadResponse(entry.reason if isinstance(entry, UndecodableEntry)
+                          else "entry_not_object")
     author = _str(entry.get("author"))
     slug = _str(entry.get("slug"))
     ref = _str(entry.get("ref")) or (f"{author}/{slug}" if author and slug else None)

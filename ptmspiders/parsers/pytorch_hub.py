@@ -16,6 +16,12 @@ import yaml
 
 from ptmspiders.items import ModelItem, make_id
 from ptmspiders.normalize import as_list, dedupe, github_repo
+from ptmspiders.parsers.safe_yaml import (
+    error_line,
+    load_yaml,
+    split_front_matter,
+    starts_front_matter,
+)
 from ptmspiders.responses import BadResponse
 
 HUB = "pytorch_hub"
@@ -42,26 +48,17 @@ def is_entry_path(path: str) -> bool:
     return "/" not in path and path.lower().endswith(".md") and path.lower() not in NOT_ENTRIES
 
 
-def split_front_matter(text: str) -> tuple[str, str]:
-    """(front matter, body) of a ``---`` delimited document; BadResponse when absent."""
-    lines = text.split("\n")
-    if not lines or lines[0].strip() != "---":
-        raise BadResponse("no_front_matter", "the file does not start with ---")
-    for i in range(1, len(lines)):
-        if lines[i].strip() == "---":
-            return "\n".join(lines[1:i]), "\n".join(lines[i + 1:])
-    raise BadResponse("bad_front_matter", "no closing ---")
-
-
 def parse_front_matter(text: str) -> dict[str, Any]:
     """YAML first; when YAML refuses (``summary: a: b``), a plain ``key: value`` reading, as
-    long as every line has that shape. Otherwise the front matter is malformed."""
+    long as every line has that shape. Otherwise the front matter is malformed. YAML beyond
+    the loader's bounds (:mod:`ptmspiders.parsers.safe_yaml`) raises its
+    :class:`~ptmspiders.parsers.safe_yaml.YamlRefused`, never read line by line."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         data = _lenient(text)
         if data is None:
-            raise BadResponse("bad_front_matter", str(exc).split("\n")[0]) from None
+            raise BadResponse("bad_front_matter", error_line(exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -114,6 +111,10 @@ def parse_entry(body: bytes, *, path: str, blob_sha: str | None, source_url: str
         raise BadResponse("not_utf8", path) from None
     text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_CURLY)
     front_text, content = split_front_matter(text)
+    if front_text is None:
+        if starts_front_matter(text):
+            raise BadResponse("bad_front_matter", "no closing ---")
+        raise BadResponse("no_front_matter", "the file does not start with ---")
     front = parse_front_matter(front_text)
     stem = PurePosixPath(path).stem
     loads = hub_loads(content)

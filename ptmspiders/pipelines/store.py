@@ -7,6 +7,10 @@ a killed crawl loses at most about twice that. Batches are written behind the cr
 (:mod:`ptmspiders.stores.writer`). With ``JOBDIR``, each committed batch tells the listing
 checkpoints (:mod:`ptmspiders.checkpoint`) which ids are now durable, so a resumed crawl
 refetches exactly the pages whose models were not yet written.
+
+A document larger than ``PTM_MAX_DOC_BYTES`` as encoded is cut to fit (:mod:`ptmspiders.doc_size`)
+before it is buffered: the model is kept, what was cut is recorded in ``extra.truncated`` and
+counted as ``ptm/truncated/<field>``. The SQLite store's encoding gives the size for free.
 """
 
 from __future__ import annotations
@@ -15,28 +19,32 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem, NotConfigured
 
+from ptmspiders import doc_size
 from ptmspiders.checkpoint import crawler_checkpoints
 from ptmspiders.items import to_doc
-from ptmspiders.pipelines.validate import ValidatePipeline
+from ptmspiders.pipelines.validate import ValidatePipeline, schema_error
+from ptmspiders.spiders.base import mark_crawl_incomplete
 from ptmspiders.stores import crawler_store, redact_uri
-from ptmspiders.stores.base import WriteDoc, doc_id
+from ptmspiders.stores.base import Doc, Encoded, WriteDoc, doc_id
 from ptmspiders.stores.writer import BackgroundWriter, StoreWriteError, crawler_writer
 
 logger = logging.getLogger(__name__)
 
 
 class StorePipeline:
-    def __init__(self, crawler: Crawler, batch_size: int, flush_seconds: float) -> None:
+    def __init__(self, crawler: Crawler, batch_size: int, flush_seconds: float,
+                 max_doc_bytes: int = doc_size.DEFAULT_MAX_DOC_BYTES) -> None:
         assert crawler.stats is not None
         self.crawler = crawler
         self.stats = crawler.stats
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
+        self.max_doc_bytes = max_doc_bytes  # 0: no bound
         self.buffers: dict[str, list[WriteDoc]] = {}
         self.last_flush = time.monotonic()
         self.writer: BackgroundWriter | None = None
@@ -53,7 +61,16 @@ class StorePipeline:
             raise ValueError("PTM_STORE_BATCH_SIZE must be >= 1 and PTM_STORE_FLUSH_SECONDS > 0")
         if s.getint("PTM_STORE_TRANSACTION_SIZE", 5000) < 1:  # read by the writer thread
             raise ValueError("PTM_STORE_TRANSACTION_SIZE must be >= 1")
-        return cls(crawler, batch, flush)
+        max_doc = s.get("PTM_MAX_DOC_BYTES", doc_size.DEFAULT_MAX_DOC_BYTES)
+        try:
+            max_doc = int(max_doc)
+        except (TypeError, ValueError):
+            max_doc = -1
+        if max_doc != 0 and max_doc < doc_size.MIN_MAX_DOC_BYTES:
+            raise ValueError(f"PTM_MAX_DOC_BYTES must be 0 (no bound) or at least "
+                             f"{doc_size.MIN_MAX_DOC_BYTES} bytes, not "
+                             f"{s.get('PTM_MAX_DOC_BYTES')!r}")
+        return cls(crawler, batch, flush, max_doc)
 
     def open_spider(self) -> None:
         logger.info("Storing items in %s", redact_uri(crawler_store(self.crawler).uri))
@@ -85,15 +102,56 @@ class StorePipeline:
             doc = to_doc(item)
         try:
             encoded = self.writer.encode(doc)
+            if self.max_doc_bytes:
+                # SQLite's encoding has the size; a store that takes plain documents is
+                # measured as JSON (which also finds what it could not hold, as above).
+                size = (len(encoded.data) if isinstance(encoded, Encoded)
+                        else doc_size.size_of(doc))
+                if size > self.max_doc_bytes:
+                    encoded = self.writer.encode(self._fit(item, doc, size))
         except TypeError as exc:  # orjson's JSONEncodeError: e.g. an integer beyond 64 bits
-            self.stats.inc_value("ptm/dropped/unencodable")
-            self.stats.inc_value("ptm/dropped")
-            raise DropItem(f"unencodable: {doc.get('_id', '?')}: {exc}") from exc
+            self._drop("unencodable", f"{doc.get('_id', '?')}: {exc}", exc)
         buf = self.buffers.setdefault(collection, [])
         buf.append(encoded)
         if len(buf) >= self.batch_size or time.monotonic() - self.last_flush > self.flush_seconds:
             self.flush()
         return item
+
+    def _fit(self, item: Any, doc: Doc, size: int) -> Doc:
+        """``doc`` cut to ``PTM_MAX_DOC_BYTES``, valid still, and set on the item too (so that
+        what follows this stage sees what is stored); a drop when that cannot be."""
+        _id = doc.get("_id", "?")
+        new, cuts = doc_size.fit(doc, size, self.max_doc_bytes)
+        name = getattr(item, "schema_name", None)
+        left = doc_size.size_of(new)
+        if left > doc_size.HARD_MAX_DOC_BYTES:
+            self._drop("oversized", f"{str(_id)[:200]}: even its identity exceeds what a store "
+                       "can hold")
+        if left > self.max_doc_bytes:
+            # Its identity alone is over the bound (a model id of a megabyte): kept, the rest
+            # cut, since dropping it would lose the model's one record.
+            self.stats.inc_value("ptm/oversized_identity")
+        reason = schema_error(name, new) if name is not None else None
+        if reason is not None:
+            self._drop("oversized", f"{str(_id)[:200]}: cut to fit PTM_MAX_DOC_BYTES, it was "
+                       f"{reason}")
+        fields = doc_size.fields_cut(cuts)
+        self.stats.inc_value("ptm/truncated")
+        for field in fields:
+            self.stats.inc_value(f"ptm/truncated/{field}")
+        logger.warning("Cut %.200s from %d bytes to fit PTM_MAX_DOC_BYTES=%d: %s", _id, size,
+                       self.max_doc_bytes, ", ".join(fields))
+        if not isinstance(item, dict):
+            for field in fields:
+                setattr(item, field, new[field])
+            if "extra" in new:
+                item.extra = new["extra"]
+        return new
+
+    def _drop(self, reason: str, detail: str, cause: BaseException | None = None) -> NoReturn:
+        self.stats.inc_value(f"ptm/dropped/{reason}")
+        self.stats.inc_value("ptm/dropped")
+        raise DropItem(f"{reason}: {detail}") from cause
 
     def flush(self) -> None:
         assert self.writer is not None
@@ -111,6 +169,8 @@ class StorePipeline:
         except StoreWriteError as exc:
             self.stats.inc_value(f"ptm/store/failed/{exc.collection}", exc.count)
             logger.error("Store write failed: %s", exc)
+            # What the hub listed is not all stored: no removals, and a non-zero exit.
+            mark_crawl_incomplete(self.crawler, "store_write_failed")
             return False
         return True
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ptmspiders.report.metrics import Result
+from ptmspiders.safe_output import write_csv
 
 TITLES: dict[str, str] = {
     "verified_orgs": "1. Verified organisations",
@@ -97,6 +97,18 @@ def tables(m: Result) -> dict[str, tuple[list[str], list[list[Any]]]]:
         ["hub", "pickle_only", "with_weights", "share"],
         [share_row(["all"], u), share_row(["popular"], u["popular"])]
         + [share_row([h], e) for h, e in u["per_hub"].items()])
+    ps = u["package_scan"]
+    agree = ps["agreement"]
+    out["package_scan.csv"] = (
+        ["measure", "models", "of"],
+        [["packages scanned", ps["packages"], None],
+         ["unsafe (our scan)", ps["unsafe"]["numerator"], ps["unsafe"]["denominator"]],
+         ["unsafe or suspicious (our scan)", ps["flagged"]["numerator"],
+          ps["flagged"]["denominator"]],
+         ["package scan with errors", ps["with_errors"], ps["packages"]]]
+        + [[f"agreement with the hub: {k.replace('_', ' ')}", agree[k], agree["models"]]
+           for k in ("agree_unsafe", "agree_safe", "only_ours", "only_hub")]
+        + [["scanned by both, ours inconclusive", agree["inconclusive"], None]])
     x = m["cross_hub"]
     out["cross_hub.csv"] = (["repo", "hubs", "models"],
                             [[e["repo"], " ".join(e["hubs"]), " ".join(e["models"])]
@@ -105,12 +117,11 @@ def tables(m: Result) -> dict[str, tuple[list[str], list[list[Any]]]]:
 
 
 def write_csvs(out: Path, metrics: Result) -> list[str]:
+    """Every table as a CSV file, through :func:`write_csv` (hub text cannot start a
+    spreadsheet formula)."""
     names = []
     for name, (header, rows) in tables(metrics).items():
-        with (out / name).open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
+        write_csv(out / name, header, rows)
         names.append(name)
     return names
 
@@ -269,9 +280,20 @@ def _headline(key: str, e: Result) -> str:
                 f", of models owned {_cell(e['gini_models'])}; top owners reach "
                 f"{_fmt_share(e['top_owners_share'])} of downloads.")
     if key == "unsafe_serialisation":
+        ps = e["package_scan"]
+        if ps["packages"]:
+            a = ps["agreement"]
+            ours = (f"Our scan of {ps['packages']:,} downloaded packages: unsafe "
+                    f"{_fmt_share(ps['unsafe'])}, unsafe or suspicious "
+                    f"{_fmt_share(ps['flagged'])}; against the hub's flags on {a['models']:,} "
+                    f"models scanned by both: both flag {a['agree_unsafe']:,}, neither "
+                    f"{a['agree_safe']:,}, only ours {a['only_ours']:,}, only the hub's "
+                    f"{a['only_hub']:,}.")
+        else:
+            ours = "Our scan: no downloaded packages are stored, so there is no measure."
         return (f"Pickle-only: {_fmt_share(e)}; among popular models: "
                 f"{_fmt_share(e['popular'])}; flagged by the hub's scan: "
-                f"{_fmt_share(e['hub_scan_unsafe'])}.")
+                f"{_fmt_share(e['hub_scan_unsafe'])}. {ours}")
     if key == "cards":
         return (f"With a card: {_fmt_share(e)}; popular models without one: "
                 f"{_fmt_share(e['popular_without_card'])}.")
@@ -286,7 +308,8 @@ def write_html(path: Path, metrics: Result, meta: dict[str, Any], figs: dict[str
         "missing_fields": ["missing_fields.csv"],
         "dependencies": ["dependencies_base_models.csv", "dependencies_datasets.csv"],
         "popularity": ["popularity.csv"], "maintainers_reach": ["maintainers.csv"],
-        "unsafe_serialisation": ["unsafe_serialisation.csv"], "cross_hub": ["cross_hub.csv"],
+        "unsafe_serialisation": ["unsafe_serialisation.csv", "package_scan.csv"],
+        "cross_hub": ["cross_hub.csv"],
     }
     sections = []
     for key, title in TITLES.items():
@@ -317,7 +340,8 @@ img {{ max-width: 100%; display: block; margin: 1em 0; }}
 <h1>Pre-trained model hubs: reuse and risk measurements</h1>
 <p>Store: {html.escape(str(meta['store']))}. Hubs: {html.escape(', '.join(meta['hubs']) or 'all')}.
 Generated {html.escape(str(meta['generated_at']))} from {meta['documents']['models']:,} models,
-{meta['documents']['owners']:,} owners and {meta['documents']['commits']:,} commits.
+{meta['documents']['owners']:,} owners, {meta['documents']['commits']:,} commits and
+{meta['documents'].get('packages', 0):,} model packages.
 Every number here is also in <code>metrics.json</code> and the CSV files beside this page.</p>
 {''.join(sections)}
 </body></html>

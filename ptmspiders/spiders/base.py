@@ -10,14 +10,48 @@ from typing import Any, ClassVar
 from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.http import Response
+from scrapy.settings import BaseSettings
+from scrapy.statscollectors import StatsCollector
 
 from ptmspiders.args import bool_arg
 from ptmspiders.checkpoint import crawler_checkpoints
+from ptmspiders.origins import REFUSED_REASON, RefusedLink, follow
 from ptmspiders.responses import BadResponse, load_json
 
 logger = logging.getLogger(__name__)
 
 LIST_URL_META = "ptm_list_url"  # the listing page a request asks for (its URL before redirects)
+
+
+URL_TOO_LONG = "url_too_long"  # the gap a request too long for a URL leaves
+
+
+def url_too_long(settings: BaseSettings, url: str) -> bool:
+    """Longer than Scrapy's ``URLLENGTH_LIMIT`` (0: no limit): its ``UrlLengthMiddleware``
+    would drop the request silently, so spiders ask this before building one from hub-given
+    names, and record a gap instead."""
+    limit = settings.getint("URLLENGTH_LIMIT")
+    return bool(limit) and len(url) > limit
+
+
+def count_url_too_long(stats: StatsCollector | None, url: str, *, what: str) -> None:
+    """Log and count (``ptm/gaps/url_too_long``) a request not made for its URL's length."""
+    if stats is not None:
+        stats.inc_value(f"ptm/gaps/{URL_TOO_LONG}")
+    logger.warning("No %s: its URL is %d characters long (URLLENGTH_LIMIT): %.120s...", what,
+                   len(url), url)
+
+
+def mark_crawl_incomplete(crawler: Crawler, reason: str) -> None:
+    """Mark the crawl incomplete from outside its spider (a pipeline, an extension): once per
+    reason, so that history infers no removals and ``scrapy crawl`` exits non-zero."""
+    spider = getattr(crawler, "spider", None)
+    if isinstance(spider, PtmSpider):
+        spider.mark_incomplete_once(reason)
+    elif crawler.stats is not None and not crawler.stats.get_value(f"ptm/incomplete/{reason}"):
+        crawler.stats.set_value("ptm/incomplete", True)
+        crawler.stats.inc_value(f"ptm/incomplete/{reason}")
+        logger.error("Crawl is incomplete: %s", reason)
 
 
 def now_iso() -> str:
@@ -29,6 +63,11 @@ class PtmSpider(Spider):
     """Base of all hub spiders. ``hub`` is the value of the documents' ``hub`` field."""
 
     hub: ClassVar[str]
+    # A spider that lists its whole hub, so that a complete crawl may mark the models it no
+    # longer saw removed: one such crawl of a hub at a time writes to a store (it holds the
+    # hub's lock, ptmspiders/crawllock.py). A spider that writes only part of a hub (a worker
+    # of a distributed crawl) sets it False: it needs no lock and never marks removals.
+    lists_hub: ClassVar[bool] = True
 
     def __init__(self, *args: Any, full: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -83,6 +122,11 @@ class PtmSpider(Spider):
             if listing:
                 self.mark_incomplete(f"list_page_{exc.reason}")
             return None
+
+    def mark_incomplete_once(self, reason: str) -> None:
+        """:meth:`mark_incomplete`, the first time ``reason`` comes up only."""
+        if reason not in self.incomplete_reasons:
+            self.mark_incomplete(reason)
 
     @staticmethod
     def seen_at() -> str:
@@ -143,6 +187,23 @@ class PtmSpider(Spider):
         self.list_pages_seen.add(response.url)
         return True
 
+    def next_link(self, response: Response, link: str | None, *, what: str = "next link",
+                  ) -> str | None:
+        """The absolute URL of a hub-given next link (``None``: there is none). A link off the
+        origin of the page asked (another host, ``file://``...) is logged, counted in
+        ``ptm/refused_link`` and raises :class:`~ptmspiders.origins.RefusedLink`; a listing
+        then ends there and records the crawl incomplete."""
+        if not link:
+            return None
+        return follow(response, link, self.crawler.stats, what=what)
+
+    def request_too_long(self, request: Request) -> None:
+        """A request ``UrlLengthMiddleware`` dropped (a spider checks hub-given names before
+        it builds one; this is the net): what it would have fetched is unseen."""
+        count_url_too_long(self.crawler.stats, request.url, what="request")
+        self.lists_outstanding.discard(request.meta.get(LIST_URL_META, request.url))
+        self.mark_incomplete(URL_TOO_LONG)
+
     def _check_listings(self) -> None:
         """At idle, a listing page that was asked for but neither answered nor failed was lost
         on the way (a scheduler or middleware error, logged where it happened): the listing
@@ -159,6 +220,10 @@ class PtmSpider(Spider):
         if request is not None:
             self.lists_outstanding.discard(request.meta.get(LIST_URL_META, request.url))
         url = request.url if request is not None else "?"
+        if isinstance(getattr(failure, "value", None), RefusedLink):
+            # A redirect off the hub's origin, refused (logged and counted) before it was sent.
+            self.mark_incomplete(REFUSED_REASON)
+            return
         self.count("list_failed")
         logger.error("Listing request failed for good: %s (%s)", url, failure.getErrorMessage())
         self.mark_incomplete("list_request_failed")

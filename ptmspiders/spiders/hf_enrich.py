@@ -17,15 +17,16 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
 from scrapy.exceptions import CloseSpider
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
 
 from ptmspiders.items import CommitItem, ModelItem
 from ptmspiders.middlewares.auth import origin
+from ptmspiders.origins import REFUSED_REASON, RefusedLink, follow, next_link
 from ptmspiders.parsers import hf_repo
 from ptmspiders.parsers.hf_card import parse_card
 from ptmspiders.responses import BadResponse, parse_link_header
@@ -36,16 +37,24 @@ from ptmspiders.signatures import (
     SignatureError,
     parse_commits_html,
 )
+from ptmspiders.spiders.base import URL_TOO_LONG, count_url_too_long, url_too_long
 
 logger = logging.getLogger(__name__)
 
 # What enrichment adds to a model document: an unchanged model keeps the stored values.
 ENRICHED_FIELDS: tuple[str, ...] = ("card", "files", "risk", "enrichment")
+# The git probe's redirects are answered here rather than followed by Scrapy: one to another
+# origin is refused (the clone would follow it with the token), one on the hub is followed.
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_GIT_REDIRECTS = 5
+GIT_REFS = "/info/refs?service=git-upload-pack"
 # Gaps that another try will not fill: the step counts as done (no retry every crawl).
-LASTING_GAPS = frozenset({"http_401", "http_403", "http_404", "repo_not_found"})
+LASTING_GAPS = frozenset({"http_401", "http_403", "http_404", "repo_not_found",
+                          URL_TOO_LONG})
 # What the next page of a step keeps of its request's meta (the rest is per-request state of
 # the downloader middlewares: retries, waits, slots, redirects).
-PAGE_META = frozenset({"handle_httpstatus_list", "ptm_enrich_step", "ptm_expect"})
+PAGE_META = frozenset({"handle_httpstatus_list", "ptm_enrich_step", "ptm_expect",
+                       "dont_redirect"})
 
 
 @dataclass(frozen=True)
@@ -92,11 +101,20 @@ class EnrichSettings:
 
 
 def next_page(response: Response, url: str) -> Request:
-    """The same step's request for the next page: its own retry budget and rate-limit
-    bookkeeping, not what the page before used up."""
+    """The same step's request for the next page (``url``: checked by
+    :func:`ptmspiders.origins.follow`): its own retry budget and rate-limit bookkeeping, not
+    what the page before used up."""
     assert response.request is not None
     meta = {k: v for k, v in response.request.meta.items() if k in PAGE_META}
-    return response.request.replace(url=urljoin(response.url, url), meta=meta)
+    return response.request.replace(url=url, meta=meta)
+
+
+def record_gap(item: ModelItem, what: str, reason: str) -> None:
+    """Record in ``enrichment.gaps`` what the model's document lacks and why (the record is
+    created for a model that no enrichment step ran for)."""
+    if item.enrichment is None:
+        item.enrichment = {"sha": item.latest_commit_sha, "steps": [], "gaps": {}}
+    item.enrichment.setdefault("gaps", {})[what] = reason
 
 
 def enricher(spider: Spider) -> HfEnricher:
@@ -118,6 +136,11 @@ class HfEnricher:
         self.spider = spider
         self.config = config
         self.reader = GitSignatureReader(config.git, config.git_concurrency)
+        # the throwaway keyring (and any GnuPG daemon in it) goes when the crawl ends
+        spider.crawler.signals.connect(self.close, signal=signals.spider_closed, weak=False)
+
+    def close(self) -> None:
+        self.reader.close()
 
     @property
     def endpoint(self) -> str:
@@ -167,23 +190,34 @@ class HfEnricher:
         # JOBDIR restart refetching a list page) would lose the model.
         kwargs: dict[str, Any] = {"cb_kwargs": {"item": item, "steps": rest, "state": state},
                                   "errback": self.on_error, "dont_filter": True}
-        meta = {"handle_httpstatus_list": [401, 403, 404], "ptm_enrich_step": step}
+        meta: dict[str, Any] = {"handle_httpstatus_list": [401, 403, 404],
+                                "ptm_enrich_step": step}
         if step == "card":
-            yield Request(hf_repo.readme_url(self.endpoint, item.hub_id, rev),
-                          callback=self.on_card, meta=meta, **kwargs)
+            request = Request(hf_repo.readme_url(self.endpoint, item.hub_id, rev),
+                              callback=self.on_card, meta=meta, **kwargs)
         elif step == "files":
-            yield Request(hf_repo.tree_url(self.endpoint, item.hub_id, rev),
-                          callback=self.on_tree, meta={**meta, "ptm_expect": "list"}, **kwargs)
+            request = Request(hf_repo.tree_url(self.endpoint, item.hub_id, rev),
+                              callback=self.on_tree, meta={**meta, "ptm_expect": "list"},
+                              **kwargs)
         elif self.config.method == "api":
-            yield Request(hf_repo.commits_url(self.endpoint, item.hub_id, rev),
-                          callback=self.on_commits_api, meta={**meta, "ptm_expect": "list"},
-                          **kwargs)
+            request = Request(hf_repo.commits_url(self.endpoint, item.hub_id, rev),
+                              callback=self.on_commits_api, meta={**meta, "ptm_expect": "list"},
+                              **kwargs)
         elif self.config.method == "html":
-            yield Request(self.commits_page_url(item.hub_id, rev), callback=self.on_commits_html,
-                          meta=meta, **kwargs)
+            request = Request(self.commits_page_url(item.hub_id, rev),
+                              callback=self.on_commits_html, meta=meta, **kwargs)
         else:  # git: probe the smart-HTTP refs first, so a gated or missing repo costs no clone
-            yield Request(f"{self.git_url(item.hub_id)}/info/refs?service=git-upload-pack",
-                          callback=self.on_git_refs, meta=meta, **kwargs)
+            meta = {**meta, "dont_redirect": True,
+                    "handle_httpstatus_list": [*meta["handle_httpstatus_list"], *REDIRECTS]}
+            request = Request(f"{self.git_url(item.hub_id)}{GIT_REFS}",
+                              callback=self.on_git_refs, meta=meta, **kwargs)
+        if url_too_long(self.spider.settings, request.url):
+            # Scrapy's UrlLengthMiddleware would drop it, and the item riding on it, silently.
+            count_url_too_long(self.spider.crawler.stats, request.url, what=f"{step} request")
+            self.gap(item, step, URL_TOO_LONG)
+            yield from self.next(item, rest, state)
+            return
+        yield request
 
     def git_url(self, repo_id: str) -> str:
         return f"{self.endpoint}/{quote(repo_id, safe='/')}.git"
@@ -197,18 +231,19 @@ class HfEnricher:
         self.count(f"{step}/ok")
 
     def gap(self, item: ModelItem, step: str, reason: str) -> None:
+        record_gap(item, step, reason)
         assert item.enrichment is not None
-        item.enrichment["gaps"][step] = reason
         if reason in LASTING_GAPS:
             item.enrichment["steps"].append(step)
         self.count(f"{step}/failed/{reason}")
-        logger.warning("No %s for %s: %s", step, item.hub_id, reason)
+        logger.warning("No %s for %.200s: %s", step, item.hub_id, reason)  # ids can be 1 MB
 
     def on_error(self, failure: Any) -> Iterator[Request | ModelItem | CommitItem]:
         request = failure.request
         step = request.meta.get("ptm_enrich_step", "unknown")
         kwargs = request.cb_kwargs
-        reason = "request_failed"
+        # A redirect off the Hub's origin was refused (logged and counted) before it was sent.
+        reason = REFUSED_REASON if isinstance(failure.value, RefusedLink) else "request_failed"
         if step == "commits":
             kwargs["state"]["commits"] = []  # a partial history would read as the whole one
         elif step == "files":
@@ -217,6 +252,10 @@ class HfEnricher:
         self.gap(kwargs["item"], step, reason)
         logger.debug("%s failed for good: %s", request.url, failure.getErrorMessage())
         yield from self.next(kwargs["item"], kwargs["steps"], kwargs["state"])
+
+    def follow(self, response: Response, link: str) -> str:
+        """A next page's URL on the Hub's origin, or :class:`RefusedLink` (counted)."""
+        return follow(response, link, self.spider.crawler.stats, what="next link")
 
     def _http_gap(self, response: Response, item: ModelItem, step: str) -> bool:
         if response.status in (401, 403):
@@ -229,6 +268,10 @@ class HfEnricher:
                 state: dict[str, Any]) -> Iterator[Request | ModelItem | CommitItem]:
         if not self._http_gap(response, item, "card"):
             card = parse_card(None if response.status == 404 else response.body)
+            error = card.get("front_matter_error")
+            if error:  # the card is kept without its front matter: counted, e.g. yaml_expands
+                self.count(f"card/front_matter/{error.partition(':')[0]}")
+                logger.info("Front matter of %s's card not read: %s", item.hub_id, error)
             card["has_model_index"] = bool(item.card.get("has_model_index")) or bool(
                 card["has_model_index"])
             item.card = card
@@ -252,8 +295,16 @@ class HfEnricher:
             item.risk = hf_repo.file_risk(item.files)  # from the list's file names
             yield from self.next(item, steps, state)
             return
-        next_url = parse_link_header(response.headers.get("Link")).get("next")
-        if next_url:
+        link = parse_link_header(response.headers.get("Link")).get("next")
+        if link:
+            try:
+                next_url = self.follow(response, link)
+            except RefusedLink:  # the rest of the tree is unseen: no partial file list
+                state["files"] = []
+                self.gap(item, "files", REFUSED_REASON)
+                item.risk = hf_repo.file_risk(item.files)
+                yield from self.next(item, steps, state)
+                return
             yield next_page(response, next_url)
             return
         item.files = state.pop("files")
@@ -299,6 +350,13 @@ class HfEnricher:
             del commits[limit:]
             next_url = None
         if next_url and page:
+            try:
+                next_url = self.follow(response, next_url)
+            except RefusedLink:  # a partial history would read as the whole one
+                self.gap(item, "commits", REFUSED_REASON)
+                state["commits"] = []
+                yield from self.next(item, steps, state)
+                return
             yield next_page(response, next_url)
             return
         state["method"] = method
@@ -308,19 +366,44 @@ class HfEnricher:
     async def on_git_refs(self, response: Response, item: ModelItem, steps: list[str],
                           state: dict[str, Any],
                           ) -> AsyncIterator[Request | ModelItem | CommitItem]:
-        if self._http_gap(response, item, "commits") or response.status == 404:
+        if response.status in REDIRECTS:
+            follow = self.git_redirect(response, item)
+            if follow is not None:
+                yield follow
+                return
+        elif self._http_gap(response, item, "commits") or response.status == 404:
             if response.status == 404:
                 self.gap(item, "commits", "http_404")
         else:
             try:
-                state["commits"] = await self.reader.commits(self.git_url(item.hub_id),
-                                                             item.latest_commit_sha)
+                state["commits"] = await self.reader.commits(
+                    response.url.removesuffix(GIT_REFS), item.latest_commit_sha)
                 state["method"] = "git"
                 self.done(item, "commits")
             except SignatureError as exc:
                 self.gap(item, "commits", exc.reason)
         for out in self.next(item, steps, state):
             yield out
+
+    def git_redirect(self, response: Response, item: ModelItem) -> Request | None:
+        """The probe answered with a redirect: the same request to its target when that is a
+        repository's refs on the hub itself (a renamed repository), else a gap."""
+        location = response.headers.get("Location")
+        hops = int(response.meta.get("ptm_git_redirects", 0)) + 1
+        target, reason = "", "redirect_refused"
+        if location:
+            try:
+                target = next_link(self.endpoint, response.url, location.decode("latin-1"))
+            except RefusedLink as exc:
+                target, reason = exc.url, "redirect_cross_origin"
+            else:
+                if target.endswith(GIT_REFS) and hops <= MAX_GIT_REDIRECTS:
+                    follow = next_page(response, target)
+                    follow.meta["ptm_git_redirects"] = hops
+                    return follow
+        self.gap(item, "commits", reason)
+        logger.info("Refused the redirect of %s to %s", response.url, target or "nowhere")
+        return None
 
     def finish(self, item: ModelItem, state: dict[str, Any],
                ) -> Iterator[ModelItem | CommitItem]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import urljoin
 
 from scrapy import Request
 from scrapy.http import Response
@@ -18,10 +17,11 @@ from ptmspiders import incremental
 from ptmspiders.args import ArgumentError, bool_arg, choice_arg, int_arg, list_arg
 from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.middlewares.reaim import REAIM_META
+from ptmspiders.origins import REFUSED_REASON, RefusedLink
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.responses import BadResponse, parse_link_header
 from ptmspiders.spiders import hf_enrich
-from ptmspiders.spiders.base import PtmSpider
+from ptmspiders.spiders.base import URL_TOO_LONG, PtmSpider, count_url_too_long, url_too_long
 from ptmspiders.stores import crawler_store, first_crawl_of
 
 logger = logging.getLogger(__name__)
@@ -178,8 +178,16 @@ class HfModelsSpider(PtmSpider):
         next_url = parse_link_header(response.headers.get("Link")).get("next")
         if self.limit is not None and self.emitted >= self.limit:
             next_url = None
-        next_url = urljoin(response.url, next_url) if next_url else None
-        if next_url in self.list_pages_seen:
+        try:
+            next_url = self.next_link(response, next_url)
+            refused = False
+        except RefusedLink:
+            next_url, refused = None, True
+        if refused:
+            # The rest of the listing is unseen: no removals, and no checkpoint past this
+            # page (a resumed run asks the hub again).
+            self.mark_incomplete(REFUSED_REASON)
+        elif next_url in self.list_pages_seen:
             logger.error("The next link of %s points back to %s: listing stopped", response.url,
                          next_url)
             self.mark_incomplete("list_cursor_loop")
@@ -198,7 +206,7 @@ class HfModelsSpider(PtmSpider):
                 outputs.extend(self.enrich(item))
             else:
                 outputs.append(self.carry_over(item))
-            outputs.extend(self.owner_requests(item.owner))
+            outputs.extend(self.owner_requests(item.owner, item))
         if next_url:
             yield self.list_request(next_url, callback=self.parse_list,
                                     errback=self.errback_listing, priority=LIST_PRIORITY,
@@ -256,14 +264,22 @@ class HfModelsSpider(PtmSpider):
             item.extra["renamed_from"] = asked
             self.count("renamed")
         yield item
-        yield from self.owner_requests(item.owner)
+        yield from self.owner_requests(item.owner, item)
 
-    def owner_requests(self, owner: str | None) -> Iterator[Request]:
+    def owner_requests(self, owner: str | None, item: ModelItem | None = None,
+                       ) -> Iterator[Request]:
         if not owner or not self.collect_owners or owner in self.owners_requested:
             return
         self.owners_requested.add(owner)
         # A user stored without its overview: the organisations' 404 is known already.
         tried = ("org",) if owner in self.users_without_overview else ()
+        # The organisations' URL, the longer of the two a look-up may ask.
+        longest = hf.owner_url(self.endpoint, owner, "org")
+        if url_too_long(self.settings, longest):
+            count_url_too_long(self.crawler.stats, longest, what="owner look-up")
+            if item is not None:
+                hf_enrich.record_gap(item, "owner", URL_TOO_LONG)
+            return
         yield self.owner_request(owner, self.owner_kind_guess(owner), tried=tried)
 
     def owner_kind_guess(self, owner: str) -> str:

@@ -17,6 +17,7 @@ from ptmspiders.github import TreeEntry, raw_url
 from ptmspiders.items import ModelItem
 from ptmspiders.parsers import modelhub as parser
 from ptmspiders.responses import BadResponse
+from ptmspiders.spiders.base import URL_TOO_LONG, count_url_too_long, url_too_long
 from ptmspiders.spiders.github_catalogue import RUN_META, GithubCatalogueSpider
 
 logger = logging.getLogger(__name__)
@@ -43,12 +44,16 @@ class ModelhubSpider(GithubCatalogueSpider):
         self.count("index_entries", len(models))
         for model in models:
             url = raw_url(self.raw_base, model.repo, parser.CONFIG_PATH)
+            meta = {"ptm_model": model, "ptm_entry": entry, "ptm_index_url": source_url}
+            if url_too_long(self.settings, url):  # UrlLengthMiddleware would drop it silently
+                count_url_too_long(self.crawler.stats, url, what="model config")
+                yield self.model_item(meta, None, URL_TOO_LONG, url)
+                continue
             # Each model's own repository: no blob sha known, so a malformed config is
             # retried before parse_config records it (config_errors/<reason>).
             yield self.json_request(
                 url, expect="object", callback=self.parse_config, errback=self.errback_config,
-                dont_filter=True, meta={"handle_httpstatus_list": [404], "ptm_model": model,
-                                        "ptm_entry": entry, "ptm_index_url": source_url,
+                dont_filter=True, meta={**meta, "handle_httpstatus_list": [404],
                                         RUN_META: self.run})
 
     def parse_config(self, response: Response) -> Iterator[ModelItem]:
@@ -77,7 +82,7 @@ class ModelhubSpider(GithubCatalogueSpider):
         entry: TreeEntry = meta["ptm_entry"]
         if error is not None:
             self.count(f"config_errors/{error}")
-            logger.warning("modelhub %s: config %s unusable (%s); stored from the index only",
+            logger.warning("modelhub %s: config %.200s unusable (%s); stored from the index only",
                            model.name, url, error)
         item = parser.parse_model(model, config, config_error=error, index_path=entry.path,
                                   blob_sha=entry.sha, source_url=meta["ptm_index_url"],

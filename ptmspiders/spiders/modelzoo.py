@@ -25,7 +25,7 @@ from ptmspiders.args import choice_arg, int_arg, list_arg
 from ptmspiders.items import ModelItem
 from ptmspiders.parsers import modelzoo as mz
 from ptmspiders.responses import BadResponse
-from ptmspiders.spiders.base import PtmSpider
+from ptmspiders.spiders.base import URL_TOO_LONG, PtmSpider, count_url_too_long, url_too_long
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +201,14 @@ class ModelzooSpider(PtmSpider):
         if self.render == "always":
             yield from self.fallback(entry, source_url, reason="render_always")
             return
-        yield self.api_request(mz.detail_url(self.base, slug), callback=self.parse_detail,
-                               errback=self.errback_detail, meta=meta)
+        url = mz.detail_url(self.base, slug)
+        if url_too_long(self.settings, url):  # UrlLengthMiddleware would drop it silently
+            count_url_too_long(self.crawler.stats, url, what="model detail")
+            if source_url is not None:
+                yield self.list_only(entry, source_url, reason=URL_TOO_LONG)
+            return
+        yield self.api_request(url, callback=self.parse_detail, errback=self.errback_detail,
+                               meta=meta)
 
     def parse_detail(self, response: Response) -> Iterator[Request | ModelItem]:
         entry = response.meta["ptm_entry"]

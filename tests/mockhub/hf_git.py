@@ -145,11 +145,12 @@ class HfGitRepos:
 
 
 def _cleanup(root: Path) -> None:
-    """Stop the keyring's gpg-agent, then remove the repositories and the keyring."""
+    """Stop the keyring's GnuPG daemons (agent, dirmngr, ...), then remove the repositories
+    and the keyring."""
     home = root / "gnupg"
     if home.is_dir() and shutil.which("gpgconf"):
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], capture_output=True,
-                       env={**os.environ, "GNUPGHOME": str(home)})
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
+                       capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
 
 
