@@ -97,9 +97,14 @@ def test_hostile_packages_end_to_end(hubs, tmp_path):
     assert alpha["big.gguf"]["status"] == "downloaded" and alpha["big.gguf"]["verified"]
     assert stats["ptm/packages/resumed"] == 1
 
-    # The pickle that imports os.system: stored byte for byte, never run.
+    # The pickle that imports os.system: stored byte for byte, never run; scanned from its
+    # blob, and the package's summary counts it.
     assert (root / "pytorch_model.bin").read_bytes() == EVIL_PICKLE
     assert "pwned" not in log
+    assert alpha["pytorch_model.bin"]["scan"]["status"] == "unsafe"
+    assert "os.system" in alpha["pytorch_model.bin"]["scan"]["dangerous"]
+    assert docs["huggingface:acme/alpha"]["scan"]["unsafe"] == 1
+    assert alpha["model.safetensors"]["scan"] is None  # not a pickle format: not scanned
 
     # One blob in three repositories: one blob file, three hard links, one CDN transfer.
     shared = facts["shared"]

@@ -9,10 +9,9 @@ from typing import Any
 from urllib.parse import quote
 
 from scrapy import Request
-from scrapy.http import Response
 
 from ptmspiders.packages import archive as archives
-from ptmspiders.packages.crawler import JOB, Job, PackageCrawler, guarded
+from ptmspiders.packages.crawler import Job, PackageCrawler
 from ptmspiders.packages.plan import FileSpec
 
 logger = logging.getLogger(__name__)
@@ -21,15 +20,9 @@ logger = logging.getLogger(__name__)
 class GithubPackages(PackageCrawler):
     """The linked repository at a commit: tree API for the list, one tarball for the bytes."""
 
-    def github_start(self, job: Job) -> Request:
-        return Request("data:,", callback=self.github_package, errback=self.job_failed,
-                       meta={JOB: job}, dont_filter=True)
-
-    @guarded
-    async def github_package(self, response: Response) -> AsyncIterator[Any]:
+    async def github_package(self, job: Job) -> AsyncIterator[Any]:
         """The linked repository at the recorded ref: its file list (and git blob ids) from
         the git trees API, its bytes from one tarball, each member checked against its id."""
-        job: Job = response.meta[JOB]
         target = archives.github_target(job.model, latest=self.revision_mode == "latest")
         if target is None:
             self.count("packages/github/no_repository")

@@ -8,11 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
-from scrapy import Request
-from scrapy.http import Response
-
 from ptmspiders.packages import archive as archives
-from ptmspiders.packages.crawler import JOB, ArchiveResult, Job, PackageCrawler, guarded
+from ptmspiders.packages.crawler import ArchiveResult, Job, PackageCrawler
 from ptmspiders.packages.layout import UnsafePath, package_dir
 from ptmspiders.packages.paths import safe_segment
 from ptmspiders.packages.plan import FileSpec
@@ -24,17 +21,11 @@ logger = logging.getLogger(__name__)
 class KagglePackages(PackageCrawler):
     """Each instance version's archive under ``<framework>/<instance>/<version>/``."""
 
-    def kaggle_start(self, job: Job) -> Request:
-        return Request("data:,", callback=self.kaggle_package, errback=self.job_failed,
-                       meta={JOB: job}, dont_filter=True)
-
-    @guarded
-    async def kaggle_package(self, response: Response) -> AsyncIterator[Any]:
+    async def kaggle_package(self, job: Job) -> AsyncIterator[Any]:
         """Each instance version's archive from the Kaggle API, checked against the MD5 its
         storage host publishes and unpacked under ``<framework>/<instance>/<version>/``.
         Kaggle lists no files in advance: a rerun reuses the last record of an instance
         whose blobs are all still here instead of fetching its archive again."""
-        job: Job = response.meta[JOB]
         hub_id = str(job.model.get("hub_id") or "")
         instances = archives.kaggle_instances(job.model)
         owner, _, name = hub_id.partition("/")

@@ -7,13 +7,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from scrapy import Request
-from scrapy.http import Response
-
 from ptmspiders import github
 from ptmspiders.github import RepoRef
 from ptmspiders.packages import onnx
-from ptmspiders.packages.crawler import JOB, Job, PackageCrawler, guarded
+from ptmspiders.packages.crawler import Job, PackageCrawler
 from ptmspiders.packages.plan import FileSpec
 
 logger = logging.getLogger(__name__)
@@ -22,15 +19,7 @@ logger = logging.getLogger(__name__)
 class OnnxPackages(PackageCrawler):
     """The manifest's model file(s) and the model folder's README."""
 
-    def onnx_start(self, job: Job) -> Request:
-        # A local data: request gives each package a callback of its own, so ONNX packages
-        # run side by side like Hugging Face ones (nothing goes over the network for it).
-        return Request("data:,", callback=self.onnx_package, errback=self.job_failed,
-                       meta={JOB: job}, dont_filter=True)
-
-    @guarded
-    async def onnx_package(self, response: Response) -> AsyncIterator[Any]:
-        job: Job = response.meta[JOB]
+    async def onnx_package(self, job: Job) -> AsyncIterator[Any]:
         plan = onnx.package_plan(job.model, self.media_url)
         if plan is None:
             self.count("packages/onnx/unusable_record")

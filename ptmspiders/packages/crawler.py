@@ -55,6 +55,7 @@ JOB = "ptm_package"
 FILE = "ptm_file"
 
 
+_TASK_DONE = object()  # a task package has handed over all it yields
 C = TypeVar("C", bound="PackageCrawler")
 Callback = Callable[[C, Response], AsyncIterator[Any]]
 
@@ -136,6 +137,10 @@ class PackageCrawler(PtmSpider):
         self.stop_event = threading.Event()
         # One transfer per blob at a time (the same blob in several packages).
         self.inflight: dict[str, asyncio.Lock] = {}
+        # Packages run as tasks, and the records they hand to start() (then _TASK_DONE).
+        self.running: set[asyncio.Future[None]] = set()
+        self.spawned = self.tasks_done = 0
+        self.ready: asyncio.Queue[Any] = asyncio.Queue()
         self.dest = Path(self.dest_arg or s.get("PTM_PACKAGES_DIR") or "data/packages")
         self.blobs = BlobStore(self.dest)
         self.endpoint = str(s.get("HF_ENDPOINT")).rstrip("/")
@@ -193,6 +198,49 @@ class PackageCrawler(PtmSpider):
             self.ticker.stop()
         logger.info("%s", self.progress.line())
         self.record_progress()
+
+    # -- packages that run as tasks (no Scrapy request of their own to hang a callback on) --
+    def spawn(self, job: Job, flow: Callable[[Job], AsyncIterator[Any]]) -> None:
+        """Run ``flow(job)`` as a task; its records reach the pipelines through ``start()``
+        (:meth:`finished_records`, :meth:`remaining_records`). An unexpected error fails the
+        package on the record, as :func:`guarded` does for callbacks."""
+        async def run() -> None:
+            try:
+                async for item in flow(job):
+                    self.ready.put_nowait(item)
+            except Exception as exc:
+                logger.exception("Package %s failed", job.id)
+                self.count("packages/errors")
+                if not job.finished:
+                    job.reason = f"error: {type(exc).__name__}"
+                    self.ready.put_nowait(await self.finish(job))
+            finally:
+                self.ready.put_nowait(_TASK_DONE)
+
+        self.spawned += 1
+        task = asyncio.ensure_future(run())
+        self.running.add(task)  # a reference until it ends (the loop keeps only weak ones)
+        task.add_done_callback(self.running.discard)
+
+    def finished_records(self) -> list[Any]:
+        """Records of task packages finished so far (without waiting)."""
+        out = []
+        while not self.ready.empty():
+            item = self.ready.get_nowait()
+            if item is _TASK_DONE:
+                self.tasks_done += 1
+            else:
+                out.append(item)
+        return out
+
+    async def remaining_records(self) -> AsyncIterator[Any]:
+        """Every record still to come from task packages, as each finishes."""
+        while self.tasks_done < self.spawned:
+            item = await self.ready.get()
+            if item is _TASK_DONE:
+                self.tasks_done += 1
+            else:
+                yield item
 
     def slot_free(self) -> None:
         self.package_slots.release()

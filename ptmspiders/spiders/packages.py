@@ -114,12 +114,17 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, KagglePa
                     for request in self.hf_start(job):
                         yield request
                 elif job.hub == "onnx_zoo":
-                    yield self.onnx_start(job)
+                    self.spawn(job, self.onnx_package)
                 elif job.hub in archives.GITHUB_HUBS:
-                    yield self.github_start(job)
+                    self.spawn(job, self.github_package)
                 elif job.hub == "kaggle":
-                    yield self.kaggle_start(job)
+                    self.spawn(job, self.kaggle_package)
                 else:
                     self.count(f"packages/unsupported_hub/{job.hub}")
                     job.reason = "hub_not_supported"
                     yield await self.finish(job)
+                for item in self.finished_records():
+                    yield item
+        # The records of packages that run as tasks come out here, as they finish.
+        async for item in self.remaining_records():
+            yield item
