@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 from scrapy import Request
 from scrapy.http import Response
 
-from ptmspiders.middlewares.auth import origin
+from ptmspiders import origins
 from ptmspiders.packages import hf
 from ptmspiders.packages.crawler import FILE, JOB, Job, PackageCrawler, guarded
 from ptmspiders.packages.fetch import REDIRECTS
@@ -66,17 +66,20 @@ class HuggingFacePackages(PackageCrawler):
         if bad:
             self.count("packages/bad_tree_entries", bad)
         job.specs += specs
-        next_url = hf.next_link(response)
-        if next_url and origin(next_url) != self.hub_origin:
-            # A next page on another host: not followed (it would get the listing, and the
-            # package would be planned from a list that host made up).
-            self.count("packages/foreign_link")
-            job.reason = "foreign_next_link"
-            yield await self.finish(job)
-            return
-        if next_url:
-            yield response.follow(next_url, callback=self.parse_tree, errback=self.job_failed,
-                                  meta={JOB: job, "ptm_expect": "list"}, dont_filter=True)
+        link = hf.next_link(response)
+        if link:
+            try:
+                next_url = origins.follow(response, link, self.crawler.stats,
+                                          what="file tree page")
+            except origins.RefusedLink:
+                # A next page on another host (or scheme) is not followed: the package would
+                # be planned from a list that host made up.
+                self.count("packages/foreign_link")
+                job.reason = "foreign_next_link"
+                yield await self.finish(job)
+                return
+            yield Request(next_url, callback=self.parse_tree, errback=self.job_failed,
+                          meta={JOB: job, "ptm_expect": "list"}, dont_filter=True)
             return
         repo_id = str(job.model.get("hub_id"))
         for spec in job.specs:

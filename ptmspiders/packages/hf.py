@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
 from ptmspiders.packages.plan import FileSpec
 from ptmspiders.responses import parse_link_header
@@ -23,9 +23,10 @@ def quote_id(repo_id: str) -> str:
 
 
 def next_link(response: Any) -> str | None:
-    """The ``Link: <...>; rel="next"`` of a paged answer (absolute, or relative to it)."""
+    """The ``Link: <...>; rel="next"`` of a paged answer, as given (absolute or relative);
+    the caller checks its origin (``ptmspiders.origins.follow``)."""
     link = parse_link_header(response.headers.get("Link")).get("next")
-    return urljoin(response.url, link) if link else None
+    return link or None
 
 
 def tree_url(endpoint: str, repo_id: str, revision: str) -> str:
