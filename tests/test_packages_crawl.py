@@ -39,11 +39,17 @@ def seed(tmp_path: Path, docs: list[dict[str, Any]]) -> str:
     return uri
 
 
-def crawl(hub: MockHub, tmp_path: Path, *args: str, env: dict[str, str] | None = None
-          ) -> tuple[dict[str, Any], str]:
+def crawl(hub: MockHub, tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+          status: int | None = None) -> tuple[dict[str, Any], str]:
+    """One crawl; ``status``: the exit status it must end with (0, or 3 when some package
+    has a failure a rerun may fix), unchecked when ``None``."""
     result = run_crawl("packages", hub, tmp_path, "-a", f"dest={tmp_path / 'pk'}",
                        "-s", "PTM_PACKAGES_RETRY_WAIT=0.01", *args,
-                       env=env or hub_env(hub, HF_TOKEN=TOKEN))
+                       env=env or hub_env(hub, HF_TOKEN=TOKEN), check=False)
+    if result.returncode not in (0, 3):
+        raise AssertionError(f"crawl failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    if status is not None:
+        assert result.returncode == status, result.stderr[-3000:]
     return crawl_stats(result.stderr), result.stderr
 
 
@@ -65,7 +71,9 @@ def test_hostile_packages_end_to_end(hubs, tmp_path):
     hub, cdn = hubs
     facts = hostile_repos(hub.packages)
     seed(tmp_path, hub.packages.model_docs())
-    stats, log = crawl(hub, tmp_path)
+    # Exit 3: a file failed (a rerun may fix it); cron must notice.
+    stats, log = crawl(hub, tmp_path, status=3)
+    assert stats["ptm/incomplete/packages_failed"] == 1
     docs = packages(tmp_path)
     assert set(docs) == {"huggingface:acme/alpha", "huggingface:acme/beta",
                          "huggingface:zeta/gamma"}
@@ -375,7 +383,8 @@ def test_revision_latest_top_and_filter(hubs, tmp_path):
     other = tmp_path / "latest"
     other.mkdir()
     seed(other, docs)
-    crawl(hub, other, "-a", "revision=latest", "-a", "filter={\"hub_id\": \"acme/m1\"}")
+    crawl(hub, other, "-a", "revision=latest", "-a", "filter={\"hub_id\": \"acme/m1\"}",
+          status=0)
     got = packages(other)
     assert list(got) == ["huggingface:acme/m1"]
     assert got["huggingface:acme/m1"]["revision"] == "1" * 40
@@ -410,8 +419,8 @@ def test_github_repository_packages_from_a_tarball(hubs, tmp_path):
             {"_id": "modelzoo:nothing", "hub": "modelzoo", "hub_id": "nothing",
              "name": "nothing", "github_repos": []}]
     seed(tmp_path, docs)
-    _, log = crawl(hub, tmp_path, "-a", "hub=pytorch_hub,modelzoo",
-                       env=hub_env(hub, GITHUB_TOKEN="gh_secret_token"))
+    _, log = crawl(hub, tmp_path, "-a", "hub=pytorch_hub,modelzoo", status=0,
+                   env=hub_env(hub, GITHUB_TOKEN="gh_secret_token"))
     got = packages(tmp_path)
     pkg = got["pytorch_hub:acme_vision_net"]
     rec = by_path(pkg)

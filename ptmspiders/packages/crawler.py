@@ -55,6 +55,9 @@ JOB = "ptm_package"
 FILE = "ptm_file"
 
 
+# Package reasons that mean "nothing to fetch here", not a failure a rerun could fix.
+NOTHING_TO_FETCH = frozenset({"hub_not_supported", "no_github_repository", "no_instances",
+                              "no_manifest_facts", "max_bytes"})
 _TASK_DONE = object()  # a task package has handed over all it yields
 C = TypeVar("C", bound="PackageCrawler")
 Callback = Callable[[C, Response], AsyncIterator[Any]]
@@ -140,6 +143,7 @@ class PackageCrawler(PtmSpider):
         # Packages run as tasks, and the records they hand to start() (then _TASK_DONE).
         self.running: set[asyncio.Future[None]] = set()
         self.spawned = self.tasks_done = 0
+        self.failed_packages = 0
         self.ready: asyncio.Queue[Any] = asyncio.Queue()
         self.dest = Path(self.dest_arg or s.get("PTM_PACKAGES_DIR") or "data/packages")
         self.blobs = BlobStore(self.dest)
@@ -198,6 +202,10 @@ class PackageCrawler(PtmSpider):
             self.ticker.stop()
         logger.info("%s", self.progress.line())
         self.record_progress()
+        if self.failed_packages:
+            logger.error("%d packages have files or listings that failed (see ptm query "
+                         "'{\"complete\": false}' --collection packages); a rerun retries "
+                         "them", self.failed_packages)
 
     # -- packages that run as tasks (no Scrapy request of their own to hang a callback on) --
     def spawn(self, job: Job, flow: Callable[[Job], AsyncIterator[Any]]) -> None:
@@ -501,6 +509,13 @@ class PackageCrawler(PtmSpider):
             for r in listed)
         self.count("packages/done")
         self.count("packages/complete" if complete else "packages/incomplete")
+        if (job.reason is not None and job.reason not in NOTHING_TO_FETCH) or any(
+                r["status"] == "failed" for r in records):
+            # Something a rerun may fix failed: the crawl did not do its whole job (exit 3).
+            self.failed_packages += 1
+            self.count("incomplete/packages_failed")
+            if self.crawler.stats is not None:
+                self.crawler.stats.set_value("ptm/incomplete", True)
         seen = self.seen_at()
         dest_rel = str(job.root.relative_to(self.dest)) if job.root is not None else None
         return PackageItem(
