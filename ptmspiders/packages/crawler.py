@@ -44,9 +44,7 @@ from ptmspiders.packages.paths import safe_relpath
 from ptmspiders.packages.plan import FileSpec
 from ptmspiders.packages.progress import Progress
 from ptmspiders.packages.scanning import load_scanner, summary
-from ptmspiders.packages.selection import (
-    FileFilter,
-)
+from ptmspiders.packages.selection import FileFilter
 from ptmspiders.spiders.base import PtmSpider, now_iso
 
 logger = logging.getLogger(__name__)
@@ -91,6 +89,8 @@ def guarded(callback: Callback[C]) -> Callback[C]:
 
 @dataclass
 class ArchiveResult:
+    """What :meth:`PackageCrawler.archive` made of one archive."""
+
     reason: str | None = None  # why the archive could not be used
     verified: bool | None = True
     size: int = 0
