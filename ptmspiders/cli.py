@@ -39,6 +39,8 @@ EXAMPLES = """examples:
   ptm query '{"tags": {"$in": ["bert", "gpt2"]}, "removed_at": null}' --fields _id
   ptm export --format parquet --hub huggingface models.parquet
   ptm history huggingface:acme-ai/bert-base-cased --table
+  ptm query '{"complete": false}' --collection packages --fields _id,revision,new_bytes
+  ptm verify --dest data/packages
 """
 
 
@@ -183,6 +185,7 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
         "owners_without_overview": skipped,
         "commits_total": store.count("commits"),
         "changes_total": store.count("changes"),
+        "packages": package_stats(store),
         "last_crawls": [{k: c.get(k) for k in (
             "spider", "hub", "_id", "started_at", "finished_at", "finish_reason", "complete",
             "counts")} for c in crawls],
@@ -198,6 +201,11 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
     print(f"Total: {result['models_total']} models ({result['removed_total']} removed), "
           f"{result['owners_total']} owners ({verified} verified{without}), "
           f"{result['commits_total']} commits, {result['changes_total']} recorded changes")
+    pk = result["packages"]
+    assert isinstance(pk, dict)
+    if pk["total"]:
+        print(f"Packages: {pk['total']} ({pk['complete']} complete), {pk['files']} files, "
+              f"{pk['bytes']} bytes ({pk['unique_bytes']} unique)")
     if crawls:
         print()
         print("Last crawl per spider:")
@@ -241,16 +249,56 @@ def cmd_export(store: Store, args: argparse.Namespace) -> int:
             "hub": {"$in": args.hub}}
     if args.out == "-" and args.format == "parquet":
         raise UsageError("parquet needs a file, not standard output")
-    total = store.count("models", where)
-    docs = store.query("models", where)
+    if args.collection == "packages" and args.format == "ptmtorrent":
+        raise UsageError("ptmtorrent is a format of models, not packages")
+    total = store.count(args.collection, where)
+    docs = store.query(args.collection, where)
     out: Path | IO[bytes] = sys.stdout.buffer if args.out == "-" else Path(args.out)
     if isinstance(out, Path) and out.parent and not out.parent.is_dir():
         raise UsageError(f"no such directory: {out.parent}")
     with progress_bar(args, total, "model") as bar:
         n = export(docs, args.format, out, batch_size=args.batch_size,
-                   progress=bar.update if bar is not None else lambda n: None)
-    print(f"ptm: exported {n} models as {args.format} to {args.out}", file=sys.stderr)
+                   progress=bar.update if bar is not None else lambda n: None,
+                   schema_name=args.collection.removesuffix("s"))
+    print(f"ptm: exported {n} {args.collection} as {args.format} to {args.out}",
+          file=sys.stderr)
     return 0
+
+
+def package_stats(store: Store) -> dict[str, int]:
+    """Packages, complete ones, files on disk, bytes (per package, and each blob once)."""
+    total = complete = files = size = 0
+    blobs: dict[str, int] = {}
+    for doc in store.query("packages", {}, fields=["complete", "bytes", "files"]):
+        total += 1
+        complete += doc.get("complete") is True
+        size += int(doc.get("bytes") or 0)
+        for f in doc.get("files") or []:
+            if f.get("status") in ("downloaded", "present") and f.get("blob"):
+                files += 1
+                blobs[f["blob"]] = int(f.get("size") or 0)
+    return {"total": total, "complete": complete, "files": files, "bytes": size,
+            "unique_bytes": sum(blobs.values())}
+
+
+def cmd_verify(store: Store, args: argparse.Namespace) -> int:
+    from ptmspiders.packages.verify import verify
+
+    dest = Path(args.dest or os.environ.get("PTM_PACKAGES_DIR") or "data/packages")
+    if not dest.is_dir():
+        raise UsageError(f"no packages folder at {dest} (pass --dest)")
+    with progress_bar(args, None, "B") as bar:
+        report = verify(dest, store.query("packages", {}),
+                        progress=bar.update if bar is not None else lambda n: None)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for p in report.problems:
+            print(f"{p['problem']}: {p.get('path') or p['blob']} ({p['package']})")
+        counts = ", ".join(f"{n} {k}" for k, n in report.counts().items()) or "no problem"
+        print(f"ptm verify: {report.packages} packages, {report.blobs} blobs "
+              f"({report.bytes} bytes) re-hashed, {report.ok} ok; {counts}")
+    return 1 if report.failed else 0
 
 
 def model_ids(store: Store, model_id: str) -> list[str]:
@@ -377,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT", help="output file ('-' for stdout, not parquet)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--hub", action="append", help="only this hub (repeatable)")
+    p.add_argument("--collection", choices=("models", "packages"), default="models",
+                   help="models (default) or packages (the downloaded files' records)")
     p.add_argument("--filter", help="MongoDB filter (as ptm query)")
     p.add_argument("--batch-size", type=non_negative, default=5000,
                    help="rows per Parquet row group (default 5000)")
@@ -399,6 +449,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=non_negative)
     p.add_argument("--table", action="store_true", help="a table for people instead of JSONL")
     p.set_defaults(func=cmd_crawls)
+    p = sub.add_parser(
+        "verify", help="re-hash every downloaded blob against the package records",
+        description="Re-hash every blob of dest/blobs the packages collection names (each "
+                    "once) and check every package folder still hard-links it. Exit 1 on any "
+                    "mismatch, missing blob or broken link.")
+    p.add_argument("--dest", help="packages folder (default $PTM_PACKAGES_DIR or "
+                                  "data/packages)")
+    p.add_argument("--json", action="store_true", help="one JSON object for scripts")
+    p.add_argument("--progress", action="store_true",
+                   help="progress bar on stderr even when it is not a terminal")
+    p.set_defaults(func=cmd_verify)
     from ptmspiders.report import add_parser as add_report_parser  # issue 7: the studies
 
     add_report_parser(sub)

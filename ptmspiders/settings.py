@@ -36,6 +36,8 @@ GITHUB_API_URL = os.environ.get("GITHUB_API_URL", "https://api.github.com")
 GITHUB_RAW_URL = os.environ.get("GITHUB_RAW_URL", "https://raw.githubusercontent.com")
 MODELZOO_URL = os.environ.get("MODELZOO_URL", "https://modelzoo.co")
 KAGGLE_API_URL = os.environ.get("KAGGLE_API_URL", "https://www.kaggle.com/api/v1")
+# Git LFS media of GitHub repositories (ONNX Model Zoo weights); never sent a credential.
+GITHUB_MEDIA_URL = os.environ.get("GITHUB_MEDIA_URL", "https://media.githubusercontent.com/media")
 
 # Storage: sqlite:///relative/path, sqlite:////absolute/path, mongodb://host:port/db
 PTM_STORE_URI = os.environ.get("PTM_STORE_URI", "sqlite:///data/ptm.sqlite")
@@ -82,6 +84,16 @@ PTM_HF_GNUPGHOME = os.environ.get("PTM_HF_GNUPGHOME", "")
 PTM_HF_GIT_CONCURRENCY = 2
 PTM_HF_GIT_TIMEOUT = 300.0
 PTM_HF_COMMITS_MAX = 1000  # per model; 0 = the whole history
+
+# Model packages (scrapy crawl packages, ptmspiders/packages): where blobs and package folders
+# go, file transfers at once (worker threads), packages in progress at once, the largest small
+# git file fetched through Scrapy (in memory; larger ones stream), the progress line's period.
+PTM_PACKAGES_DIR = os.environ.get("PTM_PACKAGES_DIR", "data/packages")
+PTM_PACKAGES_CONCURRENCY = 8
+PTM_PACKAGES_CONCURRENT_PACKAGES = 16
+PTM_PACKAGES_INLINE_MAX_BYTES = 16 * 1024 * 1024
+PTM_PACKAGES_PROGRESS_INTERVAL = 60.0
+PTM_PACKAGES_RETRY_WAIT = 1.0
 
 # Kaggle Models: models per list page (1..100).
 PTM_KAGGLE_PAGE_SIZE = 100

@@ -69,6 +69,8 @@ INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "changes": ("model_id", "crawl_id"),
     # Commits of model repositories (issue 7): per-model lookups and signature counts.
     "commits": ("model", "signature"),
+    # Downloaded model packages (issue 25): per hub, and which are complete.
+    "packages": ("hub", "complete"),
 }
 
 

@@ -173,7 +173,15 @@ class MockHub:
                     self.close_connection = True
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(resp.body)
+                    chunks = getattr(resp, "chunks", None)  # a body generated as it is sent
+                    if chunks is None:
+                        self.wfile.write(resp.body)
+                    else:
+                        try:
+                            for chunk in chunks:
+                                self.wfile.write(chunk)
+                        except OSError:  # the client went away (or was killed)
+                            self.close_connection = True
 
             do_GET = _handle
             do_POST = _handle
