@@ -69,8 +69,9 @@ ptm report --out reports/demo
 cat <<'EOF'
 
 Where to look next:
-  reports/demo/index.html   the studies (licences, reuse, risky files) as one HTML page
-  ptm --help                every command: stats, query, export, history, crawls, report
-  docs/index.md             the reference: hubs, settings, stores, schema, studies
-  PTM_STORE_URI             the store is data/ptm.sqlite unless you point this elsewhere
+  reports/demo/index.html        the reuse and risk studies, one page that opens offline
+  ptm --help                     every command: stats, query, export, history, crawls, report
+  docs/index.md                  the reference: hubs, settings, stores, schema, studies
+  PTM_STORE_URI=sqlite:///data/hf.sqlite scrapy crawl hf_models -a limit=100
+                                 a first real crawl (network; docs/hubs.md), in its own store
 EOF
