@@ -145,7 +145,10 @@ PTM_RATELIMIT_MIN_WAIT = 1.0
 # windows (middlewares/ratelimit_redis.py); empty = each crawl paces itself alone.
 PTM_FRONTIER = os.environ.get("PTM_FRONTIER", "")
 
-# Retries (middlewares/retry.py) replace Scrapy's RetryMiddleware, which retries 429 blindly.
+# Retries (middlewares/retry.py): a subclass of Scrapy's RetryMiddleware in its place, with
+# backoff and no 429 (waited out by the rate limiter). These stand for Scrapy's RETRY_ENABLED,
+# RETRY_TIMES and RETRY_HTTP_CODES (refused if set); RETRY_EXCEPTIONS,
+# RETRY_PRIORITY_ADJUST and RETRY_GIVE_UP_LOG_LEVEL apply as in Scrapy.
 PTM_RETRY_ENABLED = True
 PTM_RETRY_TIMES = 5
 PTM_RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408]

@@ -135,7 +135,7 @@ def test_catalogue_raw_json_malformed_for_good_is_named_and_counted(mockhub: Moc
     assert config_errors(docs) == {**MODELHUB_CONFIG_ERRORS,
                                    "modelhub:cxr-risk": "html_instead_of_json"}
     assert stats["ptm/config_errors/html_instead_of_json"] == 1
-    assert f"Gave up retrying {mockhub.url}{url} after 4 attempts" in result.stderr
+    assert f"Gave up retrying <GET {mockhub.url}{url}> (failed 4 times)" in result.stderr
     assert f"config {mockhub.url}{url} unusable (html_instead_of_json)" in result.stderr
     assert stats["finish_reason"] == "finished"
 
@@ -149,7 +149,7 @@ def test_catalogue_manifest_malformed_for_good_is_skipped_and_counted(mockhub: M
     assert fault.hits == 4  # not as committed (another blob sha): retried
     assert stats["ptm/skipped/invalid_json"] == 1
     assert "Skipped catalogue file ONNX_HUB_MANIFEST.json: invalid_json" in result.stderr
-    assert f"Gave up retrying {mockhub.url}/raw/onnx/models/main/ONNX_HUB_MANIFEST.json" \
+    assert f"Gave up retrying <GET {mockhub.url}/raw/onnx/models/main/ONNX_HUB_MANIFEST.json>" \
         in result.stderr
     assert stored(tmp_path, "onnx_zoo") == {}
     assert stats["finish_reason"] == "finished"
@@ -231,6 +231,6 @@ def test_enrichment_api_malformed_for_good_leaves_a_named_gap(mockhub: MockHub,
     assert bert["enrichment"]["steps"] == ["commits"]  # files are tried again next crawl
     assert docs and all(d["enrichment"]["gaps"] == {} for d in docs.values())
     assert stats["ptm/enrich/files/failed/html_instead_of_json"] == 1
-    assert f"Gave up retrying {mockhub.url}{prefix}" in result.stderr
+    assert f"Gave up retrying <GET {mockhub.url}{prefix}" in result.stderr
     assert "No files for acme-ai/bert-base-cased: html_instead_of_json" in result.stderr
     assert stats["finish_reason"] == "finished"

@@ -115,7 +115,7 @@ def test_malformed_entries_and_a_broken_page_are_counted(mockhub, tmp_path):
                        expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
     # Retried once as a malformed answer, then logged and counted by the spider.
-    assert stats["ptm/retry/reason/bad_response/truncated_json"] == 1
+    assert stats["ptm/retry/reason_count/bad_response/truncated_json"] == 1
     # pages 0 and 1 hold 4 good models and the 3 malformed entries; page 2 is cut short
     assert len(stored(tmp_path)) == 3
     assert stats["ptm/rejected/entry_not_object"] == 1

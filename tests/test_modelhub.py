@@ -113,7 +113,7 @@ def test_crawl_one_document_per_index_entry(mockhub, tmp_path):
     assert stats["ptm/config_errors/not_found"] == 1
     assert stats["ptm/config_errors/invalid_json"] == 1
     # A config from a model's own repository has no known blob sha: retried, then recorded.
-    assert stats["ptm/retry/reason/bad_response/invalid_json"] == 1
+    assert stats["ptm/retry/reason_count/bad_response/invalid_json"] == 1
     assert stats["ptm/rejected/entry_without_github"] == 1
     raw = sorted(r.path for r in mockhub.requests("/raw/"))
     assert "/raw/modelhub-ai/cxr-risk/main/contrib_src/model/config.json" in raw

@@ -41,6 +41,7 @@ def middleware(**settings: Any) -> RetryMiddleware:
                             "PTM_RETRY_BACKOFF_MAX": 4.0}
     base.update(settings)
     crawler = get_crawler(Spider, base)
+    crawler.spider = Spider.from_crawler(crawler, name="hub")  # get_retry_request reads it
     crawler.stats.open_spider()
     return build_from_crawler(RetryMiddleware, crawler)
 
@@ -71,7 +72,7 @@ def test_5xx_is_retried_with_backoff_then_given_up(caplog: pytest.LogCaptureFixt
     final = answer(retry2, 503)
     with caplog.at_level(logging.ERROR):
         assert mw.process_response(retry2, final) is final
-    assert f"Giving up on {URL} after 3 attempts: http_503" in caplog.text
+    assert f"Gave up retrying <GET {URL}> (failed 3 times): http_503" in caplog.text
     stats = mw.stats.get_stats()
     assert stats["ptm/retry/count"] == 2
     assert stats["ptm/failed/http_503"] == 1
@@ -123,7 +124,7 @@ def test_malformed_answers_are_retried_then_passed_on(
     request = Request(URL, meta={"ptm_expect": expect})
     retry = mw.process_response(request, answer(request, 200, body))
     assert isinstance(retry, Request)
-    assert mw.stats.get_value(f"ptm/retry/reason/bad_response/{reason}") == 1
+    assert mw.stats.get_value(f"ptm/retry/reason_count/bad_response/{reason}") == 1
     last = answer(retry, 200, body)
     assert mw.process_response(retry, last) is last  # the spider names and counts it
 
@@ -209,3 +210,31 @@ def test_a_raw_file_malformed_as_committed_is_passed_on_at_once() -> None:
     # A body other than the committed one (an error page, a cut) is retried as usual.
     html = answer(committed, 200, b"<html>busy</html>")
     assert isinstance(mw.process_response(committed, html), Request)
+
+
+def test_scrapys_retry_settings_that_ours_stand_for_are_refused_not_ignored() -> None:
+    for name, ours in [("RETRY_TIMES", "PTM_RETRY_TIMES"), ("RETRY_ENABLED", "PTM_RETRY_ENABLED"),
+                       ("RETRY_HTTP_CODES", "PTM_RETRY_HTTP_CODES")]:
+        with pytest.raises(ValueError, match=f"{name} is not read.*set {ours}"):
+            middleware(**{name: 9})
+
+
+def test_the_give_up_follows_scrapys_level_and_is_a_warning_for_malformed_answers(
+        caplog: pytest.LogCaptureFixture) -> None:
+    mw = middleware(PTM_RETRY_TIMES=0, RETRY_GIVE_UP_LOG_LEVEL="WARNING")
+    request = Request(URL)
+    with caplog.at_level(logging.DEBUG, logger="ptmspiders.middlewares.retry"):
+        mw.process_response(request, answer(request, 500))
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == f"Gave up retrying <GET {URL}> (failed 1 times): http_500"
+    caplog.clear()
+    mw = middleware(PTM_RETRY_TIMES=0)
+    html = Request(URL, meta={"ptm_expect": "any"})
+    with caplog.at_level(logging.DEBUG, logger="ptmspiders.middlewares.retry"):
+        mw.process_response(html, answer(html, 200, b"<html>"))
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING  # the spider logs and counts it too
+    assert "bad_response/html_instead_of_json" in record.getMessage()
+    assert mw.stats.get_value("ptm/retry/max_reached") == 1
+    assert not any(k.startswith("ptm/failed/") for k in mw.stats.get_stats())

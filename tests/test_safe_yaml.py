@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import frontmatter
 import pytest
 import yaml
 
 from ptmspiders.parsers import pytorch_hub
 from ptmspiders.parsers.hf_card import parse_card
 from ptmspiders.parsers.safe_yaml import (
+    FRONT_MATTER,
     MAX_ALIASES,
     MAX_CHARS,
     MAX_DEPTH,
@@ -76,6 +78,23 @@ def test_front_matter_is_split_one_way_for_every_hub() -> None:
     assert split_front_matter("---") == (None, "---")
     assert split_front_matter("---\nno end") == (None, "---\nno end")
     assert split_front_matter("# Title\n---\n") == (None, "# Title\n---\n")
+    # Unnormalised line ends, blank lines after the block, delimiters that are not ours.
+    assert split_front_matter("---\r\na: 1\r\n--- \r\nbody\r\n") == ("a: 1\r\n", "body\r\n")
+    assert split_front_matter("---\na: 1\n---\n\n\n# T\n") == ("a: 1\n", "\n\n# T\n")
+    assert split_front_matter("---\na: 1\n----\n... x\n") == (None, "---\na: 1\n----\n... x\n")
+    assert split_front_matter("----\na: 1\n---\n")[0] is None
+    assert split_front_matter("\n---\na: 1\n---\n")[0] is None
+    assert split_front_matter("\ufeff---\na: 1\n---\n")[0] is None  # callers drop the BOM
+
+
+def test_front_matter_handler_keeps_the_bounds_in_python_frontmatters_own_api() -> None:
+    post = frontmatter.loads("---\ntitle: T\nbig: 99999999999999999999\n---\nbody\n",
+                             handler=FRONT_MATTER)
+    assert post.metadata == {"title": "T", "big": "99999999999999999999"}
+    assert post.content == "body"
+    with pytest.raises(YamlRefused) as exc:
+        frontmatter.loads("---\n" + laughs() + "---\nbody\n", handler=FRONT_MATTER)
+    assert exc.value.reason == "yaml_expands"
 
 
 def test_pytorch_hub_entry_with_billion_laughs_is_refused_not_read_line_by_line() -> None:

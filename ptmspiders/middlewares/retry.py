@@ -1,20 +1,26 @@
 """Retries for what is usually transient at a hub: 5xx, timeouts, dropped connections, and
 malformed answers (HTML or truncated JSON where JSON was expected).
 
-Replaces Scrapy's ``RetryMiddleware`` (switched off in settings), which would retry a 429 blindly
-and ignore ``Retry-After``: 429s belong to :mod:`ptmspiders.middlewares.ratelimit`, which sits
-nearer the downloader and waits them out without spending this budget. Here each retry waits an
-exponential backoff with jitter (``PTM_RETRY_BACKOFF_BASE * 2**n``, at most
-``PTM_RETRY_BACKOFF_MAX``), carried in the retried request's meta and awaited in
-``process_request``: no thread sleeps and other requests go on meanwhile. After
-``PTM_RETRY_TIMES`` retries the failure is logged with its URL and counted
-(``ptm/failed/<reason>``); a malformed answer is then passed on so the spider logs and counts
-``ptm/bad_response/<reason>``.
+A subclass of Scrapy's ``RetryMiddleware`` (which it replaces in ``DOWNLOADER_MIDDLEWARES``): each
+retry is Scrapy's :func:`~scrapy.downloadermiddlewares.retry.get_retry_request` (the attempt
+count and its limit, ``max_retry_times``, the priority, the ``Retrying``/``Gave up retrying``
+log lines, the ``ptm/retry/...`` stats), and ``dont_retry`` and ``RETRY_EXCEPTIONS`` mean what
+they mean in Scrapy. Only these rules are ours:
 
-Requests that expect JSON say so with ``meta["ptm_expect"] = "list" | "object" | "any"``
-(see ``PtmSpider.json_request``). A file read whose git blob sha is known in advance also says
-``meta["ptm_git_blob"]``: a malformed body with exactly that sha is the file as committed, which
-no retry can change, so it goes to the spider at once.
+- 429 is never retried here (``PTM_RETRY_HTTP_CODES`` may not hold it):
+  :mod:`ptmspiders.middlewares.ratelimit`, nearer the downloader, waits it out without spending
+  this budget.
+- Each retry waits an exponential backoff with jitter (``PTM_RETRY_BACKOFF_BASE * 2**n``, at most
+  ``PTM_RETRY_BACKOFF_MAX``; a ``Retry-After`` within that cap), carried in the retried request's
+  meta and awaited in ``process_request``: no thread sleeps and other requests go on meanwhile.
+- Requests that expect JSON say so with ``meta["ptm_expect"] = "list" | "object" | "any"`` (see
+  ``PtmSpider.json_request``); a malformed answer is retried like a 5xx and, after the last
+  attempt, passed on so the spider logs and counts ``ptm/bad_response/<reason>``. A file read
+  whose git blob sha is known in advance also says ``meta["ptm_git_blob"]``: a malformed body
+  with exactly that sha is the file as committed, which no retry can change, so it goes to the
+  spider at once.
+- A download failure or retried status that outlasts its retries is counted as
+  ``ptm/failed/<reason>``, with short reasons (``http_503``, ``timeout``, ``data_loss``).
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Self
 
-from scrapy import Request
+from scrapy import Request, Spider
 from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.retry import RetryMiddleware as ScrapyRetryMiddleware
+from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import (
     CannotResolveHostError,
     DownloadConnectionRefusedError,
@@ -37,11 +45,12 @@ from scrapy.exceptions import (
     ResponseDataLossError,
 )
 from scrapy.http import Response
+from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
-from scrapy.utils.misc import load_object
 from twisted.internet import error as tx_error
 from twisted.web.client import ResponseFailed
 
+from ptmspiders import settings as defaults
 from ptmspiders.github import git_blob_sha
 from ptmspiders.ratelimit_headers import parse_retry_after
 from ptmspiders.responses import BadResponse, load_json
@@ -53,6 +62,10 @@ EXPECT: dict[str, type | tuple[type, ...] | None] = {
 }
 NOT_BEFORE_META = "ptm_not_before"  # wall-clock time (survives a JOBDIR restart)
 GIT_BLOB_META = "ptm_git_blob"  # the blob sha a raw file read should have
+STATS_BASE = "ptm/retry"  # get_retry_request's count, reason_count/<reason>, max_reached
+# Scrapy's settings that ours stand for: set, they would be silently overridden.
+OURS_FOR_SCRAPYS = {"RETRY_ENABLED": "PTM_RETRY_ENABLED", "RETRY_TIMES": "PTM_RETRY_TIMES",
+                    "RETRY_HTTP_CODES": "PTM_RETRY_HTTP_CODES"}
 
 
 def exception_reason(exc: BaseException) -> str:
@@ -104,41 +117,49 @@ def malformed_reason(response: Response, expect: str | None) -> str | None:
     return None
 
 
-class RetryMiddleware:
-    def __init__(self, crawler: Crawler, *, times: int, http_codes: set[int], base: float,
-                 cap: float, priority_adjust: int, exceptions: tuple[type[BaseException], ...]
-                 ) -> None:
-        assert crawler.stats is not None
-        self.stats: StatsCollector = crawler.stats
-        self.times = times
-        self.http_codes = http_codes
-        self.base = base
-        self.cap = cap
-        self.priority_adjust = priority_adjust
-        self.exceptions = exceptions
+def retry_settings(settings: BaseSettings) -> BaseSettings:
+    """The crawl's settings with ``PTM_RETRY_*`` validated and handed to Scrapy's middleware
+    under its own names (``RETRY_ENABLED``, ``RETRY_TIMES``, ``RETRY_HTTP_CODES``)."""
+    for scrapys, ours in OURS_FOR_SCRAPYS.items():
+        if (settings.getpriority(scrapys) or 0) > 0:  # set above Scrapy's default
+            raise ValueError(f"{scrapys} is not read by this project: set {ours} instead")
+    if not settings.getbool("PTM_RETRY_ENABLED", defaults.PTM_RETRY_ENABLED):
+        raise NotConfigured("PTM_RETRY_ENABLED is off")
+    times = settings.getint("PTM_RETRY_TIMES", defaults.PTM_RETRY_TIMES)
+    base = settings.getfloat("PTM_RETRY_BACKOFF_BASE", defaults.PTM_RETRY_BACKOFF_BASE)
+    cap = settings.getfloat("PTM_RETRY_BACKOFF_MAX", defaults.PTM_RETRY_BACKOFF_MAX)
+    codes = sorted({int(c) for c in settings.getlist("PTM_RETRY_HTTP_CODES",
+                                                     defaults.PTM_RETRY_HTTP_CODES)})
+    if times < 0 or base < 0 or cap < base:
+        raise ValueError("PTM_RETRY_TIMES must be >= 0 and 0 <= PTM_RETRY_BACKOFF_BASE <= "
+                         "PTM_RETRY_BACKOFF_MAX")
+    if 429 in codes:
+        raise ValueError("PTM_RETRY_HTTP_CODES must not hold 429: rate limits are waited "
+                         "out by RateLimitMiddleware, not retried")
+    own = BaseSettings(settings)  # an unfrozen copy, each setting at its priority
+    own.update({"RETRY_ENABLED": True, "RETRY_TIMES": times, "RETRY_HTTP_CODES": codes,
+                "PTM_RETRY_BACKOFF_BASE": base, "PTM_RETRY_BACKOFF_MAX": cap},
+               priority="cmdline")
+    return own
+
+
+class RetryMiddleware(ScrapyRetryMiddleware):
+    """Scrapy's ``RetryMiddleware`` with backoff, malformed answers and ``ptm/`` stats."""
+
+    def __init__(self, settings: BaseSettings) -> None:
+        super().__init__(settings)
+        self.base = settings.getfloat("PTM_RETRY_BACKOFF_BASE")
+        self.cap = settings.getfloat("PTM_RETRY_BACKOFF_MAX")
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # replaceable in tests
+        self.stats: StatsCollector
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler) -> RetryMiddleware:
-        s = crawler.settings
-        if not s.getbool("PTM_RETRY_ENABLED", True):
-            raise NotConfigured("PTM_RETRY_ENABLED is off")
-        times = s.getint("PTM_RETRY_TIMES", 5)
-        base = s.getfloat("PTM_RETRY_BACKOFF_BASE", 1.0)
-        cap = s.getfloat("PTM_RETRY_BACKOFF_MAX", 60.0)
-        codes = {int(c) for c in s.getlist("PTM_RETRY_HTTP_CODES",
-                                           [500, 502, 503, 504, 522, 524, 408])}
-        if times < 0 or base < 0 or cap < base:
-            raise ValueError("PTM_RETRY_TIMES must be >= 0 and 0 <= PTM_RETRY_BACKOFF_BASE <= "
-                             "PTM_RETRY_BACKOFF_MAX")
-        if codes & {429}:
-            raise ValueError("PTM_RETRY_HTTP_CODES must not hold 429: rate limits are waited "
-                             "out by RateLimitMiddleware, not retried")
-        exceptions = tuple(load_object(e) if isinstance(e, str) else e
-                           for e in s.getlist("RETRY_EXCEPTIONS"))
-        return cls(crawler, times=times, http_codes=codes, base=base, cap=cap,
-                   priority_adjust=s.getint("PTM_RETRY_PRIORITY_ADJUST", -1),
-                   exceptions=exceptions)
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        o = cls(retry_settings(crawler.settings))
+        o.crawler = crawler
+        assert crawler.stats is not None
+        o.stats = crawler.stats
+        return o
 
     async def process_request(self, request: Request) -> None:
         not_before = request.meta.get(NOT_BEFORE_META)
@@ -148,10 +169,11 @@ class RetryMiddleware:
         if wait > 0:
             await self.sleep(wait)
 
-    def process_response(self, request: Request, response: Response) -> Request | Response:
+    def process_response(self, request: Request, response: Response,
+                         spider: Spider | None = None) -> Request | Response:
         if request.meta.get("dont_retry"):
             return response
-        if response.status in self.http_codes:
+        if response.status in self.retry_http_codes:
             reason = f"http_{response.status}"
         elif "dataloss" in response.flags:  # with DOWNLOAD_FAIL_ON_DATALOSS off
             reason = "data_loss"
@@ -163,50 +185,46 @@ class RetryMiddleware:
             if blob and git_blob_sha(response.body) == blob:
                 self.stats.inc_value(f"ptm/retry/skipped/committed_{bad}")
                 return response  # malformed as committed: the spider names and counts it
-            reason = f"bad_response/{bad}"
+            # Given up, it goes on to the spider, which names the URL and counts
+            # ptm/bad_response/<reason>: Scrapy's give-up line is then a warning.
+            retry = self.retry_later(request, f"bad_response/{bad}", logging.WARNING)
+            return retry or response
         # A 503 that names its own wait (maintenance) is retried no sooner than it asks.
         asked = parse_retry_after(response.headers.get("Retry-After"), time.time())
-        retry = self._retry(request, reason, at_least=asked)
-        if retry is not None:
-            return retry
-        if reason.startswith("bad_response/"):
-            # The spider names the URL and counts ptm/bad_response/<reason>.
-            logger.warning("Gave up retrying %s after %d attempts: %s", request.url,
-                           int(request.meta.get("retry_times", 0)) + 1, reason)
-        else:
-            self._give_up(request, reason)
-        return response
+        retry = self.retry_later(request, reason, at_least=asked)
+        if retry is None:
+            self.stats.inc_value(f"ptm/failed/{reason}")
+        return retry or response
 
-    def process_exception(self, request: Request, exception: Exception) -> Request | None:
-        if request.meta.get("dont_retry") or not isinstance(exception, self.exceptions):
+    def process_exception(self, request: Request, exception: Exception,
+                          spider: Spider | None = None) -> Request | Response | None:
+        if request.meta.get("dont_retry") or not isinstance(exception,
+                                                             self.exceptions_to_retry):
             return None
         reason = exception_reason(exception)
-        retry = self._retry(request, reason)
+        retry = self.retry_later(request, reason)
         if retry is None:
-            self._give_up(request, reason, exception)
+            self.stats.inc_value(f"ptm/failed/{reason}")
         return retry
 
-    def _retry(self, request: Request, reason: str, at_least: float | None = None
-               ) -> Request | None:
-        attempt = int(request.meta.get("retry_times", 0)) + 1
-        limit = request.meta.get("max_retry_times", self.times)
-        if attempt > limit:
+    def retry_later(self, request: Request, reason: str, give_up_level: int | None = None,
+                    at_least: float | None = None) -> Request | None:
+        """Scrapy's retry of ``request``, to be sent after its backoff; ``None`` when its
+        retries are spent (Scrapy has then logged the give-up)."""
+        assert self.crawler.spider is not None
+        meta = request.meta
+        retry = get_retry_request(
+            request, spider=self.crawler.spider, reason=reason,
+            max_retry_times=meta.get("max_retry_times", self.max_retry_times),
+            priority_adjust=meta.get("priority_adjust", self.priority_adjust),
+            give_up_log_level=meta.get("give_up_log_level",
+                                       give_up_level or self.give_up_log_level),
+            logger=logger, stats_base_key=STATS_BASE)
+        if retry is None:
             return None
-        delay = backoff(attempt, self.base, self.cap)
+        delay = backoff(retry.meta["retry_times"], self.base, self.cap)
         if at_least is not None:
             delay = max(delay, min(at_least, self.cap))
-        retry = request.replace(dont_filter=True,
-                                priority=request.priority + self.priority_adjust)
-        retry.meta["retry_times"] = attempt
         retry.meta[NOT_BEFORE_META] = time.time() + delay
-        self.stats.inc_value("ptm/retry/count")
-        self.stats.inc_value(f"ptm/retry/reason/{reason}")
-        logger.debug("Retrying %s in %.2f s (attempt %d of %d): %s", request.url, delay,
-                     attempt, limit, reason)
+        logger.debug("Retry of %s waits %.2f s", request.url, delay)
         return retry
-
-    def _give_up(self, request: Request, reason: str, exc: Any = None) -> None:
-        self.stats.inc_value(f"ptm/failed/{reason}")
-        attempts = int(request.meta.get("retry_times", 0)) + 1
-        logger.error("Giving up on %s after %d attempts: %s%s", request.url, attempts, reason,
-                     f" ({exc})" if exc is not None else "")

@@ -13,9 +13,11 @@ holds JSON-encodable scalars where it matters for a store: integers beyond 64 bi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
+from frontmatter.default_handlers import YAMLHandler
 from yaml.constructor import SafeConstructor
 from yaml.events import (
     AliasEvent,
@@ -33,8 +35,6 @@ MAX_ALIASES = 100
 MAX_DEPTH = 64  # collections inside collections; orjson refuses documents beyond 255
 _MAX_INT_CHARS = 100  # longer integer literals stay text (Python refuses >4,300 digits)
 _INT64 = range(-(2**63), 2**63)  # what BSON and orjson both hold
-
-_FRONT_CLOSE = ("---", "...")
 
 
 class YamlRefused(BadResponse):
@@ -107,24 +107,42 @@ def error_line(exc: yaml.YAMLError) -> str:
     return str(exc).split("\n")[0]
 
 
+class BoundedYAMLHandler(YAMLHandler):
+    """python-frontmatter's YAML handler with this module's bounds: ``load`` is
+    :func:`load_yaml`. The block opens with a first line ``---`` and ends at the next line that
+    is ``---`` or ``...`` (YAML's document markers; spaces around allowed, so ``\r\n`` ends
+    work too); ``----`` is no delimiter.
+
+    Use :func:`split_front_matter`, not ``frontmatter.parse``/``loads``: those strip the whole
+    text and the body (three extra copies of a card), drop front matter that is not a mapping
+    without a word, and on a YAML error raise without the body, which the card parser still
+    reads. With this handler even they stay within the bounds."""
+
+    FM_BOUNDARY = re.compile(r"^[^\S\n]*+(?:---|\.\.\.)[^\S\n]*+(?:\n|\Z)", re.MULTILINE)
+    _OPEN = re.compile(r"[^\S\n]*+---[^\S\n]*+(?:\n|\Z)")
+
+    def detect(self, text: str) -> bool:
+        return self._OPEN.match(text) is not None
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        return load_yaml(fm)
+
+
+FRONT_MATTER = BoundedYAMLHandler()
+
+
 def starts_front_matter(text: str) -> bool:
     """Whether the first line of ``text`` opens a front matter block (``---``)."""
-    return text.partition("\n")[0].strip() == "---"
+    return FRONT_MATTER.detect(text)
 
 
 def split_front_matter(text: str) -> tuple[str | None, str]:
-    """(front matter, body) of a Markdown document whose first line is ``---``; the block
-    ends at the next line that is ``---`` or ``...`` (spaces around allowed). ``(None, text)``
-    when there is no block or it never ends. Lines end in ``\\n``: callers normalise ``\\r``."""
-    newline = text.find("\n")
-    if newline < 0 or not starts_front_matter(text):
+    """(front matter, body) of a Markdown document whose first line is ``---``, split by
+    :data:`FRONT_MATTER` (the body after the closing line, as written). ``(None, text)`` when
+    there is no block or it never ends. Callers remove a BOM and normalise a lone ``\r``."""
+    if not FRONT_MATTER.detect(text):
         return None, text
-    pos = start = newline + 1
-    while True:
-        end = text.find("\n", pos)
-        line = text[pos:] if end < 0 else text[pos:end]
-        if line.strip() in _FRONT_CLOSE:
-            return text[start:pos], "" if end < 0 else text[end + 1:]
-        if end < 0:
-            return None, text
-        pos = end + 1
+    try:
+        return FRONT_MATTER.split(text)
+    except ValueError:  # no closing line: fewer than three parts
+        return None, text
