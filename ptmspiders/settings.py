@@ -13,6 +13,8 @@ from ptmspiders import doc_size
 BOT_NAME = "ptmspiders"
 SPIDER_MODULES = ["ptmspiders.spiders"]
 NEWSPIDER_MODULE = "ptmspiders.spiders"
+# `scrapy crawl` refuses wrong `-a` arguments in one line before the crawl starts.
+COMMANDS_MODULE = "ptmspiders.commands"
 
 USER_AGENT = "ptmspiders/0.1 (research crawler of pre-trained model hubs)"
 # The hubs' APIs publish rate limits, which PTM_THROTTLE honours; robots.txt covers pages.
