@@ -103,8 +103,7 @@ class HfModelsParams(SpiderParams):
 
     @model_validator(mode="after")
     def _ids_or_listing(self) -> HfModelsParams:
-        listing = [n for n in ("limit", "author", "search", "filter", "sort")
-                   if n in self.model_fields_set and getattr(self, n)]
+        listing = [n for n in ("limit", "author", "search", "filter", "sort") if getattr(self, n)]
         if self.ids and listing:
             raise ValueError(f"-a ids cannot go with {', '.join('-a ' + n for n in listing)}: "
                              "those choose from the listing, which -a ids does not read")
