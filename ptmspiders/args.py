@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -82,6 +82,9 @@ class SpiderParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # False for a spider that never lists a whole hub, whatever its arguments (packages).
+    lists_whole_hub: ClassVar[bool] = True
+
     full: Flag = Field(False, description="refetch everything an incremental crawl would skip")
 
     @model_validator(mode="before")
@@ -102,11 +105,14 @@ class SpiderParams(BaseModel):
 
     @property
     def restricted(self) -> bool:
-        return bool(self.restricted_by())
+        """The crawl sees part of its hub only: history infers no removals from it."""
+        return not self.lists_whole_hub or bool(self.restricted_by())
 
     def recorded(self) -> dict[str, Any]:
         """The arguments as the crawl record stores them: those that differ from the default."""
-        return self.model_dump(mode="json", exclude_defaults=True)
+        defaults = {name for name, field in type(self).model_fields.items()
+                    if getattr(self, name) == field.get_default(call_default_factory=True)}
+        return self.model_dump(mode="json", exclude=defaults)
 
 
 def parse_params(model: type[SpiderParams], given: Mapping[str, Any], *,

@@ -1,6 +1,8 @@
 """The ``ptm`` command: look at what the spiders stored, the same way on either store.
 
-Exit codes scripts can trust: 0 ok, 1 failure, 2 usage error (bad argument or filter).
+Exit codes scripts can trust: 0 ok, 1 failure, 2 usage error (bad argument or filter). Every
+error is one line ``ptm: error: ...`` on stderr, never a traceback. Commands only read: the
+store is opened read-only and nothing in it is created.
 """
 
 from __future__ import annotations
@@ -9,16 +11,26 @@ import argparse
 import contextlib
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from ptmspiders.export import FORMATS, export
+from ptmspiders.hubs import HUBS, unknown_hubs
 from ptmspiders.parsers.huggingface import OVERVIEW_SKIPPED
-from ptmspiders.pipelines.validate import load_schema
-from ptmspiders.query import QueryError, dotted, parse_sort
-from ptmspiders.stores import DEFAULT_STORE_URI, Doc, Store, StoreError, open_store, redact_uri
+from ptmspiders.query import INT64_MAX, QueryError, check_json_depth, dotted, parse_sort
+from ptmspiders.safe_output import escape_controls, escape_json_controls
+from ptmspiders.stores import (
+    COLLECTIONS,
+    DEFAULT_STORE_URI,
+    Doc,
+    Store,
+    StoreError,
+    open_store,
+    redact_uri,
+)
 
 EXAMPLES = """examples:
   ptm stats
@@ -27,7 +39,17 @@ EXAMPLES = """examples:
   ptm query '{"tags": {"$in": ["bert", "gpt2"]}, "removed_at": null}' --fields _id
   ptm export --format parquet --hub huggingface models.parquet
   ptm history huggingface:acme-ai/bert-base-cased --table
+  ptm query '{"complete": false}' --collection packages --fields _id,revision,new_bytes
+  ptm verify --dest data/packages
 """
+
+
+# A reading command gives up on an unreachable MongoDB after this long (crawls wait longer).
+SERVER_TIMEOUT_S = 5.0
+# Default of ``--timeout``: how long MongoDB may work on one read (maxTimeMS).
+READ_TIMEOUT_S = 300.0
+# Longest error line: a driver's message can carry a whole topology description.
+_MAX_MESSAGE = 400
 
 
 class UsageError(Exception):
@@ -42,11 +64,14 @@ def store_uri(args: argparse.Namespace) -> str:
 
 def print_table(rows: Sequence[Doc], fields: Sequence[str], out: IO[str] | None = None,
                 max_width: int = 60) -> None:
+    """Aligned columns; control characters from the hubs (an ANSI escape in a model id) are
+    printed as escapes such as ``\\x1b``, never sent to the terminal."""
     out = out or sys.stdout
     cells = [[_cell(dotted(r, f) if f not in r else r[f], max_width) for f in fields]
              for r in rows]
-    widths = [max([len(f), *(len(c[i]) for c in cells)]) for i, f in enumerate(fields)]
-    print("  ".join(f.ljust(w) for f, w in zip(fields, widths, strict=True)).rstrip(), file=out)
+    header = [escape_controls(f) for f in fields]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), file=out)
     print("  ".join("-" * w for w in widths), file=out)
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip(), file=out)
@@ -61,13 +86,15 @@ def _cell(value: Any, width: int = 60) -> str:
         text = "true" if value else "false"
     else:
         text = str(value)
+    text = escape_controls(text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def write_jsonl(rows: Iterator[Doc]) -> int:
     n = 0
     for row in rows:
-        sys.stdout.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(escape_json_controls(json.dumps(row, ensure_ascii=False,
+                                                         default=str)) + "\n")
         n += 1
     return n
 
@@ -82,10 +109,16 @@ def progress_bar(args: argparse.Namespace, total: int | None, what: str) -> Any:
     return tqdm(total=total, unit=what, file=sys.stderr, dynamic_ncols=True)
 
 
+def _no_constant(name: str) -> Any:
+    raise UsageError(f"FILTER has {name}: NaN and infinite numbers are not supported")
+
+
 def parse_filter(text: str) -> dict[str, Any]:
+    """The FILTER argument as a dict; its nesting is checked before ``json.loads`` recurses."""
+    check_json_depth(text)
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
         raise UsageError(f"FILTER is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise UsageError("FILTER must be a JSON object, e.g. '{\"hub\": \"huggingface\"}'")
@@ -97,8 +130,18 @@ def non_negative(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if not 0 <= value <= INT64_MAX:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {INT64_MAX}, got {text}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < 10**7:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
     return value
 
 
@@ -110,10 +153,6 @@ def split_fields(text: str | None) -> list[str] | None:
 
 # -- commands ------------------------------------------------------------------------------------
 
-def hubs() -> list[str]:
-    return list(load_schema("model")["properties"]["hub"]["enum"])
-
-
 def last_crawls(store: Store) -> list[Doc]:
     """The latest record of each spider (the crawls collection is one document per run)."""
     latest: dict[str, Doc] = {}
@@ -124,7 +163,7 @@ def last_crawls(store: Store) -> list[Doc]:
 
 def cmd_stats(store: Store, args: argparse.Namespace) -> int:
     per_hub: dict[str, dict[str, int]] = {}
-    for hub in hubs():
+    for hub in HUBS:
         n = store.count("models", {"hub": hub})
         owners = store.count("owners", {"hub": hub})
         collections = store.count("collections", {"hub": hub})
@@ -146,6 +185,7 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
         "owners_without_overview": skipped,
         "commits_total": store.count("commits"),
         "changes_total": store.count("changes"),
+        "packages": package_stats(store),
         "last_crawls": [{k: c.get(k) for k in (
             "spider", "hub", "_id", "started_at", "finished_at", "finish_reason", "complete",
             "counts")} for c in crawls],
@@ -161,6 +201,11 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
     print(f"Total: {result['models_total']} models ({result['removed_total']} removed), "
           f"{result['owners_total']} owners ({verified} verified{without}), "
           f"{result['commits_total']} commits, {result['changes_total']} recorded changes")
+    pk = result["packages"]
+    assert isinstance(pk, dict)
+    if pk["total"]:
+        print(f"Packages: {pk['total']} ({pk['complete']} complete), {pk['files']} files, "
+              f"{pk['bytes']} bytes ({pk['unique_bytes']} unique)")
     if crawls:
         print()
         print("Last crawl per spider:")
@@ -178,10 +223,9 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_query(store: Store, args: argparse.Namespace) -> int:
     where = parse_filter(args.filter)
-    if not args.collection or not all(c.islower() or c.isdigit() or c == "_"
-                                      for c in args.collection):
-        raise UsageError(f"invalid collection name {args.collection!r} (e.g. models, owners, "
-                         "crawls, changes)")
+    if args.collection not in COLLECTIONS:
+        raise UsageError(f"unknown collection {args.collection[:40]!r} (one of "
+                         f"{', '.join(COLLECTIONS)})")
     fields = split_fields(args.fields)
     rows = store.query(args.collection, where, fields=fields, sort=parse_sort(args.sort),
                        limit=args.limit)
@@ -197,24 +241,64 @@ def cmd_query(store: Store, args: argparse.Namespace) -> int:
 def cmd_export(store: Store, args: argparse.Namespace) -> int:
     where: dict[str, Any] = parse_filter(args.filter) if args.filter else {}
     if args.hub:
-        unknown = sorted(set(args.hub) - set(hubs()))
+        unknown = unknown_hubs(args.hub)
         if unknown:
             raise UsageError(f"unknown hub {', '.join(unknown)}; expected one of "
-                             f"{', '.join(hubs())}")
+                             f"{', '.join(HUBS)}")
         where = {"$and": [where, {"hub": {"$in": args.hub}}]} if where else {
             "hub": {"$in": args.hub}}
     if args.out == "-" and args.format == "parquet":
         raise UsageError("parquet needs a file, not standard output")
-    total = store.count("models", where)
-    docs = store.query("models", where)
+    if args.collection == "packages" and args.format == "ptmtorrent":
+        raise UsageError("ptmtorrent is a format of models, not packages")
+    total = store.count(args.collection, where)
+    docs = store.query(args.collection, where)
     out: Path | IO[bytes] = sys.stdout.buffer if args.out == "-" else Path(args.out)
     if isinstance(out, Path) and out.parent and not out.parent.is_dir():
         raise UsageError(f"no such directory: {out.parent}")
     with progress_bar(args, total, "model") as bar:
         n = export(docs, args.format, out, batch_size=args.batch_size,
-                   progress=bar.update if bar is not None else lambda n: None)
-    print(f"ptm: exported {n} models as {args.format} to {args.out}", file=sys.stderr)
+                   progress=bar.update if bar is not None else lambda n: None,
+                   schema_name=args.collection.removesuffix("s"))
+    print(f"ptm: exported {n} {args.collection} as {args.format} to {args.out}",
+          file=sys.stderr)
     return 0
+
+
+def package_stats(store: Store) -> dict[str, int]:
+    """Packages, complete ones, files on disk, bytes (per package, and each blob once)."""
+    total = complete = files = size = 0
+    blobs: dict[str, int] = {}
+    for doc in store.query("packages", {}, fields=["complete", "bytes", "files"]):
+        total += 1
+        complete += doc.get("complete") is True
+        size += int(doc.get("bytes") or 0)
+        for f in doc.get("files") or []:
+            if f.get("status") in ("downloaded", "present") and f.get("blob"):
+                files += 1
+                blobs[f["blob"]] = int(f.get("size") or 0)
+    return {"total": total, "complete": complete, "files": files, "bytes": size,
+            "unique_bytes": sum(blobs.values())}
+
+
+def cmd_verify(store: Store, args: argparse.Namespace) -> int:
+    from ptmspiders.packages.verify import verify
+
+    dest = Path(args.dest or os.environ.get("PTM_PACKAGES_DIR") or "data/packages")
+    if not dest.is_dir():
+        raise UsageError(f"no packages folder at {dest} (pass --dest)")
+    with progress_bar(args, None, "B") as bar:
+        report = verify(dest, store.query("packages", {}),
+                        progress=bar.update if bar is not None else lambda n: None)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for p in report.problems:
+            print(f"{p['problem']}: {p.get('path') or p['blob']} ({p['package']})")
+        counts = ", ".join(f"{n} {k}" for k, n in report.counts().items()) or "no problem"
+        print(f"ptm verify: {report.packages} packages, {report.blobs} blobs "
+              f"({report.bytes} bytes) re-hashed, {report.ok} ok; {counts}")
+    return 1 if report.failed else 0
 
 
 def model_ids(store: Store, model_id: str) -> list[str]:
@@ -290,12 +374,23 @@ def cmd_crawls(store: Store, args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with ``ptm``'s one-line errors (exit 2) instead of usage text and an error."""
+
+    def error(self, message: str) -> NoReturn:
+        error(f"{message} (see {self.prog} --help)")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ptm", description=(__doc__ or "ptm").splitlines()[0], epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store",
                         help=f"store URI (default $PTM_STORE_URI or {DEFAULT_STORE_URI})")
+    parser.add_argument("--timeout", type=positive_seconds, default=READ_TIMEOUT_S,
+                        help="seconds MongoDB may spend on one read (maxTimeMS; default "
+                             "%(default)s)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("stats", help="models per hub, owners, last crawl per spider",
@@ -307,14 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "query", help="documents matching a MongoDB FILTER (JSONL; --table for people)",
         description="Documents matching FILTER, in MongoDB query syntax: equality, $eq, $ne, "
-                    "$gt, $gte, $lt, $lte, $in, $nin, $exists, $regex ($options), $all, $size, "
-                    "$not, $and, $or, $nor, dotted paths, array membership. The same answer on "
-                    "SQLite and MongoDB; anything else is an error (exit 2).",
+                    "$gt, $gte, $lt, $lte, $in, $nin, $exists, $regex (RE2 syntax; $options "
+                    "imsx), $all, $size, $not, $and, $or, $nor, dotted paths, array "
+                    "membership, nested at most 32 levels. The same answer on SQLite and "
+                    "MongoDB; anything else is an error (exit 2).",
         epilog="example: ptm query '{\"tasks\": \"fill-mask\", \"downloads\": {\"$gte\": 1000}}' "
                "--sort=-downloads --limit 5 --table --fields _id,downloads")
     p.add_argument("filter", metavar="FILTER", help="JSON object, e.g. '{\"hub\": \"tfhub\"}'")
     p.add_argument("--collection", default="models",
-                   help="models (default), owners, collections, crawls, changes, ...")
+                   help=f"one of {', '.join(COLLECTIONS)} (default models)")
     p.add_argument("--fields", help="comma-separated (dotted) fields to print")
     p.add_argument("--sort", help="comma-separated fields; prefix - for descending "
                                   "(ties: by _id)")
@@ -329,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT", help="output file ('-' for stdout, not parquet)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--hub", action="append", help="only this hub (repeatable)")
+    p.add_argument("--collection", choices=("models", "packages"), default="models",
+                   help="models (default) or packages (the downloaded files' records)")
     p.add_argument("--filter", help="MongoDB filter (as ptm query)")
     p.add_argument("--batch-size", type=non_negative, default=5000,
                    help="rows per Parquet row group (default 5000)")
@@ -351,6 +449,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=non_negative)
     p.add_argument("--table", action="store_true", help="a table for people instead of JSONL")
     p.set_defaults(func=cmd_crawls)
+    p = sub.add_parser(
+        "verify", help="re-hash every downloaded blob against the package records",
+        description="Re-hash every blob of dest/blobs the packages collection names (each "
+                    "once) and check every package folder still hard-links it. Exit 1 on any "
+                    "mismatch, missing blob or broken link.")
+    p.add_argument("--dest", help="packages folder (default $PTM_PACKAGES_DIR or "
+                                  "data/packages)")
+    p.add_argument("--json", action="store_true", help="one JSON object for scripts")
+    p.add_argument("--progress", action="store_true",
+                   help="progress bar on stderr even when it is not a terminal")
+    p.set_defaults(func=cmd_verify)
     from ptmspiders.report import add_parser as add_report_parser  # issue 7: the studies
 
     add_report_parser(sub)
@@ -358,36 +467,70 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_existing(uri: str) -> Store:
-    """Reading commands never create a store: a mistyped SQLite path is an error, not an
-    empty new database."""
+    """Reading commands never create or change a store: a mistyped SQLite path is an error,
+    not an empty new database; the store is opened read-only; an unreachable MongoDB is an
+    error after :data:`SERVER_TIMEOUT_S`."""
     if uri.startswith("sqlite://"):
         from ptmspiders.stores.sqlite import sqlite_path
 
         path = sqlite_path(uri)
         if path != ":memory:" and not Path(path).is_file():
             raise StoreError(f"no SQLite store at {path} (crawl first, or pass --store)")
-    return open_store(uri)
+    return open_store(uri, readonly=True, server_timeout_s=SERVER_TIMEOUT_S)
+
+
+def error(message: object) -> None:
+    """One line on stderr, whatever the message holds (newlines, escapes, a long driver
+    message)."""
+    text = escape_controls(" ".join(str(message).split()))
+    if len(text) > _MAX_MESSAGE:
+        text = text[:_MAX_MESSAGE - 1] + "…"
+    print(f"ptm: error: {text}", file=sys.stderr)
+
+
+def _store_failure(exc: Exception, uri: str) -> str:
+    """A driver's exception as a sentence naming the store (without its password)."""
+    name = type(exc).__name__
+    if name in ("ServerSelectionTimeoutError", "NetworkTimeout", "AutoReconnect",
+                "ConnectionFailure"):
+        return (f"cannot reach MongoDB at {redact_uri(uri)} within {SERVER_TIMEOUT_S:g} s: "
+                f"{str(exc).split(', Timeout:')[0].split(' (configured timeouts')[0]}")
+    if name == "ExecutionTimeout":
+        return "MongoDB stopped the query at the --timeout limit (maxTimeMS): narrow it"
+    return f"store {redact_uri(uri)}: {exc}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit 2 here
+    uri = store_uri(args)
+    from pymongo.errors import PyMongoError
+
     try:
-        with open_existing(store_uri(args)) as store:
+        with open_existing(uri) as store:
+            store.limit_reads(args.timeout)
             return int(args.func(store, args))
     except (UsageError, QueryError) as exc:
-        print(f"ptm: error: {exc}", file=sys.stderr)
+        error(exc)
         return 2
     except StoreError as exc:
-        print(f"ptm: store error: {exc}", file=sys.stderr)
+        error(exc)
         return 1
     except BrokenPipeError:
         # A closed pipe (| head) is not a failure; keep Python from complaining at exit.
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
+    except (sqlite3.Error, PyMongoError) as exc:
+        error(_store_failure(exc, uri))
+        return 1
     except (OSError, ValueError) as exc:
-        print(f"ptm: failed: {exc}", file=sys.stderr)
+        error(exc)
+        return 1
+    except Exception as exc:  # a bug: still one line; PTM_DEBUG=1 shows the traceback
+        if os.environ.get("PTM_DEBUG"):
+            raise
+        error(f"unexpected {type(exc).__name__}: {exc} (PTM_DEBUG=1 shows where)")
         return 1
 
 

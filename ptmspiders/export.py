@@ -16,20 +16,11 @@ from typing import IO, Any
 
 import orjson
 
+from ptmspiders.hubs import HUBS
 from ptmspiders.pipelines.validate import load_schema
 
 FORMATS = ("jsonl", "parquet", "ptmtorrent")
 
-# PTMTorrent's hub names where it had the hub; the same style for the hubs it did not cover.
-PTMTORRENT_HUBS: dict[str, tuple[str, str]] = {
-    "huggingface": ("Hugging Face", "https://huggingface.co"),
-    "pytorch_hub": ("PyTorch Hub", "https://pytorch.org/hub"),
-    "onnx_zoo": ("ONNX Model Zoo", "https://github.com/onnx/models"),
-    "modelzoo": ("ModelZoo", "https://modelzoo.co"),
-    "modelhub": ("Modelhub", "https://modelhub.ai"),
-    "tfhub": ("TensorFlow Hub", "https://tfhub.dev"),
-    "kaggle": ("Kaggle Models", "https://www.kaggle.com/models"),
-}
 ARXIV_DOI_PREFIX = "10.48550/arXiv."  # arXiv's DataCite DOIs
 
 
@@ -52,12 +43,13 @@ def write_jsonl(docs: Iterable[Mapping[str, Any]], out: IO[bytes],
 
 # -- Parquet -------------------------------------------------------------------------------------
 
-def column_kinds() -> dict[str, str]:
+def column_kinds(schema_name: str = "model") -> dict[str, str]:
     """Top-level field -> string | int | float | bool | strings | json, from the JSON Schema."""
     kinds: dict[str, str] = {}
-    for name, spec in load_schema("model")["properties"].items():
+    for name, spec in load_schema(schema_name)["properties"].items():
         kinds[name] = _kind(spec)
-    kinds.setdefault("removed_at", "string")
+    if schema_name == "model":
+        kinds.setdefault("removed_at", "string")
     return kinds
 
 
@@ -108,12 +100,12 @@ def _cell(value: Any, kind: str) -> Any:
 
 
 def write_parquet(docs: Iterable[Mapping[str, Any]], path: Path, *, batch_size: int = 5000,
-                  progress: Progress = _noop) -> int:
+                  progress: Progress = _noop, schema_name: str = "model") -> int:
     """One row per document, written ``batch_size`` rows at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    kinds = column_kinds()
+    kinds = column_kinds(schema_name)
     schema = arrow_schema(kinds)
     n = 0
     columns: dict[str, list[Any]] = {name: [] for name in kinds}
@@ -172,7 +164,8 @@ def _datasets(doc: Mapping[str, Any]) -> list[dict[str, str]]:
 def ptmtorrent_record(doc: Mapping[str, Any], index: int) -> dict[str, Any]:
     """One document in PTMTorrent's unified schema; ``index`` (from 1) is its ``id``."""
     hub = str(doc.get("hub"))
-    hub_name, hub_url = PTMTORRENT_HUBS.get(hub, (hub, ""))
+    known = HUBS.get(hub)  # names and home pages as PTMTorrent had them (hubs.py)
+    hub_name, hub_url = (known.name, known.home) if known else (hub, "")
     crawl = doc.get("crawl") if isinstance(doc.get("crawl"), dict) else {}
     record: dict[str, Any] = {
         "id": index,
@@ -213,13 +206,17 @@ def write_ptmtorrent(docs: Iterable[Mapping[str, Any]], out: IO[bytes],
 
 
 def export(docs: Iterator[Mapping[str, Any]], fmt: str, out: Path | IO[bytes], *,
-           progress: Progress = _noop, batch_size: int = 5000) -> int:
+           progress: Progress = _noop, batch_size: int = 5000,
+           schema_name: str = "model") -> int:
+    """``schema_name``: the JSON Schema of the documents (``model`` or ``package``), which
+    gives the Parquet columns."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if fmt == "parquet":
         if not isinstance(out, Path):
             raise ValueError("parquet needs a file path, not standard output")
-        return write_parquet(docs, out, batch_size=batch_size, progress=progress)
+        return write_parquet(docs, out, batch_size=batch_size, progress=progress,
+                             schema_name=schema_name)
     if isinstance(out, Path):
         with out.open("wb") as fh:
             return export(docs, fmt, fh, progress=progress)

@@ -10,7 +10,9 @@
   complete crawl (finished, not marked incomplete, no argument that restricts the listing:
   the spider's parameter model says which do, ``SpiderParams.restricted_by``),
   sets ``removed_at`` on the hub's models the crawl did not see. Nothing is ever deleted; a
-  model seen again is stored without ``removed_at``.
+  model seen again is stored without ``removed_at``. A record that a killed crawl left
+  ``running`` is marked ``abandoned`` by the next crawl that can tell (``_abandon``). A crawl
+  that another crawl of its hub refused (ptmspiders/crawllock.py) writes no record.
 
 A model is "seen" when the spider emits it or, for catalogues whose files did not change,
 calls ``PtmSpider.note_unchanged("models", _id)``.
@@ -19,6 +21,7 @@ calls ``PtmSpider.note_unchanged("models", _id)``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -30,6 +33,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
 from ptmspiders.args import SpiderParams
+from ptmspiders.crawllock import lock_not_taken, pid_space, process_gone, this_host
 from ptmspiders.items import Doc, ModelItem, field_names
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.stores import Store, crawler_store, first_crawl_of
@@ -283,6 +287,11 @@ def crawl_params(spider: Spider) -> SpiderParams:
     return args if isinstance(args, SpiderParams) else SpiderParams()
 
 
+def is_restricted(spider: Spider) -> bool:
+    """Did the spider list only part of its hub? Its parameter model says."""
+    return crawl_params(spider).restricted
+
+
 def selected_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in stats.items():
@@ -304,6 +313,7 @@ class CrawlHistory:
         self.state = crawl_state(crawler)
         self.models = ModelHistory(crawler, self.state)
         self.arguments: dict[str, Any] = {}
+        self.skipped = False  # refused by the hub's lock: no record, nothing written
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlHistory:
@@ -321,26 +331,68 @@ class CrawlHistory:
         crawler.signals.connect(ext.item_dropped, signal=signals.item_dropped)
         return ext
 
+    @property
+    def locked(self) -> bool:
+        """Whether this crawl holds its hub's lock (ptmspiders/crawllock.py)."""
+        return bool(self.stats.get_value("ptm/lock/held"))
+
     def record(self, spider: Spider, **fields: Any) -> Doc:
         return {
             "_id": self.state.crawl_id,
             "spider": spider.name,
             "hub": getattr(spider, "hub", None),
             "arguments": self.arguments,
-            "restricted": crawl_params(spider).restricted,
+            "restricted": is_restricted(spider),
             "baseline": self.state.baseline,
             "started_at": self.state.started_at,
+            # Where it runs, so that a later crawl can tell a record left "running" by a
+            # killed process (see _abandon).
+            "host": this_host(),
+            "pid_space": pid_space(),
+            "pid": os.getpid(),
+            "locked": self.locked,
             **fields,
         }
 
     def spider_opened(self, spider: Spider) -> None:
+        if lock_not_taken(self.stats.get_stats()):
+            # Another crawl of the hub holds its lock, the store could not be asked for it, or
+            # the crawl was stopped while it waited (ptmspiders/crawllock.py, whose handler
+            # runs first): this crawl closes at once and writes nothing, not even its record.
+            self.skipped = True
+            return
         self.arguments = crawl_params(spider).recorded()
         hub = getattr(spider, "hub", None)
         self.state.baseline = first_crawl_of(self.crawler, hub) if hub else False
         crawler_writer(self.crawler).add_hook("models", self.models.before_write)
+        store = crawler_store(self.crawler)
         # Written at once, so a crawl killed half-way still leaves its trace.
-        crawler_store(self.crawler).upsert("crawls", [self.record(
+        store.upsert("crawls", [self.record(
             spider, finished_at=None, finish_reason=None, complete=None, status="running")])
+        self._abandon(store, hub)
+
+    def _abandon(self, store: Store, hub: str | None) -> None:
+        """Mark ``abandoned`` the records still ``running`` of crawls that are known to have
+        died: a process gone from this host, or a listing crawl of the hub whose lock this
+        crawl now holds (it had expired or its holder was gone)."""
+        locked_hub = hub if self.locked else None
+        gone: list[str] = []
+        for rec in store.query("crawls", {"status": "running"},
+                               fields=["host", "pid_space", "pid", "hub", "locked"]):
+            if rec["_id"] == self.state.crawl_id:
+                continue
+            if process_gone(rec):
+                why = f"its process {rec.get('pid')} is gone"
+            elif locked_hub is not None and rec.get("locked") and rec.get("hub") == locked_hub:
+                why = "this crawl holds the lock it held"
+            else:
+                continue
+            logger.warning("Crawl %s did not end (%s): marking it abandoned", rec["_id"], why)
+            gone.append(rec["_id"])
+        if gone:
+            store.set_fields("crawls", gone, {"status": "abandoned", "abandoned_at": now_iso(),
+                                              "abandoned_by": self.state.crawl_id})
+            self.stats.set_value("ptm/history/abandoned", len(gone))
 
     def item_dropped(self, item: Any, **kwargs: Any) -> None:
         if getattr(item, "collection", None) == "models":
@@ -348,15 +400,28 @@ class CrawlHistory:
             self.state.dropped.add(str(getattr(item, "_id", "")))
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
+        if self.skipped:
+            return
+        try:
+            self._close(spider, reason)
+        except Exception as exc:  # the store failed: the crawl's outcome must say so
+            logger.error("Could not write the history of the crawl %s: %s",
+                         self.state.crawl_id, exc)
+            logger.debug("History failure", exc_info=True)
+            self.stats.inc_value("ptm/store/failed/crawls")
+
+    def _close(self, spider: Spider, reason: str) -> None:
         sync_writes(self.crawler)  # the comparisons of the last batches, and what they saw
         started = time.monotonic()
         store = crawler_store(self.crawler)
         stats = self.stats.get_stats()
         hub = getattr(spider, "hub", None)
         restricted_by = crawl_params(spider).restricted_by()
-        restricted = bool(restricted_by)
+        restricted = is_restricted(spider)
         incomplete = bool(stats.get("ptm/incomplete"))
-        complete = reason == "finished" and not incomplete and not restricted
+        # A spider that does not list its whole hub (lists_hub False) cannot tell removals.
+        complete = (reason == "finished" and not incomplete and not restricted
+                    and bool(getattr(spider, "lists_hub", True)))
         finished_at = now_iso()
         noted = set(getattr(spider, "unchanged", {}).get("models", ()))
         counts = dict(self.state.counts)
@@ -407,9 +472,10 @@ class CrawlHistory:
             logger.info("Complete crawl of %s: %d models no longer listed, marked removed",
                         hub, len(missing))
         elif hub:
-            logger.info("Crawl of %s not complete (reason %s, incomplete=%s, restricted by %s): "
-                        "removals not inferred", hub, reason, incomplete,
-                        ", ".join(f"-a {n}" for n in restricted_by) or "no argument")
+            logger.info("Crawl of %s not complete (reason %s, incomplete=%s, restricted=%s%s): "
+                        "removals not inferred", hub, reason, incomplete, restricted,
+                        f" by {', '.join(f'-a {n}' for n in restricted_by)}"
+                        if restricted_by else "")
         store.upsert("crawls", [self.record(
             spider, finished_at=finished_at, finish_reason=reason, complete=complete,
             status="done", incomplete_reasons=list(getattr(spider, "incomplete_reasons", [])),

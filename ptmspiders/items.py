@@ -155,7 +155,32 @@ class CommitItem:
     crawl: Doc = field(default_factory=dict)
 
 
-PtmItem = ModelItem | OwnerItem | CollectionItem | CommitItem
+@dataclass(slots=True, kw_only=True)
+class PackageItem:
+    """The files of one model at one revision, as downloaded (collection ``packages``);
+    ``_id`` is the model's ``_id``. See ``ptmspiders/packages``."""
+
+    collection: ClassVar[str] = "packages"
+    schema_name: ClassVar[str] = "package"
+
+    _id: str
+    hub: str
+    hub_id: str
+    revision: str | None
+    source_url: str | None = None
+    # The package folder, relative to dest: <hub>/<owner>/<name>/<revision>.
+    path: str | None = None
+    files: list[Doc] = field(default_factory=list)
+    bytes: int = 0
+    new_bytes: int = 0
+    complete: bool = False
+    downloaded_at: str | None = None
+    scan: Doc = field(default_factory=dict)
+    reason: str | None = None
+    crawl: Doc = field(default_factory=dict)
+
+
+PtmItem = ModelItem | OwnerItem | CollectionItem | CommitItem | PackageItem
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 

@@ -59,7 +59,10 @@ def next_link(asked: str, base: str, link: str) -> str:
     the way Scrapy's ``Request`` normalises it, so the host checked is the host Scrapy would
     contact. Raises :class:`RefusedLink` when it leaves the origin of ``asked`` (the URL that
     was requested)."""
-    url = urljoin(base, link.strip())
+    try:
+        url = urljoin(base, link.strip())
+    except ValueError:  # e.g. "Invalid IPv6 URL": no request could be made of it either
+        raise RefusedLink(link, asked) from None
     try:
         url = safe_url_string(url, "utf-8")
     except ValueError:  # an invalid port: no request could be made of it either

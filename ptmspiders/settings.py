@@ -8,12 +8,13 @@ reach Scrapy's "Overridden settings" log line.
 
 import os
 
-from ptmspiders import doc_size
+from ptmspiders import doc_size, hubs
 
 BOT_NAME = "ptmspiders"
 SPIDER_MODULES = ["ptmspiders.spiders"]
 NEWSPIDER_MODULE = "ptmspiders.spiders"
-# `scrapy crawl` refuses wrong `-a` arguments in one line before the crawl starts.
+# `scrapy crawl` refuses wrong `-a` arguments in one line before the crawl starts, and exits
+# non-zero when the crawl ended incomplete (ptmspiders/outcome.py).
 COMMANDS_MODULE = "ptmspiders.commands"
 
 USER_AGENT = "ptmspiders/0.1 (research crawler of pre-trained model hubs)"
@@ -30,12 +31,14 @@ WARN_ON_GENERATOR_RETURN_VALUE = False
 FEED_EXPORT_ENCODING = "utf-8"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 
-# Hub endpoints (see ../shared/HUBS.md).
+# Hub endpoints (see ../shared/HUBS.md); which hub is read at which: ptmspiders/hubs.py.
 HF_ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 GITHUB_API_URL = os.environ.get("GITHUB_API_URL", "https://api.github.com")
 GITHUB_RAW_URL = os.environ.get("GITHUB_RAW_URL", "https://raw.githubusercontent.com")
 MODELZOO_URL = os.environ.get("MODELZOO_URL", "https://modelzoo.co")
 KAGGLE_API_URL = os.environ.get("KAGGLE_API_URL", "https://www.kaggle.com/api/v1")
+# Git LFS media of GitHub repositories (ONNX Model Zoo weights); never sent a credential.
+GITHUB_MEDIA_URL = os.environ.get("GITHUB_MEDIA_URL", "https://media.githubusercontent.com/media")
 
 # Storage: sqlite:///relative/path, sqlite:////absolute/path, mongodb://host:port/db
 PTM_STORE_URI = os.environ.get("PTM_STORE_URI", "sqlite:///data/ptm.sqlite")
@@ -83,6 +86,16 @@ PTM_HF_GIT_CONCURRENCY = 2
 PTM_HF_GIT_TIMEOUT = 300.0
 PTM_HF_COMMITS_MAX = 1000  # per model; 0 = the whole history
 
+# Model packages (scrapy crawl packages, ptmspiders/packages): where blobs and package folders
+# go, file transfers at once (worker threads), packages in progress at once, the largest small
+# git file fetched through Scrapy (in memory; larger ones stream), the progress line's period.
+PTM_PACKAGES_DIR = os.environ.get("PTM_PACKAGES_DIR", "data/packages")
+PTM_PACKAGES_CONCURRENCY = 8
+PTM_PACKAGES_CONCURRENT_PACKAGES = 16
+PTM_PACKAGES_INLINE_MAX_BYTES = 16 * 1024 * 1024
+PTM_PACKAGES_PROGRESS_INTERVAL = 60.0
+PTM_PACKAGES_RETRY_WAIT = 1.0
+
 # Kaggle Models: models per list page (1..100).
 PTM_KAGGLE_PAGE_SIZE = 100
 # modelzoo.co: headless Chromium for model pages the JSON API refuses (scrapy-playwright).
@@ -118,17 +131,20 @@ PTM_RATELIMIT_ENABLED = True
 # anonymous. PTM_HF_QUOTAS overrides single buckets, e.g. {"api": 2500}.
 PTM_HF_TIER = os.environ.get("PTM_HF_TIER", "")
 PTM_HF_QUOTAS: dict[str, int] = {}
-PTM_HF_WINDOW = 300.0
-PTM_GITHUB_QUOTA = 0  # 0 = GitHub's own: 5000/hour with GITHUB_TOKEN, else 60
-PTM_GITHUB_WINDOW = 3600.0
+PTM_HF_WINDOW = hubs.HUGGINGFACE_API.window  # 300 s
+PTM_GITHUB_QUOTA = 0  # 0 = GitHub's own: 5000/hour with GITHUB_TOKEN, else 60 (hubs.py)
+PTM_GITHUB_WINDOW = hubs.GITHUB_API.window  # 3600 s
 # Kaggle publishes no number: a conservative default until its answers say otherwise.
 PTM_KAGGLE_QUOTA = 60
-PTM_KAGGLE_WINDOW = 60.0
+PTM_KAGGLE_WINDOW = hubs.KAGGLE_API.window  # 60 s
 # Share of a window's quota that may go out at once; the rest is spread over the window.
 PTM_RATELIMIT_BURST = 0.5
 PTM_RATELIMIT_MAX_WAITS = 20  # 429 waits per request before it is given up (and counted)
 PTM_RATELIMIT_DEFAULT_WAIT = 60.0  # a 429 that names no reset time
 PTM_RATELIMIT_MIN_WAIT = 1.0
+# Many workers, one crawl: a redis://host:port/db URL where the workers share their rate-limit
+# windows (middlewares/ratelimit_redis.py); empty = each crawl paces itself alone.
+PTM_FRONTIER = os.environ.get("PTM_FRONTIER", "")
 
 # Retries (middlewares/retry.py) replace Scrapy's RetryMiddleware, which retries 429 blindly.
 PTM_RETRY_ENABLED = True
@@ -170,6 +186,14 @@ PTM_HISTORY_ENABLED = True
 # (an empty or truncated listing must not retire the hub); raise it to accept mass removals.
 PTM_HISTORY_MAX_MISSING_RATIO = 0.5
 
+# One listing crawl of a hub at a time per store (ptmspiders/crawllock.py): a crawl of a hub
+# whose lock another crawl holds waits up to PTM_LOCK_WAIT seconds for it, then refuses (exit
+# status 4). A lock whose holder stopped renewing it expires after PTM_LOCK_TTL seconds (at
+# once for a holder on the same host whose process is gone).
+PTM_LOCK_ENABLED = True
+PTM_LOCK_WAIT = 30.0
+PTM_LOCK_TTL = 120.0
+
 # Scraped items are counted as the item processor returns them, not through a receiver of the
 # item_scraped signal: Scrapy dispatches each signal through asyncio Tasks, per receiver and item,
 # which took a fifth of a sweep's crawl thread (ptmspiders/itemcount.py).
@@ -181,6 +205,9 @@ EXTENSIONS = {
     # Built before the scheduler opens JOBDIR: it must reset what a killed run left there.
     "ptmspiders.checkpoint.KilledRunRecovery": 50,
     "ptmspiders.tuning.InterpreterTuning": 100,
+    # Before history: its spider_opened takes the hub's lock before history writes, its
+    # spider_closed tells history whether the lock held to the end.
+    "ptmspiders.crawllock.CrawlLock": 450,
     "ptmspiders.history.CrawlHistory": 500,
 }
 

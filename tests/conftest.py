@@ -89,16 +89,27 @@ def hub_env(hub: MockHub, **extra: str) -> dict[str, str]:
 
 def run_crawl(spider: str, hub: MockHub, tmp_path: Path, *args: str,
               store_uri: str | None = None, env: dict[str, str] | None = None,
-              timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``scrapy crawl`` in a subprocess (a fresh reactor each time), against the mock hub."""
-    cmd = [sys.executable, "-m", "scrapy", "crawl", spider,
-           "-s", f"PTM_STORE_URI={store_uri or f'sqlite:///{tmp_path}/ptm.sqlite'}",
-           "-s", "LOG_LEVEL=INFO", "-s", "LOGSTATS_INTERVAL=0", *args]
+              timeout: float = 180, check: bool = True,
+              expect_exit: int = 0) -> subprocess.CompletedProcess[str]:
+    """``scrapy crawl`` in a subprocess (a fresh reactor each time), against the mock hub.
+
+    With ``check``, its exit status must be ``expect_exit`` (ptmspiders/outcome.py: 3 for a
+    crawl that ended incomplete)."""
+    cmd = crawl_command(spider, tmp_path, *args, store_uri=store_uri)
     result = subprocess.run(cmd, cwd=ROOT, env=env or hub_env(hub), capture_output=True,
                             text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"crawl failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    if check and result.returncode != expect_exit:
+        raise AssertionError(f"crawl exited {result.returncode}, not {expect_exit}:\n"
+                             f"{result.stderr[-4000:]}")
     return result
+
+
+def crawl_command(spider: str, tmp_path: Path, *args: str, store_uri: str | None = None
+                  ) -> list[str]:
+    """The ``scrapy crawl`` command line ``run_crawl`` runs (for crawls run side by side)."""
+    return [sys.executable, "-m", "scrapy", "crawl", spider,
+            "-s", f"PTM_STORE_URI={store_uri or f'sqlite:///{tmp_path}/ptm.sqlite'}",
+            "-s", "LOG_LEVEL=INFO", "-s", "LOGSTATS_INTERVAL=0", *args]
 
 
 def crawl_stats(stderr: str) -> dict[str, Any]:

@@ -137,7 +137,7 @@ def test_query_fields_and_other_collections(stores: dict[str, Store],
     (["query", "{nope"], "FILTER is not JSON"),
     (["query", "[1, 2]"], "must be a JSON object"),
     (["query", "{}", "--sort", "a'b"], "unsupported character"),
-    (["query", "{}", "--collection", "models; drop"], "invalid collection name"),
+    (["query", "{}", "--collection", "models; drop"], "unknown collection"),
     (["export", "--format", "parquet", "-"], "parquet needs a file"),
     (["export", "--format", "jsonl", "--hub", "nohub", "x.jsonl"], "unknown hub nohub"),
 ])

@@ -2,7 +2,7 @@
 
 Transient faults (each kind at a few rates, on first attempts) must end with every model
 stored; permanent ones (every attempt) with every model the hub could serve stored, the rest
-named in the log and stats, and a normal exit.
+named in the log and stats, and exit status 3 (incomplete).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.stores import open_store
 from tests.conftest import crawl_stats, run_crawl
 from tests.mockhub import MockHub
@@ -89,10 +90,10 @@ def test_a_list_page_that_never_works_ends_the_listing_clearly(
     cursor = encode_cursor(5 * PAGE)  # the sixth page
     fault = mockhub.faults.add(kind, attempts=None, prefix="/api/models",  # type: ignore
                                contains=f"cursor={cursor}", **options)
+    # An incomplete crawl exits non-zero, so that cron notices.
     result = run_crawl("hf_models", mockhub, tmp_path, *FAST,
-                       "-s", "PTM_RATELIMIT_MAX_WAITS=3")
+                       "-s", "PTM_RATELIMIT_MAX_WAITS=3", expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
-    assert result.returncode == 0
     assert fault.hits == 4  # the first attempt and three retries (or waits)
     # Every model the hub could serve is stored; the listing ended at the broken page.
     assert stored(tmp_path) == ids(models[: 5 * PAGE])
@@ -131,7 +132,7 @@ def test_a_cursor_loop_ends_the_listing(mockhub: MockHub, tmp_path: Path) -> Non
         return resp
 
     mockhub.after.append(loop_back)
-    result = run_crawl("hf_models", mockhub, tmp_path, *FAST)
+    result = run_crawl("hf_models", mockhub, tmp_path, *FAST, expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
     assert stored(tmp_path) == ids(models[: 3 * PAGE])
     assert stats["ptm/incomplete/list_cursor_loop"] == 1

@@ -12,6 +12,7 @@ from scrapy import Request
 from scrapy.utils.test import get_crawler
 
 from ptmspiders.middlewares.auth import HubAuthMiddleware
+from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.spiders.kaggle_models import KaggleModelsSpider
 from ptmspiders.stores import open_store
@@ -97,7 +98,7 @@ def test_basic_auth_reaches_the_mock_and_nothing_else(mockhub, tmp_path):
 @pytest.mark.crawl
 def test_refused_credentials_end_cleanly(mockhub, tmp_path):
     mockhub.kaggle.credentials = ("ptm-user", "s3cret-key")
-    result = run_crawl("kaggle_models", mockhub, tmp_path)
+    result = run_crawl("kaggle_models", mockhub, tmp_path, expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
     assert stats["ptm/auth_refused/401"] == 1
     assert stats["ptm/incomplete"] is True
@@ -110,7 +111,8 @@ def test_malformed_entries_and_a_broken_page_are_counted(mockhub, tmp_path):
     mockhub.kaggle.models[1:1] = json.loads((FIXTURES / "malformed.json").read_text())
     mockhub.kaggle.broken_pages = {2}
     result = run_crawl("kaggle_models", mockhub, tmp_path, "-s", "PTM_KAGGLE_PAGE_SIZE=3",
-                       "-s", "PTM_RETRY_TIMES=1", "-s", "PTM_RETRY_BACKOFF_BASE=0.01")
+                       "-s", "PTM_RETRY_TIMES=1", "-s", "PTM_RETRY_BACKOFF_BASE=0.01",
+                       expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
     # Retried once as a malformed answer, then logged and counted by the spider.
     assert stats["ptm/retry/reason/bad_response/truncated_json"] == 1

@@ -23,6 +23,7 @@ from ptmspiders.middlewares.origin import SameOriginRedirectMiddleware
 from ptmspiders.middlewares.retry import malformed_reason
 from ptmspiders.middlewares.urllength import UrlLengthMiddleware
 from ptmspiders.origins import RefusedLink, next_link, same_origin
+from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.parsers import kaggle
 from ptmspiders.pipelines.validate import schema_error
@@ -86,7 +87,7 @@ def test_a_link_on_the_origin_asked_is_followed(link: str) -> None:
     "https://127.0.0.1:8000/api/models", "//evil.test/api/models", "http://evil.test/",
     "http://127.0.0.1:8000@evil.test/api/models",
     "http://evil.test\\@127.0.0.1:8000/api/models",  # Scrapy would ask evil.test
-    "http://127.0.0.1:99999/api/models",
+    "http://127.0.0.1:99999/api/models", "http://[::1",
 ])
 def test_a_link_off_the_origin_asked_is_refused(link: str) -> None:
     with pytest.raises(RefusedLink):
@@ -320,7 +321,8 @@ def test_a_hostile_hub_cannot_send_the_crawl_elsewhere(tmp_path: Path, mode: str
             hostile.next_link = f"{foreign.url}/"
         else:
             hostile.redirect_to = foreign.url
-        second = run_crawl("hf_models", hub, tmp_path, *args, "-a", "full=1")
+        second = run_crawl("hf_models", hub, tmp_path, *args, "-a", "full=1",
+                           expect_exit=EXIT_INCOMPLETE)
         foreign_requests = foreign.requests()
 
     stats = crawl_stats(second.stderr)

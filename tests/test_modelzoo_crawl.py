@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.settings import PTM_CHROMIUM_PATH
 from ptmspiders.stores import open_store
@@ -141,7 +142,7 @@ def test_malformed_and_duplicate_entries_are_counted(mockhub, tmp_path):
 def test_broken_list_is_logged_and_marks_the_crawl_incomplete(mockhub, tmp_path):
     mockhub.modelzoo.broken_list = True
     result = run_crawl("modelzoo", mockhub, tmp_path, "-a", "render=never",
-                       "-s", "PTM_RETRY_BACKOFF_BASE=0.01")
+                       "-s", "PTM_RETRY_BACKOFF_BASE=0.01", expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
     # Retried PTM_MODELZOO_API_RETRIES times, then the spider's own handling.
     assert len(mockhub.requests("/api/models/0/")) == 3

@@ -8,6 +8,7 @@ import pytest
 
 from ptmspiders.github import RepoRef
 from ptmspiders.items import to_doc
+from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.parsers import onnx_zoo as p
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
@@ -135,6 +136,7 @@ def test_crawl_of_a_broken_manifest_is_logged_and_counted(mockhub, tmp_path):
 @pytest.mark.crawl
 def test_crawl_of_a_truncated_tree_is_marked_incomplete(mockhub, tmp_path):
     mockhub.github.truncate_at = 1  # the manifest sorts first: it is still listed
-    stats = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path,
+                                  expect_exit=EXIT_INCOMPLETE).stderr)
     assert stats["ptm/incomplete/tree_truncated"] == 1
     assert stats["ptm/valid/models"] == 5

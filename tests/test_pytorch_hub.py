@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ptmspiders.items import to_doc
+from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.parsers import pytorch_hub as p
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
@@ -178,7 +179,8 @@ def test_crawl_with_a_bad_repo_setting_fails_clearly(mockhub, tmp_path):
 
 @pytest.mark.crawl
 def test_crawl_of_another_ref_that_does_not_exist_is_incomplete(mockhub, tmp_path):
-    result = run_crawl("pytorch_hub", mockhub, tmp_path, "-s", "PTM_PYTORCH_HUB_REF=gone")
+    result = run_crawl("pytorch_hub", mockhub, tmp_path, "-s", "PTM_PYTORCH_HUB_REF=gone",
+                       expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
     assert stats["ptm/incomplete"] is True
     assert stats["ptm/incomplete/list_request_failed"] == 1

@@ -70,6 +70,8 @@ CASES: list[tuple[dict[str, object], list[int]]] = [
     ({"tags": {"$regex": "^t\\d$"}}, [1, 4, 5, 3]),
     ({"tags": {"$regex": "^t2$", "$options": "i"}}, [2]),
     ({"hub_id": {"$regex": "m[23]"}}, [2, 3]),
+    ({"hub_id": {"$regex": "m [2 3] $  # m2 or m3, at the end", "$options": "x"}}, [2, 3]),
+    ({"hub_id": {"$regex": "\\#|M[\\ 4]", "$options": "xi"}}, [4]),
     ({"files.path": "w4.bin"}, [4]),  # dotted path through an array of sub-documents
     ({"files.size": {"$gt": 3}}, [0, 1, 2, 4, 3]),
     ({"files.path": {"$exists": True}}, [0, 1, 2, 4, 3]),

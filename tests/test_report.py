@@ -4,8 +4,10 @@ on SQLite and MongoDB alike, and the page opened in headless Chromium."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +116,7 @@ def s(value: Any, numerator: int, denominator: int) -> None:
 
 def test_every_number_matches_a_hand_count(store: Store) -> None:
     m, counts = compute_from_store(fill(store))
-    assert counts == {"models": 8, "owners": 6, "commits": 6}
+    assert counts == {"models": 8, "owners": 6, "commits": 6, "packages": 0}
 
     v = m["verified_orgs"]  # orgs with a known status: a, b, c (hf), kag-org
     s(v, 2, 4)
@@ -200,6 +202,9 @@ def test_every_number_matches_a_hand_count(store: Store) -> None:
     s(u["popular"], 1, 2)  # top of hf (m3) and of kaggle (k1)
     assert u["formats"] == {"gguf": 1, "keras": 1, "pickle": 4, "safetensors": 1}
     s(u["hub_scan_unsafe"], 1, 2)
+    ps = u["package_scan"]  # no packages stored: said so, not 0%
+    assert ps["packages"] == 0 and ps["unsafe"]["value"] is None and "No scanned" in ps["note"]
+    assert ps["agreement"]["models"] == 0
 
     x = m["cross_hub"]
     s(x, 3, 4)
@@ -207,6 +212,60 @@ def test_every_number_matches_a_hand_count(store: Store) -> None:
     assert x["shared_repositories"] == [{
         "repo": "shared/repo", "hubs": ["huggingface", "modelzoo", "pytorch_hub"],
         "models": ["huggingface:org-b/m3", "modelzoo:z1", "pytorch_hub:pt-owner/p1"]}]
+
+
+def risky(_id: str, hub_unsafe: list[str] | None) -> dict[str, Any]:
+    """A model the hub scanned (``hub_unsafe``: the files it flags) or did not (``None``)."""
+    risk = None if hub_unsafe is None else {"weight_formats": ["pickle"], "pickle_only": True,
+                                            "scanned_files": 1, "unsafe_files": hub_unsafe}
+    return model(_id, files=files("pytorch_model.bin"), risk=risk)
+
+
+def package(_id: str, *statuses: str) -> dict[str, Any]:
+    """A package document as the downloader stores it: its files' scans and their summary."""
+    from ptmspiders.packages.scan import summarise
+
+    scans = [{"status": st, "globals": [], "dangerous": [], "scanner": "picklescan 1.0.5"}
+             for st in statuses]
+    return {"_id": _id, "files": [{"path": f"f{n}.bin", "scan": sc}
+                                  for n, sc in enumerate(scans)],
+            "scan": summarise(scans)}
+
+
+def test_package_scan_beside_the_hub_scan(store: Store, tmp_path: Path) -> None:
+    hf = "huggingface:o/"
+    store.upsert("models", [risky(hf + "a", ["x.bin"]), risky(hf + "b", []),
+                            risky(hf + "c", []), risky(hf + "d", ["x.bin"]),
+                            risky(hf + "e", []), risky(hf + "f", None), risky(hf + "g", []),
+                            risky("kaggle:k/h", [])])
+    store.upsert("packages", [
+        package(hf + "a", "safe", "unsafe"),      # both flag it
+        package(hf + "b", "safe", "safe"),        # neither does
+        package(hf + "c", "suspicious"),          # only ours (in the hub's sense of a flag)
+        package(hf + "d", "safe"),                # only the hub's
+        package(hf + "e", "safe", "error"),       # ours inconclusive
+        package(hf + "f", "unsafe"),              # the hub did not scan it
+        package(hf + "g"),                        # nothing scanned: not a scanned package
+        package("huggingface:gone/z", "unsafe"),  # no such model: not read
+        package("kaggle:k/h", "unsafe"),          # another hub's model
+    ])
+    m, counts = compute_from_store(store, ["huggingface"])
+    assert counts["packages"] == 7  # a..g
+    ps = m["unsafe_serialisation"]["package_scan"]
+    assert ps["packages"] == 6 and "note" not in ps
+    s(ps["unsafe"], 2, 6)   # a, f
+    s(ps["flagged"], 3, 6)  # a, c, f
+    assert ps["with_errors"] == 1
+    assert {k: v for k, v in ps["agreement"].items() if k != "definition"} == {
+        "models": 4, "agree_unsafe": 1, "agree_safe": 1, "only_ours": 1, "only_hub": 1,
+        "inconclusive": 1}
+    build_report(store, tmp_path / "r", ["huggingface"])
+    with (tmp_path / "r" / "package_scan.csv").open() as fh:
+        rows = {r["measure"]: (r["models"], r["of"]) for r in csv.DictReader(fh)}
+    assert rows["unsafe (our scan)"] == ("2", "6")
+    assert rows["agreement with the hub: only hub"] == ("1", "4")
+    page = html.unescape((tmp_path / "r" / "index.html").read_text())
+    assert "only ours 1, only the hub's 1" in page
 
 
 def test_both_stores_give_the_same_numbers(tmp_path: Path) -> None:
@@ -219,7 +278,7 @@ def test_both_stores_give_the_same_numbers(tmp_path: Path) -> None:
 
 def test_hub_filter(store: Store) -> None:
     m, counts = compute_from_store(fill(store), ["huggingface"])
-    assert counts == {"models": 5, "owners": 5, "commits": 6}
+    assert counts == {"models": 5, "owners": 5, "commits": 6, "packages": 0}
     s(m["verified_orgs"], 2, 3)
     assert m["cross_hub"]["shared_repositories"] == []
 
@@ -246,7 +305,8 @@ def test_cli_writes_html_json_and_csvs(report_dir: Path, tmp_path: Path) -> None
     assert list(data) == ["meta", "verified_orgs", "signed_commits", "model_index", "cards",
                           "missing_fields", "dependencies", "popularity", "maintainers_reach",
                           "unsafe_serialisation", "cross_hub"]
-    assert data["meta"]["documents"] == {"models": 8, "owners": 6, "commits": 6}
+    assert data["meta"]["documents"] == {"models": 8, "owners": 6, "commits": 6,
+                                         "packages": 0}
     assert data["model_index"]["value"] == 0.4
     assert "_values" not in json.dumps(data)  # bulk data stays in the CSVs
     with (report_dir / "missing_fields.csv").open() as fh:
@@ -260,6 +320,8 @@ def test_cli_writes_html_json_and_csvs(report_dir: Path, tmp_path: Path) -> None
     assert "http://" not in page and "https://" not in page  # opens offline
     for title in ("Verified organisations", "Signed commits", "Cross-hub"):
         assert title in page
+    assert "no downloaded packages are stored" in page
+    assert (report_dir / "package_scan.csv").exists()
     db = f"sqlite:///{tmp_path}/ptm.sqlite"
     assert ptm(["--store", db, "report", "--out", str(tmp_path / "x"), "--hub", "nohub"]) == 2
 
@@ -269,6 +331,51 @@ def test_empty_store_still_renders(tmp_path: Path) -> None:
         m = build_report(st, tmp_path / "out")
     assert m["verified_orgs"]["value"] is None
     assert (tmp_path / "out" / "index.html").read_text().count("data:image/png") == 6
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def test_hub_text_is_escaped_on_the_page(store: Store, tmp_path: Path) -> None:
+    """Model ids and owner names come from the hubs: on the page they are text, never markup."""
+    fill(store)
+    hub_id = f"{HOSTILE}/m'1\"&"
+    store.upsert("models", [model(f"huggingface:{hub_id}", owner=HOSTILE, downloads=7,
+                                  base_models=[f"<img src=x onerror=alert(2)>/{HOSTILE}"],
+                                  github_repos=["shared/repo"])])
+    build_report(store, tmp_path / "r")
+    page = Page()
+    page.feed((tmp_path / "r" / "index.html").read_text())
+    assert "script" not in page.tags and not any("onerror" in a for a in page.attrs)
+    assert [t for t in page.tags if t == "img"] == ["img"] * 6  # the figures only
+    assert HOSTILE in page.cells  # the owner, in maintainers.csv
+    assert any(f"huggingface:{hub_id}" in c.split() for c in page.cells)  # in cross_hub.csv
+    assert f"<img src=x onerror=alert(2)>/{HOSTILE}" in page.cells  # a base model
+
+
+class Page(HTMLParser):
+    """The tags, attribute names and table cell texts of a page, as a browser parses them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attrs: list[str] = []
+        self.cells: list[str] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs += [name for name, _ in attrs]
+        self._in_cell = tag == "td"
+        if self._in_cell:
+            self.cells.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_cell = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self.cells[-1] += data
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

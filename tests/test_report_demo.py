@@ -34,7 +34,7 @@ NOT_WEIGHTS = ("training_args.bin", "optimizer.bin", "scheduler.bin", "rng_state
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sqlite3.Connection, dict,
                                                                       Path]]:
     tmp = tmp_path_factory.mktemp("demo")
-    with MockHub() as hub:
+    with MockHub(clean=True) as hub:  # the hub demo.sh crawls
         keyring = hub.hf_git._keyring()  # type: ignore[attr-defined]
         spiders = subprocess.run([sys.executable, "-m", "scrapy", "list"], cwd=ROOT,
                                  env=hub_env(hub), capture_output=True, text=True,

@@ -26,6 +26,7 @@ from ptmspiders.checkpoint import (
     KilledRunRecovery,
     crawler_checkpoints,
 )
+from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.parsers.huggingface import parse_model
 from ptmspiders.pipelines import StorePipeline
 from ptmspiders.spiders.hf_models import LIST_PRIORITY, HfModelsSpider
@@ -221,7 +222,7 @@ def test_a_listing_page_lost_inside_scrapy_marks_the_crawl_incomplete(mockhub: M
     # queue (Scrapy logs the error and goes on): the listing ends early, which must not pass
     # for a complete crawl.
     result = run_crawl("hf_models", mockhub, tmp_path, *args,
-                       "-s", "PTM_KILLED_RUN_RECOVERY_ENABLED=0")
+                       "-s", "PTM_KILLED_RUN_RECOVERY_ENABLED=0", expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
     assert "struct.error" in result.stderr
     assert count_models(tmp_path / "ptm.sqlite") < 200
@@ -269,7 +270,8 @@ def test_graceful_stop_and_resume_follows_the_listing_once(mockhub: MockHub,
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)  # Ctrl-C once: Scrapy stops gracefully
     finally:
-        assert proc.wait(timeout=60) == 0
+        # Stopped before its end: incomplete, which the exit status says (the JOBDIR resumes).
+        assert proc.wait(timeout=60) == EXIT_INCOMPLETE
     assert count_models(db) < len(models)
     before = len(mockhub.requests("/api/models"))
     result = run_crawl("hf_models", mockhub, tmp_path, *args, store_uri=f"sqlite:///{db}")

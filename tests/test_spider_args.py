@@ -4,7 +4,6 @@ start in one line, keeps the old spellings, and says which arguments restrict th
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,7 +27,7 @@ SPIDERS: dict[str, type[PtmSpider[Any]]] = {name: LOADER.load(name) for name in 
 
 def test_every_spider_of_the_project_has_a_parameter_model() -> None:
     assert set(SPIDERS) == {"hf_models", "kaggle_models", "modelzoo", "pytorch_hub",
-                            "onnx_zoo", "tfhub", "modelhub"}
+                            "onnx_zoo", "tfhub", "modelhub", "packages"}
     for cls in SPIDERS.values():
         assert issubclass(cls, PtmSpider)
         assert issubclass(cls.params_model(), SpiderParams)
@@ -59,6 +58,9 @@ BAD = [
     ("tfhub", {"collections": "a"}, "-a collections='a': unknown argument"),
     ("modelhub", {"full": "x"}, "-a full='x': Input should be a valid boolean"),
     ("modelhub", {"name": "other"}, "-a name='other': unknown argument"),
+    ("packages", {"weights": "pickles"}, "-a weights='pickles': expected one of all, none, "
+                                         "safe"),
+    ("packages", {"hubs": "kaggle"}, "-a hubs='kaggle': unknown argument (did you mean hub?"),
 ]
 
 
@@ -137,6 +139,13 @@ def test_the_model_says_which_arguments_restrict_the_crawl(
     assert params.restricted is bool(restricted_by)
 
 
+def test_a_packages_crawl_is_restricted_whatever_its_arguments() -> None:
+    """It downloads packages of models already stored and lists no hub."""
+    for kwargs in ({}, {"top": "0.1", "weights": "safe"}):
+        params = SPIDERS["packages"].parse_args(kwargs)
+        assert params.restricted_by() == [] and params.restricted is True
+
+
 def test_a_new_restricting_field_needs_nothing_but_its_declaration() -> None:
     from pydantic import Field
 
@@ -169,25 +178,22 @@ def test_the_schedulers_arguments_pass_through_and_raw_values_are_no_attributes(
     assert "limit" not in vars(spider) and "full" not in vars(spider)
 
 
-def spargs_command(**spargs: str) -> tuple[Command, argparse.Namespace]:
+def command() -> Command:
     command = Command()
     command.crawler_process = SimpleNamespace(spider_loader=LOADER)  # type: ignore[assignment]
-    return command, argparse.Namespace(spargs=spargs)
+    return command
 
 
 def test_the_crawl_command_refuses_wrong_arguments_before_the_crawl(
         caplog: pytest.LogCaptureFixture) -> None:
-    command, opts = spargs_command(limit="abc")
     with caplog.at_level(logging.ERROR):
-        assert command.arguments_refused(["hf_models"], opts) is True
+        assert command().arguments_refused("hf_models", {"limit": "abc"}) is True
     assert [r.getMessage() for r in caplog.records] == [
         "hf_models: -a limit='abc': Input should be a valid integer, unable to parse string as "
         "an integer"]
-    command, opts = spargs_command(limit="5")
-    assert command.arguments_refused(["hf_models"], opts) is False
-    # Scrapy's own command reports a missing, extra or unknown spider name.
-    assert command.arguments_refused(["no_such_spider"], opts) is False
-    assert command.arguments_refused([], opts) is False
+    assert command().arguments_refused("hf_models", {"limit": "5", "_job": "1"}) is False
+    # Scrapy reports an unknown spider name itself.
+    assert command().arguments_refused("no_such_spider", {"limit": "5"}) is False
 
 
 @pytest.mark.crawl

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ptmspiders.items import CollectionItem, ModelItem, OwnerItem, to_doc
+from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.parsers import tfhub as p
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
@@ -196,7 +197,7 @@ def test_crawl_goes_on_when_a_collection_cannot_be_read(mockhub, tmp_path):
         return None
 
     mockhub.before.append(gone)
-    result = run_crawl("tfhub", mockhub, tmp_path)
+    result = run_crawl("tfhub", mockhub, tmp_path, expect_exit=EXIT_INCOMPLETE)
     stats = crawl_stats(result.stderr)
     assert stats["ptm/failed/raw"] == 1
     assert stats["ptm/incomplete/raw_failed"] == 1

@@ -18,9 +18,12 @@ from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from ptmspiders.hubs import SERVICES
+
 logger = logging.getLogger(__name__)
 
 AUTH_META = "ptm_auth_origin"
+AUTHENTICATED = [s for s in SERVICES.values() if s.credentials]
 
 
 def origin(url: str) -> str:
@@ -40,17 +43,19 @@ class Credential:
 
 
 def credentials_from(settings: Mapping[str, str], env: Mapping[str, str]) -> list[Credential]:
+    """A credential for each service (hubs.py) whose environment variables are all set, bound
+    to the origin of its base-URL setting; named after its last variable (the secret)."""
     creds = []
-    if env.get("HF_TOKEN"):
-        creds.append(Credential("HF_TOKEN", origin(settings["HF_ENDPOINT"]),
-                                f"Bearer {env['HF_TOKEN']}"))
-    if env.get("GITHUB_TOKEN"):
-        creds.append(Credential("GITHUB_TOKEN", origin(settings["GITHUB_API_URL"]),
-                                f"Bearer {env['GITHUB_TOKEN']}"))
-    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
-        pair = f"{env['KAGGLE_USERNAME']}:{env['KAGGLE_KEY']}".encode()
-        creds.append(Credential("KAGGLE_KEY", origin(settings["KAGGLE_API_URL"]),
-                                "Basic " + base64.b64encode(pair).decode()))
+    for service in AUTHENTICATED:
+        values = [env.get(name) for name in service.credentials]
+        if not all(values):
+            continue
+        if service.auth_scheme == "Basic":
+            value = base64.b64encode(":".join(map(str, values)).encode()).decode()
+        else:
+            value = str(values[0])
+        creds.append(Credential(service.credentials[-1], origin(settings[service.url_setting]),
+                                f"{service.auth_scheme} {value}"))
     return creds
 
 
@@ -61,7 +66,7 @@ class HubAuthMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> HubAuthMiddleware:
         s = crawler.settings
-        urls = {k: s.get(k) for k in ("HF_ENDPOINT", "GITHUB_API_URL", "KAGGLE_API_URL")}
+        urls = {a.url_setting: s.get(a.url_setting) for a in AUTHENTICATED}
         if not s.getbool("PTM_AUTH_ENABLED", True):
             raise NotConfigured("PTM_AUTH_ENABLED is off")
         creds = credentials_from(urls, os.environ)

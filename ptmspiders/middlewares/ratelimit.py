@@ -3,8 +3,9 @@
 Each request is classified into a bucket keyed by origin (scheme, host, port) and bucket name:
 the Hugging Face host has three (``api`` for ``/api/...``, ``resolvers`` for ``/{repo}/resolve/``,
 ``pages`` for the rest), the GitHub REST origin one (``core``; the raw host is not counted),
-Kaggle's API one. A bucket is a fixed window: ``quota`` requests per ``window`` seconds, first
-from the settings (the tier tables of HUBS.md), then from what the hub says on every answer
+Kaggle's API one (the services, their buckets and published quotas: ``ptmspiders/hubs.py``).
+A bucket is a fixed window: ``quota`` requests per ``window`` seconds, first from the settings
+and those published quotas (HUBS.md's tier tables), then from what the hub says on every answer
 (``RateLimit`` / ``RateLimit-Policy``, GitHub's ``X-RateLimit-*``).
 
 How a request's send time is decided (``Bucket.reserve``): the first request of a bucket, of
@@ -23,16 +24,21 @@ other buckets keep their own clocks. Each bucket also gets its own downloader sl
 (``download_slot`` meta), so a waiting bucket does not hold another bucket's concurrency. As
 with Scrapy's own ``DOWNLOAD_DELAY``, waiting requests still count against
 ``CONCURRENT_REQUESTS``.
+
+Every step of a bucket (reserve, observe, a 429, a lost probe) goes through ``run``: here it runs
+on this process's ``Bucket`` at once; with ``PTM_FRONTIER`` set, ``ratelimit_redis`` runs the
+same step on the state all workers share in Redis, so there is one window logic for both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from scrapy import Request
@@ -41,6 +47,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.http import Response
 from scrapy.statscollectors import StatsCollector
 
+from ptmspiders.hubs import GITHUB_API, HUGGINGFACE_API, KAGGLE_API, SERVICES
 from ptmspiders.middlewares.auth import origin
 from ptmspiders.ratelimit_headers import (
     parse_github_ratelimit,
@@ -51,17 +58,14 @@ from ptmspiders.ratelimit_headers import (
 
 logger = logging.getLogger(__name__)
 
-# Hugging Face quotas per 5-minute window: (api, resolvers, pages), hub-docs rate-limits.md.
-HF_TIERS: dict[str, tuple[int, int, int]] = {
-    "anonymous": (500, 3000, 100),
-    "free": (1000, 5000, 200),
-    "pro": (2500, 12000, 400),
-    "team": (3000, 20000, 400),
-    "enterprise": (6000, 50000, 600),
-}
-HF_BUCKETS = ("api", "resolvers", "pages")
+# The budgets themselves are facts of the hubs' services (ptmspiders/hubs.py).
+HF_TIERS = HUGGINGFACE_API.tiers
+HF_BUCKETS = HUGGINGFACE_API.buckets
 META_KEY = "ptm_ratelimit"  # (bucket key, reservation number) of the request in flight
 WAITS_META = "ptm_ratelimit_waits"
+# Bucket fields that are one worker's own, never shared (see Bucket.state).
+LOCAL_FIELDS = frozenset({"key", "burst", "waited_window", "label"})
+T = TypeVar("T")
 
 
 @dataclass
@@ -193,6 +197,42 @@ class Bucket:
         if self.unknown and (seq is None or seq == self.probe_seq):
             self.probe_out = False
 
+    def state(self) -> dict[str, Any]:
+        """The window's state, as plain values: what workers sharing this bucket share (the
+        key, the burst share, the label and the log bookkeeping stay each worker's own)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in LOCAL_FIELDS}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Take over a state written by ``state()`` (this or another worker's)."""
+        for f in fields(self):
+            if f.name not in LOCAL_FIELDS and f.name in state:
+                setattr(self, f.name, state[f.name])
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What ``Bucket.reserve`` granted one request, read off the bucket as it was granted."""
+
+    now: float
+    at: float
+    why: str
+    seq: int
+    probe: bool
+    window_end: float | None
+    quota: int | None
+    window: float
+
+
+@dataclass
+class AnswerStep:
+    """What an answer does to its bucket (``apply``, run on the bucket's current state) and
+    what follows from that (``finish``: the response or the request to send again)."""
+
+    bucket: Bucket
+    apply: Callable[[Bucket], Any]
+    finish: Callable[[Any], Request | Response]
+
 
 @dataclass(frozen=True)
 class HubRule:
@@ -211,7 +251,7 @@ class HubRule:
             return None
         if self.path_filter and not path.startswith(self.path_filter):
             return None
-        if self.hub == "huggingface":
+        if self.hub == HUGGINGFACE_API.key:
             rest = path[len(self.path):]
             if rest.startswith("/api/"):
                 return "api"
@@ -229,45 +269,56 @@ def hub_rules(settings: Any, env_tokens: dict[str, bool]) -> list[HubRule]:
     """The hubs' budgets from settings, most specific base URL first."""
     tier = (settings.get("PTM_HF_TIER") or "").strip().lower()
     if not tier:
-        tier = "free" if env_tokens.get("HF_TOKEN") else "anonymous"
+        tier = "free" if env_tokens.get(HUGGINGFACE_API.credentials[0]) else "anonymous"
     if tier not in HF_TIERS:
         raise ValueError(f"PTM_HF_TIER={tier!r}: expected one of {', '.join(HF_TIERS)}")
     hf_quotas: dict[str, int | None] = dict(zip(HF_BUCKETS, HF_TIERS[tier], strict=True))
     for name, value in (settings.getdict("PTM_HF_QUOTAS") or {}).items():
         if name not in HF_BUCKETS or int(value) < 1:
-            raise ValueError(f"PTM_HF_QUOTAS: {name}={value!r}: buckets are api, resolvers, "
-                             "pages, each a quota >= 1")
+            raise ValueError(f"PTM_HF_QUOTAS: {name}={value!r}: buckets are "
+                             f"{', '.join(HF_BUCKETS)}, each a quota >= 1")
         hf_quotas[name] = int(value)
-    gh_quota = settings.getint("PTM_GITHUB_QUOTA", 0) or (
-        5000 if env_tokens.get("GITHUB_TOKEN") else 60)
-    kaggle_quota = settings.getint("PTM_KAGGLE_QUOTA", 0) or None
-    windows = {k: settings.getfloat(f"PTM_{k}_WINDOW", d)
-               for k, d in (("HF", 300.0), ("GITHUB", 3600.0), ("KAGGLE", 60.0))}
-    for k, w in windows.items():
-        if w <= 0:
-            raise ValueError(f"PTM_{k}_WINDOW must be > 0")
-    hf_origin, hf_path = _base(settings.get("HF_ENDPOINT"))
-    gh_origin, gh_path = _base(settings.get("GITHUB_API_URL"))
-    kg_origin, kg_path = _base(settings.get("KAGGLE_API_URL"))
+    gh_tier = "token" if env_tokens.get(GITHUB_API.credentials[0]) else "anonymous"
+    gh_quota = settings.getint("PTM_GITHUB_QUOTA", 0) or GITHUB_API.tiers[gh_tier][0]
+    quotas: dict[str, dict[str, int | None]] = {
+        HUGGINGFACE_API.key: hf_quotas,
+        GITHUB_API.key: dict.fromkeys(GITHUB_API.buckets, gh_quota),
+        KAGGLE_API.key: dict.fromkeys(KAGGLE_API.buckets,
+                                      settings.getint("PTM_KAGGLE_QUOTA", 0) or None),
+    }
+    paced = [s for s in SERVICES.values() if s.buckets]
+    windows: dict[str, float] = {}
+    for s in paced:
+        assert s.window_setting is not None
+        windows[s.key] = settings.getfloat(s.window_setting, s.window)
+        if windows[s.key] <= 0:
+            raise ValueError(f"{s.window_setting} must be > 0")
+    bases = {s.key: _base(settings.get(s.url_setting)) for s in paced}
+    hf_origin, hf_path = bases[HUGGINGFACE_API.key]
+    gh_origin, gh_path = bases[GITHUB_API.key]
     # Where GitHub's API shares a base with the Hub (only on a test's single mock), tell them
     # apart by GitHub's own path roots.
     gh_filter: tuple[str, ...] = ()
     if (gh_origin, gh_path) == (hf_origin, hf_path):
         gh_filter = tuple(f"{gh_path}/{p}/" for p in ("repos", "rate_limit", "search", "orgs"))
-    # Raw catalogue files are not counted against any quota; a rule of their own keeps them
-    # out of a bucket whose base they share (the API's or the Hub's, on one test mock).
-    raw_origin, raw_path = _base(settings.get("GITHUB_RAW_URL"))
-    rules = [
-        HubRule("github_raw", raw_origin, raw_path, {"raw": None}, windows["GITHUB"],
-                exempt=True),
-        HubRule("kaggle", kg_origin, kg_path, {"kaggle": kaggle_quota}, windows["KAGGLE"]),
-        HubRule("github", gh_origin, gh_path, {"core": gh_quota}, windows["GITHUB"], gh_filter),
-        HubRule("huggingface", hf_origin, hf_path, hf_quotas, windows["HF"]),
-    ]
-    return sorted(rules, key=lambda r: (-len(r.path), -len(r.path_filter)))
+    # Raw catalogue files are not counted against any quota (``exempt``): a rule of their own
+    # keeps them out of a bucket whose base they share (the API's or the Hub's, on one test
+    # mock), and wins a tie of bases. Otherwise, on one base, the service listed later in
+    # hubs.py wins (as its credential does in middlewares/auth.py).
+    rules = [HubRule(s.key, *bases[s.key], quotas.get(s.key) or dict.fromkeys(s.buckets),
+                     windows[s.key], gh_filter if s is GITHUB_API else (), exempt=s.exempt)
+             for s in reversed(paced)]
+    return sorted(rules, key=lambda r: (-len(r.path), -len(r.path_filter), not r.exempt))
 
 
 class RateLimitMiddleware:
+    """The throttle with its buckets in this process (see ``ratelimit_redis`` for buckets
+    shared by many workers through Redis, chosen by ``PTM_FRONTIER``)."""
+
+    # Seconds between looks at a bucket while another process's probe is out; None: only
+    # this process answers probes, which wakes the waiters at once.
+    poll: float | None = None
+
     def __init__(self, crawler: Crawler, rules: list[HubRule], *, burst: float,
                  max_waits: int, default_wait: float, min_wait: float,
                  probe_timeout: float) -> None:
@@ -281,6 +332,7 @@ class RateLimitMiddleware:
         self.min_wait = min_wait
         self.probe_timeout = probe_timeout
         self.buckets: dict[str, Bucket] = {}
+        self.bucket_hubs: dict[str, str] = {}  # bucket key -> the hub whose rule made it
         self._answered: dict[str, asyncio.Event] = {}
         # The clocks, replaceable in tests.
         self.clock: Callable[[], float] = time.monotonic
@@ -305,6 +357,14 @@ class RateLimitMiddleware:
             raise ValueError("PTM_RATELIMIT_MAX_WAITS must be >= 1, PTM_RATELIMIT_DEFAULT_WAIT "
                              "> 0 and PTM_RATELIMIT_MIN_WAIT >= 0")
         probe_timeout = s.getfloat("DOWNLOAD_TIMEOUT", 180) + 5
+        frontier = (s.get("PTM_FRONTIER") or "").strip()
+        if frontier:
+            # Many workers, one quota: the buckets live in Redis (ratelimit_redis.py).
+            from ptmspiders.middlewares.ratelimit_redis import SharedRateLimitMiddleware
+
+            return SharedRateLimitMiddleware.connect(
+                crawler, rules, frontier, os.environ, burst=burst, max_waits=max_waits,
+                default_wait=default_wait, min_wait=min_wait, probe_timeout=probe_timeout)
         return cls(crawler, rules, burst=burst, max_waits=max_waits, default_wait=default_wait,
                    min_wait=min_wait, probe_timeout=probe_timeout)
 
@@ -328,6 +388,7 @@ class RateLimitMiddleware:
                 self.buckets[key] = Bucket(key, rule.buckets.get(bucket_name), rule.window,
                                            self.burst,
                                            label=f"{rule.hub} {bucket_name} ({req_origin})")
+                self.bucket_hubs[key] = rule.hub
             return self.buckets[key]
         # Another host: paced only once it has told us about a limit.
         key = f"{req_origin}|{name or 'default'}"
@@ -346,6 +407,27 @@ class RateLimitMiddleware:
         if event is not None:
             event.set()
 
+    async def run(self, bucket: Bucket, op: Callable[[Bucket], T]) -> T:
+        """Run one step of the bucket's state machine. Here the bucket is this process's
+        own and the step runs at once (no suspension); the shared throttle overrides this
+        to run it on the state every worker shares."""
+        return op(bucket)
+
+    # -- the steps, each run by ``run`` on the bucket's current state -----------------------
+    def _reserve(self, bucket: Bucket) -> Reservation | float:
+        """A send time for one request, or how long to wait at most for the probe's answer."""
+        now = self.clock()
+        if (bucket.unknown and bucket.probe_out
+                and now >= bucket.probe_sent_at + self.probe_timeout):
+            bucket.probe_lost()  # no answer for too long: its sender is gone
+        reserved = bucket.reserve(now)
+        if reserved is None:
+            # The probe may itself wait for a reset first: time it from when it goes out.
+            return max(bucket.probe_sent_at - now, 0.0) + self.probe_timeout
+        at, why = reserved
+        return Reservation(now, at, why, bucket.sent, bucket.unknown, bucket.window_end,
+                           bucket.quota, bucket.window)
+
     # -- downloader middleware API ----------------------------------------------------------
     async def process_request(self, request: Request) -> None:
         bucket = self.bucket_for(request.url)
@@ -353,35 +435,39 @@ class RateLimitMiddleware:
             return
         request.meta["download_slot"] = bucket.key
         while True:
-            now = self.clock()
-            reserved = bucket.reserve(now)
-            if reserved is not None:
+            got = await self.run(bucket, self._reserve)
+            if isinstance(got, Reservation):
                 break
-            # The probe may itself wait for a reset first: time it from when it goes out.
-            patience = max(bucket.probe_sent_at - now, 0.0) + self.probe_timeout
-            try:
+            patience = got
+            if self.poll is not None:
+                # Another process's probe: look again soon after it can have been answered.
+                patience = min(got, max(got - self.probe_timeout, 0.0) + self.poll)
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._event(bucket.key).wait(), patience)
-            except TimeoutError:
-                if self.clock() >= bucket.probe_sent_at + self.probe_timeout:
-                    bucket.probe_lost()
-        at, why = reserved
-        request.meta[META_KEY] = (bucket.key, bucket.sent)
-        if bucket.unknown:  # this request is the probe
+        request.meta[META_KEY] = (bucket.key, got.seq)
+        if got.probe:  # this request is the probe
             self.stats.inc_value("ptm/ratelimit/probes")
-        wait = at - now
+        wait = got.at - got.now
         if wait <= 0:
             return
-        if why == "budget" and bucket.waited_window != bucket.window_end:
-            bucket.waited_window = bucket.window_end
+        if got.why == "budget" and bucket.waited_window != got.window_end:
+            bucket.waited_window = got.window_end
             self.stats.inc_value("ptm/ratelimit/window_waits")
             logger.info("Rate limit: %s has used its %s requests of this %.0f s window; "
-                        "waiting %.1f s for the reset", bucket.label or bucket.key, bucket.quota,
-                        bucket.window, wait)
-        self.stats.inc_value(f"ptm/ratelimit/delayed/{why or 'pace'}")
+                        "waiting %.1f s for the reset", bucket.label or bucket.key, got.quota,
+                        got.window, wait)
+        self.stats.inc_value(f"ptm/ratelimit/delayed/{got.why or 'pace'}")
         self.stats.inc_value("ptm/ratelimit/delay_ms", round(wait * 1000))
         await self.sleep(wait)
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
+        step = self._answer(request, response)
+        if step is None:
+            return response
+        return step.finish(step.apply(step.bucket))
+
+    def _answer(self, request: Request, response: Response) -> AnswerStep | None:
+        """What this answer does to its bucket, or None when it concerns none."""
         now = self.clock()
         epoch = time.time()
         headers = {k.decode("latin-1").lower(): (response.headers.get(k) or b"").decode("latin-1")
@@ -396,12 +482,13 @@ class RateLimitMiddleware:
         name = next((s.name for s in states if s.name), None)
         info = request.meta.get(META_KEY)
         bucket = self.buckets.get(info[0]) if info else None
+        seq: int | None = info[1] if info else None
         if bucket is None or (name and not bucket.key.endswith(f"|{name}")):
             other = self.bucket_for(request.url, create=has_info or limited, name=name)
             if other is not None and other is not bucket:
-                bucket, info = other, (other.key, other.sent)
-        if bucket is None or info is None:
-            return response
+                bucket, seq = other, None  # None: the latest reservation of that bucket
+        if bucket is None:
+            return None
         if limited:
             return self._limited(request, response, bucket, now, states, github, retry_after)
         state = next((s for s in states if s.name is None or bucket.key.endswith(f"|{s.name}")),
@@ -412,16 +499,23 @@ class RateLimitMiddleware:
         reset = state.reset if state else (github.reset_in if github else None)
         quota = policy.quota if policy else (
             state.limit if state and state.limit else (github.limit if github else None))
-        was_probe = bucket.unknown and info[1] == bucket.probe_seq
-        bucket.observe(now, info[1], remaining, reset, quota,
-                       policy.window if policy else None)
-        if was_probe:
-            self._wake(bucket.key)
-        return response
+        window = policy.window if policy else None
+
+        def observe(b: Bucket) -> bool:
+            number = b.sent if seq is None else seq
+            was_probe = b.unknown and number == b.probe_seq
+            b.observe(now, number, remaining, reset, quota, window)
+            return was_probe
+
+        def finish(was_probe: bool) -> Response:
+            if was_probe:
+                self._wake(bucket.key)
+            return response
+
+        return AnswerStep(bucket, observe, finish)
 
     def _limited(self, request: Request, response: Response, bucket: Bucket, now: float,
-                 states: list[Any], github: Any, retry_after: float | None
-                 ) -> Request | Response:
+                 states: list[Any], github: Any, retry_after: float | None) -> AnswerStep:
         reset = next((s.reset for s in states if s.reset is not None
                       and (s.name is None or bucket.key.endswith(f"|{s.name}"))), None)
         if reset is not None:
@@ -433,32 +527,52 @@ class RateLimitMiddleware:
         else:
             wait, source = self.default_wait, "no reset given: PTM_RATELIMIT_DEFAULT_WAIT"
         wait = max(wait, self.min_wait)
-        moved = bucket.limited(now, wait)
-        self._wake(bucket.key)
-        status = response.status
-        self.stats.inc_value(f"ptm/ratelimit/limited/{status}")
-        waits = int(request.meta.get(WAITS_META, 0)) + 1
-        if waits > self.max_waits:
-            self.stats.inc_value("ptm/failed/ratelimit")
-            logger.error("Giving up on %s: still rate limited (%s) after %d waits",
-                         request.url, status, waits - 1)
-            return response
-        if moved:
-            self.stats.inc_value("ptm/ratelimit/wait_ms", round(wait * 1000))
-            logger.info("Rate limited (%s) on %s: waiting %.1f s until the window "
-                        "resets (%s), then resending %s", status, bucket.label or bucket.key,
-                        wait, source,
-                        request.url)
-        retry = request.replace(dont_filter=True, priority=request.priority + 1)
-        retry.meta[WAITS_META] = waits
-        retry.meta.pop(META_KEY, None)
-        return retry
 
-    def process_exception(self, request: Request, exception: Exception) -> None:
+        def finish(moved: bool) -> Request | Response:
+            self._wake(bucket.key)
+            status = response.status
+            self.stats.inc_value(f"ptm/ratelimit/limited/{status}")
+            waits = int(request.meta.get(WAITS_META, 0)) + 1
+            if waits > self.max_waits:
+                self.stats.inc_value("ptm/failed/ratelimit")
+                logger.error("Giving up on %s: still rate limited (%s) after %d waits",
+                             request.url, status, waits - 1)
+                return response
+            if moved:
+                self.stats.inc_value("ptm/ratelimit/wait_ms", round(wait * 1000))
+                logger.info("Rate limited (%s) on %s: waiting %.1f s until the window "
+                            "resets (%s), then resending %s", status,
+                            bucket.label or bucket.key, wait, source, request.url)
+            retry = request.replace(dont_filter=True, priority=request.priority + 1)
+            retry.meta[WAITS_META] = waits
+            retry.meta.pop(META_KEY, None)
+            return retry
+
+        return AnswerStep(bucket, lambda b: b.limited(now, wait), finish)
+
+    def _exception_step(self, request: Request) -> AnswerStep | None:
         info = request.meta.get(META_KEY)
         if not info:
-            return
+            return None
         bucket = self.buckets.get(info[0])
-        if bucket is not None and bucket.unknown and info[1] == bucket.probe_seq:
-            bucket.probe_lost(info[1])
-            self._wake(bucket.key)
+        if bucket is None:
+            return None
+        seq = info[1]
+
+        def lost(b: Bucket) -> bool:
+            if b.unknown and seq == b.probe_seq:
+                b.probe_lost(seq)
+                return True
+            return False
+
+        def finish(was_probe: bool) -> Any:
+            if was_probe:
+                self._wake(bucket.key)
+            return None
+
+        return AnswerStep(bucket, lost, finish)
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        step = self._exception_step(request)
+        if step is not None:
+            step.finish(step.apply(step.bucket))

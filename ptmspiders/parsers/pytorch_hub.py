@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ptmspiders.hubs import HUBS
 from ptmspiders.items import ModelItem, make_id
 from ptmspiders.normalize import as_list, dedupe, github_repo
 from ptmspiders.parsers.safe_yaml import (
@@ -25,7 +26,7 @@ from ptmspiders.parsers.safe_yaml import (
 from ptmspiders.responses import BadResponse
 
 HUB = "pytorch_hub"
-SITE = "https://pytorch.org/hub"
+SITE = HUBS[HUB].home  # model pages: {SITE}/{entry}/
 
 # Markdown files at the repository root that are not catalogue entries.
 NOT_ENTRIES = frozenset({

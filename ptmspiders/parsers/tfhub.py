@@ -14,12 +14,13 @@ import html
 import re
 from typing import Any
 
+from ptmspiders.hubs import HUBS
 from ptmspiders.items import CollectionItem, ModelItem, OwnerItem, make_id
 from ptmspiders.normalize import dedupe, normalize_license, papers
 from ptmspiders.responses import BadResponse
 
 HUB = "tfhub"
-SITE = "https://tfhub.dev"
+SITE = HUBS[HUB].home  # model pages: {SITE}/{hub id}
 DOCS_PREFIX = "assets/docs/"
 
 MODEL_TYPES = frozenset({"Module", "Placeholder", "Lite", "Tfjs", "Coral"})

@@ -28,6 +28,7 @@ from ptmspiders import doc_size
 from ptmspiders.checkpoint import crawler_checkpoints
 from ptmspiders.items import to_doc
 from ptmspiders.pipelines.validate import ValidatePipeline, schema_error
+from ptmspiders.spiders.base import mark_crawl_incomplete
 from ptmspiders.stores import crawler_store, redact_uri
 from ptmspiders.stores.base import Doc, Encoded, WriteDoc, doc_id
 from ptmspiders.stores.writer import BackgroundWriter, StoreWriteError, crawler_writer
@@ -168,6 +169,8 @@ class StorePipeline:
         except StoreWriteError as exc:
             self.stats.inc_value(f"ptm/store/failed/{exc.collection}", exc.count)
             logger.error("Store write failed: %s", exc)
+            # What the hub listed is not all stored: no removals, and a non-zero exit.
+            mark_crawl_incomplete(self.crawler, "store_write_failed")
             return False
         return True
 

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ptmspiders.args import list_arg
+from ptmspiders.hubs import HUBS, unknown_hubs
 from ptmspiders.report import metrics as m
 from ptmspiders.report import render
 from ptmspiders.stores import Store, redact_uri
 
 __all__ = ["add_parser", "build_report", "compute_from_store"]
-
-HUBS = ("huggingface", "pytorch_hub", "onnx_zoo", "tfhub", "kaggle", "modelzoo", "modelhub")
 
 
 # Model fields the measurements read as values; the other counted fields are only tested for
@@ -42,22 +41,29 @@ def slim_model(doc: dict[str, Any]) -> dict[str, Any]:
 
 def compute_from_store(store: Store, hubs: Sequence[str] = ()) -> tuple[m.Result, dict[str, int]]:
     """The ten measurements over the store's models, owners and commits of ``hubs`` (all when
-    empty), and how many documents of each were read. Documents are streamed and slimmed."""
+    empty) and the packages of those models, and how many documents of each were read.
+    Documents are streamed and slimmed."""
     def read(collection: str, slim: Any = None) -> list[dict[str, Any]]:
         wheres: list[dict[str, Any] | None] = [{"hub": h} for h in hubs] or [None]
         return [slim(d) if slim else d for where in wheres for d in store.find(collection, where)]
 
     models = read("models", slim_model)
     owners, commits = read("owners"), read("commits")
-    counts = {"models": len(models), "owners": len(owners), "commits": len(commits)}
-    return m.compute(models, owners, commits), counts
+    # A package document (one per model, same _id) carries every file's scan; the measure
+    # needs only its summary, and only for the models read.
+    ids = {d["_id"] for d in models}
+    packages = [{"_id": d["_id"], "scan": d.get("scan")} for d in store.find("packages")
+                if d.get("_id") in ids]
+    counts = {"models": len(models), "owners": len(owners), "commits": len(commits),
+              "packages": len(packages)}
+    return m.compute(models, owners, commits, packages), counts
 
 
 def build_report(store: Store, out: Path, hubs: Sequence[str] = ()) -> m.Result:
     """Write ``index.html``, ``metrics.json`` and the CSV tables into ``out``."""
-    unknown = set(hubs) - set(HUBS)
+    unknown = unknown_hubs(hubs)
     if unknown:
-        raise ValueError(f"unknown hub(s): {', '.join(sorted(unknown))}; "
+        raise ValueError(f"unknown hub(s): {', '.join(unknown)}; "
                          f"expected some of {', '.join(HUBS)}")
     out.mkdir(parents=True, exist_ok=True)
     result, counts = compute_from_store(store, hubs)
@@ -76,7 +82,7 @@ def cmd_report(store: Store, args: argparse.Namespace) -> int:
     try:
         build_report(store, Path(args.out), hubs)
     except ValueError as exc:
-        print(f"ptm report: error: {exc}", file=sys.stderr)
+        print(f"ptm: error: {exc}", file=sys.stderr)
         return 2
     print(f"Report written to {Path(args.out) / 'index.html'} (with metrics.json and CSVs)")
     return 0

@@ -300,7 +300,7 @@ def pickle_only(doc: Doc) -> bool:
     return bool(formats) and set(formats) <= PICKLE_FORMATS
 
 
-def unsafe_serialisation(models: Sequence[Doc]) -> Result:
+def unsafe_serialisation(models: Sequence[Doc], packages: Sequence[Doc] = ()) -> Result:
     definition = ("Models whose weight files exist only in pickle-based formats (.bin, .pt, "
                   ".pth, .ckpt, .pkl, ...), among models with at least one weight file.")
     with_weights = [m for m in models if model_formats(m)]
@@ -324,6 +324,52 @@ def unsafe_serialisation(models: Sequence[Doc]) -> Result:
     result["hub_scan_unsafe"] = share(
         sum(1 for m in scanned if m["risk"].get("unsafe_files")), len(scanned),
         "Models with a file the hub's security scan flags, among models with scanned files.")
+    result["package_scan"] = package_scan(models, packages)
+    return result
+
+
+def package_scan(models: Sequence[Doc], packages: Sequence[Doc]) -> Result:
+    """Our own scan of the downloaded packages (``packages`` collection, ``scan`` summary per
+    model, see ptmspiders/packages/scan.py) beside the hub's scan flags, and where they agree.
+
+    Ours counts as flagging a model like the hub's flag does: an unsafe or a suspicious file.
+    A model whose package scan only has errors is inconclusive and left out of the agreement.
+    """
+    hub_flag = {m["_id"]: bool(m["risk"].get("unsafe_files")) for m in models
+                if isinstance(m.get("risk"), dict) and (m["risk"].get("scanned_files") or 0) > 0}
+    ids = {m["_id"] for m in models}
+    scans = {p["_id"]: p["scan"] for p in packages
+             if p.get("_id") in ids and isinstance(p.get("scan"), dict)
+             and (p["scan"].get("scanned") or 0) > 0}
+    unsafe = {i for i, s in scans.items() if (s.get("unsafe") or 0) > 0}
+    flagged = unsafe | {i for i, s in scans.items() if (s.get("suspicious") or 0) > 0}
+    erred = {i for i, s in scans.items() if (s.get("errors") or 0) > 0}
+    both = sorted(set(scans) & set(hub_flag))
+    conclusive = [i for i in both if i in flagged or i not in erred]
+    result = {
+        "packages": len(scans),
+        "unsafe": share(len(unsafe), len(scans),
+                        "Models whose downloaded package has a pickle file importing code "
+                        "execution (our scan), among models with a scanned package."),
+        "flagged": share(len(flagged), len(scans),
+                         "Models whose package has an unsafe or suspicious pickle file (our "
+                         "scan, in the sense of the hub's flags), among models with a scanned "
+                         "package."),
+        "with_errors": len(erred),
+        "agreement": {
+            "definition": "Models scanned both by the hub and by us (ours conclusive): both "
+                          "flag them, neither does, only ours does, only the hub's does.",
+            "models": len(conclusive),
+            "agree_unsafe": sum(1 for i in conclusive if i in flagged and hub_flag[i]),
+            "agree_safe": sum(1 for i in conclusive if i not in flagged and not hub_flag[i]),
+            "only_ours": sum(1 for i in conclusive if i in flagged and not hub_flag[i]),
+            "only_hub": sum(1 for i in conclusive if i not in flagged and hub_flag[i]),
+            "inconclusive": len(both) - len(conclusive),
+        },
+    }
+    if not scans:
+        result["note"] = ("No scanned model packages are stored for these models: our scan "
+                          "has nothing to measure (not 0%).")
     return result
 
 
@@ -349,7 +395,8 @@ def cross_hub(models: Sequence[Doc]) -> Result:
     return result
 
 
-def compute(models: Sequence[Doc], owners: Sequence[Doc], commits: Sequence[Doc]) -> Result:
+def compute(models: Sequence[Doc], owners: Sequence[Doc], commits: Sequence[Doc],
+            packages: Sequence[Doc] = ()) -> Result:
     """All ten measurements, keyed as ``metrics.json`` has them."""
     return {
         "verified_orgs": verified_orgs(owners),
@@ -360,6 +407,6 @@ def compute(models: Sequence[Doc], owners: Sequence[Doc], commits: Sequence[Doc]
         "dependencies": dependencies(models),
         "popularity": popularity(models),
         "maintainers_reach": maintainers_reach(models),
-        "unsafe_serialisation": unsafe_serialisation(models),
+        "unsafe_serialisation": unsafe_serialisation(models, packages),
         "cross_hub": cross_hub(models),
     }

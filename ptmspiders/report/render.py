@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
-import csv
-import html
+import functools
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from ptmspiders.report.metrics import Result
+from ptmspiders.safe_output import write_csv
 
 TITLES: dict[str, str] = {
     "verified_orgs": "1. Verified organisations",
@@ -97,6 +99,18 @@ def tables(m: Result) -> dict[str, tuple[list[str], list[list[Any]]]]:
         ["hub", "pickle_only", "with_weights", "share"],
         [share_row(["all"], u), share_row(["popular"], u["popular"])]
         + [share_row([h], e) for h, e in u["per_hub"].items()])
+    ps = u["package_scan"]
+    agree = ps["agreement"]
+    out["package_scan.csv"] = (
+        ["measure", "models", "of"],
+        [["packages scanned", ps["packages"], None],
+         ["unsafe (our scan)", ps["unsafe"]["numerator"], ps["unsafe"]["denominator"]],
+         ["unsafe or suspicious (our scan)", ps["flagged"]["numerator"],
+          ps["flagged"]["denominator"]],
+         ["package scan with errors", ps["with_errors"], ps["packages"]]]
+        + [[f"agreement with the hub: {k.replace('_', ' ')}", agree[k], agree["models"]]
+           for k in ("agree_unsafe", "agree_safe", "only_ours", "only_hub")]
+        + [["scanned by both, ours inconclusive", agree["inconclusive"], None]])
     x = m["cross_hub"]
     out["cross_hub.csv"] = (["repo", "hubs", "models"],
                             [[e["repo"], " ".join(e["hubs"]), " ".join(e["models"])]
@@ -105,12 +119,11 @@ def tables(m: Result) -> dict[str, tuple[list[str], list[list[Any]]]]:
 
 
 def write_csvs(out: Path, metrics: Result) -> list[str]:
+    """Every table as a CSV file, through :func:`write_csv` (hub text cannot start a
+    spreadsheet formula)."""
     names = []
     for name, (header, rows) in tables(metrics).items():
-        with (out / name).open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
+        write_csv(out / name, header, rows)
         names.append(name)
     return names
 
@@ -226,16 +239,17 @@ def figures(m: Result) -> dict[str, str]:
 
 
 # HTML -----------------------------------------------------------------------------------------
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 30) -> str:
-    body = []
-    for n, row in enumerate(rows):
-        if n >= limit:
-            body.append(f"<tr><td colspan='{len(header)}'>… (full table in the CSV)</td></tr>")
-            break
-        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
-        body.append(f"<tr>{cells}</tr>")
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+ROW_LIMIT = 30  # rows of a table shown on the page; the CSV beside it has them all
+# The CSV tables shown under each measurement.
+CSV_OF: dict[str, list[str]] = {
+    "verified_orgs": ["verified_orgs.csv"], "signed_commits": ["signed_commits.csv"],
+    "model_index": ["model_index_by_task.csv"], "cards": ["cards.csv"],
+    "missing_fields": ["missing_fields.csv"],
+    "dependencies": ["dependencies_base_models.csv", "dependencies_datasets.csv"],
+    "popularity": ["popularity.csv"], "maintainers_reach": ["maintainers.csv"],
+    "unsafe_serialisation": ["unsafe_serialisation.csv", "package_scan.csv"],
+    "cross_hub": ["cross_hub.csv"],
+}
 
 
 def _cell(value: Any) -> str:
@@ -246,6 +260,22 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _thousands(value: int) -> str:
+    return f"{value:,}"
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The page's templates (``report/templates``, package data) with autoescape on, so a
+    model id or owner name from a hub is always text on the page, never markup."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("ptmspiders.report", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["cell"] = _cell
+    env.filters["thousands"] = _thousands
+    return env
 
 
 def _headline(key: str, e: Result) -> str:
@@ -269,9 +299,20 @@ def _headline(key: str, e: Result) -> str:
                 f", of models owned {_cell(e['gini_models'])}; top owners reach "
                 f"{_fmt_share(e['top_owners_share'])} of downloads.")
     if key == "unsafe_serialisation":
+        ps = e["package_scan"]
+        if ps["packages"]:
+            a = ps["agreement"]
+            ours = (f"Our scan of {ps['packages']:,} downloaded packages: unsafe "
+                    f"{_fmt_share(ps['unsafe'])}, unsafe or suspicious "
+                    f"{_fmt_share(ps['flagged'])}; against the hub's flags on {a['models']:,} "
+                    f"models scanned by both: both flag {a['agree_unsafe']:,}, neither "
+                    f"{a['agree_safe']:,}, only ours {a['only_ours']:,}, only the hub's "
+                    f"{a['only_hub']:,}.")
+        else:
+            ours = "Our scan: no downloaded packages are stored, so there is no measure."
         return (f"Pickle-only: {_fmt_share(e)}; among popular models: "
                 f"{_fmt_share(e['popular'])}; flagged by the hub's scan: "
-                f"{_fmt_share(e['hub_scan_unsafe'])}.")
+                f"{_fmt_share(e['hub_scan_unsafe'])}. {ours}")
     if key == "cards":
         return (f"With a card: {_fmt_share(e)}; popular models without one: "
                 f"{_fmt_share(e['popular_without_card'])}.")
@@ -280,46 +321,18 @@ def _headline(key: str, e: Result) -> str:
 
 def write_html(path: Path, metrics: Result, meta: dict[str, Any], figs: dict[str, str],
                csvs: dict[str, tuple[list[str], list[list[Any]]]]) -> None:
-    csv_of = {
-        "verified_orgs": ["verified_orgs.csv"], "signed_commits": ["signed_commits.csv"],
-        "model_index": ["model_index_by_task.csv"], "cards": ["cards.csv"],
-        "missing_fields": ["missing_fields.csv"],
-        "dependencies": ["dependencies_base_models.csv", "dependencies_datasets.csv"],
-        "popularity": ["popularity.csv"], "maintainers_reach": ["maintainers.csv"],
-        "unsafe_serialisation": ["unsafe_serialisation.csv"], "cross_hub": ["cross_hub.csv"],
-    }
+    """``index.html`` from ``templates/index.html.j2``: every measurement with its definition,
+    headline, figure and the first rows of its tables."""
     sections = []
     for key, title in TITLES.items():
         e = metrics[key]
-        parts = [f"<section id='{key}'><h2>{html.escape(title)}</h2>",
-                 f"<p class='def'><b>Definition.</b> {html.escape(str(e.get('definition', '')))}"
-                 f"</p>",
-                 f"<p><b>Result.</b> {html.escape(_headline(key, e))} "
-                 f"<span class='docs'>Documents read: {e.get('documents', 0):,}.</span></p>"]
-        if key in figs:
-            parts.append(f"<img alt='{html.escape(title)}' "
-                         f"src='data:image/png;base64,{figs[key]}'>")
-        for name in csv_of[key]:
+        shown = []
+        for name in CSV_OF[key]:
             header, rows = csvs[name]
-            parts.append(f"<h3>{html.escape(name)}</h3>{_table(header, rows)}")
-        parts.append("</section>")
-        sections.append("".join(parts))
-    doc = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>ptmspiders report</title>
-<style>
-body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: .5em 0 1.5em; font-size: 90%; }}
-td, th {{ border: 1px solid #ccc; padding: .2em .5em; text-align: left; }}
-img {{ max-width: 100%; display: block; margin: 1em 0; }}
-.def {{ color: #444; }} .docs {{ color: #777; }}
-</style></head><body>
-<h1>Pre-trained model hubs: reuse and risk measurements</h1>
-<p>Store: {html.escape(str(meta['store']))}. Hubs: {html.escape(', '.join(meta['hubs']) or 'all')}.
-Generated {html.escape(str(meta['generated_at']))} from {meta['documents']['models']:,} models,
-{meta['documents']['owners']:,} owners and {meta['documents']['commits']:,} commits.
-Every number here is also in <code>metrics.json</code> and the CSV files beside this page.</p>
-{''.join(sections)}
-</body></html>
-"""
-    path.write_text(doc, encoding="utf-8")
+            shown.append({"name": name, "header": header, "rows": rows[:ROW_LIMIT],
+                          "more": len(rows) > ROW_LIMIT})
+        sections.append({"key": key, "title": title, "definition": str(e.get("definition", "")),
+                         "headline": _headline(key, e), "documents": e.get("documents", 0),
+                         "figure": figs.get(key), "tables": shown})
+    page = environment().get_template("index.html.j2").render(meta=meta, sections=sections)
+    path.write_text(page, encoding="utf-8")

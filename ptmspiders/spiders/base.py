@@ -43,6 +43,18 @@ def count_url_too_long(stats: StatsCollector | None, url: str, *, what: str) -> 
                    len(url), url)
 
 
+def mark_crawl_incomplete(crawler: Crawler, reason: str) -> None:
+    """Mark the crawl incomplete from outside its spider (a pipeline, an extension): once per
+    reason, so that history infers no removals and ``scrapy crawl`` exits non-zero."""
+    spider = getattr(crawler, "spider", None)
+    if isinstance(spider, PtmSpider):
+        spider.mark_incomplete_once(reason)
+    elif crawler.stats is not None and not crawler.stats.get_value(f"ptm/incomplete/{reason}"):
+        crawler.stats.set_value("ptm/incomplete", True)
+        crawler.stats.inc_value(f"ptm/incomplete/{reason}")
+        logger.error("Crawl is incomplete: %s", reason)
+
+
 def now_iso() -> str:
     now = datetime.now(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
@@ -59,6 +71,11 @@ class PtmSpider(Args[ParamsT], Spider):
 
     hub: ClassVar[str]
     args: ParamsT
+    # A spider that lists its whole hub, so that a complete crawl may mark the models it no
+    # longer saw removed: one such crawl of a hub at a time writes to a store (it holds the
+    # hub's lock, ptmspiders/crawllock.py). A spider that writes only part of a hub (a worker
+    # of a distributed crawl) sets it False: it needs no lock and never marks removals.
+    lists_hub: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.args = self.parse_args(kwargs)
@@ -133,6 +150,11 @@ class PtmSpider(Args[ParamsT], Spider):
             if listing:
                 self.mark_incomplete(f"list_page_{exc.reason}")
             return None
+
+    def mark_incomplete_once(self, reason: str) -> None:
+        """:meth:`mark_incomplete`, the first time ``reason`` comes up only."""
+        if reason not in self.incomplete_reasons:
+            self.mark_incomplete(reason)
 
     @staticmethod
     def seen_at() -> str:

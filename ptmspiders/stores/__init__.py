@@ -15,15 +15,20 @@ __all__ = ["COLLECTIONS", "DEFAULT_STORE_URI", "Doc", "Store", "StoreError", "cr
            "first_crawl_of", "open_store", "redact_uri"]
 
 
-def open_store(uri: str) -> Store:
+def open_store(uri: str, *, readonly: bool = False,
+               server_timeout_s: float | None = None) -> Store:
+    """The store at ``uri``. ``readonly`` (``ptm``'s reading commands): an existing store,
+    opened so that nothing is created or written. For MongoDB, ``server_timeout_s`` bounds the
+    wait for a server."""
     if uri.startswith("sqlite://"):
         from ptmspiders.stores.sqlite import SQLiteStore
 
-        return SQLiteStore(uri)
+        return SQLiteStore(uri, readonly=readonly)
     if uri.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
-        from ptmspiders.stores.mongo import MongoStore
+        from ptmspiders.stores.mongo import SERVER_TIMEOUT_S, MongoStore
 
-        return MongoStore(uri)
+        return MongoStore(uri, readonly=readonly,
+                          server_timeout_s=server_timeout_s or SERVER_TIMEOUT_S)
     raise StoreError(
         f"unsupported PTM_STORE_URI {redact_uri(uri)!r}: use sqlite:///path or mongodb://host/db"
     )

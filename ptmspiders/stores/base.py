@@ -47,7 +47,17 @@ def decoded(doc: WriteDoc) -> Doc:
     return doc.decode() if isinstance(doc, Encoded) else doc
 
 COLLECTIONS: tuple[str, ...] = ("models", "owners", "collections", "crawls", "changes",
-                               "commits")
+                               "commits", "packages", "locks")
+
+
+def check_collection(collection: str) -> str:
+    """``collection`` when it is one of the store's own (:data:`COLLECTIONS`): a name from a
+    user (``ptm query --collection``) never reaches SQL or creates anything otherwise."""
+    if collection not in COLLECTIONS:
+        raise StoreError(f"unknown collection {str(collection)[:40]!r} (one of "
+                         f"{', '.join(COLLECTIONS)})")
+    return collection
+
 
 # Indexed in every backend: what the studies and ``ptm query`` filter and sort on most.
 INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -59,7 +69,14 @@ INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "changes": ("model_id", "crawl_id"),
     # Commits of model repositories (issue 7): per-model lookups and signature counts.
     "commits": ("model", "signature"),
+    # Downloaded model packages (issue 25): per hub, and which are complete.
+    "packages": ("hub", "complete"),
 }
+
+
+# Who holds which crawl lock (ptmspiders/crawllock.py): one small document per lock, readable
+# with ``ptm query --collection locks``.
+LOCKS = "locks"
 
 
 class StoreError(RuntimeError):
@@ -146,10 +163,28 @@ class Store(ABC):
     def rollback(self) -> None:
         """Undo the writes since :meth:`begin` (after a failed :meth:`commit`)."""
 
+    @abstractmethod
+    def take_lock(self, name: str, holder: Doc, *, now: float, ttl: float,
+                  replace: str | None = None) -> Doc | None:
+        """Make ``holder`` (a document whose ``holder`` field names it) hold lock ``name`` until
+        ``now + ttl`` (epoch seconds, in its ``expires`` field), in one atomic step, if the
+        lock is free, expired, held by the same holder already (a renewal), or held by
+        ``replace`` (a holder known to be dead). Returns ``None`` when ``holder`` now holds it,
+        else the document of the one that does."""
+
+    @abstractmethod
+    def release_lock(self, name: str, holder_id: str) -> bool:
+        """Free lock ``name`` if ``holder_id`` still holds it; returns whether it did."""
+
     def counters(self) -> dict[str, float]:
         """What the store did on its own behind the writes (e.g. SQLite's checkpoints), for
         the crawl's ``ptm/store/...`` stats."""
         return {}
+
+    def limit_reads(self, seconds: float | None) -> None:
+        """Have the server stop any read that works longer than ``seconds`` (MongoDB's
+        ``maxTimeMS``). SQLite needs none: its regexes run in linear time (RE2)."""
+        return None
 
     def for_thread(self) -> Store | None:
         """A store over the same data that another thread may write through (closed by the
@@ -161,6 +196,13 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def lock_is_free(current: Doc, holder: Doc, now: float, replace: str | None) -> bool:
+    """Whether ``holder`` may take a lock whose document is ``current`` (see
+    :meth:`Store.take_lock`)."""
+    return (float(current.get("expires") or 0) <= now
+            or current.get("holder") in (holder["holder"], replace or holder["holder"]))
 
 
 def redact_uri(uri: str) -> str:

@@ -11,25 +11,35 @@ from typing import Any
 from ptmspiders.query import check_fields, check_filter, dotted, with_id_tiebreak
 from ptmspiders.stores.base import (
     INDEXED_FIELDS,
+    LOCKS,
     Doc,
     Store,
     StoreError,
     WriteDoc,
+    check_collection,
     decoded,
     redact_uri,
 )
 
+# How long pymongo looks for a server before an operation fails (crawls wait out a restart).
+SERVER_TIMEOUT_S = 10.0
+
 
 class MongoStore(Store):
-    def __init__(self, uri: str, client: Any = None) -> None:
+    def __init__(self, uri: str, client: Any = None, *, readonly: bool = False,
+                 server_timeout_s: float = SERVER_TIMEOUT_S) -> None:
+        """``readonly``: reads only, and no index is created."""
         self.uri = uri
+        self.readonly = readonly
+        self.max_time_ms: int | None = None
         try:
             db_name = _database_name(uri)
         except ValueError as exc:
             raise StoreError(f"{redact_uri(uri)}: {exc}") from exc
         self.owns_client = client is None
-        if client is None:
-            client = self._connect(uri)
+        if client is None:  # _connect(uri) alone, as tests replace it, unless told otherwise
+            client = (self._connect(uri) if server_timeout_s == SERVER_TIMEOUT_S
+                      else self._connect(uri, server_timeout_s))
         self.client = client
         # mongomock 4.3 cannot take pymongo>=4.9 bulk operations: plain calls there.
         self.is_mock = type(client).__module__.startswith("mongomock")
@@ -37,7 +47,7 @@ class MongoStore(Store):
         self._indexed: set[str] = set()
 
     @staticmethod
-    def _connect(uri: str) -> Any:
+    def _connect(uri: str, server_timeout_s: float = SERVER_TIMEOUT_S) -> Any:
         if uri.startswith("mongomock://"):
             import mongomock
 
@@ -46,17 +56,33 @@ class MongoStore(Store):
         from pymongo.errors import PyMongoError
 
         try:
-            return pymongo.MongoClient(uri, serverSelectionTimeoutMS=10_000, tz_aware=True)
+            return pymongo.MongoClient(
+                uri, serverSelectionTimeoutMS=max(1, int(server_timeout_s * 1000)),
+                tz_aware=True)
         except (PyMongoError, ValueError) as exc:
             raise StoreError(f"cannot open {redact_uri(uri)}: {exc}") from exc
 
+    def limit_reads(self, seconds: float | None) -> None:
+        """``maxTimeMS`` on every read from now on: the server, not the client, stops a read
+        that runs too long (such as a backtracking ``$regex``)."""
+        self.max_time_ms = None if seconds is None else max(1, int(seconds * 1000))
+
+    def _limits(self) -> dict[str, Any]:
+        return {} if self.max_time_ms is None else {"max_time_ms": self.max_time_ms}
+
     def coll(self, collection: str) -> Any:
-        c = self.db[collection]
-        if collection not in self._indexed:
+        c = self.db[check_collection(collection)]
+        if collection not in self._indexed and not self.readonly:
             for field in INDEXED_FIELDS.get(collection, ()):
                 c.create_index(field)
             self._indexed.add(collection)
         return c
+
+    def _writable(self, collection: str) -> Any:
+        if self.readonly:
+            raise StoreError(f"{redact_uri(self.uri)} is open read-only: cannot write "
+                             f"{collection}")
+        return self.coll(collection)
 
     def upsert(self, collection: str, docs: Sequence[WriteDoc]) -> int:
         if not docs:
@@ -64,7 +90,7 @@ class MongoStore(Store):
         plain = [decoded(d) for d in docs]  # encode() keeps them plain; pymongo encodes BSON
         from pymongo import ReplaceOne
 
-        c = self.coll(collection)
+        c = self._writable(collection)
         ids = [d["_id"] for d in plain]
         first_seen = {
             d["_id"]: d["crawl"]["first_seen"]
@@ -85,7 +111,7 @@ class MongoStore(Store):
         return len(ops)
 
     def get(self, collection: str, _id: str) -> Doc | None:
-        doc: Doc | None = self.coll(collection).find_one({"_id": _id})
+        doc: Doc | None = self.coll(collection).find_one({"_id": _id}, **self._limits())
         return doc
 
     def get_many(self, collection: str, ids: Iterable[str],
@@ -95,7 +121,7 @@ class MongoStore(Store):
         projection = {f: 1 for f in fields} if fields else None
         for start in range(0, len(wanted), 1000):
             for doc in self.coll(collection).find(
-                {"_id": {"$in": wanted[start:start + 1000]}}, projection
+                {"_id": {"$in": wanted[start:start + 1000]}}, projection, **self._limits()
             ):
                 if fields:
                     out[doc["_id"]] = {f: dotted(doc, f) for f in fields}
@@ -104,16 +130,20 @@ class MongoStore(Store):
         return out
 
     def find(self, collection: str, where: Mapping[str, Any] | None = None) -> Iterator[Doc]:
-        yield from self.coll(collection).find(check_filter(where)).sort("_id", 1)
+        yield from self.coll(collection).find(check_filter(where), **self._limits()).sort(
+            "_id", 1)
 
     def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
-        return int(self.coll(collection).count_documents(check_filter(where)))
+        limits = {} if self.max_time_ms is None else {"maxTimeMS": self.max_time_ms}
+        return int(self.coll(collection).count_documents(check_filter(where), **limits))
 
     def exists(self, collection: str, where: Mapping[str, Any] | None = None) -> bool:
-        return self.coll(collection).find_one(check_filter(where), {"_id": 1}) is not None
+        return self.coll(collection).find_one(check_filter(where), {"_id": 1},
+                                              **self._limits()) is not None
 
     def ids(self, collection: str, where: Mapping[str, Any] | None = None) -> set[str]:
-        return {d["_id"] for d in self.coll(collection).find(check_filter(where), {"_id": 1})}
+        return {d["_id"] for d in self.coll(collection).find(check_filter(where), {"_id": 1},
+                                                             **self._limits())}
 
     def query(self, collection: str, where: Mapping[str, Any] | None = None, *,
               fields: Sequence[str] | None = None, sort: Sequence[tuple[str, int]] = (),
@@ -122,7 +152,7 @@ class MongoStore(Store):
         fields = check_fields(fields)
         # Top-level projection: MongoDB refuses overlapping paths such as card and card.present.
         projection = {f.split(".", 1)[0]: 1 for f in fields} if fields else None
-        cursor = self.coll(collection).find(checked, projection).sort(
+        cursor = self.coll(collection).find(checked, projection, **self._limits()).sort(
             with_id_tiebreak(list(sort)))
         if limit is not None:
             if limit == 0:
@@ -143,14 +173,39 @@ class MongoStore(Store):
                 raise StoreError(f"set_fields takes top-level field names, not {field!r}")
         matched = 0
         for start in range(0, len(wanted), 1000):
-            result = self.coll(collection).update_many(
+            result = self._writable(collection).update_many(
                 {"_id": {"$in": wanted[start:start + 1000]}}, {"$set": dict(values)})
             matched += int(result.matched_count)
         return matched
 
     def delete(self, collection: str, ids: Iterable[str]) -> int:
-        result = self.coll(collection).delete_many({"_id": {"$in": list(ids)}})
+        result = self._writable(collection).delete_many({"_id": {"$in": list(ids)}})
         return int(result.deleted_count)
+
+    def take_lock(self, name: str, holder: Doc, *, now: float, ttl: float,
+                  replace: str | None = None) -> Doc | None:
+        """One conditional upsert on the lock's ``_id``: it replaces a lock that is free to
+        take, and where another holds it, the insert fails on the unique ``_id``."""
+        from pymongo.errors import DuplicateKeyError
+
+        c = self.db[LOCKS]
+        takers = [{"expires": {"$lte": now}}, {"holder": holder["holder"]}]
+        if replace:
+            takers.append({"holder": replace})
+        doc = {**holder, "_id": name, "expires": now + ttl}
+        for _ in range(3):  # a lock released between the two steps: try again
+            try:
+                c.replace_one({"_id": name, "$or": takers}, doc, upsert=True)
+                return None
+            except DuplicateKeyError:
+                current: Doc | None = c.find_one({"_id": name})
+                if current is not None:
+                    return current
+        raise StoreError(f"could not take or read lock {name!r}")
+
+    def release_lock(self, name: str, holder_id: str) -> bool:
+        result = self.db[LOCKS].delete_one({"_id": name, "holder": holder_id})
+        return int(result.deleted_count) > 0
 
     # Each bulk write is durable on its own (a multi-batch transaction would need a replica
     # set, and buys nothing: MongoDB pays per document, not per commit).
@@ -168,7 +223,8 @@ class MongoStore(Store):
         mongomock's are not, so its writes stay on the caller's thread."""
         if self.is_mock:
             return None
-        store = MongoStore(self.uri, client=self.client)
+        store = MongoStore(self.uri, client=self.client, readonly=self.readonly)
+        store.max_time_ms = self.max_time_ms
         store._indexed = set(self._indexed)
         return store
 

@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 import orjson
 
 from ptmspiders.query import (
+    QueryError,
     check_fields,
+    json_path,
     order_by,
     register_functions,
     scalar_fields,
@@ -27,17 +30,25 @@ from ptmspiders.query import (
 )
 from ptmspiders.stores.base import (
     INDEXED_FIELDS,
+    LOCKS,
     Doc,
     Encoded,
     Store,
     StoreError,
     TransactionLost,
     WriteDoc,
+    check_collection,
+    lock_is_free,
 )
 
 logger = logging.getLogger(__name__)
 
 _SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
+# What a read of a collection without a table reads: no rows, and nothing created.
+_NO_ROWS = "(SELECT NULL AS _id, NULL AS doc WHERE 0)"
+# SQLite's refusals of a statement too big to parse or run.
+_TOO_COMPLEX = ("parser stack overflow", "Expression tree is too large", "too many SQL variables",
+                "too many terms", "string or blob too big")
 # Rows per multi-row statement: 2 parameters each, well under SQLite's 32,766.
 _ROWS_PER_STATEMENT = 500
 # Every model lands at a random place in each index, so at hub scale each batch dirties about
@@ -51,6 +62,16 @@ _WAL_AUTOCHECKPOINT_PAGES = 50_000
 # checkpoint stays as a backstop (~800 MB of WAL), should that thread fall behind. The WAL
 # file peaked at 85 MB in a 600,000-model bench_store.py run (260 MB without the thread).
 _WRITER_BACKSTOP_PAGES = 4 * _WAL_AUTOCHECKPOINT_PAGES
+# Several processes may write one file (two crawls of different hubs, ``ptm`` beside a crawl).
+# Every write transaction starts with BEGIN IMMEDIATE, which takes the write lock at once and
+# waits for it up to the busy timeout: a deferred BEGIN that reads first (the history compares
+# each batch with the store) fails at its first write with "database is locked", without
+# waiting, whenever another process committed since its read (SQLITE_BUSY_SNAPSHOT).
+_BUSY_TIMEOUT_MS = 30_000
+# SQLite's busy handler is not fair: a writer that commits and begins again at once can keep
+# another one waiting past its busy timeout, so BEGIN IMMEDIATE is tried again this long
+# before the write fails.
+_BEGIN_PATIENCE_S = 600.0
 
 
 @functools.lru_cache(maxsize=64)
@@ -66,12 +87,6 @@ def _upsert_sql(table: str, rows: int) -> str:
         f"ELSE json_set(excluded.doc, '$.crawl.first_seen', "
         f"json_extract({table}.doc, '$.crawl.first_seen')) END"
     )
-
-
-def json_path(field: str) -> str:
-    """SQLite JSON path for a dotted field; names are quoted so ``model-index`` works."""
-    parts = field.split(".")
-    return "$" + "".join(f'."{p}"' if not p.isdigit() else f"[{p}]" for p in parts)
 
 
 def _projection(fields: Sequence[str]) -> str:
@@ -153,19 +168,30 @@ class _Checkpointer:
 class SQLiteStore(Store):
     transactions = True
 
-    def __init__(self, uri: str, *, checkpoint_thread: bool = False) -> None:
+    def __init__(self, uri: str, *, checkpoint_thread: bool = False,
+                 readonly: bool = False) -> None:
+        """``readonly`` opens an existing file with SQLite's ``mode=ro``: a missing file is a
+        :class:`StoreError`, and nothing (directory, file, table, index) is ever created."""
         self.uri = uri
+        self.readonly = readonly
         path = sqlite_path(uri)
-        if path != ":memory:":
+        if path != ":memory:" and not readonly:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            if readonly and path != ":memory:":
+                target = "file:" + urllib.parse.quote(str(Path(path).absolute())) + "?mode=ro"
+                self.conn = sqlite3.connect(target, uri=True, isolation_level=None,
+                                            check_same_thread=False)
+                # Fails here, not mid-command, for a file that is not a SQLite database.
+                self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            else:
+                self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {uri}: {exc}") from exc
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         register_functions(self.conn)
         self._tables: set[str] = set()
         self._grouped = False  # inside begin() .. commit()
@@ -180,9 +206,13 @@ class SQLiteStore(Store):
                 self.conn.execute(f"PRAGMA wal_autocheckpoint={_WRITER_BACKSTOP_PAGES}")
 
     def table(self, collection: str) -> str:
-        """Create the collection's table (and indexes) on first use; returns its quoted name."""
-        if not collection or not set(collection) <= _SAFE_NAME:
+        """Create the collection's table (and indexes) on first use; returns its quoted name.
+        For writes only: reads go through :meth:`source`."""
+        check_collection(collection)
+        if not set(collection) <= _SAFE_NAME:
             raise StoreError(f"invalid collection name: {collection!r}")
+        if self.readonly:
+            raise StoreError(f"{self.uri} is open read-only: cannot write {collection}")
         if collection not in self._tables:
             self.conn.execute(
                 f'CREATE TABLE IF NOT EXISTS "{collection}" '
@@ -195,6 +225,16 @@ class SQLiteStore(Store):
                 )
             self._tables.add(collection)
         return f'"{collection}"'
+
+    def source(self, collection: str) -> str:
+        """What reads of the collection select from: its table, or no rows when it has none
+        yet (a read never creates a table)."""
+        check_collection(collection)
+        if collection in self._tables or self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                (collection,)).fetchone():
+            return f'"{collection}"'
+        return _NO_ROWS
 
     def encode(self, doc: Doc) -> Encoded:
         """The JSON text the upsert binds (cast to TEXT in SQL), as orjson's UTF-8 bytes."""
@@ -224,14 +264,14 @@ class SQLiteStore(Store):
 
     def get(self, collection: str, _id: str) -> Doc | None:
         row = self.conn.execute(
-            f"SELECT doc FROM {self.table(collection)} WHERE _id = ?", (_id,)
+            f"SELECT doc FROM {self.source(collection)} WHERE _id = ?", (_id,)
         ).fetchone()
         return orjson.loads(row[0]) if row else None
 
     def get_many(self, collection: str, ids: Iterable[str],
                  fields: Sequence[str] | None = None) -> dict[str, Doc]:
         """One aggregate row per chunk (one step, see :meth:`upsert`)."""
-        table = self.table(collection)
+        table = self.source(collection)
         wanted = list(ids)
         out: dict[str, Doc] = {}
         value = _projection(fields) if fields else "json_array(_id, json(doc))"
@@ -257,37 +297,49 @@ class SQLiteStore(Store):
         sql, params = to_sql(where, scalar_fields=scalar_fields(collection))
         return " WHERE " + sql, params
 
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """A read statement; a filter too large or too deep for SQLite's parser (possible
+        only for one both wide and deep) is a :class:`QueryError`, not a driver error."""
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if any(m in text for m in _TOO_COMPLEX):
+                raise QueryError(f"filter too complex for SQLite ({text}): nest or list "
+                                 "less in one filter") from None
+            raise
+
     def find(self, collection: str, where: Mapping[str, Any] | None = None) -> Iterator[Doc]:
         clause, params = self._where(collection, where)
-        cursor = self.conn.execute(
-            f"SELECT doc FROM {self.table(collection)}{clause} ORDER BY _id", params
+        cursor = self._read(
+            f"SELECT doc FROM {self.source(collection)}{clause} ORDER BY _id", params
         )
         for row in cursor:
             yield orjson.loads(row[0])
 
     def count(self, collection: str, where: Mapping[str, Any] | None = None) -> int:
         clause, params = self._where(collection, where)
-        row = self.conn.execute(
-            f"SELECT count(*) FROM {self.table(collection)}{clause}", params
+        row = self._read(
+            f"SELECT count(*) FROM {self.source(collection)}{clause}", params
         ).fetchone()
         return int(row[0])
 
     def exists(self, collection: str, where: Mapping[str, Any] | None = None) -> bool:
         # No ORDER BY: the first index match answers (query() sorts by _id first).
         clause, params = self._where(collection, where)
-        return self.conn.execute(
-            f"SELECT 1 FROM {self.table(collection)}{clause} LIMIT 1", params
+        return self._read(
+            f"SELECT 1 FROM {self.source(collection)}{clause} LIMIT 1", params
         ).fetchone() is not None
 
     def ids(self, collection: str, where: Mapping[str, Any] | None = None) -> set[str]:
         clause, params = self._where(collection, where)
-        return {r[0] for r in self.conn.execute(
-            f"SELECT _id FROM {self.table(collection)}{clause}", params)}
+        return {r[0] for r in self._read(
+            f"SELECT _id FROM {self.source(collection)}{clause}", params)}
 
     def query(self, collection: str, where: Mapping[str, Any] | None = None, *,
               fields: Sequence[str] | None = None, sort: Sequence[tuple[str, int]] = (),
               limit: int | None = None) -> Iterator[Doc]:
-        table = self.table(collection)
+        table = self.source(collection)
         fields = check_fields(fields)
         clause, params = self._where(collection, where)
         if fields:
@@ -298,7 +350,7 @@ class SQLiteStore(Store):
         if limit is not None:
             sql += " LIMIT ?"
             params = [*params, limit]
-        for row in self.conn.execute(sql, params):
+        for row in self._read(sql, params):
             if fields:
                 values = orjson.loads(row[1])[1:]
                 yield {"_id": row[0], **{f: v for f, v in zip(fields, values, strict=True)
@@ -342,7 +394,7 @@ class SQLiteStore(Store):
                 self._tables.clear()
                 raise TransactionLost("the transaction of begin() was rolled back earlier")
             with self.conn:  # commits, or rolls back on an exception
-                self.conn.execute("BEGIN")
+                self._begin_immediate()
                 yield
             if self.checkpointer is not None:
                 self.checkpointer.notify()
@@ -359,9 +411,25 @@ class SQLiteStore(Store):
             raise
         self.conn.execute("RELEASE ptm_write")
 
+    def _begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE: the write lock now, waiting for another writer (see
+        ``_BUSY_TIMEOUT_MS``) rather than failing at the first write of the transaction."""
+        started = time.monotonic()
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                waited = time.monotonic() - started
+                if (getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY
+                        or waited >= _BEGIN_PATIENCE_S):
+                    raise
+                logger.warning("Another process has been writing %s for %.0f s: waiting on",
+                               self.uri, waited)
+
     def begin(self) -> None:
         if not self.conn.in_transaction:
-            self.conn.execute("BEGIN")
+            self._begin_immediate()
         self._grouped = True
 
     def commit(self) -> None:
@@ -379,6 +447,30 @@ class SQLiteStore(Store):
         self._tables.clear()  # a table created in the transaction is gone with it
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+
+    def take_lock(self, name: str, holder: Doc, *, now: float, ttl: float,
+                  replace: str | None = None) -> Doc | None:
+        """Read and write in one BEGIN IMMEDIATE transaction: no other connection can take
+        the lock between the two."""
+        table = self.table(LOCKS)
+        with self._atomic():
+            row = self.conn.execute(f"SELECT doc FROM {table} WHERE _id = ?",
+                                    (name,)).fetchone()
+            current: Doc | None = orjson.loads(row[0]) if row else None
+            if current is not None and not lock_is_free(current, holder, now, replace):
+                return current
+            doc = {**holder, "_id": name, "expires": now + ttl}
+            self.conn.execute(f"INSERT OR REPLACE INTO {table}(_id, doc) VALUES (?, ?)",
+                              (name, orjson.dumps(doc).decode()))
+        return None
+
+    def release_lock(self, name: str, holder_id: str) -> bool:
+        table = self.table(LOCKS)
+        with self._atomic():
+            cur = self.conn.execute(
+                f"DELETE FROM {table} WHERE _id = ? AND json_extract(doc, '$.holder') = ?",
+                (name, holder_id))
+        return cur.rowcount > 0
 
     def counters(self) -> dict[str, float]:
         c = self.checkpointer

@@ -1,5 +1,5 @@
 """Run the mock hub in the foreground: ``python -m tests.mockhub [--port N] [--fixtures DIR]
-[--synthetic N [--seed S]]``.
+[--clean] [--synthetic N [--seed S]]``.
 
 Prints ``MOCKHUB_URL=<url>`` once listening, so scripts can read the chosen port.
 """
@@ -18,11 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mockhub", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--fixtures", default=str(FIXTURES))
+    parser.add_argument("--clean", action="store_true",
+                        help="leave out the fixtures that are faulty on purpose (the demo's hub)")
     parser.add_argument("--synthetic", type=int, metavar="N", default=None,
                         help="serve N generated Hugging Face models instead of the fixtures")
     parser.add_argument("--seed", type=int, default=0, help="seed of --synthetic")
     args = parser.parse_args(argv)
-    hub = MockHub(args.fixtures, port=args.port)
+    hub = MockHub(args.fixtures, port=args.port, clean=args.clean)
     if args.synthetic is not None:
         from tests.mockhub.synthetic import enable
 

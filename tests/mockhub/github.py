@@ -10,11 +10,15 @@
 Files come from ``fixtures/github/<owner>/<repo>/<ref>/<path>``. Tests change the served tree
 between crawls through ``hub.github.put(...)`` / ``hub.github.delete(...)``; ``truncate_at``
 cuts tree listings as GitHub does for huge repositories.
+
+Some fixtures are faulty on purpose (``FAULTY_FILES``, ``FAULTY_ENTRIES``), for the crawlers'
+error paths; the clean hub (``MockHub(clean=True)``) serves the repositories without them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,6 +29,27 @@ from tests.mockhub.server import MockHub, MockRequest, MockResponse
 
 ANON_LIMIT = 60
 TOKEN_LIMIT = 5000
+
+# Fixture files that are faulty on purpose ("owner/repo/ref/path"), each with the reason the
+# catalogue crawler skips it; the clean hub leaves them out of its trees.
+FAULTY_FILES = {
+    "pytorch/hub/master/broken_front_matter.md": "bad_front_matter",
+    "tensorflow/tfhub.dev/master/assets/docs/google/models/imagenet/mobilenet_v3_small_100_224/"
+    "thumbnail.png": "not_markdown",
+    "tensorflow/tfhub.dev/master/assets/docs/google/models/datasets/cifar/1.md": "unknown_type",
+    "tensorflow/tfhub.dev/master/assets/docs/google/models/broken/1.md": "no_header",
+}
+# Entries of JSON catalogue files that are faulty on purpose: the file, the field that names an
+# entry, and the names (an entry that is not an object is named by itself). The clean hub
+# serves these files without them.
+FAULTY_ENTRIES = {
+    "modelhub-ai/modelhub/master/models.json":
+        ("name", ("DentalArtifact",  # its repository has no config.json
+                  "broken-config",  # its config.json is not JSON
+                  "no-github")),  # no repository at all
+    "onnx/models/main/ONNX_HUB_MANIFEST.json":
+        ("model", ("Broken entry without a path", "not an object")),
+}
 
 
 def blob_sha(content: bytes) -> str:
@@ -148,8 +173,29 @@ def raw_file(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse:
                                  ("ETag", f'"{blob_sha(content)}"')])
 
 
+def entry_name(entry: object, key: str) -> object:
+    return entry.get(key) if isinstance(entry, dict) else entry
+
+
+def leave_out_faulty(gh: GithubRepos) -> None:
+    """Serve the fixtures without the ones that are faulty on purpose (the clean hub)."""
+    for target in FAULTY_FILES:
+        owner, repo, ref, path = target.split("/", 3)
+        gh.delete(owner, repo, ref, path)
+    for target, (key, names) in FAULTY_ENTRIES.items():
+        owner, repo, ref, path = target.split("/", 3)
+        content = gh.read(owner, repo, ref, path)
+        if content is None:
+            continue
+        kept = [e for e in json.loads(content) if entry_name(e, key) not in names]
+        gh.put(owner, repo, ref, path, json.dumps(kept, indent=2, ensure_ascii=False) + "\n")
+
+
 def register(hub: MockHub) -> None:
-    hub.github = GithubRepos(hub.fixtures / "github")  # type: ignore[attr-defined]
+    repos = GithubRepos(hub.fixtures / "github")
+    if hub.clean:
+        leave_out_faulty(repos)
+    hub.github = repos  # type: ignore[attr-defined]
     hub.route("GET", r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/git/trees/(?P<ref>[^/]+)",
               git_tree)
     hub.route("GET", r"/raw/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<ref>[^/]+)/(?P<path>.+)",

@@ -1,0 +1,142 @@
+"""The content-addressed blob store under ``dest/blobs``.
+
+- ``sha256/<2 hex>/<sha256>``: every verified file once, named by its SHA-256; written to
+  ``tmp/`` first and renamed in only after its hash matched the hub's.
+- ``tmp/<key>.part``: a transfer in progress, named by the hash it must reach, so a rerun after
+  a kill resumes it with an HTTP Range request instead of starting again.
+- ``git-sha1/<2 hex>/<oid>``: the SHA-256 of a verified small (non-LFS) file, keyed by its git
+  blob id, the only hash the Hugging Face tree gives for such files: a rerun knows the file is
+  present without fetching it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import uuid
+from pathlib import Path
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
+HEX40 = re.compile(r"[0-9a-f]{40}")
+CHUNK = 1 << 20
+
+
+def git_blob_header(size: int) -> bytes:
+    return b"blob %d\0" % size
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """git's object id of a blob: ``sha1("blob <size>\\0" + bytes)``."""
+    h = hashlib.sha1(git_blob_header(len(data)), usedforsecurity=False)
+    h.update(data)
+    return h.hexdigest()
+
+
+def hash_file(path: Path, *, git: bool = False) -> tuple[str, str | None, int]:
+    """(sha256, git blob sha1 or None, size) of a file on disk, read in 1 MiB chunks."""
+    size = path.stat().st_size
+    sha = hashlib.sha256()
+    g = hashlib.sha1(git_blob_header(size), usedforsecurity=False) if git else None
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            sha.update(chunk)
+            if g is not None:
+                g.update(chunk)
+    return sha.hexdigest(), g.hexdigest() if g is not None else None, size
+
+
+class BlobStore:
+    def __init__(self, dest: Path | str) -> None:
+        self.dest = Path(dest)
+        self.root = self.dest / "blobs"
+        self.tmp = self.root / "tmp"
+
+    def relpath(self, sha256: str) -> str:
+        """Where the blob lives, relative to ``dest`` (as the package records say)."""
+        return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+    def path(self, sha256: str) -> Path:
+        if not HEX64.fullmatch(sha256):
+            raise ValueError(f"not a SHA-256: {sha256!r}")
+        return self.dest / self.relpath(sha256)
+
+    def has(self, sha256: str, size: int | None = None) -> bool:
+        try:
+            st = self.path(sha256).stat()
+        except (OSError, ValueError):
+            return False
+        return size is None or st.st_size == size
+
+    def part_path(self, key: str) -> Path:
+        """The partial transfer of the file expected to hash to ``key``."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return self.tmp / f"{key}.part"
+
+    def clean_tmp(self) -> int:
+        """Remove what a killed run left in ``tmp`` that no run can resume (files being
+        renamed, archives, unpacked members), and partial files of blobs now complete.
+        Resumable partial files (``<sha256>.part``, ``git-<oid>.part``) stay. One crawl per
+        ``dest`` at a time."""
+        removed = 0
+        if not self.tmp.is_dir():
+            return 0
+        for entry in self.tmp.iterdir():
+            key = entry.name.removesuffix(".part")
+            resumable = entry.name.endswith(".part") and (
+                HEX64.fullmatch(key) or HEX40.fullmatch(key.removeprefix("git-")))
+            if resumable and not (HEX64.fullmatch(key) and self.has(key)):
+                continue
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed += 1
+        return removed
+
+    def commit(self, tmp: Path, sha256: str) -> Path:
+        """Move a verified file into place (atomically; a blob already there wins)."""
+        final = self.path(sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o444)  # blobs are shared by hard links: nobody edits one in place
+        # link(2) creates the name only if it is free: of two writers of one blob, the first
+        # wins and every hard link of every package points at that one inode.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, final)
+        tmp.unlink(missing_ok=True)
+        return final
+
+    def put_bytes(self, data: bytes, sha256: str) -> Path:
+        """Store a verified small file held in memory (written to tmp, then renamed)."""
+        if self.has(sha256, len(data)):
+            return self.path(sha256)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp / f"{sha256}.{uuid.uuid4().hex}.new"
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return self.commit(tmp, sha256)
+
+    # -- git blob id -> sha256 index --------------------------------------------------------
+    def _git_path(self, oid: str) -> Path:
+        if not HEX40.fullmatch(oid):
+            raise ValueError(f"not a git blob id: {oid!r}")
+        return self.root / "git-sha1" / oid[:2] / oid
+
+    def sha256_of_git(self, oid: str | None) -> str | None:
+        """The SHA-256 of a verified file known by its git blob id, if its blob is present."""
+        if not oid:
+            return None
+        try:
+            sha = self._git_path(oid).read_text().strip()
+        except (OSError, ValueError):
+            return None
+        return sha if HEX64.fullmatch(sha) and self.has(sha) else None
+
+    def note_git(self, oid: str, sha256: str) -> None:
+        with contextlib.suppress(ValueError):
+            path = self._git_path(oid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{oid}.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(sha256)
+            os.replace(tmp, path)

@@ -1,0 +1,172 @@
+"""``scrapy crawl packages``: download the model packages of models already stored.
+
+The spider only parses its arguments, selects the models and hands each to its hub's flow
+(:mod:`ptmspiders.packages.crawler` and the ``crawl_*`` mixins beside it). Each package ends
+as one ``packages`` document (:class:`ptmspiders.items.PackageItem`). See docs/packages.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AfterValidator, BeforeValidator, Field, NonNegativeInt, field_serializer
+from scrapy.crawler import Crawler
+
+from ptmspiders.args import Names, SpiderParams, Text, blank_is, one_of
+from ptmspiders.packages import archive as archives
+from ptmspiders.packages.crawl_github import GithubPackages
+from ptmspiders.packages.crawl_huggingface import HuggingFacePackages
+from ptmspiders.packages.crawl_kaggle import KagglePackages
+from ptmspiders.packages.crawl_onnx import OnnxPackages
+from ptmspiders.packages.crawler import FILE, JOB, Job, PackageCrawler, guarded
+from ptmspiders.packages.selection import (
+    MODEL_FIELDS,
+    REVISION_MODES,
+    WEIGHT_MODES,
+    FileFilter,
+    Selection,
+    parse_size,
+)
+from ptmspiders.query import parse_sort
+from ptmspiders.spiders.base import PtmSpider
+from ptmspiders.stores import crawler_store
+
+__all__ = ["FILE", "JOB", "Job", "PackageCrawler", "PackagesSpider", "guarded"]
+
+logger = logging.getLogger(__name__)
+
+ALL_HUBS = ("huggingface", "pytorch_hub", "onnx_zoo", "tfhub", "kaggle", "modelzoo", "modelhub")
+
+
+def _hubs(hubs: list[str]) -> list[str]:
+    unknown = [h for h in hubs if h not in ALL_HUBS]
+    if unknown:
+        raise ValueError(f"unknown hub {', '.join(unknown)}; expected {', '.join(ALL_HUBS)}")
+    return hubs
+
+
+def _json_object(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return {}
+    try:
+        where = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(where, dict):
+        raise ValueError("a JSON object, e.g. '{\"library\": \"onnx\"}'")
+    return where
+
+
+def _sort(value: str | None) -> str | None:
+    parse_sort(value)  # a QueryError (a ValueError) names what is wrong
+    return value
+
+
+def _size(value: Any) -> int | None:
+    try:
+        return parse_size(value.strip() if isinstance(value, str) else value, "size")
+    except ValueError:
+        raise ValueError("a size such as 500G, 20M or 1024") from None
+
+
+Size = Annotated[NonNegativeInt | None, BeforeValidator(_size)]
+
+
+class PackagesParams(SpiderParams):
+    """``packages`` arguments: which stored models, which of their files, what budget."""
+
+    # Packages of models already stored, never a hub's listing: no removals are inferred.
+    lists_whole_hub: ClassVar[bool] = False
+
+    hub: Annotated[Names, AfterValidator(_hubs)] = Field(
+        default_factory=list, description="comma-separated hubs (default: every hub)")
+    filter: Annotated[dict[str, Any], BeforeValidator(_json_object)] = Field(
+        default_factory=dict, description="a MongoDB filter over models, as ptm query takes")
+    sort: Annotated[Text, AfterValidator(_sort)] = Field(
+        None, description="sort keys over models, e.g. -downloads")
+    limit: Annotated[NonNegativeInt | None, blank_is(None)] = Field(
+        None, description="at most this many models")
+    top: Annotated[Annotated[float, Field(gt=0, le=1)] | None, blank_is(None)] = Field(
+        None, description="a share in (0, 1]: the top of each hub by downloads")
+    include: Names = Field(default_factory=list,
+                           description="comma-separated globs of package paths to fetch")
+    exclude: Names = Field(default_factory=list,
+                           description="comma-separated globs of package paths to skip")
+    weights: Annotated[str, blank_is("all"), AfterValidator(one_of(WEIGHT_MODES))] = Field(
+        "all", description="all, safe (no pickle-based or HDF5 weights) or none")
+    max_bytes: Size = Field(None, description="budget of new bytes for this run (500G, 20M)")
+    max_file_bytes: Size = Field(None, description="skip single files above this size")
+    revision: Annotated[str, blank_is("pinned"), AfterValidator(one_of(REVISION_MODES))] = Field(
+        "pinned", description="pinned (the stored commit or ref) or latest")
+    dest: Text = Field(None, description="where packages go (default: PTM_PACKAGES_DIR)")
+
+    @field_serializer("filter")
+    def _filter_as_json(self, where: dict[str, Any]) -> str:
+        """Recorded as given: a store may refuse field names such as ``$gt``."""
+        return json.dumps(where)
+
+
+class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, KagglePackages,
+                     PtmSpider[PackagesParams]):
+    name = "packages"
+    hub = "packages"
+    # Scrapy starts CONCURRENT_ITEMS tasks for every callback's output (100 by default);
+    # a callback here yields one package record or one page's requests, and with thousands
+    # of small files those idle tasks took a third of the crawl's thread.
+    custom_settings = {"CONCURRENT_ITEMS": 4}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        params = self.args
+        self.selection = Selection(hubs=params.hub or list(ALL_HUBS), filter=params.filter,
+                                   sort=params.sort, limit=params.limit, top=params.top)
+        self.max_bytes = params.max_bytes
+        self.files = FileFilter(include=tuple(params.include), exclude=tuple(params.exclude),
+                                weights=params.weights, max_file_bytes=params.max_file_bytes)
+        self.revision_mode = params.revision
+        self.dest_arg = params.dest
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PackagesSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        assert isinstance(spider, PackagesSpider)
+        spider.setup(crawler)
+        return spider
+
+    # -- selection ---------------------------------------------------------------------------
+    async def start(self) -> AsyncIterator[Any]:
+        store = crawler_store(self.crawler)
+        ids = self.selection.ids(store)
+        self.progress.selected = len(ids)
+        logger.info("Packages: %d models selected from %s in %s", len(ids),
+                    ", ".join(self.selection.hubs), self.dest)
+        for first in range(0, len(ids), 100):
+            batch = ids[first:first + 100]
+            docs = store.get_many("models", batch, fields=MODEL_FIELDS)
+            for model in (docs[i] for i in batch if i in docs):
+                # At most PTM_PACKAGES_CONCURRENT_PACKAGES in progress (released in finish()).
+                await self.package_slots.acquire()
+                job = Job(model=model, hub=str(model.get("hub")))
+                if job.hub == "huggingface":
+                    for request in self.hf_start(job):
+                        yield request
+                elif job.hub == "onnx_zoo":
+                    self.spawn(job, self.onnx_package)
+                elif job.hub in archives.GITHUB_HUBS:
+                    self.spawn(job, self.github_package)
+                elif job.hub == "kaggle":
+                    self.spawn(job, self.kaggle_package)
+                else:
+                    self.count(f"packages/unsupported_hub/{job.hub}")
+                    job.reason = "hub_not_supported"
+                    yield await self.finish(job)
+                for item in self.finished_records():
+                    yield item
+        # The records of packages that run as tasks come out here, as they finish.
+        async for item in self.remaining_records():
+            yield item

@@ -1,0 +1,213 @@
+#!/usr/bin/env python
+"""Benchmark ``scrapy crawl packages`` against plain streaming HTTP on the same bytes.
+
+The mock hub (this process, two servers: the hub on 127.0.0.1 and its CDN on 127.0.0.2)
+serves ``--big`` repositories with one ``--big-mb`` MB weight each (generated as it is sent,
+never stored) and ``--small`` repositories of ``--small-files`` small files each, one blob
+shared by three of them. Then, each in a subprocess:
+
+- ``packages``: ``scrapy crawl packages`` into a fresh store and folder (resolve calls through
+  Scrapy, bytes streamed from the CDN, hashed, verified, linked);
+- ``plain``: ``curl --parallel`` (the same concurrency) straight from the CDN URLs to files,
+  no hashing, no verification: what the network and disk allow;
+- ``small``: unless ``--no-rss-baseline``, the same crawl with every big file 1/10 the size,
+  so ``peak_rss_mb`` can be compared at two file sizes (goal: flat).
+
+Reports ``bytes_per_s``, ``ratio_to_plain`` (goal >= 0.8), ``peak_rss_mb`` (max RSS of the
+crawl process), ``disk_bytes / unique_bytes`` (goal 1.00: each blob once, packages as hard
+links), ``requests_per_file`` (hub + CDN requests per file fetched). ``--json PATH`` writes
+them; ``--json -`` prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ptmspiders.stores import open_store  # noqa: E402
+from tests.conftest import crawl_stats  # noqa: E402
+from tests.mockhub import MockHub  # noqa: E402
+from tests.mockhub.packages import Generated, PkgFile, attach_cdn  # noqa: E402
+
+MB = 1024 * 1024
+# More -s settings for the crawl, e.g. BENCH_SETTINGS="-s PTM_PACKAGES_CONCURRENT_PACKAGES=32".
+EXTRA: list[str] = [a for a in os.environ.get("BENCH_SETTINGS", "").split() if a]
+
+
+def build(hub: MockHub, big: int, big_mb: int, small: int, small_files: int,
+          seed: int = 0) -> list[PkgFile]:
+    """The benchmark's repositories; returns every distinct LFS file (the CDN's objects)."""
+    shared = PkgFile("shared.safetensors", Generated(seed=seed + 999, size=3 * MB), lfs=True)
+    lfs: dict[str, PkgFile] = {}
+    for i in range(big):
+        f = PkgFile("model.safetensors", Generated(seed=seed + i, size=big_mb * MB), lfs=True)
+        lfs[f.sha256] = f
+        hub.packages.add(f"bench/big-{i}", f"{i + 1:040x}",
+                         [f, PkgFile("config.json", b'{"i": %d}' % i)])
+    for j in range(small):
+        files = [PkgFile(f"part-{k}.safetensors",
+                         Generated(seed=seed + 10_000 + j * 1000 + k,
+                                   size=4096 * (1 + (j * 7 + k) % 16)), lfs=True)
+                 for k in range(small_files)]
+        files += [PkgFile("README.md", b"# small %d\n" % j), PkgFile("config.json", b"{}")]
+        if j < 3:
+            files.append(PkgFile("shared.safetensors", shared.content, lfs=True))
+        for f in files:
+            if f.lfs:
+                lfs[f.sha256] = f
+        hub.packages.add(f"bench/small-{j}", f"{0xabc000 + j:040x}", files)
+    return list(lfs.values())
+
+
+def run_crawl(hub: MockHub, work: Path, concurrency: int) -> dict[str, Any]:
+    work.mkdir(parents=True)
+    uri = f"sqlite:///{work}/ptm.sqlite"
+    with open_store(uri) as store:
+        store.upsert("models", hub.packages.model_docs())
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env.update(HF_ENDPOINT=hub.url, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={work / 'pk'}",
+           "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO",
+           "-s", "PTM_RATELIMIT_ENABLED=0", "-s", f"PTM_PACKAGES_CONCURRENCY={concurrency}", *EXTRA]
+    log = work / "crawl.log"
+    started = time.monotonic()
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        # wait4: this child's own peak RSS (getrusage over children is a running maximum).
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.monotonic() - started
+    stderr = log.read_text()
+    if proc.returncode != 0:
+        raise SystemExit(f"crawl failed:\n{stderr[-3000:]}")
+    rss = usage.ru_maxrss / 1024
+    stats = crawl_stats(stderr)
+    with open_store(uri) as store:
+        docs = list(store.find("packages"))
+    files = [f for d in docs for f in d["files"]]
+    fetched = [f for f in files if f["status"] == "downloaded"]
+    return {"seconds": seconds, "bytes": sum(d["new_bytes"] for d in docs),
+            # The crawl's own clock (spider open to close): without interpreter start-up.
+            "crawl_seconds": float(stats.get("elapsed_time_seconds") or seconds),
+            "files": len(files), "fetched": len(fetched),
+            "complete": sum(1 for d in docs if d["complete"]), "packages": len(docs),
+            "peak_rss_mb": round(rss, 1),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+            "dest": work / "pk"}
+
+
+def run_plain(cdn: MockHub, objects: list[PkgFile], work: Path, concurrency: int) -> float:
+    work.mkdir(parents=True)
+    config = work / "curl.cfg"
+    lines = []
+    for f in objects:
+        lines.append(f'url = "{cdn.url}/cdn/{f.sha256}"\noutput = "{work / f.sha256}"\n')
+    config.write_text("".join(lines))
+    started = time.monotonic()
+    subprocess.run(["curl", "-sS", "--no-progress-meter", "--fail", "--parallel",
+                    "--parallel-max", str(concurrency), "-K", str(config)], check=True)
+    return time.monotonic() - started
+
+
+def disk_bytes(dest: Path) -> int:
+    """Bytes of distinct inodes under ``dest`` (a hard link is counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for p in dest.rglob("*"):
+        if p.is_file() and not p.is_symlink() and "tmp" not in p.relative_to(dest).parts[:2]:
+            st = p.stat()
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--big", type=int, default=3, help="repositories with one big file")
+    ap.add_argument("--big-mb", type=int, default=600, help="size of each big file (MB)")
+    ap.add_argument("--small", type=int, default=40, help="repositories of small files")
+    ap.add_argument("--small-files", type=int, default=10, help="LFS files per small repo")
+    ap.add_argument("--concurrency", type=int, default=8,
+                    help="parallel transfers, of the crawl and of curl alike")
+    ap.add_argument("--no-rss-baseline", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--json", metavar="PATH", help="write the numbers ('-': print them)")
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench_packages_"))
+    result: dict[str, Any] = {"big": args.big, "big_mb": args.big_mb, "small": args.small,
+                              "small_files": args.small_files,
+                              "concurrency": args.concurrency}
+    try:
+        if not args.no_rss_baseline:
+            with MockHub() as hub, MockHub(host="127.0.0.2") as cdn:
+                attach_cdn(hub, cdn)
+                build(hub, args.big, max(args.big_mb // 10, 1), args.small, args.small_files,
+                      seed=50_000)
+                small = run_crawl(hub, work / "small", args.concurrency)
+                result["peak_rss_mb_at_tenth_size"] = small["peak_rss_mb"]
+                shutil.rmtree(work / "small")
+        with MockHub() as hub, MockHub(host="127.0.0.2") as cdn:
+            attach_cdn(hub, cdn)
+            objects = build(hub, args.big, args.big_mb, args.small, args.small_files)
+            unique = sum(f.size for f in objects)
+            plain_s = run_plain(cdn, objects, work / "plain", args.concurrency)
+            shutil.rmtree(work / "plain")
+            hub.clear_log()
+            cdn.clear_log()
+            crawl = run_crawl(hub, work / "crawl", args.concurrency)
+            requests = len(hub.log) + len(cdn.log)
+            non_lfs = {(bytes(f.content)) for _, files in hub.packages.repos.values()
+                       for f in files if not f.lfs and isinstance(f.content, bytes)}
+            unique_all = unique + sum(len(c) for c in non_lfs)
+            on_disk = disk_bytes(crawl["dest"])
+        result.update({
+            "bytes": crawl["bytes"],
+            "seconds": round(crawl["crawl_seconds"], 2),
+            "bytes_per_s": round(crawl["bytes"] / crawl["crawl_seconds"]),
+            "plain_seconds": round(plain_s, 2),
+            "plain_bytes_per_s": round(unique / plain_s),
+            "ratio_to_plain": round((crawl["bytes"] / crawl["crawl_seconds"])
+                                    / (unique / plain_s), 3),
+            # Including the crawl process's start-up (Python, Scrapy: about a second).
+            "wall_seconds": round(crawl["seconds"], 2),
+            "wall_ratio_to_plain": round((crawl["bytes"] / crawl["seconds"])
+                                         / (unique / plain_s), 3),
+            "peak_rss_mb": crawl["peak_rss_mb"],
+            "crawl_cpu_seconds": crawl["cpu_seconds"],
+            "disk_bytes": on_disk,
+            "unique_bytes": unique_all,
+            "disk_over_unique": round(on_disk / unique_all, 4),
+            "files_fetched": crawl["fetched"],
+            "requests": requests,
+            "requests_per_file": round(requests / max(crawl["fetched"], 1), 3),
+            "packages": crawl["packages"],
+            "complete": crawl["complete"],
+        })
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    text = json.dumps(result, indent=2)
+    if args.json == "-":
+        print(text)
+    elif args.json:
+        Path(args.json).write_text(text + "\n")
+    if args.json != "-":
+        for k, v in result.items():
+            print(f"{k:>28}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

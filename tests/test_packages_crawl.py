@@ -1,0 +1,524 @@
+"""Whole ``scrapy crawl packages`` runs against the mock hub, with a second mock (another
+origin, 127.0.0.2) as the CDN: every hostile case of issue 25, dedupe, the token, reruns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ptmspiders.stores import open_store
+from tests.conftest import ROOT, crawl_stats, hub_env, run_crawl
+from tests.mockhub import MockHub
+from tests.mockhub.packages import BLOCK, EVIL_PICKLE, Generated, PkgFile, attach_cdn, hostile_repos
+
+TOKEN = "hf_packages_secret_token"
+
+
+@pytest.fixture
+def hubs():
+    with MockHub() as hub, MockHub(host="127.0.0.2") as cdn:
+        attach_cdn(hub, cdn)
+        yield hub, cdn
+
+
+def seed(tmp_path: Path, docs: list[dict[str, Any]]) -> str:
+    uri = f"sqlite:///{tmp_path}/ptm.sqlite"
+    with open_store(uri) as store:
+        store.upsert("models", docs)
+    return uri
+
+
+def crawl(hub: MockHub, tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+          status: int | None = None) -> tuple[dict[str, Any], str]:
+    """One crawl; ``status``: the exit status it must end with (0, or 3 when some package
+    has a failure a rerun may fix), unchecked when ``None``."""
+    result = run_crawl("packages", hub, tmp_path, "-a", f"dest={tmp_path / 'pk'}",
+                       "-s", "PTM_PACKAGES_RETRY_WAIT=0.01", *args,
+                       env=env or hub_env(hub, HF_TOKEN=TOKEN), check=False)
+    if result.returncode not in (0, 3):
+        raise AssertionError(f"crawl failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    if status is not None:
+        assert result.returncode == status, result.stderr[-3000:]
+    return crawl_stats(result.stderr), result.stderr
+
+
+def packages(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        return {d["_id"]: d for d in store.find("packages")}
+
+
+def by_path(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["path"]: f for f in doc["files"]}
+
+
+def cdn_gets(cdn: MockHub, sha: str) -> list[Any]:
+    return [r for r in cdn.log if r.path == f"/cdn/{sha}" and r.method == "GET"]
+
+
+@pytest.mark.crawl
+def test_hostile_packages_end_to_end(hubs, tmp_path):
+    hub, cdn = hubs
+    facts = hostile_repos(hub.packages)
+    seed(tmp_path, hub.packages.model_docs())
+    # Exit 3: a file failed (a rerun may fix it); cron must notice.
+    stats, log = crawl(hub, tmp_path, status=3)
+    assert stats["ptm/incomplete/packages_failed"] == 1
+    docs = packages(tmp_path)
+    assert set(docs) == {"huggingface:acme/alpha", "huggingface:acme/beta",
+                         "huggingface:zeta/gamma"}
+    alpha = by_path(docs["huggingface:acme/alpha"])
+    dest = tmp_path / "pk"
+    root = dest / docs["huggingface:acme/alpha"]["path"]
+
+    # Path traversal: every hostile name recorded refused, nothing written for it.
+    for path in facts["refused"]:
+        assert alpha[path]["status"] == "refused", path
+        assert alpha[path]["reason"] == "unsafe_path"
+    names = {p.name for p in tmp_path.rglob("*")}
+    assert not names & {"escape.txt", "up.txt", "win.txt", "passwd", "dot.txt"}
+    assert not any("byte.txt" in n for n in names)
+
+    # Bytes that do not match their hash: fetched twice, then failed; never linked.
+    corrupt = facts["corrupt"]
+    assert (alpha["broken.safetensors"]["status"],
+            alpha["broken.safetensors"]["reason"]) == ("failed", "hash_mismatch")
+    assert len(cdn_gets(cdn, corrupt.sha256)) == 2
+    assert not (root / "broken.safetensors").exists()
+    assert not (dest / "blobs" / "sha256" / corrupt.sha256[:2] / corrupt.sha256).exists()
+    assert docs["huggingface:acme/alpha"]["complete"] is False
+
+    # The cut transfer: resumed with a Range request, verified.
+    cut = facts["cut"]
+    gets = cdn_gets(cdn, cut.sha256)
+    assert [r.headers.get("range") for r in gets] == [None, f"bytes={cut.size // 2}-"]
+    assert alpha["big.gguf"]["status"] == "downloaded" and alpha["big.gguf"]["verified"]
+    assert stats["ptm/packages/resumed"] == 1
+
+    # The pickle that imports os.system: stored byte for byte, never run; scanned from its
+    # blob, and the package's summary counts it.
+    assert (root / "pytorch_model.bin").read_bytes() == EVIL_PICKLE
+    assert "pwned" not in log
+    assert alpha["pytorch_model.bin"]["scan"]["status"] == "unsafe"
+    assert "os.system" in alpha["pytorch_model.bin"]["scan"]["dangerous"]
+    assert docs["huggingface:acme/alpha"]["scan"]["unsafe"] == 1
+    assert alpha["model.safetensors"]["scan"] is None  # not a pickle format: not scanned
+
+    # One blob in three repositories: one blob file, three hard links, one CDN transfer.
+    shared = facts["shared"]
+    blob = dest / "blobs" / "sha256" / shared.sha256[:2] / shared.sha256
+    links = [root / "model.safetensors",
+             dest / docs["huggingface:acme/beta"]["path"] / "weights" / "model.safetensors",
+             dest / docs["huggingface:zeta/gamma"]["path"] / "model.safetensors"]
+    assert all(os.path.samefile(p, blob) for p in links)
+    assert blob.stat().st_nlink == 4
+    assert len(cdn_gets(cdn, shared.sha256)) == 1
+    assert sorted(list((dest / "blobs" / "sha256").rglob("*")), key=str)  # not empty
+
+    # The token: on the hub's API and resolve calls, never on the CDN.
+    assert any(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.log)
+    assert cdn.log
+    for r in cdn.log:
+        assert "authorization" not in r.headers
+        assert TOKEN not in json.dumps(r.headers) + r.raw_target
+    assert TOKEN not in log
+
+    # Records: complete packages, schema-valid (stored through the validating pipeline).
+    assert docs["huggingface:acme/beta"]["complete"] is True
+    assert docs["huggingface:zeta/gamma"]["complete"] is True
+    assert stats["ptm/valid/packages"] == 3
+    # Resolve calls went through Scrapy (the resolvers bucket); the CDN's did not.
+    resolves = [r for r in hub.log if "/resolve/" in r.path]
+    assert stats["downloader/request_count"] == len(hub.log)
+    assert len(resolves) == stats["ptm/packages/resolve_calls"]
+
+
+@pytest.mark.crawl
+def test_rerun_fetches_nothing_already_verified(hubs, tmp_path):
+    hub, cdn = hubs
+    hostile_repos(hub.packages)
+    seed(tmp_path, hub.packages.model_docs())
+    crawl(hub, tmp_path)
+    first = packages(tmp_path)
+    assert len(first) == 3, list(first)
+    cdn.clear_log()
+    hub.clear_log()
+    stats, _ = crawl(hub, tmp_path)
+    # Only the file that never verified is asked for again.
+    corrupt = hub.packages.repos["acme/alpha"][1][4]
+    assert {r.path for r in cdn.log} == {f"/cdn/{corrupt.sha256}"}
+    assert [r.path for r in hub.log if "/resolve/" in r.path] == [
+        f"/acme/alpha/resolve/{'a' * 40}/broken.safetensors"]
+    second = packages(tmp_path)
+    for _id, doc in second.items():
+        for f in doc["files"]:
+            if by_path(first[_id])[f["path"]]["verified"]:
+                assert f["status"] == "present", (f["path"], f["status"])
+    assert "ptm/packages/files/downloaded" not in stats
+    assert second["huggingface:acme/beta"]["new_bytes"] == 0
+
+
+@pytest.mark.crawl
+def test_sigkill_mid_transfer_then_rerun_resumes_with_range(hubs, tmp_path):
+    hub, cdn = hubs
+    stall = threading.Event()
+    big = PkgFile("big.safetensors", Generated(seed=11, size=4 * BLOCK + 321), lfs=True,
+                  stall=stall)
+    small = [PkgFile(f"part-{i}.safetensors", bytes([i]) * 5000, lfs=True) for i in range(3)]
+    hub.packages.add("acme/slow", "d" * 40, [big, *small, PkgFile("config.json", b"{}")])
+    uri = seed(tmp_path, hub.packages.model_docs())
+    dest = tmp_path / "pk"
+    part = dest / "blobs" / "tmp" / f"{big.sha256}.part"
+    blobs = [dest / "blobs" / "sha256" / f.sha256[:2] / f.sha256 for f in small]
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={dest}",
+           "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub, HF_TOKEN=TOKEN),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                part.exists() and part.stat().st_size >= BLOCK and all(b.exists() for b in blobs)):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        stall.set()
+    assert all(b.exists() for b in blobs)
+    have = part.stat().st_size
+    assert 0 < have < big.size
+    cdn.clear_log()
+    hub.clear_log()
+
+    stats, _ = crawl(hub, tmp_path)
+    # No byte of a verified blob again; the cut file continued where the disk ended.
+    assert [r.path for r in cdn.log] == [f"/cdn/{big.sha256}"]
+    assert cdn.log[0].headers.get("range") == f"bytes={have}-"
+    assert all("authorization" not in r.headers for r in cdn.log)
+    doc = packages(tmp_path)["huggingface:acme/slow"]
+    files = by_path(doc)
+    assert files["big.safetensors"]["status"] == "downloaded"
+    assert all(files[f.path]["status"] == "present" for f in small)
+    assert doc["complete"] is True
+    assert doc["new_bytes"] == big.size
+    assert stats["ptm/packages/progress/bytes_received"] == big.size - have
+
+
+@pytest.mark.crawl
+def test_selection_weights_budget_and_file_size(hubs, tmp_path):
+    hub, cdn = hubs
+    hostile_repos(hub.packages)
+    seed(tmp_path, hub.packages.model_docs())
+    stats, _ = crawl(hub, tmp_path, "-a", "weights=safe", "-a", "exclude=*.gguf",
+                     "-a", "max_file_bytes=70K", "-a", "hub=huggingface")
+    alpha = by_path(packages(tmp_path)["huggingface:acme/alpha"])
+    assert alpha["pytorch_model.bin"]["reason"] == "weights"
+    assert alpha["big.gguf"]["reason"] == "excluded"
+    assert alpha["model.safetensors"]["reason"] == "max_file_bytes"  # 72 KiB
+    assert alpha["config.json"]["status"] == "downloaded"
+    assert not any(r.path.endswith(alpha["pytorch_model.bin"]["sha256"]) for r in cdn.log)
+
+    # A budget too small for a package skips the package's new files, counted.
+    other = tmp_path / "budget"
+    other.mkdir()
+    seed(other, hub.packages.model_docs())
+    stats, _ = crawl(hub, other, "-a", "max_bytes=100K", "-a", "limit=1",
+                     "-a", "sort=-downloads")
+    docs = packages(other)
+    assert list(docs) == ["huggingface:acme/alpha"]
+    files = by_path(docs["huggingface:acme/alpha"])
+    assert {f["reason"] for f in files.values() if f["status"] == "skipped"} == {"max_bytes"}
+    assert not any(f["status"] == "downloaded" for f in files.values())
+    assert stats["ptm/packages/over_budget"] == 1
+
+
+@pytest.mark.crawl
+def test_onnx_zoo_packages_verified_against_the_manifest(hubs, tmp_path):
+    hub, cdn = hubs
+    good = PkgFile("x", Generated(seed=3, size=BLOCK + 17), lfs=True)
+    bad = PkgFile("y", b"onnx" * 500, lfs=True, corrupt=True)
+    docs = []
+    for name, f in (("good", good), ("bad", bad)):
+        path = f"validated/vision/classification/{name}/model/{name}-7.onnx"
+        hub.packages.media[f"onnx/models/main/{path}"] = f
+        docs.append({"_id": f"onnx_zoo:{path}", "hub": "onnx_zoo", "hub_id": path,
+                     "name": name, "github_repos": ["onnx/models"], "downloads": None,
+                     "files": [{"path": path, "size": f.size, "sha256": f.sha256}],
+                     "extra": {"download_url": "https://media.githubusercontent.com/media/"
+                                               f"onnx/models/main/{path}"}})
+    readme = "validated/vision/classification/good/README.md"
+    hub.github.put("onnx", "models", "main", readme, b"# Good\n")
+    hub.github.put("onnx", "models", "main", docs[0]["hub_id"], b"an LFS pointer")
+    seed(tmp_path, docs)
+    # GitHub's media host is not its API: the GitHub token must not reach it.
+    env = hub_env(hub, GITHUB_MEDIA_URL=f"{cdn.url}/media", GITHUB_TOKEN="gh_secret")
+    crawl(hub, tmp_path, "-a", "hub=onnx_zoo", env=env)
+    got = packages(tmp_path)
+    ok = got[docs[0]["_id"]]
+    assert ok["complete"] and ok["revision"] == "main"
+    assert (tmp_path / "pk" / ok["path"] / docs[0]["hub_id"]).stat().st_size == good.size
+    # The folder's README, verified by the blob id of GitHub's tree (one tree call per run).
+    assert by_path(ok)[readme]["status"] == "downloaded"
+    assert (tmp_path / "pk" / ok["path"] / readme).read_bytes() == b"# Good\n"
+    assert len([r for r in hub.log if "/git/trees/" in r.path]) == 1
+    failed = by_path(got[docs[1]["_id"]])[docs[1]["hub_id"]]
+    assert (failed["status"], failed["reason"]) == ("failed", "hash_mismatch")
+    assert cdn.log and all("authorization" not in r.headers for r in cdn.log)
+
+
+@pytest.mark.crawl
+def test_ptm_verify_stats_query_export_on_packages(hubs, tmp_path, capsys):
+    from ptmspiders.cli import main
+
+    hub, _ = hubs
+    facts = hostile_repos(hub.packages)
+    uri = seed(tmp_path, hub.packages.model_docs())
+    crawl(hub, tmp_path)
+    dest = tmp_path / "pk"
+    capsys.readouterr()
+
+    assert main(["--store", uri, "stats", "--json"]) == 0
+    pk = json.loads(capsys.readouterr().out)["packages"]
+    shared = facts["shared"]
+    assert (pk["total"], pk["complete"]) == (3, 2)
+    readme = hub.packages.repos["acme/beta"][1][0]
+    # One blob in three packages, the README in two: each stored once.
+    assert pk["bytes"] - pk["unique_bytes"] == 2 * shared.size + readme.size
+
+    assert main(["--store", uri, "query", '{"complete": false}', "--collection", "packages",
+                 "--fields", "_id"]) == 0
+    assert [json.loads(line)["_id"] for line in capsys.readouterr().out.splitlines()] == [
+        "huggingface:acme/alpha"]
+
+    out = tmp_path / "packages.parquet"
+    assert main(["--store", uri, "export", "--collection", "packages", "--format", "parquet",
+                 str(out)]) == 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    assert table.num_rows == 3 and "new_bytes" in table.column_names
+
+    assert main(["--store", uri, "verify", "--dest", str(dest), "--json"]) == 0
+    clean = json.loads(capsys.readouterr().out)
+    assert clean["problems"] == {} and clean["ok"] == clean["blobs"] >= 5
+
+    # Rot: one byte of the shared blob flips on disk; a package file loses its link.
+    blob = dest / "blobs" / "sha256" / shared.sha256[:2] / shared.sha256
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[100] ^= 1
+    blob.write_bytes(bytes(data))
+    beta = packages(tmp_path)["huggingface:acme/beta"]
+    (dest / beta["path"] / "README.md").unlink()
+    assert main(["--store", uri, "verify", "--dest", str(dest), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["problems"] == {"mismatch": 1, "unlinked": 1}
+    assert report["details"][0]["blob"].endswith(shared.sha256)
+
+
+@pytest.mark.crawl
+def test_progress_line_while_a_transfer_runs_and_in_the_crawl_record(hubs, tmp_path):
+    hub, _ = hubs
+    stall = threading.Event()
+    big = PkgFile("big.safetensors", Generated(seed=5, size=2 * BLOCK), lfs=True, stall=stall)
+    hub.packages.add("acme/slow", "e" * 40, [big])
+    uri = seed(tmp_path, hub.packages.model_docs())
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={tmp_path / 'pk'}",
+           "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO",
+           "-s", "PTM_PACKAGES_PROGRESS_INTERVAL=0.2", "-s", "PTM_PACKAGES_RETRY_WAIT=0.01"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "Packages: 0 of 1 done" in line:
+                stall.set()  # the line came while the transfer was held: now let it finish
+        proc.wait(timeout=60)
+    finally:
+        stall.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert proc.returncode == 0, "".join(lines[-40:])
+    during = next(line for line in lines if "Packages: 0 of 1 done" in line)
+    assert "planned" in during and "ETA" in during
+    assert any("Packages: 1 of 1 done, 2.0 MiB of 2.0 MiB planned" in line for line in lines)
+    with open_store(uri) as store:
+        record = next(store.find("crawls", {"spider": "packages"}))
+    assert record["stats"]["ptm/packages/progress/packages_done"] == 1
+    assert record["stats"]["ptm/packages/progress/bytes_planned"] == big.size
+    assert record["arguments"]["dest"] == str(tmp_path / "pk")
+
+
+@pytest.mark.crawl
+def test_revision_latest_top_and_filter(hubs, tmp_path):
+    hub, _ = hubs
+    for i in range(10):
+        hub.packages.add(f"acme/m{i}", f"{i:x}" * 40, [PkgFile("config.json", b"{}%d" % i)])
+    docs = hub.packages.model_docs()  # downloads 1000 - rank: m0 is the most downloaded
+    docs[0]["latest_commit_sha"] = None  # never pinned: the run pins the latest commit
+    docs[1]["latest_commit_sha"] = "f" * 40  # pinned to a commit the hub no longer serves
+    seed(tmp_path, docs)
+    stats, _ = crawl(hub, tmp_path, "-a", "top=0.3")
+    got = packages(tmp_path)
+    assert sorted(got) == ["huggingface:acme/m0", "huggingface:acme/m1", "huggingface:acme/m2"]
+    assert got["huggingface:acme/m0"]["revision"] == "0" * 40
+    assert stats["ptm/packages/unpinned"] == 1
+    assert got["huggingface:acme/m1"]["complete"] is False  # pinned means pinned: a 404
+    assert got["huggingface:acme/m1"]["reason"] == "listing_failed"
+
+    other = tmp_path / "latest"
+    other.mkdir()
+    seed(other, docs)
+    crawl(hub, other, "-a", "revision=latest", "-a", "filter={\"hub_id\": \"acme/m1\"}",
+          status=0)
+    got = packages(other)
+    assert list(got) == ["huggingface:acme/m1"]
+    assert got["huggingface:acme/m1"]["revision"] == "1" * 40
+    assert got["huggingface:acme/m1"]["complete"] is True
+
+
+def _tar_member(name: str, data: bytes | None = None, *, kind: bytes = tarfile.REGTYPE,
+                link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.size = len(data) if data is not None else 0
+    return info, data
+
+
+@pytest.mark.crawl
+def test_github_repository_packages_from_a_tarball(hubs, tmp_path):
+    hub, cdn = hubs
+    files = {"hubconf.py": b"import os\nos.system('echo pwned')\n", "README.md": b"# V\n",
+             "models/net.py": b"class Net: pass\n"}
+    for path, data in files.items():
+        hub.github.put("acme", "vision", "v1", path, data)
+    hub.packages.tar_extra[("acme", "vision", "v1")] = [
+        _tar_member("{top}/../../evil.txt", b"x"),
+        _tar_member("{top}/passwd", kind=tarfile.SYMTYPE, link="/etc/passwd"),
+        _tar_member("{top}/hard", kind=tarfile.LNKTYPE, link="/etc/shadow"),
+        _tar_member("{top}/README.md", b"# a second README, not the one the tree lists\n"),
+    ]
+    docs = [{"_id": "pytorch_hub:acme_vision_net", "hub": "pytorch_hub",
+             "hub_id": "acme_vision_net", "name": "acme_vision_net",
+             "github_repos": ["acme/vision"], "extra": {"pinned_ref": "v1"}},
+            {"_id": "modelzoo:nothing", "hub": "modelzoo", "hub_id": "nothing",
+             "name": "nothing", "github_repos": []}]
+    seed(tmp_path, docs)
+    _, log = crawl(hub, tmp_path, "-a", "hub=pytorch_hub,modelzoo", status=0,
+                   env=hub_env(hub, GITHUB_TOKEN="gh_secret_token"))
+    got = packages(tmp_path)
+    pkg = got["pytorch_hub:acme_vision_net"]
+    rec = by_path(pkg)
+    assert pkg["revision"] == hashlib.sha1(b"acme/vision@v1").hexdigest()  # the tarball's
+    root = tmp_path / "pk" / pkg["path"]
+    assert (root / "models" / "net.py").read_bytes() == files["models/net.py"]
+    assert rec["hubconf.py"]["status"] == "downloaded" and "pwned" not in log  # never run
+    # The archive's hostile members: refused, never written anywhere.
+    assert rec["../../evil.txt"]["reason"] == "unsafe_path"
+    assert rec["passwd"]["reason"] == rec["hard"]["reason"] == "link"
+    assert not (root / "passwd").exists() and not (root / "hard").exists()
+    assert not any(p.name == "evil.txt" for p in tmp_path.rglob("*"))
+    # A member whose bytes are not what the tree lists (here: a duplicate name) never wins.
+    assert (root / "README.md").read_bytes() == files["README.md"]
+    assert [(f["status"], f["reason"]) for f in pkg["files"] if f["path"] == "README.md"] == [
+        ("downloaded", None), ("refused", "duplicate_member")]
+    assert pkg["complete"] is True
+    # The token went to GitHub's API only; the archive host never saw it.
+    assert any(r.headers.get("authorization") == "Bearer gh_secret_token" for r in hub.log
+               if r.path.startswith("/repos/"))
+    assert [r.path for r in cdn.log] == [
+        f"/codeload/acme/vision/legacy.tar.gz/{pkg['revision']}"]
+    assert all("authorization" not in r.headers for r in cdn.log)
+    assert got["modelzoo:nothing"]["reason"] == "no_github_repository"
+
+    # A rerun finds every file present: the commit and the tree are asked again (the file
+    # list), the tarball not.
+    cdn.clear_log()
+    crawl(hub, tmp_path, "-a", "hub=pytorch_hub")
+    assert cdn.log == []
+    assert all(f["status"] in ("present", "refused") for f in
+               packages(tmp_path)["pytorch_hub:acme_vision_net"]["files"])
+
+
+@pytest.mark.crawl
+def test_kaggle_instance_archives(hubs, tmp_path):
+    from tests.mockhub.packages import make_archive
+
+    hub, cdn = hubs
+    good = make_archive([
+        _tar_member("saved_model.pb", b"graph"), _tar_member("variables/variables.index", b"i"),
+        _tar_member("../../../evil.txt", b"x"),
+        _tar_member("link", kind=tarfile.SYMTYPE, link="/etc/passwd")])
+    hub.packages.kaggle_archives["google/bert/tensorFlow2/en-uncased/3"] = (good, False)
+    hub.packages.kaggle_archives["google/bert/pyTorch/base/1"] = (
+        make_archive([_tar_member("model.pt", b"x")]), True)
+    hub.kaggle.credentials = ("user", "kaggle_secret_key")
+    doc = {"_id": "kaggle:google/bert", "hub": "kaggle", "hub_id": "google/bert",
+           "name": "bert", "extra": {"instances": [
+               {"framework": "tensorFlow2", "slug": "en-uncased", "version_number": 3},
+               {"framework": "pyTorch", "slug": "base", "version_number": 1}]}}
+    seed(tmp_path, [doc])
+    env = hub_env(hub, KAGGLE_USERNAME="user", KAGGLE_KEY="kaggle_secret_key")
+    crawl(hub, tmp_path, "-a", "hub=kaggle", env=env)
+    pkg = packages(tmp_path)["kaggle:google/bert"]
+    rec = by_path(pkg)
+    root = tmp_path / "pk" / pkg["path"]
+    assert (root / "tensorFlow2/en-uncased/3/saved_model.pb").read_bytes() == b"graph"
+    assert rec["tensorFlow2/en-uncased/3/variables/variables.index"]["verified"] is True
+    assert rec["tensorFlow2/en-uncased/3/../../../evil.txt"]["reason"] == "unsafe_path"
+    assert rec["tensorFlow2/en-uncased/3/link"]["reason"] == "link"
+    assert not any(p.name == "evil.txt" for p in tmp_path.rglob("*"))
+    assert (rec["pyTorch/base/1"]["status"], rec["pyTorch/base/1"]["reason"]) == (
+        "failed", "hash_mismatch")
+    assert len([r for r in cdn.log if "pyTorch" in r.path]) == 2
+    assert pkg["complete"] is False
+    assert any(r.headers.get("authorization", "").startswith("Basic ") for r in hub.log)
+    assert cdn.log and all("authorization" not in r.headers for r in cdn.log)
+
+    cdn.clear_log()
+    crawl(hub, tmp_path, "-a", "hub=kaggle", env=env)
+    assert all("tensorFlow2" not in r.path for r in cdn.log)  # its blobs are all here
+    again = by_path(packages(tmp_path)["kaggle:google/bert"])
+    assert again["tensorFlow2/en-uncased/3/saved_model.pb"]["status"] == "present"
+
+
+@pytest.mark.crawl
+def test_jobdir_runs_and_a_rerun_plans_from_the_blob_store(hubs, tmp_path):
+    hub, cdn = hubs
+    hostile_repos(hub.packages)
+    seed(tmp_path, hub.packages.model_docs())
+    job = tmp_path / "job"
+    stats, log = crawl(hub, tmp_path, "-s", f"JOBDIR={job}")
+    assert stats["ptm/packages/done"] == 3 and "Traceback" not in log
+    cdn.clear_log()
+    stats, log = crawl(hub, tmp_path, "-s", f"JOBDIR={job}")
+    assert stats["ptm/packages/done"] == 3 and "Traceback" not in log
+    corrupt = hub.packages.repos["acme/alpha"][1][4]
+    assert {r.path for r in cdn.log} == {f"/cdn/{corrupt.sha256}"}
+
+
+@pytest.mark.crawl
+def test_a_tree_page_pointing_to_another_host_is_not_followed(hubs, tmp_path):
+    hub, cdn = hubs
+    hub.packages.add("acme/lure", "9" * 40, [PkgFile("config.json", b"{}")])
+    hub.packages.tree_links["acme/lure"] = f"{cdn.url}/api/models/acme/lure/tree/x?cursor=2"
+    seed(tmp_path, hub.packages.model_docs())
+    stats, _ = crawl(hub, tmp_path)
+    assert packages(tmp_path)["huggingface:acme/lure"]["reason"] == "foreign_next_link"
+    assert stats["ptm/packages/foreign_link"] == 1
+    assert cdn.log == []
