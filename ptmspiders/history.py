@@ -7,7 +7,8 @@
   of scalars, items added/removed of lists.
 - :class:`CrawlHistory` (an extension) installs that hook, writes one ``crawls`` record per
   run and, after a
-  complete crawl (finished, not marked incomplete, no argument that restricts the listing),
+  complete crawl (finished, not marked incomplete, no argument that restricts the listing:
+  the spider's parameter model says which do, ``SpiderParams.restricted_by``),
   sets ``removed_at`` on the hub's models the crawl did not see. Nothing is ever deleted; a
   model seen again is stored without ``removed_at``. A record that a killed crawl left
   ``running`` is marked ``abandoned`` by the next crawl that can tell (``_abandon``). A crawl
@@ -31,6 +32,7 @@ from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from ptmspiders.args import SpiderParams
 from ptmspiders.crawllock import lock_not_taken, pid_space, process_gone, this_host
 from ptmspiders.items import Doc, ModelItem, field_names
 from ptmspiders.spiders.base import now_iso
@@ -44,11 +46,6 @@ logger = logging.getLogger(__name__)
 # which sha), the hub's verbatim answer (raw, already parsed into the other fields), and
 # removed_at, which has its own "reappeared" kind.
 IGNORED_FIELDS = frozenset({"_id", "crawl", "enrichment", "raw", "removed_at"})
-# Spider attributes that restrict a crawl to part of a hub: such a crawl cannot tell removals.
-RESTRICTING_ARGS: tuple[str, ...] = ("limit", "author", "search", "filters", "ids", "owner",
-                                     "owners_only", "slugs", "paths", "hub_ids")
-# Spider attributes recorded as the crawl's arguments (when set).
-ARGUMENT_ATTRS: tuple[str, ...] = ("full", "sort", "owners_arg", *RESTRICTING_ARGS)
 RECORDED_STATS_PREFIXES: tuple[str, ...] = (
     "ptm/", "item_scraped_count", "item_dropped_count", "downloader/request_count",
     "downloader/response_count", "downloader/response_status_count/", "log_count/ERROR",
@@ -284,25 +281,15 @@ class ModelHistory:
 
 # -- the extension -------------------------------------------------------------------------------
 
-def spider_arguments(spider: Spider) -> dict[str, Any]:
-    custom = getattr(spider, "crawl_arguments", None)
-    if callable(custom):
-        return dict(custom())
-    out: dict[str, Any] = {}
-    for name in ARGUMENT_ATTRS:
-        value = getattr(spider, name, None)
-        if value not in (None, False, "", [], ()):
-            out[name.removesuffix("_arg")] = list(value) if isinstance(value, tuple) else value
-    return out
+def crawl_params(spider: Spider) -> SpiderParams:
+    """The spider's validated arguments (none for a spider without a parameter model)."""
+    args = getattr(spider, "args", None)
+    return args if isinstance(args, SpiderParams) else SpiderParams()
 
 
 def is_restricted(spider: Spider) -> bool:
-    """Did the spider list only part of its hub? Spiders may say so with ``restricted``."""
-    declared = getattr(spider, "restricted", None)
-    if isinstance(declared, bool):
-        return declared
-    return any(getattr(spider, name, None) not in (None, "", [], (), set())
-               for name in RESTRICTING_ARGS)
+    """Did the spider list only part of its hub? Its parameter model says."""
+    return crawl_params(spider).restricted
 
 
 def selected_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
@@ -374,7 +361,7 @@ class CrawlHistory:
             # runs first): this crawl closes at once and writes nothing, not even its record.
             self.skipped = True
             return
-        self.arguments = spider_arguments(spider)
+        self.arguments = crawl_params(spider).recorded()
         hub = getattr(spider, "hub", None)
         self.state.baseline = first_crawl_of(self.crawler, hub) if hub else False
         crawler_writer(self.crawler).add_hook("models", self.models.before_write)
@@ -429,6 +416,7 @@ class CrawlHistory:
         store = crawler_store(self.crawler)
         stats = self.stats.get_stats()
         hub = getattr(spider, "hub", None)
+        restricted_by = crawl_params(spider).restricted_by()
         restricted = is_restricted(spider)
         incomplete = bool(stats.get("ptm/incomplete"))
         # A spider that does not list its whole hub (lists_hub False) cannot tell removals.
@@ -484,8 +472,10 @@ class CrawlHistory:
             logger.info("Complete crawl of %s: %d models no longer listed, marked removed",
                         hub, len(missing))
         elif hub:
-            logger.info("Crawl of %s not complete (reason %s, incomplete=%s, restricted=%s): "
-                        "removals not inferred", hub, reason, incomplete, restricted)
+            logger.info("Crawl of %s not complete (reason %s, incomplete=%s, restricted=%s%s): "
+                        "removals not inferred", hub, reason, incomplete, restricted,
+                        f" by {', '.join(f'-a {n}' for n in restricted_by)}"
+                        if restricted_by else "")
         store.upsert("crawls", [self.record(
             spider, finished_at=finished_at, finish_reason=reason, complete=complete,
             status="done", incomplete_reasons=list(getattr(spider, "incomplete_reasons", [])),

@@ -9,7 +9,8 @@ do its whole job (``scrapy crawl`` itself exits 0 whenever the spider could star
 - 4 (:data:`EXIT_LOCKED`): another crawl of the hub holds its lock on the store, so this one
   did not crawl (ptmspiders/crawllock.py).
 
-Scrapy's own: 1 when the crawl could not start, 2 for a wrong command line.
+Scrapy's own: 1 when the crawl could not start, 2 (:data:`EXIT_USAGE`) for a wrong command
+line, which includes a wrong or unknown ``-a`` argument (refused before the crawl starts).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 EXIT_OK = 0
+EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 EXIT_LOCKED = 4
 # Incomplete for history (no removals inferred), yet the crawl did what it was asked to.

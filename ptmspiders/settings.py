@@ -13,7 +13,8 @@ from ptmspiders import doc_size, hubs
 BOT_NAME = "ptmspiders"
 SPIDER_MODULES = ["ptmspiders.spiders"]
 NEWSPIDER_MODULE = "ptmspiders.spiders"
-# `scrapy crawl` exits non-zero when the crawl ended incomplete (ptmspiders/outcome.py).
+# `scrapy crawl` refuses wrong `-a` arguments in one line before the crawl starts, and exits
+# non-zero when the crawl ended incomplete (ptmspiders/outcome.py).
 COMMANDS_MODULE = "ptmspiders.commands"
 
 USER_AGENT = "ptmspiders/0.1 (research crawler of pre-trained model hubs)"

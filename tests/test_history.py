@@ -17,7 +17,6 @@ from ptmspiders.history import (
     ModelHistory,
     crawl_state,
     diff_docs,
-    is_restricted,
 )
 from ptmspiders.items import ModelItem, field_names, to_doc
 from ptmspiders.spiders.base import now_iso
@@ -352,15 +351,24 @@ def test_partial_crawls_infer_no_removals(store: Store, kwargs: dict[str, Any], 
     assert record["arguments"] == {k: int(v) if k == "limit" else v for k, v in kwargs.items()}
 
 
-def test_is_restricted_honours_a_spider_declaration() -> None:
-    class Declared:
-        restricted = False
-        limit = 5
-    assert is_restricted(Declared()) is False  # type: ignore[arg-type]
+@pytest.mark.parametrize("kwargs", [
+    {"ids": "o/m1"}, {"filter": "en"}, {"search": "m"}, {"limit": "5"},
+])
+def test_each_argument_the_model_marks_restricting_keeps_removals(
+        store: Store, kwargs: dict[str, Any]) -> None:
+    record, removed = close_crawl(store, spider_kwargs=kwargs)
+    assert record["restricted"] is True and record["complete"] is False
+    assert {i for i, at in removed.items() if at} == set()
 
-    class Plain:
-        ids = ["a"]
-    assert is_restricted(Plain()) is True  # type: ignore[arg-type]
+
+def test_arguments_that_restrict_nothing_leave_the_crawl_complete(store: Store) -> None:
+    """Sorting, owner look-ups, a full refetch and the scheduler's ``_job`` still see the whole
+    hub: removals are inferred, and the record holds the arguments as the model parsed them."""
+    record, removed = close_crawl(store, spider_kwargs={
+        "sort": "likes", "owners": "0", "full": "yes", "_job": "7f3a"})
+    assert record["restricted"] is False and record["complete"] is True
+    assert {i for i, at in removed.items() if at} == {"huggingface:o/m4", "huggingface:o/m5"}
+    assert record["arguments"] == {"sort": "likes", "owners": "off", "full": True}
 
 
 def test_a_crawl_missing_too_much_of_its_hub_retires_nothing(store: Store) -> None:

@@ -293,13 +293,16 @@ def test_fetch_never_leaves_the_blob_writable(tmp_path, hub_and_cdn):
 # -- spider arguments ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"hub": "nohub"}, "unknown hub nohub"),
-    ({"top": "10"}, "top='10': a share in"),
-    ({"max_bytes": "lots"}, "max_bytes='lots'"),
-    ({"weights": "some"}, "weights='some': expected one of all, none, safe"),
-    ({"revision": "head"}, "revision='head'"),
-    ({"filter": "{bad"}, "filter: not JSON"),
-    ({"limit": "-1"}, "limit='-1'"),
+    ({"hub": "nohub"}, "packages: -a hub='nohub': unknown hub nohub"),
+    ({"top": "10"}, "packages: -a top='10': Input should be less than or equal to 1"),
+    ({"max_bytes": "lots"}, "packages: -a max_bytes='lots': a size such as 500G"),
+    ({"weights": "some"}, "packages: -a weights='some': expected one of all, none, safe"),
+    ({"revision": "head"}, "packages: -a revision='head': expected one of latest, pinned"),
+    ({"filter": "{bad"}, "packages: -a filter='{bad': not JSON"),
+    ({"filter": "[1]"}, "packages: -a filter='[1]': a JSON object"),
+    ({"limit": "-1"}, "packages: -a limit='-1': Input should be greater than or equal to 0"),
+    ({"sort": "-downloads,"}, "packages: -a sort='-downloads,': "),
+    ({"max_byte": "1G"}, "packages: -a max_byte='1G': unknown argument (did you mean max_bytes?"),
 ])
 def test_bad_arguments_fail_at_start(kwargs, message, tmp_path):
     from scrapy.utils.test import get_crawler
@@ -322,9 +325,10 @@ def test_arguments_are_recorded_for_the_crawl_record(tmp_path):
                                          weights="safe", max_bytes="500G", dest=str(tmp_path))
     assert spider.selection.hubs == ["huggingface", "onnx_zoo"]
     assert spider.max_bytes == 500 << 30 and spider.files.weights == "safe"
-    assert spider.crawl_arguments() == {"hub": "huggingface,onnx_zoo", "top": "0.1",
-                                        "weights": "safe", "max_bytes": "500G",
-                                        "dest": str(tmp_path)}
+    assert spider.args.recorded() == {"hub": ["huggingface", "onnx_zoo"], "top": 0.1,
+                                      "weights": "safe", "max_bytes": 500 << 30,
+                                      "dest": str(tmp_path)}
+    assert spider.args.restricted  # packages of stored models: never a whole hub listed
 
 
 # -- archives ------------------------------------------------------------------------------------

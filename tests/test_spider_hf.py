@@ -40,16 +40,19 @@ async def first_requests(s):
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"limit": "ten"}, "whole number"),
-    ({"limit": "0"}, ">= 1"),
-    ({"sort": "stars"}, "one of"),
-    ({"expand": "sha,nonsense"}, "unknown properties"),
-    ({"owners": "maybe"}, "expected orgs, full or off"),
-    ({"full": "perhaps"}, "expected 1/0"),
+    ({"limit": "ten"}, "-a limit='ten': Input should be a valid integer"),
+    ({"limit": "0"}, "-a limit='0': Input should be greater than 0"),
+    ({"sort": "stars"}, "-a sort='stars': expected one of createdAt, downloads,"),
+    ({"expand": "sha,nonsense"}, "-a expand='sha,nonsense': unknown properties nonsense"),
+    ({"owners": "maybe"}, "-a owners='maybe': expected orgs, full or off"),
+    ({"full": "perhaps"}, "-a full='perhaps': Input should be a valid boolean"),
+    ({"limt": "10"}, "-a limt='10': unknown argument \\(did you mean limit\\?"),
+    ({"ids": "a/b", "author": "c"}, "-a ids cannot go with -a author"),
 ])
 def test_bad_arguments_fail_at_start(kwargs, message):
-    with pytest.raises(ArgumentError, match=message):
+    with pytest.raises(ArgumentError, match=f"^hf_models: {message}") as caught:
         spider(**kwargs)
+    assert "\n" not in str(caught.value)
 
 
 def test_start_request_carries_the_arguments():
@@ -120,7 +123,9 @@ def test_each_owner_is_requested_once():
     ("no", "off"), ("on", "orgs"), ("yes", "orgs"),
 ])
 def test_owners_modes_and_the_booleans_they_replace(value, mode):
-    assert owners_mode("-a owners", value) == mode
+    assert owners_mode(value) == mode
+    if value is not None:  # not given: PTM_HF_OWNERS decides
+        assert HfModelsSpider.parse_args({"owners": value}).owners == mode
 
 
 @pytest.mark.parametrize(("setting", "argument", "mode"), [

@@ -1,1 +1,2 @@
-"""Project commands of ``scrapy`` (``COMMANDS_MODULE``): ``crawl`` with honest exit codes."""
+"""Project commands of ``scrapy`` (``COMMANDS_MODULE``): ``crawl`` that checks ``-a`` first and
+exits with honest codes."""

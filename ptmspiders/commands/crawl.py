@@ -1,5 +1,11 @@
-"""``scrapy crawl``, exiting non-zero when the crawl ended incomplete (see
-:mod:`ptmspiders.outcome` for the codes).
+"""``scrapy crawl``, refusing wrong spider arguments in one line before the crawl starts, and
+exiting non-zero when the crawl ended incomplete (see :mod:`ptmspiders.outcome` for the codes).
+
+Scrapy creates the spider inside the crawl's asyncio task, where an exception raised by its
+``__init__`` surfaces as a 20-line "Task exception was never retrieved" traceback. The
+spider's parameter model (:mod:`ptmspiders.args`) is asked here first instead: a wrong value
+or an unknown name is logged as one error line and the command exits with status 2 (a usage
+error, as for Scrapy's own), with no crawl record written and no request sent.
 
 Scrapy's own command exits 0 whenever the spider could start, so a crawl whose hub refused
 every connection looked like a success to cron. This one runs the crawl the same way, through
@@ -14,7 +20,9 @@ import logging
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
-from ptmspiders.outcome import crawl_problems, exit_status
+from ptmspiders.args import ArgumentError
+from ptmspiders.outcome import EXIT_USAGE, crawl_problems, exit_status
+from ptmspiders.spiders.base import PtmSpider
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +34,9 @@ class Command(ScrapyCrawlCommand):
         if len(args) > 1:
             raise UsageError(
                 "running 'scrapy crawl' with more than one spider is not supported")
+        if self.arguments_refused(args[0], opts.spargs):
+            self.exitcode = EXIT_USAGE
+            return
         assert self.crawler_process is not None
         crawler = self.crawler_process.create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
@@ -39,3 +50,20 @@ class Command(ScrapyCrawlCommand):
             logger.error("Crawl %s did not do its whole job (%s): exit status %d", args[0],
                          ", ".join(crawl_problems(stats)) or "refused by the store's lock",
                          self.exitcode)
+
+    def arguments_refused(self, spider: str, spargs: dict[str, str]) -> bool:
+        """Whether the ``-a`` arguments are wrong for the spider (then logged in one line)."""
+        if self.crawler_process is None:
+            return False
+        try:
+            spidercls = self.crawler_process.spider_loader.load(spider)
+        except KeyError:
+            return False  # create_crawler reports an unknown spider as Scrapy does
+        if not issubclass(spidercls, PtmSpider):
+            return False
+        try:
+            spidercls.parse_args(spargs)
+        except ArgumentError as exc:
+            logger.error("%s", exc)
+            return True
+        return False

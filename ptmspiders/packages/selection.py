@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -40,10 +40,6 @@ def parse_size(text: str | int | None, name: str) -> int | None:
     if not m:
         raise ValueError(f"{name}={text!r}: a size such as 500G, 20M or 1024")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def split_list(text: str | None) -> list[str]:
-    return [p.strip() for p in (text or "").split(",") if p.strip()]
 
 
 def is_weight(path: str) -> bool:
@@ -120,20 +116,3 @@ class Selection:
             present.sort(key=operator.itemgetter(name), reverse=direction < 0)
             chosen = present + missing
         yield from chosen[:self.limit] if self.limit is not None else chosen
-
-def check_top(value: str | None) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        top = float(value)
-    except ValueError:
-        raise ValueError(f"top={value!r}: a share in (0, 1], e.g. 0.1") from None
-    if not 0 < top <= 1:
-        raise ValueError(f"top={value!r}: a share in (0, 1], e.g. 0.1")
-    return top
-
-
-def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r}: one of {', '.join(choices)}")
-    return value

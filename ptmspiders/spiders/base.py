@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast, get_args, get_origin
 
 from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
+from scrapy_spider_metadata import Args
 
-from ptmspiders.args import bool_arg
+from ptmspiders.args import SpiderParams, parse_params
 from ptmspiders.checkpoint import crawler_checkpoints
 from ptmspiders.origins import REFUSED_REASON, RefusedLink, follow
 from ptmspiders.responses import BadResponse, load_json
@@ -59,20 +60,30 @@ def now_iso() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
-class PtmSpider(Spider):
-    """Base of all hub spiders. ``hub`` is the value of the documents' ``hub`` field."""
+ParamsT = TypeVar("ParamsT", bound=SpiderParams)
+
+
+class PtmSpider(Args[ParamsT], Spider):
+    """Base of all hub spiders. ``hub`` is the value of the documents' ``hub`` field.
+
+    A spider is ``PtmSpider[ItsParams]``: its ``-a`` arguments are validated by that model
+    (:mod:`ptmspiders.args`) into ``self.args`` when the spider is created."""
 
     hub: ClassVar[str]
+    args: ParamsT
     # A spider that lists its whole hub, so that a complete crawl may mark the models it no
     # longer saw removed: one such crawl of a hub at a time writes to a store (it holds the
     # hub's lock, ptmspiders/crawllock.py). A spider that writes only part of a hub (a worker
     # of a distributed crawl) sets it False: it needs no lock and never marks removals.
     lists_hub: ClassVar[bool] = True
 
-    def __init__(self, *args: Any, full: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # ``-a full=1``: refetch everything, ignoring what the store says is unchanged.
-        self.full = bool_arg("full", full)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = self.parse_args(kwargs)
+        # Not Args.__init__, which logs pydantic's many-line message and hands every argument
+        # to Spider.__init__, making each raw string an attribute (``self.full == "0"``): the
+        # spider reads its arguments from ``self.args`` only. The scheduler's (``_job``) are
+        # attributes, as Scrapy makes them.
+        Spider.__init__(self, *args, **{k: v for k, v in kwargs.items() if k.startswith("_")})
         self.incomplete_reasons: list[str] = []
         # Documents the hub still lists but that were not re-emitted because they are unchanged
         # (incremental crawls); history must count them as seen, not as removed.
@@ -85,7 +96,24 @@ class PtmSpider(Spider):
         self.list_pages_seen: set[str] = set()
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PtmSpider:
+    def params_model(cls) -> type[SpiderParams]:
+        """The ``X`` of the nearest ``PtmSpider[X]`` among the class's ancestors."""
+        for klass in cls.__mro__:
+            for base in klass.__dict__.get("__orig_bases__", ()):
+                origin, params = get_origin(base), get_args(base)
+                if isinstance(origin, type) and issubclass(origin, Args) and params and \
+                        isinstance(params[0], type) and issubclass(params[0], SpiderParams):
+                    return params[0]
+        return SpiderParams
+
+    @classmethod
+    def parse_args(cls, given: dict[str, Any]) -> ParamsT:
+        """The ``-a`` arguments ``given``, validated; an ``ArgumentError`` in one line."""
+        return cast(ParamsT, parse_params(cls.params_model(), given,
+                                           spider=getattr(cls, "name", cls.__name__)))
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PtmSpider[Any]:
         spider = super().from_crawler(crawler, *args, **kwargs)
         crawler.signals.connect(spider._check_listings, signal=signals.spider_idle)
         return spider

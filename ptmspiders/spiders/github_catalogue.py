@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from pydantic import Field
 from scrapy import Request
 from scrapy.http import Response
 
-from ptmspiders.args import ArgumentError, list_arg
+from ptmspiders.args import RESTRICTS, ArgumentError, Names, SpiderParams
 from ptmspiders.github import RepoRef, TreeEntry, git_blob_sha, parse_tree, raw_url, trees_url
 from ptmspiders.responses import BadResponse
 from ptmspiders.spiders.base import PtmSpider
@@ -39,7 +40,15 @@ class StoredDoc:
     fields: dict[str, Any]
 
 
-class GithubCatalogueSpider(PtmSpider):
+class CatalogueParams(SpiderParams):
+    """Arguments of the GitHub-hosted catalogues."""
+
+    paths: Names = Field(
+        default_factory=list, json_schema_extra=RESTRICTS,
+        description="comma-separated: only the catalogue files at or below these paths")
+
+
+class GithubCatalogueSpider(PtmSpider[CatalogueParams]):
     """Subclasses set ``setting_prefix`` (``<prefix>_REPO`` / ``<prefix>_REF`` settings), the
     default repository, :meth:`is_catalogue_file` and :meth:`parse_file`."""
 
@@ -53,11 +62,8 @@ class GithubCatalogueSpider(PtmSpider):
 
     repo: RepoRef
 
-    def __init__(self, *args: Any, paths: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # ``-a paths=a.md,assets/docs/google/``: only catalogue files at or below these paths
-        # (a restricted crawl: history infers no removals from it).
-        self.paths = list_arg(paths)
         self.stored: dict[str, list[StoredDoc]] = {}  # catalogue path -> stored documents
         self.run = uuid.uuid4().hex
 
@@ -131,8 +137,8 @@ class GithubCatalogueSpider(PtmSpider):
         yield from self.schedule(files, self.stored)
 
     def wanted(self, path: str) -> bool:
-        return not self.paths or any(path == p or path.startswith(p.rstrip("/") + "/")
-                                     for p in self.paths)
+        paths = self.args.paths
+        return not paths or any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths)
 
     def schedule(self, files: list[TreeEntry],
                  stored: dict[str, list[StoredDoc]]) -> Iterator[Request]:
@@ -173,7 +179,7 @@ class GithubCatalogueSpider(PtmSpider):
 
     def skip_unchanged(self, entry: TreeEntry, stored: dict[str, list[StoredDoc]]) -> bool:
         docs = stored.get(entry.path)
-        if self.full or not docs or any(d.blob_sha != entry.sha for d in docs) \
+        if self.args.full or not docs or any(d.blob_sha != entry.sha for d in docs) \
                 or not self.still_current(entry, docs):
             return False
         for doc in docs:

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from scrapy import Request
 from scrapy.http import Response
 
 from ptmspiders import incremental
-from ptmspiders.args import ArgumentError, bool_arg, choice_arg, int_arg, list_arg
+from ptmspiders.args import RESTRICTS, ArgumentError, Limit, Names, SpiderParams, Text, one_of
 from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.middlewares.reaim import REAIM_META
 from ptmspiders.origins import REFUSED_REASON, RefusedLink
@@ -35,54 +44,80 @@ LIST_PRIORITY = -10
 # organisations' overview, one call per owner; its 404 marks a user, stored with the kind and
 # no user fields (verification is complete: users cannot be verified). ``full``: every user's
 # overview too; the list does not say an owner's kind, so a wrong guess costs a second call.
-OWNER_MODES = ("orgs", "full", "off")
+OwnerMode = Literal["orgs", "full", "off"]
+OWNER_MODES: tuple[str, ...] = get_args(OwnerMode)
 DEFAULT_OWNER_MODE = "orgs"
+_FLAG = TypeAdapter(bool)
 
 
-def owners_mode(label: str, value: Any) -> str:
+def owners_mode(value: Any) -> str:
     """``orgs``, ``full`` or ``off``; the booleans this was before there were modes (1/0,
-    true/false, empty for off) mean the default mode and off."""
+    true/false, yes/no, on/off; empty for off) mean the default mode and off."""
     if value is None:
         return DEFAULT_OWNER_MODE
     if isinstance(value, str) and value.strip().lower() in OWNER_MODES:
         return value.strip().lower()
+    if isinstance(value, str) and not value.strip():
+        return "off"
     try:
-        return DEFAULT_OWNER_MODE if bool_arg(label, value) else "off"
-    except ArgumentError:
-        raise ArgumentError(
-            f"{label}={value!r}: expected orgs, full or off (1/0 for orgs/off)") from None
+        return DEFAULT_OWNER_MODE if _FLAG.validate_python(value) else "off"
+    except ValidationError:
+        raise ValueError("expected orgs, full or off (1/0 for orgs/off)") from None
 
 
-class HfModelsSpider(PtmSpider):
+def _expand(value: list[str]) -> list[str]:
+    unknown = set(value) - hf.EXPANDABLE
+    if unknown:
+        raise ValueError(f"unknown properties {', '.join(sorted(unknown))}")
+    return value or list(hf.DEFAULT_EXPAND)
+
+
+class HfModelsParams(SpiderParams):
+    """``hf_models`` arguments."""
+
+    limit: Limit = Field(None, description="at most this many models",
+                         json_schema_extra=RESTRICTS)
+    author: Text = Field(None, description="only this user's or organisation's models",
+                         json_schema_extra=RESTRICTS)
+    search: Text = Field(None, description="substring of the model id",
+                         json_schema_extra=RESTRICTS)
+    filter: Names = Field(  # the Hub's own parameter name
+        default_factory=list, description="comma-separated tags, all of which must match",
+        json_schema_extra=RESTRICTS)
+    sort: Annotated[Text, AfterValidator(one_of(hf.SORT_KEYS))] = Field(
+        None, description=f"descending by one of {', '.join(sorted(hf.SORT_KEYS))}")
+    ids: Names = Field(
+        default_factory=list, json_schema_extra=RESTRICTS,
+        description="comma-separated repo ids: fetch exactly these by the detail endpoint")
+    owners: Annotated[OwnerMode | None, BeforeValidator(
+        lambda v: None if v is None else owners_mode(v))] = Field(
+        None, description="owner look-ups: orgs, full or off (default: PTM_HF_OWNERS)")
+    expand: Annotated[Names, AfterValidator(_expand)] = Field(
+        default_factory=lambda: list(hf.DEFAULT_EXPAND),
+        description="comma-separated expand properties (default: all the schema needs)")
+
+    @field_validator("ids")
+    @classmethod
+    def _no_repeats(cls, ids: list[str]) -> list[str]:
+        return list(dict.fromkeys(ids))
+
+    @model_validator(mode="after")
+    def _ids_or_listing(self) -> HfModelsParams:
+        listing = [n for n in ("limit", "author", "search", "filter", "sort") if getattr(self, n)]
+        if self.ids and listing:
+            raise ValueError(f"-a ids cannot go with {', '.join('-a ' + n for n in listing)}: "
+                             "those choose from the listing, which -a ids does not read")
+        return self
+
+
+class HfModelsSpider(PtmSpider[HfModelsParams]):
     name = "hf_models"
     hub = hf.HUB
 
-    def __init__(
-        self,
-        limit: Any = None,
-        author: str | None = None,
-        search: str | None = None,
-        filter: Any = None,  # the Hub's own parameter name
-        sort: str | None = None,
-        ids: Any = None,
-        owners: Any = None,
-        expand: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.limit = int_arg("limit", limit, minimum=1)
-        self.author = author or None
-        self.search = search or None
-        self.filters = list_arg(filter)
-        self.sort = choice_arg("sort", sort, hf.SORT_KEYS)
-        self.ids = list_arg(ids)
-        self.owners_arg = None if owners is None else owners_mode("-a owners", owners)
-        self.expand = list_arg(expand) or list(hf.DEFAULT_EXPAND)
-        unknown = set(self.expand) - hf.EXPANDABLE
-        if unknown:
-            raise ArgumentError(f"-a expand: unknown properties {', '.join(sorted(unknown))}")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.emitted = 0
-        self.owners = self.owners_arg or DEFAULT_OWNER_MODE  # start() applies PTM_HF_OWNERS
+        self.owners = self.args.owners or DEFAULT_OWNER_MODE  # start() applies PTM_HF_OWNERS
         self.owners_requested: set[str] = set()
         self.owner_kinds_found: dict[str, int] = {}  # overviews found per kind (org/user)
         # Organisations named in the user overviews parsed so far: asked as organisations,
@@ -102,11 +137,15 @@ class HfModelsSpider(PtmSpider):
     def endpoint(self) -> str:
         return str(self.settings.get("HF_ENDPOINT")).rstrip("/")
 
+    def owners_setting(self) -> str:
+        value = self.settings.get("PTM_HF_OWNERS")
+        try:
+            return owners_mode(value)
+        except ValueError as exc:
+            raise ArgumentError(f"PTM_HF_OWNERS={value!r}: {exc}") from None
+
     async def start(self) -> AsyncIterator[Request]:
-        self.owners = (
-            self.owners_arg if self.owners_arg is not None
-            else owners_mode("PTM_HF_OWNERS", self.settings.get("PTM_HF_OWNERS"))
-        )
+        self.owners = self.args.owners or self.owners_setting()
         if self.collect_owners and self.settings.getbool("PTM_STORE_ENABLED", True):
             # Owners stored by an earlier crawl cost no request, but for the users an
             # ``orgs`` crawl stored without their overview, which ``full`` asks for once.
@@ -132,12 +171,13 @@ class HfModelsSpider(PtmSpider):
             # Instead of a stored-models lookup per list page (about 2% of the crawl's thread
             # in a first sweep, scripts/bench.py --py-spy at N=100,000).
             self.first_crawl = first_crawl_of(self.crawler, self.hub)
-        if self.ids:
+        args = self.args
+        if args.ids:
             # dont_filter: with JOBDIR, a restarted ``-a ids=`` crawl asks for every id again
             # (the dupefilter would remember those asked before the kill and drop them).
-            for repo_id in dict.fromkeys(self.ids):
+            for repo_id in args.ids:
                 yield self.json_request(
-                    hf.detail_url(self.endpoint, repo_id, self.expand), expect="object",
+                    hf.detail_url(self.endpoint, repo_id, args.expand), expect="object",
                     callback=self.parse_detail, errback=self.errback_count("detail"),
                     dont_filter=True,
                     meta={"ptm_repo_id": repo_id, "handle_httpstatus_list": [404]})
@@ -145,9 +185,9 @@ class HfModelsSpider(PtmSpider):
         page_size = self.settings.getint("PTM_HF_PAGE_SIZE", hf.MAX_PAGE_SIZE)
         if not 1 <= page_size <= hf.MAX_PAGE_SIZE:
             raise ArgumentError(f"PTM_HF_PAGE_SIZE must be 1..{hf.MAX_PAGE_SIZE}")
-        url = hf.list_url(self.endpoint, limit=min(self.limit or page_size, page_size),
-                          author=self.author, search=self.search, filters=self.filters,
-                          sort=self.sort, expand=self.expand)
+        url = hf.list_url(self.endpoint, limit=min(args.limit or page_size, page_size),
+                          author=args.author, search=args.search, filters=args.filter,
+                          sort=args.sort, expand=args.expand)
         # With JOBDIR, a killed crawl resumes at the last page whose models were stored.
         self.listing_key = f"{self.name}:{url}"
         start_url = self.listing_start(self.listing_key, url)
@@ -172,11 +212,12 @@ class HfModelsSpider(PtmSpider):
         for entry, reason in rejects:
             self.count(f"rejected/{reason}")
             logger.warning("Skipped a list entry of %s: %s (%.80r)", response.url, reason, entry)
-        if self.limit is not None:
-            items = items[: max(self.limit - self.emitted, 0)]
+        limit = self.args.limit
+        if limit is not None:
+            items = items[: max(limit - self.emitted, 0)]
         self.emitted += len(items)
         next_url = parse_link_header(response.headers.get("Link")).get("next")
-        if self.limit is not None and self.emitted >= self.limit:
+        if limit is not None and self.emitted >= limit:
             next_url = None
         try:
             next_url = self.next_link(response, next_url)
@@ -220,7 +261,7 @@ class HfModelsSpider(PtmSpider):
         # One batched lookup per list page (sha + carried fields), never one per model.
         self.stored_for_carry: dict[str, dict[str, Any]] = {}
         ids = [item._id for item in items]
-        if (self.full or self.first_crawl or not items
+        if (self.args.full or self.first_crawl or not items
                 or not self.settings.getbool("PTM_STORE_ENABLED", True)):
             self.count("incremental/refresh", len(ids))
             return set(ids)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
+from pydantic import AfterValidator, Field
 from scrapy import Request
 from scrapy.http import Response
 
-from ptmspiders.args import ArgumentError, choice_arg, int_arg
+from ptmspiders.args import RESTRICTS, ArgumentError, Limit, SpiderParams, Text, one_of
 from ptmspiders.items import ModelItem
 from ptmspiders.parsers import kaggle
 from ptmspiders.responses import BadResponse
@@ -27,23 +28,24 @@ logger = logging.getLogger(__name__)
 AUTH_STATUSES = [401, 403]
 
 
-class KaggleModelsSpider(PtmSpider):
+class KaggleModelsParams(SpiderParams):
+    """``kaggle_models`` arguments."""
+
+    owner: Text = Field(None, description="only this user's or organisation's models",
+                        json_schema_extra=RESTRICTS)
+    search: Text = Field(None, description="search term", json_schema_extra=RESTRICTS)
+    sort_by: Annotated[Text, AfterValidator(one_of(kaggle.SORT_BY))] = Field(
+        None, description=f"one of {', '.join(kaggle.SORT_BY)}")
+    limit: Limit = Field(None, description="at most this many models",
+                         json_schema_extra=RESTRICTS)
+
+
+class KaggleModelsSpider(PtmSpider[KaggleModelsParams]):
     name = "kaggle_models"
     hub = kaggle.HUB
 
-    def __init__(
-        self,
-        owner: str | None = None,
-        search: str | None = None,
-        sort_by: str | None = None,
-        limit: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.owner = (owner or "").strip() or None
-        self.search = (search or "").strip() or None
-        self.sort_by = choice_arg("sort_by", sort_by, kaggle.SORT_BY)
-        self.limit = int_arg("limit", limit, minimum=1)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.emitted = 0
         self.seen_ids: set[str] = set()
         self.seen_tokens: set[str] = set()
@@ -67,11 +69,12 @@ class KaggleModelsSpider(PtmSpider):
             yield self.page_request(start_url)
 
     def page_url(self, token: str | None) -> str:
+        args = self.args
         size = self.page_size
-        if self.limit is not None:
-            size = min(size, self.limit - self.emitted)
+        if args.limit is not None:
+            size = min(size, args.limit - self.emitted)
         return kaggle.list_url(self.api_url, page_size=size, page_token=token,
-                               search=self.search, sort_by=self.sort_by, owner=self.owner)
+                               search=args.search, sort_by=args.sort_by, owner=args.owner)
 
     def page_request(self, url: str) -> Request:
         return self.list_request(url, expect="object", callback=self.parse_list,
@@ -103,8 +106,9 @@ class KaggleModelsSpider(PtmSpider):
             self.count(f"rejected/{reason}")
             logger.warning("Skipped a list entry of %s: %s (%.80r)", response.url, reason, entry)
         fresh: list[ModelItem] = []
+        limit = self.args.limit
         for item in items:
-            if self.limit is not None and self.emitted >= self.limit:
+            if limit is not None and self.emitted >= limit:
                 break
             if item._id in self.seen_ids:  # paging over a changing ranking repeats entries
                 self.count("duplicates")
@@ -112,7 +116,7 @@ class KaggleModelsSpider(PtmSpider):
             self.seen_ids.add(item._id)
             self.emitted += 1
             fresh.append(item)
-        if self.limit is not None and self.emitted >= self.limit:
+        if limit is not None and self.emitted >= limit:
             token = None
         own = parse_qs(urlsplit(response.url).query).get("pageToken", [None])[0]
         if token is not None and (token in self.seen_tokens or token == own):

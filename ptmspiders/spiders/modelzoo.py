@@ -14,14 +14,15 @@ import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from pydantic import Field, model_validator
 from scrapy import Request
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
 
-from ptmspiders.args import choice_arg, int_arg, list_arg
+from ptmspiders.args import RESTRICTS, Limit, Names, SpiderParams, blank_is
 from ptmspiders.items import ModelItem
 from ptmspiders.parsers import modelzoo as mz
 from ptmspiders.responses import BadResponse
@@ -37,7 +38,7 @@ CHROMIUM_ARGS = [
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 # Detail answers the callback sees (after RetryMiddleware gave up on the retryable ones).
 DETAIL_STATUSES = [403, 404, 408, 429, 500, 502, 503, 504]
-RENDER_MODES = ("fallback", "always", "never")
+RenderMode = Literal["fallback", "always", "never"]
 
 
 def browser_problem(settings: BaseSettings) -> str | None:
@@ -53,7 +54,25 @@ def browser_problem(settings: BaseSettings) -> str | None:
     return None
 
 
-class ModelzooSpider(PtmSpider):
+class ModelzooParams(SpiderParams):
+    """``modelzoo`` arguments."""
+
+    limit: Limit = Field(None, description="at most this many models",
+                         json_schema_extra=RESTRICTS)
+    slugs: Names = Field(default_factory=list, json_schema_extra=RESTRICTS,
+                         description="comma-separated slugs: fetch exactly these")
+    render: Annotated[RenderMode, blank_is("fallback")] = Field(
+        "fallback", description="the browser: fallback (only where the API refuses), always "
+                                "(every model from its rendered page) or never")
+
+    @model_validator(mode="after")
+    def _slugs_or_limit(self) -> ModelzooParams:
+        if self.slugs and self.limit is not None:
+            raise ValueError("-a slugs cannot go with -a limit: every slug given is fetched")
+        return self
+
+
+class ModelzooSpider(PtmSpider[ModelzooParams]):
     name = "modelzoo"
     hub = mz.HUB
 
@@ -82,12 +101,8 @@ class ModelzooSpider(PtmSpider):
             "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": timeout_ms,
         }, priority="spider")
 
-    def __init__(self, limit: Any = None, slugs: Any = None, render: Any = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.limit = int_arg("limit", limit, minimum=1)
-        self.slugs = list_arg(slugs)
-        self.render = choice_arg("render", render, RENDER_MODES) or "fallback"
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.seen_slugs: set[str] = set()
 
     @property
@@ -104,11 +119,11 @@ class ModelzooSpider(PtmSpider):
         if self.api_retries < 0:
             raise ValueError("PTM_MODELZOO_API_RETRIES must be >= 0")
         self.browser_problem = browser_problem(self.settings)
-        if self.browser_problem and self.render != "never":
+        if self.browser_problem and self.args.render != "never":
             logger.warning("No browser fallback for modelzoo: %s. Models whose API detail is "
                            "refused are stored from the list alone.", self.browser_problem)
-        if self.slugs:
-            for slug in self.slugs:
+        if self.args.slugs:
+            for slug in self.args.slugs:
                 for request in self.model_requests({"slug": slug}, source_url=None):
                     yield request
             return
@@ -149,7 +164,7 @@ class ModelzooSpider(PtmSpider):
 
     def list_fallback(self, reason: str) -> Iterator[Request]:
         """The home page, rendered, lists the same models as the list API."""
-        if self.render == "never" or self.browser_problem:
+        if self.args.render == "never" or self.browser_problem:
             self.mark_incomplete(reason)
             return
         from scrapy_playwright.page import PageMethod
@@ -186,7 +201,7 @@ class ModelzooSpider(PtmSpider):
             self.count(f"rejected/{reason}")
             logger.warning("Skipped a list entry of %s: %s (%.80r)", url, reason, entry)
         for entry in entries:
-            if self.limit is not None and len(self.seen_slugs) >= self.limit:
+            if self.args.limit is not None and len(self.seen_slugs) >= self.args.limit:
                 return
             yield from self.model_requests(entry, source_url=url)
 
@@ -198,7 +213,7 @@ class ModelzooSpider(PtmSpider):
             return
         self.seen_slugs.add(slug)
         meta = {"ptm_entry": entry, "ptm_list_url": source_url}
-        if self.render == "always":
+        if self.args.render == "always":
             yield from self.fallback(entry, source_url, reason="render_always")
             return
         url = mz.detail_url(self.base, slug)
@@ -247,7 +262,7 @@ class ModelzooSpider(PtmSpider):
     def fallback(self, entry: dict[str, Any], list_url: str | None, *, reason: str
                  ) -> Iterator[Request | ModelItem]:
         """The rendered page instead of the API detail, if a browser can run."""
-        if self.render == "never" or self.browser_problem:
+        if self.args.render == "never" or self.browser_problem:
             self.count("browser/unavailable")
             yield self.list_only(entry, list_url, reason=reason)
             return

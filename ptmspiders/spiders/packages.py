@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
+from pydantic import AfterValidator, BeforeValidator, Field, NonNegativeInt, field_serializer
 from scrapy.crawler import Crawler
 
-from ptmspiders.args import ArgumentError, choice_arg, int_arg, list_arg
+from ptmspiders.args import Names, SpiderParams, Text, blank_is, one_of
 from ptmspiders.packages import archive as archives
 from ptmspiders.packages.crawl_github import GithubPackages
 from ptmspiders.packages.crawl_huggingface import HuggingFacePackages
@@ -27,9 +28,10 @@ from ptmspiders.packages.selection import (
     WEIGHT_MODES,
     FileFilter,
     Selection,
-    check_top,
     parse_size,
 )
+from ptmspiders.query import parse_sort
+from ptmspiders.spiders.base import PtmSpider
 from ptmspiders.stores import crawler_store
 
 __all__ = ["FILE", "JOB", "Job", "PackageCrawler", "PackagesSpider", "guarded"]
@@ -39,55 +41,95 @@ logger = logging.getLogger(__name__)
 ALL_HUBS = ("huggingface", "pytorch_hub", "onnx_zoo", "tfhub", "kaggle", "modelzoo", "modelhub")
 
 
-class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, KagglePackages):
+def _hubs(hubs: list[str]) -> list[str]:
+    unknown = [h for h in hubs if h not in ALL_HUBS]
+    if unknown:
+        raise ValueError(f"unknown hub {', '.join(unknown)}; expected {', '.join(ALL_HUBS)}")
+    return hubs
+
+
+def _json_object(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return {}
+    try:
+        where = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(where, dict):
+        raise ValueError("a JSON object, e.g. '{\"library\": \"onnx\"}'")
+    return where
+
+
+def _sort(value: str | None) -> str | None:
+    parse_sort(value)  # a QueryError (a ValueError) names what is wrong
+    return value
+
+
+def _size(value: Any) -> int | None:
+    try:
+        return parse_size(value.strip() if isinstance(value, str) else value, "size")
+    except ValueError:
+        raise ValueError("a size such as 500G, 20M or 1024") from None
+
+
+Size = Annotated[NonNegativeInt | None, BeforeValidator(_size)]
+
+
+class PackagesParams(SpiderParams):
+    """``packages`` arguments: which stored models, which of their files, what budget."""
+
+    # Packages of models already stored, never a hub's listing: no removals are inferred.
+    lists_whole_hub: ClassVar[bool] = False
+
+    hub: Annotated[Names, AfterValidator(_hubs)] = Field(
+        default_factory=list, description="comma-separated hubs (default: every hub)")
+    filter: Annotated[dict[str, Any], BeforeValidator(_json_object)] = Field(
+        default_factory=dict, description="a MongoDB filter over models, as ptm query takes")
+    sort: Annotated[Text, AfterValidator(_sort)] = Field(
+        None, description="sort keys over models, e.g. -downloads")
+    limit: Annotated[NonNegativeInt | None, blank_is(None)] = Field(
+        None, description="at most this many models")
+    top: Annotated[Annotated[float, Field(gt=0, le=1)] | None, blank_is(None)] = Field(
+        None, description="a share in (0, 1]: the top of each hub by downloads")
+    include: Names = Field(default_factory=list,
+                           description="comma-separated globs of package paths to fetch")
+    exclude: Names = Field(default_factory=list,
+                           description="comma-separated globs of package paths to skip")
+    weights: Annotated[str, blank_is("all"), AfterValidator(one_of(WEIGHT_MODES))] = Field(
+        "all", description="all, safe (no pickle-based or HDF5 weights) or none")
+    max_bytes: Size = Field(None, description="budget of new bytes for this run (500G, 20M)")
+    max_file_bytes: Size = Field(None, description="skip single files above this size")
+    revision: Annotated[str, blank_is("pinned"), AfterValidator(one_of(REVISION_MODES))] = Field(
+        "pinned", description="pinned (the stored commit or ref) or latest")
+    dest: Text = Field(None, description="where packages go (default: PTM_PACKAGES_DIR)")
+
+    @field_serializer("filter")
+    def _filter_as_json(self, where: dict[str, Any]) -> str:
+        """Recorded as given: a store may refuse field names such as ``$gt``."""
+        return json.dumps(where)
+
+
+class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, KagglePackages,
+                     PtmSpider[PackagesParams]):
     name = "packages"
     hub = "packages"
-    # Only some models of some hubs: history never infers removals from this crawl.
-    restricted = True
     # Scrapy starts CONCURRENT_ITEMS tasks for every callback's output (100 by default);
     # a callback here yields one package record or one page's requests, and with thousands
     # of small files those idle tasks took a third of the crawl's thread.
     custom_settings = {"CONCURRENT_ITEMS": 4}
 
-    def __init__(self, *args: Any, hub: str | None = None, filter: str | None = None,
-                 sort: str | None = None, limit: Any = None, top: str | None = None,
-                 include: str | None = None, exclude: str | None = None,
-                 weights: str | None = None, max_bytes: str | None = None,
-                 max_file_bytes: str | None = None, revision: str | None = None,
-                 dest: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        hubs = list_arg(hub) or list(ALL_HUBS)
-        unknown = [h for h in hubs if h not in ALL_HUBS]
-        if unknown:
-            raise ArgumentError(f"-a hub={hub!r}: unknown hub {', '.join(unknown)}; expected "
-                                f"{', '.join(ALL_HUBS)}")
-        where: dict[str, Any] = {}
-        if filter:
-            try:
-                where = json.loads(filter)
-            except json.JSONDecodeError as exc:
-                raise ArgumentError(f"-a filter: not JSON ({exc})") from None
-            if not isinstance(where, dict):
-                raise ArgumentError("-a filter: a JSON object, e.g. '{\"library\": \"onnx\"}'")
-        try:
-            self.selection = Selection(hubs=hubs, filter=where, sort=sort,
-                                       limit=int_arg("limit", limit), top=check_top(top))
-            self.max_bytes = parse_size(max_bytes, "max_bytes")
-            self.files = FileFilter(
-                include=tuple(list_arg(include)), exclude=tuple(list_arg(exclude)),
-                weights=choice_arg("weights", weights, WEIGHT_MODES) or "all",
-                max_file_bytes=parse_size(max_file_bytes, "max_file_bytes"))
-        except ValueError as exc:
-            raise ArgumentError(f"-a {exc}") from None
-        self.revision_mode = choice_arg("revision", revision, REVISION_MODES) or "pinned"
-        self.dest_arg = dest
-        self.args = {k: v for k, v in dict(
-            hub=hub, filter=filter, sort=sort, limit=limit, top=top, include=include,
-            exclude=exclude, weights=weights, max_bytes=max_bytes,
-            max_file_bytes=max_file_bytes, revision=revision, dest=dest).items() if v}
-
-    def crawl_arguments(self) -> dict[str, Any]:
-        return dict(self.args)
+        params = self.args
+        self.selection = Selection(hubs=params.hub or list(ALL_HUBS), filter=params.filter,
+                                   sort=params.sort, limit=params.limit, top=params.top)
+        self.max_bytes = params.max_bytes
+        self.files = FileFilter(include=tuple(params.include), exclude=tuple(params.exclude),
+                                weights=params.weights, max_file_bytes=params.max_file_bytes)
+        self.revision_mode = params.revision
+        self.dest_arg = params.dest
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PackagesSpider:
