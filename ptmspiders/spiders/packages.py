@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, NonNegativeInt, fie
 from scrapy.crawler import Crawler
 
 from ptmspiders.args import Names, SpiderParams, Text, blank_is, one_of
+from ptmspiders.hubs import HUBS
 from ptmspiders.packages import archive as archives
 from ptmspiders.packages.crawl_github import GithubPackages
 from ptmspiders.packages.crawl_huggingface import HuggingFacePackages
@@ -38,7 +39,7 @@ __all__ = ["FILE", "JOB", "Job", "PackageCrawler", "PackagesSpider", "guarded"]
 
 logger = logging.getLogger(__name__)
 
-ALL_HUBS = ("huggingface", "pytorch_hub", "onnx_zoo", "tfhub", "kaggle", "modelzoo", "modelhub")
+ALL_HUBS = tuple(HUBS)
 
 
 def _hubs(hubs: list[str]) -> list[str]:
@@ -114,7 +115,7 @@ class PackagesParams(SpiderParams):
 class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, KagglePackages,
                      PtmSpider[PackagesParams]):
     name = "packages"
-    hub = "packages"
+    hub = "packages"  # reads every hub: its crawl records go under its own name
     # Scrapy starts CONCURRENT_ITEMS tasks for every callback's output (100 by default);
     # a callback here yields one package record or one page's requests, and with thousands
     # of small files those idle tasks took a third of the crawl's thread.
