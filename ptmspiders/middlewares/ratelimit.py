@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 from scrapy import Request
 from scrapy.crawler import Crawler
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Response
 from scrapy.statscollectors import StatsCollector
 
@@ -55,6 +55,7 @@ from ptmspiders.ratelimit_headers import (
     parse_ratelimit_policy,
     parse_retry_after,
 )
+from ptmspiders.stopping import unless_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -443,7 +444,10 @@ class RateLimitMiddleware:
                 # Another process's probe: look again soon after it can have been answered.
                 patience = min(got, max(got - self.probe_timeout, 0.0) + self.poll)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event(bucket.key).wait(), patience)
+                if not await unless_stopping(self.crawler, asyncio.wait_for(
+                        self._event(bucket.key).wait(), patience)):
+                    self.stats.inc_value("ptm/ratelimit/dropped_at_shutdown")
+                    raise IgnoreRequest("the crawl is stopping: not sent")
         request.meta[META_KEY] = (bucket.key, got.seq)
         if got.probe:  # this request is the probe
             self.stats.inc_value("ptm/ratelimit/probes")
@@ -458,7 +462,12 @@ class RateLimitMiddleware:
                         got.window, wait)
         self.stats.inc_value(f"ptm/ratelimit/delayed/{got.why or 'pace'}")
         self.stats.inc_value("ptm/ratelimit/delay_ms", round(wait * 1000))
-        await self.sleep(wait)
+        if not await unless_stopping(self.crawler, self.sleep(wait)):
+            # A stop (SIGTERM, Ctrl-C) must not wait out a window: the request is dropped
+            # (its errback runs) and its reservation given back if it was the probe.
+            self.process_exception(request, IgnoreRequest())
+            self.stats.inc_value("ptm/ratelimit/dropped_at_shutdown")
+            raise IgnoreRequest("the crawl is stopping: not sent")
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
         step = self._answer(request, response)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +160,8 @@ class Streamer:
             failures += 1
             if failures > self.max_resumes:
                 raise _HttpFailure("transfer_failed")
-            time.sleep(self.retry_wait * failures)
+            if self.stop.wait(self.retry_wait * failures):  # a stop ends the wait at once
+                raise Cancelled
         if expect.size is not None and state.have != expect.size:
             raise _Mismatch
         actual = state.sha.hexdigest()
