@@ -522,3 +522,55 @@ def test_a_tree_page_pointing_to_another_host_is_not_followed(hubs, tmp_path):
     assert packages(tmp_path)["huggingface:acme/lure"]["reason"] == "foreign_next_link"
     assert stats["ptm/packages/foreign_link"] == 1
     assert cdn.log == []
+
+
+@pytest.mark.crawl
+def test_sigterm_mid_transfer_ends_the_crawl_in_seconds_marked_incomplete(hubs, tmp_path):
+    """SIGTERM while a transfer is held by the hub and a GitHub call waits for the anonymous
+    quota's reset (an hour away): the crawl stops at once instead of waiting for either, exits
+    3, keeps the partial file for the next run and marks its record incomplete."""
+    hub, _ = hubs
+    stall = threading.Event()
+    big = PkgFile("big.safetensors", Generated(seed=13, size=4 * BLOCK), lfs=True, stall=stall)
+    hub.packages.add("acme/held", "f" * 40, [big])
+    hub.github.put("acme", "vision", "v1", "hubconf.py", b"dependencies = []\n")
+    hub.github.used["anonymous"] = 60  # the listing crawls used the 60 requests of the hour
+    uri = seed(tmp_path, [*hub.packages.model_docs(), {
+        "_id": "pytorch_hub:acme_vision_net", "hub": "pytorch_hub", "hub_id": "acme_vision_net",
+        "name": "acme_vision_net", "github_repos": ["acme/vision"],
+        "extra": {"pinned_ref": "v1"}}])
+    dest = tmp_path / "pk"
+    part = dest / "blobs" / "tmp" / f"{big.sha256}.part"
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={dest}",
+           "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                part.exists() and part.stat().st_size >= BLOCK
+                and any(r.path.startswith("/repos/acme/vision/") for r in hub.log)):
+            time.sleep(0.05)
+        assert part.exists() and part.stat().st_size >= BLOCK, "the transfer never started"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError("SIGTERM did not end the crawl within 15 s") from None
+    finally:
+        stall.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, err[-3000:]
+    assert 0 < part.stat().st_size < big.size  # left for the next run to resume
+    stats = crawl_stats(err)
+    assert stats["finish_reason"] == "shutdown"
+    assert stats["ptm/ratelimit/dropped_at_shutdown"] == 1  # the GitHub call, not waited for
+    held = by_path(packages(tmp_path)["huggingface:acme/held"])["big.safetensors"]
+    assert (held["status"], held["reason"]) == ("failed", "cancelled")
+    with open_store(uri) as store:
+        record = next(store.find("crawls", {"spider": "packages"}))
+    assert record["finish_reason"] == "shutdown" and record["complete"] is False

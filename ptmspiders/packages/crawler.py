@@ -195,7 +195,7 @@ class PackageCrawler(PtmSpider):
         the next run) rather than after the graceful stop waited for them; requests waiting
         for a rate-limit window are dropped by the throttle (:mod:`ptmspiders.stopping`)."""
         await until_stopping(self.crawler)
-        self.stop_event.set()
+        self.streamer.abort()
         logger.info("Stopping: transfers in progress are cancelled; a rerun resumes them")
 
     def stopping(self) -> bool:
