@@ -22,8 +22,13 @@ POLL = 0.5  # seconds between looks at the engine while something waits
 def stopping(crawler: Crawler) -> bool:
     """True once a stop of the running crawl has begun (``Crawler.stop_async`` clears
     ``crawling`` first; a crawl that ends by itself keeps it set)."""
-    engine = crawler.engine
-    return engine is not None and engine.spider is not None and not crawler.crawling
+    if crawler.crawling:
+        return False
+    try:
+        engine = crawler.engine
+    except RuntimeError:  # no crawl started (a component built on its own, as in tests)
+        return False
+    return engine is not None and engine.spider is not None
 
 
 async def until_stopping(crawler: Crawler, poll: float = POLL) -> None:
