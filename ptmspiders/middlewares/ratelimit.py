@@ -65,7 +65,9 @@ HF_BUCKETS = HUGGINGFACE_API.buckets
 META_KEY = "ptm_ratelimit"  # (bucket key, reservation number) of the request in flight
 WAITS_META = "ptm_ratelimit_waits"
 # Bucket fields that are one worker's own, never shared (see Bucket.state).
-LOCAL_FIELDS = frozenset({"key", "burst", "waited_window", "label"})
+LOCAL_FIELDS = frozenset({"key", "burst", "waited_window", "paced_window", "label"})
+# A pace wait this long is logged (once a window): the crawl looks stalled meanwhile.
+LONG_PACE = 30.0
 T = TypeVar("T")
 
 
@@ -89,6 +91,7 @@ class Bucket:
     roll_seq: int = 0  # reservations made before the current window began
     window_start: float | None = None
     waited_window: float | None = field(default=None, repr=False)
+    paced_window: float | None = field(default=None, repr=False)
     label: str = ""  # for log lines: "huggingface api (https://huggingface.co:443)"
 
     @property
@@ -460,6 +463,12 @@ class RateLimitMiddleware:
             logger.info("Rate limit: %s has used its %s requests of this %.0f s window; "
                         "waiting %.1f s for the reset", bucket.label or bucket.key, got.quota,
                         got.window, wait)
+        elif got.why == "pace" and wait >= LONG_PACE and bucket.paced_window != got.window_end:
+            bucket.paced_window = got.window_end
+            left = max((got.window_end or got.now) - got.now, 0.0)
+            logger.info("Rate limit: %s spreads what is left of its %s requests over the "
+                        "%.0f s left in its window: one request every %.0f s (a token may "
+                        "raise the quota)", bucket.label or bucket.key, got.quota, left, wait)
         self.stats.inc_value(f"ptm/ratelimit/delayed/{got.why or 'pace'}")
         self.stats.inc_value("ptm/ratelimit/delay_ms", round(wait * 1000))
         if not await unless_stopping(self.crawler, self.sleep(wait)):
