@@ -574,3 +574,27 @@ def test_sigterm_mid_transfer_ends_the_crawl_in_seconds_marked_incomplete(hubs, 
     with open_store(uri) as store:
         record = next(store.find("crawls", {"spider": "packages"}))
     assert record["finish_reason"] == "shutdown" and record["complete"] is False
+
+
+@pytest.mark.crawl
+def test_files_a_hub_lists_but_does_not_serve_leave_the_plan_and_the_budget(hubs, tmp_path):
+    """A tree that declares a 5 GB weight the hub then does not serve (as the demo's mock
+    does): the file fails, and its size leaves the plan (the progress line and its ETA) and
+    the max_bytes budget, so the next package still fits."""
+    hub, _ = hubs
+    small = PkgFile("model.safetensors", b"W" * 5000, lfs=True)
+    hub.packages.add("acme/declares", "1" * 40, [PkgFile("config.json", b"{}")])
+    hub.packages.extra_entries["acme/declares"] = [
+        {"type": "file", "oid": "2" * 40, "size": 5 << 30, "path": "huge.safetensors",
+         "lfs": {"oid": "3" * 64, "size": 5 << 30, "pointerSize": 134}}]
+    hub.packages.add("acme/next", "4" * 40, [small])
+    docs = sorted(hub.packages.model_docs(), key=lambda d: d["_id"])  # acme/declares first
+    seed(tmp_path, [{**d, "downloads": 10 - n} for n, d in enumerate(docs)])
+    stats, _ = crawl(hub, tmp_path, "-a", f"max_bytes={(5 << 30) + 100}", "-a", "sort=-downloads",
+                     "-s", "PTM_PACKAGES_CONCURRENT_PACKAGES=1", status=3)
+    got = packages(tmp_path)
+    huge = by_path(got["huggingface:acme/declares"])["huge.safetensors"]
+    assert (huge["status"], huge["reason"]) == ("failed", "http_404")
+    assert by_path(got["huggingface:acme/next"])["model.safetensors"]["status"] == "downloaded"
+    assert stats["ptm/packages/progress/bytes_planned"] == 2 + small.size
+    assert stats["ptm/packages/progress/bytes_received"] == 2 + small.size

@@ -522,6 +522,13 @@ class PackageCrawler(PtmSpider):
             yield item
 
     async def file_done(self, job: Job, i: int, record: dict[str, Any]) -> AsyncIterator[Any]:
+        if record["status"] != "downloaded" and i < job.listed:
+            # Planned but not transferred (failed, cancelled, found present): its bytes leave
+            # the plan and the budget, or a hub that lists files it does not serve (sizes of
+            # many GB) leaves "54 B of 12.2 GiB planned" and a spent max_bytes behind.
+            size = job.specs[i].size or 0
+            self.planned -= size
+            self.progress.planned_bytes -= size
         job.records[i] = record
         job.pending -= 1
         if job.pending == 0:
