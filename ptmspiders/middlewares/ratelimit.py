@@ -474,7 +474,9 @@ class RateLimitMiddleware:
         if not await unless_stopping(self.crawler, self.sleep(wait)):
             # A stop (SIGTERM, Ctrl-C) must not wait out a window: the request is dropped
             # (its errback runs) and its reservation given back if it was the probe.
-            self.process_exception(request, IgnoreRequest())
+            step = self._exception_step(request)
+            if step is not None:  # through run(): the shared throttle's state is in Redis
+                step.finish(await self.run(step.bucket, step.apply))
             self.stats.inc_value("ptm/ratelimit/dropped_at_shutdown")
             raise IgnoreRequest("the crawl is stopping: not sent")
 
