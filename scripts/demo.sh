@@ -23,7 +23,7 @@ start_mock "${PTM_DEMO_PORT:-8731}" || start_mock 0 || { echo "mock hub did not 
 url=$(sed -n 's/^MOCKHUB_URL=//p' "$log")
 echo "Mock hub at $url"
 export HF_ENDPOINT=$url GITHUB_API_URL=$url GITHUB_RAW_URL=$url/raw MODELZOO_URL=$url \
-  KAGGLE_API_URL=$url/api/v1
+  KAGGLE_API_URL=$url/api/v1 GITHUB_MEDIA_URL=$url/media
 # The mock takes any Kaggle key; these go to its origin only. At kaggle.com use your own.
 export KAGGLE_USERNAME=ptm-demo KAGGLE_KEY=any-key-the-mock-hub-accepts
 # Verify the mock's commit signatures with its signer's public key, in a throwaway keyring.
@@ -54,12 +54,19 @@ crawl modelzoo "${modelzoo_args[@]}"
 crawl onnx_zoo
 crawl pytorch_hub
 crawl tfhub
+# Model packages (docs/packages.md) of the Hugging Face models just stored, into data/packages/:
+# no pickle-based weights, and none of the mock's weights, which it lists at their real sizes
+# (up to 1.6 GB) but does not serve.
+crawl packages -a hub=huggingface -a weights=safe -a max_file_bytes=1M
 
 GNUPGHOME=$gnupg gpgconf --kill gpg-agent 2>/dev/null || true
 rm -rf "$gnupg"
 echo
 echo "What was stored (ptm stats):"
 ptm stats
+echo
+echo "Are the stored packages intact (ptm verify)?"
+ptm verify
 echo
 echo "Most downloaded Hugging Face models (ptm query):"
 ptm query '{"hub": "huggingface"}' --sort=-downloads --limit 5 --table \
@@ -70,6 +77,8 @@ cat <<'EOF'
 
 Where to look next:
   reports/demo/index.html        the reuse and risk studies, one page that opens offline
+  data/packages/                 the downloaded model packages: one folder per model and
+                                 revision, linked to a content-addressed blob store
   ptm --help                     every command: stats, query, export, history, crawls, report
   docs/index.md                  the reference: hubs, settings, stores, schema, studies
   PTM_STORE_URI=sqlite:///data/hf.sqlite scrapy crawl hf_models -a limit=100

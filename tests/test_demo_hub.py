@@ -38,6 +38,11 @@ def demo_args(spider: str, hub: MockHub) -> list[str]:
         keyring = hub.hf_git._keyring()  # type: ignore[attr-defined]
         return ["-s", "PTM_HF_CARDS=1", "-s", "PTM_HF_FILES=1", "-s", "PTM_HF_COMMITS=1",
                 "-s", f"PTM_HF_GNUPGHOME={keyring}"]
+    if spider == "packages":
+        step = re.search(r"^crawl packages (.*)$", (ROOT / "scripts" / "demo.sh").read_text(),
+                         re.M)
+        assert step is not None
+        return step.group(1).split()
     return []
 
 
@@ -47,8 +52,12 @@ def test_a_whole_crawl_of_the_clean_hub_logs_no_warning(spider: str, clean_hub: 
                                                          tmp_path: Path) -> None:
     if spider == "hf_models" and not (shutil.which("git") and shutil.which("gpg")):
         pytest.skip("the demo's hf_models crawl reads signed commits: needs git and gpg")
+    if spider == "packages":  # packages of the models a listing crawl stored, as in the demo
+        run_crawl("hf_models", clean_hub, tmp_path, env=hub_env(clean_hub, **DEMO_ENV))
     result = run_crawl(spider, clean_hub, tmp_path, *demo_args(spider, clean_hub),
-                       env=hub_env(clean_hub, **DEMO_ENV))
+                       "-s", f"PTM_PACKAGES_DIR={tmp_path / 'packages'}",
+                       env=hub_env(clean_hub, GITHUB_MEDIA_URL=f"{clean_hub.url}/media",
+                                   **DEMO_ENV), timeout=120)
     stats = crawl_stats(result.stderr)
     assert stats.get("finish_reason") == "finished"
     assert stats.get("item_scraped_count", 0) > 0

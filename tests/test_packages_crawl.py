@@ -522,3 +522,79 @@ def test_a_tree_page_pointing_to_another_host_is_not_followed(hubs, tmp_path):
     assert packages(tmp_path)["huggingface:acme/lure"]["reason"] == "foreign_next_link"
     assert stats["ptm/packages/foreign_link"] == 1
     assert cdn.log == []
+
+
+@pytest.mark.crawl
+def test_sigterm_mid_transfer_ends_the_crawl_in_seconds_marked_incomplete(hubs, tmp_path):
+    """SIGTERM while a transfer is held by the hub and a GitHub call waits for the anonymous
+    quota's reset (an hour away): the crawl stops at once instead of waiting for either, exits
+    3, keeps the partial file for the next run and marks its record incomplete."""
+    hub, _ = hubs
+    stall = threading.Event()
+    big = PkgFile("big.safetensors", Generated(seed=13, size=4 * BLOCK), lfs=True, stall=stall)
+    hub.packages.add("acme/held", "f" * 40, [big])
+    hub.github.put("acme", "vision", "v1", "hubconf.py", b"dependencies = []\n")
+    hub.github.used["anonymous"] = 60  # the listing crawls used the 60 requests of the hour
+    uri = seed(tmp_path, [*hub.packages.model_docs(), {
+        "_id": "pytorch_hub:acme_vision_net", "hub": "pytorch_hub", "hub_id": "acme_vision_net",
+        "name": "acme_vision_net", "github_repos": ["acme/vision"],
+        "extra": {"pinned_ref": "v1"}}])
+    dest = tmp_path / "pk"
+    part = dest / "blobs" / "tmp" / f"{big.sha256}.part"
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={dest}",
+           "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                part.exists() and part.stat().st_size >= BLOCK
+                and any(r.path.startswith("/repos/acme/vision/") for r in hub.log)):
+            time.sleep(0.05)
+        assert part.exists() and part.stat().st_size >= BLOCK, "the transfer never started"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError("SIGTERM did not end the crawl within 15 s") from None
+    finally:
+        stall.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, err[-3000:]
+    assert 0 < part.stat().st_size < big.size  # left for the next run to resume
+    stats = crawl_stats(err)
+    assert stats["finish_reason"] == "shutdown"
+    assert stats["ptm/ratelimit/dropped_at_shutdown"] == 1  # the GitHub call, not waited for
+    held = by_path(packages(tmp_path)["huggingface:acme/held"])["big.safetensors"]
+    assert (held["status"], held["reason"]) == ("failed", "cancelled")
+    with open_store(uri) as store:
+        record = next(store.find("crawls", {"spider": "packages"}))
+    assert record["finish_reason"] == "shutdown" and record["complete"] is False
+
+
+@pytest.mark.crawl
+def test_files_a_hub_lists_but_does_not_serve_leave_the_plan_and_the_budget(hubs, tmp_path):
+    """A tree that declares a 5 GB weight the hub then does not serve (as the demo's mock
+    does): the file fails, and its size leaves the plan (the progress line and its ETA) and
+    the max_bytes budget, so the next package still fits."""
+    hub, _ = hubs
+    small = PkgFile("model.safetensors", b"W" * 5000, lfs=True)
+    hub.packages.add("acme/declares", "1" * 40, [PkgFile("config.json", b"{}")])
+    hub.packages.extra_entries["acme/declares"] = [
+        {"type": "file", "oid": "2" * 40, "size": 5 << 30, "path": "huge.safetensors",
+         "lfs": {"oid": "3" * 64, "size": 5 << 30, "pointerSize": 134}}]
+    hub.packages.add("acme/next", "4" * 40, [small])
+    docs = sorted(hub.packages.model_docs(), key=lambda d: d["_id"])  # acme/declares first
+    seed(tmp_path, [{**d, "downloads": 10 - n} for n, d in enumerate(docs)])
+    stats, _ = crawl(hub, tmp_path, "-a", f"max_bytes={(5 << 30) + 100}", "-a", "sort=-downloads",
+                     "-s", "PTM_PACKAGES_CONCURRENT_PACKAGES=1", status=3)
+    got = packages(tmp_path)
+    huge = by_path(got["huggingface:acme/declares"])["huge.safetensors"]
+    assert (huge["status"], huge["reason"]) == ("failed", "http_404")
+    assert by_path(got["huggingface:acme/next"])["model.safetensors"]["status"] == "downloaded"
+    assert stats["ptm/packages/progress/bytes_planned"] == 2 + small.size
+    assert stats["ptm/packages/progress/bytes_received"] == 2 + small.size

@@ -220,6 +220,23 @@ def test_buckets_by_origin_and_path(url: str, bucket: str) -> None:
     assert request.meta["download_slot"] == bucket
 
 
+def test_a_long_pace_wait_is_logged_once_a_window(caplog: pytest.LogCaptureFixture) -> None:
+    """GitHub's anonymous 60 an hour, nearly spent: requests go minutes apart, and the crawl
+    looked stalled at 0 B/s with nothing in the log saying why."""
+    mw, clock = middleware()
+    url = f"{GH}/repos/pytorch/hub/git/trees/master"
+    probe = send(mw, url)
+    reset = str(int(__import__("time").time()) + 3600)
+    mw.process_response(probe, answer(probe, 200, {
+        "X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "10", "X-RateLimit-Reset": reset}))
+    with caplog.at_level(logging.INFO, logger="ptmspiders.middlewares.ratelimit"):
+        for _ in range(4):
+            send(mw, url)
+    assert max(clock.slept) > 300
+    lines = [r.getMessage() for r in caplog.records if "spreads" in r.getMessage()]
+    assert len(lines) == 1 and "github core" in lines[0] and "one request every" in lines[0]
+
+
 def test_raw_host_and_other_hosts_are_not_counted() -> None:
     mw, _ = middleware()
     for url in (f"{RAW}/pytorch/hub/master/README.md", "http://elsewhere.test/x"):

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import ROOT, hub_env, run_crawl
 from tests.mockhub import MockHub
+from tests.test_demo_hub import demo_args
 
 pytestmark = [pytest.mark.crawl,
               pytest.mark.skipif(not (shutil.which("git") and shutil.which("gpg")),
@@ -40,10 +41,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sqlite3.Con
                                  env=hub_env(hub), capture_output=True, text=True,
                                  check=True).stdout.split()
         assert "hf_models" in spiders
-        for spider in spiders:
+        # packages last, as in demo.sh: it fetches the packages of the models stored before
+        for spider in sorted(spiders, key=lambda name: name == "packages"):
             extra = ["-s", "PTM_HF_CARDS=1", "-s", "PTM_HF_FILES=1", "-s", "PTM_HF_COMMITS=1",
                      "-s", f"PTM_HF_GNUPGHOME={keyring}"] if spider == "hf_models" else []
-            run_crawl(spider, hub, tmp, *extra)
+            if spider == "packages":
+                extra = [*demo_args(spider, hub), "-s", f"PTM_PACKAGES_DIR={tmp / 'packages'}"]
+            run_crawl(spider, hub, tmp, *extra,
+                      env=hub_env(hub, GITHUB_MEDIA_URL=f"{hub.url}/media"))
     out = tmp / "report"
     done = subprocess.run([sys.executable, "-m", "ptmspiders.cli", "--store",
                            f"sqlite:///{tmp}/ptm.sqlite", "report", "--out", str(out)],

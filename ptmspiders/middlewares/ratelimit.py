@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 from scrapy import Request
 from scrapy.crawler import Crawler
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Response
 from scrapy.statscollectors import StatsCollector
 
@@ -55,6 +55,7 @@ from ptmspiders.ratelimit_headers import (
     parse_ratelimit_policy,
     parse_retry_after,
 )
+from ptmspiders.stopping import unless_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ HF_BUCKETS = HUGGINGFACE_API.buckets
 META_KEY = "ptm_ratelimit"  # (bucket key, reservation number) of the request in flight
 WAITS_META = "ptm_ratelimit_waits"
 # Bucket fields that are one worker's own, never shared (see Bucket.state).
-LOCAL_FIELDS = frozenset({"key", "burst", "waited_window", "label"})
+LOCAL_FIELDS = frozenset({"key", "burst", "waited_window", "paced_window", "label"})
+# A pace wait this long is logged (once a window): the crawl looks stalled meanwhile.
+LONG_PACE = 30.0
 T = TypeVar("T")
 
 
@@ -88,6 +91,7 @@ class Bucket:
     roll_seq: int = 0  # reservations made before the current window began
     window_start: float | None = None
     waited_window: float | None = field(default=None, repr=False)
+    paced_window: float | None = field(default=None, repr=False)
     label: str = ""  # for log lines: "huggingface api (https://huggingface.co:443)"
 
     @property
@@ -443,7 +447,10 @@ class RateLimitMiddleware:
                 # Another process's probe: look again soon after it can have been answered.
                 patience = min(got, max(got - self.probe_timeout, 0.0) + self.poll)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event(bucket.key).wait(), patience)
+                if not await unless_stopping(self.crawler, asyncio.wait_for(
+                        self._event(bucket.key).wait(), patience)):
+                    self.stats.inc_value("ptm/ratelimit/dropped_at_shutdown")
+                    raise IgnoreRequest("the crawl is stopping: not sent")
         request.meta[META_KEY] = (bucket.key, got.seq)
         if got.probe:  # this request is the probe
             self.stats.inc_value("ptm/ratelimit/probes")
@@ -456,9 +463,22 @@ class RateLimitMiddleware:
             logger.info("Rate limit: %s has used its %s requests of this %.0f s window; "
                         "waiting %.1f s for the reset", bucket.label or bucket.key, got.quota,
                         got.window, wait)
+        elif got.why == "pace" and wait >= LONG_PACE and bucket.paced_window != got.window_end:
+            bucket.paced_window = got.window_end
+            left = max((got.window_end or got.now) - got.now, 0.0)
+            logger.info("Rate limit: %s spreads what is left of its %s requests over the "
+                        "%.0f s left in its window: one request every %.0f s (a token may "
+                        "raise the quota)", bucket.label or bucket.key, got.quota, left, wait)
         self.stats.inc_value(f"ptm/ratelimit/delayed/{got.why or 'pace'}")
         self.stats.inc_value("ptm/ratelimit/delay_ms", round(wait * 1000))
-        await self.sleep(wait)
+        if not await unless_stopping(self.crawler, self.sleep(wait)):
+            # A stop (SIGTERM, Ctrl-C) must not wait out a window: the request is dropped
+            # (its errback runs) and its reservation given back if it was the probe.
+            step = self._exception_step(request)
+            if step is not None:  # through run(): the shared throttle's state is in Redis
+                step.finish(await self.run(step.bucket, step.apply))
+            self.stats.inc_value("ptm/ratelimit/dropped_at_shutdown")
+            raise IgnoreRequest("the crawl is stopping: not sent")
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
         step = self._answer(request, response)

@@ -56,7 +56,8 @@ class GithubPackages(PackageCrawler):
                 url, headers={"Accept": "application/vnd.github.sha"}, dont_filter=True,
                 meta={"handle_httpstatus_all": True}))
         except Exception as exc:
-            logger.error("Commit of %s@%s failed: %s", repo, ref, exc)
+            if not self.stopping():
+                logger.error("Commit of %s@%s failed: %s", repo, ref, exc)
             response = None
         sha = response.text.strip() if response is not None and response.status == 200 else ""
         if re.fullmatch(r"[0-9a-f]{40}", sha):

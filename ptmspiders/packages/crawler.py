@@ -46,6 +46,7 @@ from ptmspiders.packages.progress import Progress
 from ptmspiders.packages.scanning import load_scanner, summary
 from ptmspiders.packages.selection import FileFilter
 from ptmspiders.spiders.base import PtmSpider, now_iso
+from ptmspiders.stopping import stopping, until_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,8 @@ class PackageCrawler(PtmSpider):
             progress=self.progress.add_bytes, stop=self.stop_event)
         self.scanner = load_scanner()
         self.ticker: task.LoopingCall | None = None
+        self.started = 0  # packages begun (done ones are counted by progress.done)
+        self.stop_watch: asyncio.Future[None] | None = None
         crawler.signals.connect(self.opened, signal=signals.spider_opened)
         crawler.signals.connect(self.closed_, signal=signals.spider_closed)
 
@@ -185,6 +188,19 @@ class PackageCrawler(PtmSpider):
         if self.interval > 0:
             self.ticker = task.LoopingCall(self.log_progress)
             self.ticker.start(self.interval, now=False)
+        self.stop_watch = asyncio.ensure_future(self.stop_on_shutdown())
+
+    async def stop_on_shutdown(self) -> None:
+        """At SIGTERM or Ctrl-C, cancel the transfers at once (their partial files stay for
+        the next run) rather than after the graceful stop waited for them; requests waiting
+        for a rate-limit window are dropped by the throttle (:mod:`ptmspiders.stopping`)."""
+        await until_stopping(self.crawler)
+        self.streamer.abort()
+        logger.info("Stopping: transfers in progress are cancelled; a rerun resumes them")
+
+    def stopping(self) -> bool:
+        """The crawl is shutting down: no new request or transfer; a failure is a cancel."""
+        return self.stop_event.is_set() or stopping(self.crawler)
 
     def log_progress(self) -> None:
         logger.info("%s", self.progress.line())
@@ -198,6 +214,18 @@ class PackageCrawler(PtmSpider):
 
     def closed_(self, reason: str) -> None:
         self.stop_event.set()  # worker threads leave their partial files for the next run
+        if self.stop_watch is not None:
+            self.stop_watch.cancel()
+        for running in list(self.running):
+            running.cancel()  # a package task still waiting: cancelled with the crawl
+        unfinished = self.started - self.progress.done
+        if unfinished > 0:
+            self.count("packages/cancelled", unfinished)
+            if self.crawler.stats is not None:
+                self.crawler.stats.set_value("ptm/incomplete", True)
+                self.crawler.stats.set_value("ptm/incomplete/packages_cancelled", unfinished)
+            logger.warning("%d packages were not finished (crawl %s); a rerun fetches them",
+                           unfinished, reason)
         if self.ticker is not None and self.ticker.running:
             self.ticker.stop()
         logger.info("%s", self.progress.line())
@@ -271,12 +299,16 @@ class PackageCrawler(PtmSpider):
 
     async def _github_tree(self, repo: str, ref: str) -> dict[str, TreeEntry] | None:
         url = github.trees_url(self.github_api, RepoRef.parse(repo, ref))
+        if self.stopping():
+            return None
         try:
             response = await self.crawler.engine.download_async(Request(
                 url, meta={"ptm_expect": "object", "handle_httpstatus_all": True},
                 dont_filter=True))
             tree = github.parse_tree(response.body) if response.status == 200 else None
         except Exception as exc:  # after the retries: the READMEs stay unverifiable
+            if self.stopping():
+                return None
             logger.error("GitHub tree %s@%s failed: %s", repo, ref, exc)
             tree = None
         if tree is None:
@@ -293,11 +325,15 @@ class PackageCrawler(PtmSpider):
             return Fetched("failed", reason="no_hash")
         result = Fetched("failed")
         for _ in (1, 2):
+            if self.stopping():
+                return Fetched("cancelled", reason="cancelled", requests=result.requests)
             try:
                 response = await self.crawler.engine.download_async(Request(
                     url, dont_filter=True, meta={"handle_httpstatus_all": True,
                                                  "download_maxsize": self.inline_max + 1}))
             except Exception as exc:
+                if self.stopping():
+                    return Fetched("cancelled", reason="cancelled", requests=result.requests)
                 logger.error("Fetching %s failed: %s", url, exc)
                 return Fetched("failed", reason="request_failed", requests=result.requests)
             result.requests += 1
@@ -335,12 +371,18 @@ class PackageCrawler(PtmSpider):
         ``verified`` is ``None`` when the host published none."""
         result = ArchiveResult()
         for attempt in (1, 2):
+            if self.stopping():
+                result.reason = "cancelled"
+                return result
             try:
                 response = await self.crawler.engine.download_async(Request(
                     url, dont_filter=True, meta={"dont_redirect": True,
                                                  "handle_httpstatus_all": True,
                                                  "download_maxsize": self.inline_max + 1}))
             except Exception as exc:
+                if self.stopping():
+                    result.reason = "cancelled"
+                    return result
                 logger.error("Archive request %s failed: %s", url, exc)
                 result.reason = "request_failed"
                 return result
@@ -445,6 +487,8 @@ class PackageCrawler(PtmSpider):
         # (the others then find it present) and never written by two threads.
         lock = self.inflight.setdefault(expect.key, asyncio.Lock())
         async with lock, self.file_slots:
+            if self.stopping():
+                return Fetched("cancelled", reason="cancelled")
             if spec.sha256 and self.blobs.has(spec.sha256, spec.size):
                 return Fetched("present", sha256=spec.sha256, size=spec.size or 0)
             known = self.blobs.sha256_of_git(expect.git_oid)
@@ -478,6 +522,13 @@ class PackageCrawler(PtmSpider):
             yield item
 
     async def file_done(self, job: Job, i: int, record: dict[str, Any]) -> AsyncIterator[Any]:
+        if record["status"] != "downloaded" and i < job.listed:
+            # Planned but not transferred (failed, cancelled, found present): its bytes leave
+            # the plan and the budget, or a hub that lists files it does not serve (sizes of
+            # many GB) leaves "54 B of 12.2 GiB planned" and a spent max_bytes behind.
+            size = job.specs[i].size or 0
+            self.planned -= size
+            self.progress.planned_bytes -= size
         job.records[i] = record
         job.pending -= 1
         if job.pending == 0:

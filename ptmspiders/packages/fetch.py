@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +86,8 @@ class Streamer:
         self.retry_wait = retry_wait
         self.progress = progress or (lambda n: None)
         self.stop = stop or threading.Event()
+        self._active: set[urllib3.BaseHTTPResponse] = set()  # bodies being read, for abort()
+        self._active_lock = threading.Lock()
         self.http = urllib3.PoolManager(
             num_pools=32, maxsize=16, retries=False,
             timeout=urllib3.Timeout(connect=min(timeout, 30.0), read=timeout))
@@ -161,7 +162,8 @@ class Streamer:
             failures += 1
             if failures > self.max_resumes:
                 raise _HttpFailure("transfer_failed")
-            time.sleep(self.retry_wait * failures)
+            if self.stop.wait(self.retry_wait * failures):  # a stop ends the wait at once
+                raise Cancelled
         if expect.size is not None and state.have != expect.size:
             raise _Mismatch
         actual = state.sha.hexdigest()
@@ -201,6 +203,10 @@ class Streamer:
             break
         else:
             raise _HttpFailure("too_many_redirects")
+        with self._active_lock:
+            self._active.add(resp)
+        if self.stop.is_set():  # abort() ran while this request was being sent
+            resp.shutdown()
         for name in ("x-goog-hash", "content-md5"):
             if resp.headers.get(name):
                 result.digests[name] = resp.headers[name]
@@ -234,7 +240,18 @@ class Streamer:
                         raise _Mismatch
             return True
         finally:
+            with self._active_lock:
+                self._active.discard(resp)
             resp.release_conn()
+
+    def abort(self) -> None:
+        """Stop every transfer now (from any thread): a body being read is cut at once
+        instead of after its read timeout; the partial files stay for the next run."""
+        self.stop.set()
+        with self._active_lock:
+            active = list(self._active)
+        for resp in active:
+            resp.shutdown()
 
 
 class _State:

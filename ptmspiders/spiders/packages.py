@@ -153,6 +153,7 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, KagglePa
                 # At most PTM_PACKAGES_CONCURRENT_PACKAGES in progress (released in finish()).
                 await self.package_slots.acquire()
                 job = Job(model=model, hub=str(model.get("hub")))
+                self.started += 1
                 if job.hub == "huggingface":
                     for request in self.hf_start(job):
                         yield request

@@ -6,7 +6,10 @@
 - ``GET /{repo_id}/commits/{rev}``: the HTML commits page, a "Verified" badge on good
   signatures and "Unverified" on bad ones (``?p=`` paging).
 - ``GET /{repo_id}/resolve/{rev}/README.md``: the card (``fixtures/huggingface/cards``, else
-  one made from the model's ``cardData``); 404 when the model lists no ``README.md``.
+  one made from the model's ``cardData``); 404 when the model lists no ``README.md``. Every other
+  file the model lists is served too (``file_text``), except its LFS weights: their sizes are the
+  fixtures' (up to 1.6 GB), their bytes are not made, so they answer 404 (``packages`` crawls of
+  this hub leave them out with ``max_file_bytes``).
 - ``GET /api/models/{repo_id}/tree/{rev}?recursive=true&expand=true``: files with ``lfs`` and,
   with ``expand``, ``securityFileStatus``; 1000 per page (50 with ``expand``), ``Link`` paging.
 - ``GET /_mock/gpg/signer.asc``: the mock signer's public key (not a Hub endpoint).
@@ -29,7 +32,7 @@ import threading
 import weakref
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import yaml
 
@@ -316,6 +319,20 @@ def resolve_readme(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResp
                              headers=[("X-Repo-Commit", m.group("rev"))])
 
 
+def resolve_file(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse:
+    """A file the model lists, as ``file_text`` makes it; its LFS weights are not served."""
+    repo_id, path = m.group("repo"), unquote(m.group("path"))
+    model = hub.hf.by_id(repo_id)  # type: ignore[attr-defined]
+    listed = model is not None and any(s.get("rfilename") == path
+                                       for s in model.get("siblings", []))
+    if not listed or path.lower().endswith(WEIGHT_SUFFIXES):
+        return MockResponse.text("Entry not found", status=404,
+                                 headers=[("X-Error-Code", "EntryNotFound")])
+    return MockResponse(body=file_text(hub, repo_id, path).encode(),
+                        content_type="application/octet-stream",
+                        headers=[("X-Repo-Commit", m.group("rev"))])
+
+
 def tree_api(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse:
     repo_id = m.group("repo")
     model = hub.hf.by_id(repo_id)  # type: ignore[attr-defined]
@@ -335,13 +352,13 @@ def tree_api(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse:
                 folders.add(folder)
                 entries.append({"type": "directory", "oid": _oid(folder), "size": 0,
                                 "path": folder})
-        text = file_text(hub, repo_id, path)
-        entry: dict[str, Any] = {"type": "file", "oid": _oid(text), "size": len(text),
+        data = file_text(hub, repo_id, path).encode()
+        entry: dict[str, Any] = {"type": "file", "oid": _blob_oid(data), "size": len(data),
                                  "path": path}
         if path.lower().endswith(WEIGHT_SUFFIXES):
             oid, lfs_size = lfs_facts(repo_id, path)
             entry["size"] = lfs_size
-            entry["lfs"] = {"oid": oid, "size": lfs_size, "pointerSize": len(text)}
+            entry["lfs"] = {"oid": oid, "size": lfs_size, "pointerSize": len(data)}
         if expand:
             entry["lastCommit"] = {"id": model.get("sha"), "title": "update",
                                    "date": model.get("lastModified")}
@@ -371,6 +388,11 @@ def _oid(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+def _blob_oid(data: bytes) -> str:
+    """The file's id as git (and the Hub's tree API) computes it."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def signer_key(hub: MockHub, req: MockRequest, m: re.Match[str]) -> MockResponse:
     """The public key the fixture repositories are signed with (the demo imports it, so its
     signature statuses come out good and bad rather than "cannot check")."""
@@ -393,4 +415,5 @@ def register(hub: MockHub) -> None:
     hub.route("GET", rf"/api/models/{REPO}/tree/(?P<rev>[^/]+)", tree_api)
     hub.route("GET", rf"/{REPO}/commits/(?P<rev>[^/]+)", commits_page)
     hub.route("GET", rf"/{REPO}/resolve/(?P<rev>[^/]+)/README\.md", resolve_readme)
+    hub.route("GET", rf"/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", resolve_file)
     hub.route("GET", r"/_mock/gpg/signer\.asc", signer_key)
