@@ -212,8 +212,13 @@ def cmd_stats(store: Store, args: argparse.Namespace) -> int:
         rows = []
         for c in crawls:
             counts = c.get("counts") or {}
+            # A restricted crawl (-a limit=..., packages) is never "complete" by design:
+            # say why rather than print a false that reads as a failure.
+            complete = c.get("complete")
+            if not complete and c.get("restricted") and c.get("finish_reason") == "finished":
+                complete = "restricted"
             rows.append({"spider": c.get("spider"), "finished_at": c.get("finished_at"),
-                         "reason": c.get("finish_reason"), "complete": c.get("complete"),
+                         "reason": c.get("finish_reason"), "complete": complete,
                          **{k: counts.get(k) for k in ("new", "changed", "unchanged",
                                                        "missing")}})
         print_table(rows, ["spider", "finished_at", "reason", "complete", "new", "changed",

@@ -6,7 +6,16 @@ set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 log=$(mktemp -d)/mockhub.out
 mock_pid=
-trap '[ -n "$mock_pid" ] && kill $mock_pid 2>/dev/null || true' EXIT
+gnupg=
+cleanup() {  # also when a step fails or the demo is interrupted: leave nothing running
+  [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null
+  if [ -n "$gnupg" ]; then
+    GNUPGHOME=$gnupg gpgconf --kill all 2>/dev/null
+    rm -rf "$gnupg"
+  fi
+  return 0
+}
+trap cleanup EXIT
 # A fixed port keeps the stored URLs equal between demo runs (history would record a new port
 # as a change of every model's url); any free port when it is taken.
 start_mock() {
@@ -59,8 +68,6 @@ crawl tfhub
 # (up to 1.6 GB) but does not serve.
 crawl packages -a hub=huggingface -a weights=safe -a max_file_bytes=1M
 
-GNUPGHOME=$gnupg gpgconf --kill gpg-agent 2>/dev/null || true
-rm -rf "$gnupg"
 echo
 echo "What was stored (ptm stats):"
 ptm stats

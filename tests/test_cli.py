@@ -265,3 +265,20 @@ def test_history_of_a_baseline_model_starts_at_first_seen(
     code, out, _ = both(stores, capsys, monkeypatch, "history", "huggingface:o1/m1",
                         "--limit", "1")
     assert [json.loads(x)["kind"] for x in out.splitlines()] == ["first_seen"]
+
+
+def test_stats_says_restricted_rather_than_incomplete(
+        store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restricted crawl (``-a limit=``, packages) is never complete by design: the table says
+    so, while a crawl that ended incomplete still reads false."""
+    store.upsert("crawls", [
+        {"_id": "p1", "spider": "packages", "hub": "packages", "started_at": "2026-03-01T00:00Z",
+         "finished_at": "2026-03-01T00:10Z", "finish_reason": "finished", "complete": False,
+         "restricted": True, "counts": {}},
+        {"_id": "t1", "spider": "tfhub", "hub": "tfhub", "started_at": "2026-03-01T00:00Z",
+         "finished_at": "2026-03-01T00:10Z", "finish_reason": "finished", "complete": False,
+         "restricted": False, "counts": {}}])
+    code, out, _ = ptm(store, capsys, monkeypatch, "stats")
+    rows = {line.split()[0]: line.split()[3] for line in out.splitlines()
+            if line.startswith(("packages ", "tfhub "))}
+    assert code == 0 and rows == {"packages": "restricted", "tfhub": "false"}
