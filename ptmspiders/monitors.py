@@ -17,20 +17,17 @@ or at ``spider_closed`` when nobody asked.
 from __future__ import annotations
 
 import logging
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from scrapy import Spider
 from scrapy.crawler import Crawler
-from scrapy.exceptions import ScrapyDeprecationWarning
 from scrapy.settings import BaseSettings
 from spidermon import Monitor, MonitorSuite
 from spidermon.contrib.scrapy.extensions import Spidermon
 from spidermon.contrib.scrapy.monitors import FinishReasonMonitor
 from spidermon.core.actions import Action
+from spidermon.runners import MonitorRunner
 
 logger = logging.getLogger(__name__)
 
@@ -140,16 +137,6 @@ class RefusedLinksMonitor(StatsMonitor):
                              f"PTM_HEALTH_MAX_REFUSED_LINKS={limit}")
 
 
-@contextmanager
-def quiet_spidermon() -> Iterator[None]:
-    """Spidermon 1.x logs through ``Spider.log``, deprecated by Scrapy: its report is kept,
-    the deprecation warning (one per line of the report) is not shown to users."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"Spider\.log\(\) is deprecated",
-                                ScrapyDeprecationWarning)
-        yield
-
-
 def failure_reason(error: str | None) -> str:
     """The assertion message of a failed monitor (the last line of unittest's traceback)."""
     lines = [line for line in (error or "").strip().splitlines() if line.strip()]
@@ -186,7 +173,11 @@ class CrawlHealthSuite(MonitorSuite):
 
 class CrawlHealth(Spidermon):
     """Spidermon's extension, with its close monitors run once: when history asks for them
-    (:data:`health_requested`), else at ``spider_closed``."""
+    (:data:`health_requested`), else at ``spider_closed``.
+
+    They run under Spidermon's plain :class:`MonitorRunner`, not its Scrapy runner, whose
+    report (some forty lines, each failure with a traceback at ERROR, through the deprecated
+    ``Spider.log``) no setting turns off: the suite's action logs the verdict in a few lines."""
 
     checked: set[str]  # the spiders whose close monitors ran
 
@@ -203,11 +194,17 @@ class CrawlHealth(Spidermon):
         if spider.name in self.checked:
             return
         self.checked.add(spider.name)
-        with quiet_spidermon():
-            super().spider_closed(spider)
+        assert self.crawler.stats is not None
+        data = {"stats": self.crawler.stats.get_stats(), "crawler": self.crawler,
+                "spider": spider, "stats_history": getattr(spider, "stats_history", []),
+                "job": None}
+        for suite in self.spider_closed_suites:
+            MonitorRunner().run(suite, **data)
 
     def spider_closed(self, spider: Spider) -> None:
         self.check(spider)
+        for task in self.periodic_tasks.get(spider, []):
+            task.stop()
 
 
 def request_health(crawler: Crawler, spider: Spider) -> dict[str, Any] | None:
