@@ -221,7 +221,7 @@ EXTENSIONS = {
 SPIDERMON_ENABLED = True
 SPIDERMON_SPIDER_CLOSE_MONITORS = ["ptmspiders.monitors.CrawlHealthSuite"]
 SPIDERMON_EXPECTED_FINISH_REASONS = ["finished"]
-# Fails when a request failed for good more often than this (ptm/failed/<reason>).
+# Fails when a count of requests failed for good (ptm/failed/<reason>) is over this.
 PTM_HEALTH_MAX_FAILED_REQUESTS = 0
 # Fails when one drop reason (ptm/dropped/<reason>) exceeds this share of the items.
 PTM_HEALTH_MAX_DROPPED_RATIO = 0.1
