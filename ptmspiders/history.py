@@ -35,6 +35,7 @@ from scrapy.exceptions import NotConfigured
 from ptmspiders.args import SpiderParams
 from ptmspiders.crawllock import lock_not_taken, pid_space, process_gone, this_host
 from ptmspiders.items import Doc, ModelItem, field_names
+from ptmspiders.monitors import request_health
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.stores import Store, crawler_store, first_crawl_of
 from ptmspiders.stores.base import WriteDoc, decoded, doc_id
@@ -412,6 +413,8 @@ class CrawlHistory:
 
     def _close(self, spider: Spider, reason: str) -> None:
         sync_writes(self.crawler)  # the comparisons of the last batches, and what they saw
+        # The close monitors, run now so that the record holds their verdict.
+        health = request_health(self.crawler, spider)
         started = time.monotonic()
         store = crawler_store(self.crawler)
         stats = self.stats.get_stats()
@@ -479,7 +482,7 @@ class CrawlHistory:
         store.upsert("crawls", [self.record(
             spider, finished_at=finished_at, finish_reason=reason, complete=complete,
             status="done", incomplete_reasons=list(getattr(spider, "incomplete_reasons", [])),
-            counts=counts, stats=selected_stats(self.stats.get_stats()),
+            counts=counts, health=health, stats=selected_stats(self.stats.get_stats()),
             history_seconds=round(time.monotonic() - started, 3))])
 
     def _clear_removed(self, store: Store, noted: set[str], spider: Spider, at: str,

@@ -212,7 +212,21 @@ EXTENSIONS = {
     # spider_closed tells history whether the lock held to the end.
     "ptmspiders.crawllock.CrawlLock": 450,
     "ptmspiders.history.CrawlHistory": 500,
+    # Spidermon's extension; history asks it for the crawl's health before writing the record.
+    "ptmspiders.monitors.CrawlHealth": 900,
 }
+
+# Crawl health (ptmspiders/monitors.py): Spidermon monitors on the stats at the end of a crawl,
+# summarised in the log and in the crawl record (``health``).
+SPIDERMON_ENABLED = True
+SPIDERMON_SPIDER_CLOSE_MONITORS = ["ptmspiders.monitors.CrawlHealthSuite"]
+SPIDERMON_EXPECTED_FINISH_REASONS = ["finished"]
+# Fails when a count of requests failed for good (ptm/failed/<reason>) is over this.
+PTM_HEALTH_MAX_FAILED_REQUESTS = 0
+# Fails when one drop reason (ptm/dropped/<reason>) exceeds this share of the items.
+PTM_HEALTH_MAX_DROPPED_RATIO = 0.1
+# Fails when more links or redirects off the hub's origin were refused (ptm/refused_link).
+PTM_HEALTH_MAX_REFUSED_LINKS = 0
 
 # With JOBDIR: after a killed run, reset Scrapy's own queue and seen-requests file
 # (ptmspiders/checkpoint.py); listings resume from their checkpoints.
