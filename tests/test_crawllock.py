@@ -414,7 +414,10 @@ def test_a_killed_crawl_leaves_its_lock_and_record_to_the_next_crawl(
     held = HeldListing(mockhub)
     killed = start_crawl(mockhub, tmp_path, log=tmp_path / "killed.log")
     processes.append(killed)
-    killed_id = until(lambda: lock_holder(tmp_path))
+    # Listing, so past spider_opened: its lock taken and its running record written (killed
+    # between the two, it would leave no record to mark abandoned).
+    assert held.held.wait(120)
+    killed_id = lock_holder(tmp_path)
     killed.kill()
     killed.wait()
     held.release.set()
