@@ -15,20 +15,6 @@ from typing import Any, ClassVar
 Doc = dict[str, Any]
 
 
-@dataclass(slots=True)
-class CrawlInfo:
-    first_seen: str
-    last_seen: str
-    source_url: str | None
-
-    def to_dict(self) -> Doc:
-        return {
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-            "source_url": self.source_url,
-        }
-
-
 @dataclass(slots=True, kw_only=True)
 class ModelItem:
     """One model package on one hub (collection ``models``)."""
@@ -179,8 +165,6 @@ class PackageItem:
     reason: str | None = None
     crawl: Doc = field(default_factory=dict)
 
-
-PtmItem = ModelItem | OwnerItem | CollectionItem | CommitItem | PackageItem
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-STATUSES = ("downloaded", "present", "skipped", "refused", "failed")
-
 
 @dataclass
 class FileSpec:

@@ -41,8 +41,6 @@ from ptmspiders.spiders.base import URL_TOO_LONG, count_url_too_long, url_too_lo
 
 logger = logging.getLogger(__name__)
 
-# What enrichment adds to a model document: an unchanged model keeps the stored values.
-ENRICHED_FIELDS: tuple[str, ...] = ("card", "files", "risk", "enrichment")
 # The git probe's redirects are answered here rather than followed by Scrapy: one to another
 # origin is refused (the clone would follow it with the token), one on the hub is followed.
 REDIRECTS = (301, 302, 303, 307, 308)
