@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from ptmspiders.responses import BadResponse, load_json
+from ptmspiders.hub_answers import BadResponse, load_json
 
 _REPO_RE = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))/([A-Za-z0-9_.-]+)$")
 

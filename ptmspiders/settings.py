@@ -70,7 +70,7 @@ PTM_HF_OWNERS = "orgs"
 PTM_REAIM_ENABLED = True
 # Models per list page; the Hub's maximum (1000) keeps a sweep near one call per 1000 models.
 PTM_HF_PAGE_SIZE = 1000
-# Enrichment of models whose sha changed (ptmspiders/spiders/hf_enrich.py): README card
+# Enrichment of models whose sha changed (ptmspiders/hf_enrichment.py): README card
 # (resolver bucket), file tree with security scans (API), commits with signature status.
 # Off by default so a plain list sweep stays about one call per 1000 models; the studies
 # (ptm report) want all three: -s PTM_HF_CARDS=1 -s PTM_HF_FILES=1 -s PTM_HF_COMMITS=1.

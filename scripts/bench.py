@@ -64,7 +64,7 @@ class RawListSpider(scrapy.Spider):
     def parse(self, response: Any) -> Iterator[Any]:
         import orjson
 
-        from ptmspiders.responses import parse_link_header
+        from ptmspiders.hub_answers import parse_link_header
 
         yield from orjson.loads(response.body)
         next_url = parse_link_header(response.headers.get("Link")).get("next")

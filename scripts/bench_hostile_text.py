@@ -27,9 +27,9 @@ def laughs(levels: int, width: int = 9) -> str:
 
 
 def main() -> int:
+    from ptmspiders.hub_answers import BadResponse
     from ptmspiders.parsers.hf_card import parse_card
     from ptmspiders.parsers.safe_yaml import load_yaml
-    from ptmspiders.responses import BadResponse
 
     def yaml_case(text: str) -> Callable[[], Any]:
         def run() -> Any:

@@ -36,11 +36,11 @@ STAGES = ("decode", "parse", "normalize", "validate", "encode")
 def measure(pages: list[bytes], clock: Callable[[], float] = time.thread_time
             ) -> dict[str, float]:
     """Seconds spent in each stage over all pages (one pass)."""
+    from ptmspiders.hub_answers import load_json
     from ptmspiders.items import to_doc
     from ptmspiders.parsers import huggingface as hf
     from ptmspiders.pipelines.normalize import normalize_model
     from ptmspiders.pipelines.validate import schema_error
-    from ptmspiders.responses import load_json
     from ptmspiders.stores.sqlite import SQLiteStore
 
     store = SQLiteStore("sqlite:///:memory:")  # only its encode() runs: what a sweep binds

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.parsers import hf_card, hf_repo
 from ptmspiders.parsers.hf_card import headings, parse_card
 from ptmspiders.parsers.safe_yaml import split_front_matter
-from ptmspiders.responses import BadResponse
 
 CARDS = Path(__file__).parent / "fixtures" / "huggingface" / "cards"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import fastjsonschema
 import pytest
 
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import to_doc
 from ptmspiders.parsers import modelhub as p
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
-from ptmspiders.responses import BadResponse
 from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.conformance

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from ptmspiders.github import git_blob_sha
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import ModelItem, to_doc
 from ptmspiders.parsers import pytorch_hub as p
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
-from ptmspiders.responses import BadResponse
 
 pytestmark = pytest.mark.conformance
 

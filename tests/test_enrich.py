@@ -16,10 +16,10 @@ from scrapy.http import HtmlResponse, TextResponse
 from scrapy.utils.test import get_crawler
 from twisted.python.failure import Failure
 
+from ptmspiders.hf_enrichment import enricher
 from ptmspiders.items import CommitItem, ModelItem, field_names, to_doc
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.pipelines.validate import load_schema, schema_error
-from ptmspiders.spiders.hf_enrich import enricher
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import open_store
 from tests.conftest import FIXTURES, crawl_stats, hub_env, run_crawl

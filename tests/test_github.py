@@ -14,8 +14,8 @@ from scrapy import Request
 from scrapy.utils.test import get_crawler
 
 from ptmspiders.github import RepoRef, git_blob_sha, parse_tree, raw_url, trees_url
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.middlewares.auth import HubAuthMiddleware
-from ptmspiders.responses import BadResponse
 from tests.conftest import FIXTURES, crawl_stats, hub_env, run_crawl
 
 PYTORCH_HUB = FIXTURES / "github" / "pytorch" / "hub" / "master"

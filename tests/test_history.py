@@ -11,7 +11,7 @@ import pytest
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
-from ptmspiders import incremental
+from ptmspiders import hf_incremental
 from ptmspiders.history import (
     CrawlHistory,
     ModelHistory,
@@ -92,18 +92,18 @@ def test_carry_over_keeps_what_enrichment_stored() -> None:
     stored = {"card": {"present": True, "has_model_index": True, "length": 99},
               "files": [{"path": "a.bin", "size": 10, "sha256": "s", "lfs": True}],
               "risk": {"weight_formats": ["pickle"], "pickle_only": True}}
-    item = incremental.carry_over(listed, stored)
+    item = hf_incremental.carry_over(listed, stored)
     assert item.card == {"present": True, "has_model_index": True, "length": 99}
     assert item.files == stored["files"]
     assert item.risk == stored["risk"]
     # a thinner stored file list does not replace a richer listed one
-    thin = incremental.carry_over(model(2, files=[{"path": "a", "size": 5}]),
+    thin = hf_incremental.carry_over(model(2, files=[{"path": "a", "size": 5}]),
                                   {"files": [{"path": "a", "size": None}], "card": None})
     assert thin.files == [{"path": "a", "size": 5}]
     assert thin.card == {"present": None, "has_model_index": False}
-    assert incremental.carry_over(model(3), None).files == []
-    assert incremental.needs_refresh("s", None) and incremental.needs_refresh(None, {"x": 1})
-    assert not incremental.needs_refresh("s", {"latest_commit_sha": "s"})
+    assert hf_incremental.carry_over(model(3), None).files == []
+    assert hf_incremental.needs_refresh("s", None) and hf_incremental.needs_refresh(None, {"x": 1})
+    assert not hf_incremental.needs_refresh("s", {"latest_commit_sha": "s"})
 
 
 # -- the spider hooks ----------------------------------------------------------------------------

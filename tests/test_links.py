@@ -18,6 +18,8 @@ from twisted.python.failure import Failure
 
 from ptmspiders import settings as ptm_settings
 from ptmspiders.github import TreeEntry
+from ptmspiders.hf_enrichment import enricher
+from ptmspiders.hub_answers import BadResponse, UndecodableEntry, load_json
 from ptmspiders.items import ModelItem, to_doc
 from ptmspiders.middlewares.origin import SameOriginRedirectMiddleware
 from ptmspiders.middlewares.retry import malformed_reason
@@ -27,8 +29,6 @@ from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.parsers import kaggle
 from ptmspiders.pipelines.validate import schema_error
-from ptmspiders.responses import BadResponse, UndecodableEntry, load_json
-from ptmspiders.spiders.hf_enrich import enricher
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.spiders.modelhub import ModelhubSpider
 from ptmspiders.spiders.modelzoo import ModelzooSpider

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import to_doc
 from ptmspiders.parsers import modelhub as p
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
-from ptmspiders.responses import BadResponse
 from ptmspiders.stores import open_store
 from tests.conftest import FIXTURES, crawl_stats, run_crawl
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import fastjsonschema
 import pytest
 
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import to_doc
 from ptmspiders.parsers import modelzoo as mz
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
-from ptmspiders.responses import BadResponse
 from tests.mockhub.modelzoo import DETAIL_FIELDS, LIST_FIELDS, render_home, render_page
 
 FIXTURES = Path(__file__).parent / "fixtures" / "modelzoo"

@@ -7,12 +7,12 @@ import json
 import pytest
 
 from ptmspiders.github import RepoRef
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import to_doc
 from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.parsers import onnx_zoo as p
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
-from ptmspiders.responses import BadResponse
 from ptmspiders.stores import open_store
 from tests.conftest import FIXTURES, crawl_stats, run_crawl
 

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import to_doc
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
-from ptmspiders.responses import BadResponse
 
 FIX = Path(__file__).parent / "fixtures" / "huggingface"
 EP = "https://huggingface.co"

@@ -6,6 +6,7 @@ import frontmatter
 import pytest
 import yaml
 
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.parsers import pytorch_hub
 from ptmspiders.parsers.hf_card import parse_card
 from ptmspiders.parsers.safe_yaml import (
@@ -17,7 +18,6 @@ from ptmspiders.parsers.safe_yaml import (
     load_yaml,
     split_front_matter,
 )
-from ptmspiders.responses import BadResponse
 
 
 def laughs(levels: int = 6, width: int = 9) -> str:

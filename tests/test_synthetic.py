@@ -13,11 +13,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ptmspiders.hub_answers import parse_link_header
 from ptmspiders.items import to_doc
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
-from ptmspiders.responses import parse_link_header
 from tests.mockhub import MockHub, MockRequest
 from tests.mockhub.huggingface import list_models as fixture_list_models
 from tests.mockhub.synthetic import (
@@ -219,7 +219,7 @@ def test_fixture_mock_handler_also_pages_the_synthetic_sequence():
 def test_a_body_kept_by_a_checker_is_decoded_once_for_its_consumer():
     """The retry middleware checks list pages with ``keep=True``; the spider's decode of the
     same body object then reuses that result instead of decoding megabytes again."""
-    from ptmspiders.responses import BadResponse, load_json
+    from ptmspiders.hub_answers import BadResponse, load_json
 
     body = SyntheticCatalogue(10).page(0, 10, ["author"])
     checked = load_json(body, list, keep=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import CollectionItem, ModelItem, OwnerItem, to_doc
 from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.parsers import tfhub as p
 from ptmspiders.pipelines.normalize import normalize_model
 from ptmspiders.pipelines.validate import schema_error
-from ptmspiders.responses import BadResponse
 from ptmspiders.spiders.tfhub import is_collection_path
 from ptmspiders.stores import open_store
 from tests.conftest import FIXTURES, crawl_stats, run_crawl

@@ -52,8 +52,8 @@ from twisted.web.client import ResponseFailed
 
 from ptmspiders import settings as defaults
 from ptmspiders.github import git_blob_sha
+from ptmspiders.hub_answers import BadResponse, load_json
 from ptmspiders.ratelimit_headers import parse_retry_after
-from ptmspiders.responses import BadResponse, load_json
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+from ptmspiders.hub_answers import parse_link_header
 from ptmspiders.packages.plan import FileSpec
-from ptmspiders.responses import parse_link_header
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")

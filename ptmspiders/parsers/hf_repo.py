@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from ptmspiders.hub_answers import BadResponse, load_json
 from ptmspiders.normalize import as_int, iso_utc
-from ptmspiders.responses import BadResponse, load_json
 
 # File name suffix -> serialisation format. Pickle-based formats are in PICKLE_FORMATS.
 WEIGHT_SUFFIXES: dict[str, str] = {

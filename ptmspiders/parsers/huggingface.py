@@ -12,9 +12,9 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
+from ptmspiders.hub_answers import BadResponse, UndecodableEntry, load_json
 from ptmspiders.items import ModelItem, OwnerItem, make_id
 from ptmspiders.normalize import as_int, as_list, dedupe, iso_utc, normalize_license
-from ptmspiders.responses import BadResponse, UndecodableEntry, load_json
 
 HUB = "huggingface"
 MAX_PAGE_SIZE = 1000

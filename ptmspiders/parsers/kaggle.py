@@ -16,9 +16,9 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
+from ptmspiders.hub_answers import BadResponse, UndecodableEntry, load_json
 from ptmspiders.items import ModelItem, make_id
 from ptmspiders.normalize import as_int, as_list, dedupe, iso_utc, normalize_license
-from ptmspiders.responses import BadResponse, UndecodableEntry, load_json
 
 HUB = "kaggle"
 MAX_PAGE_SIZE = 100

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ptmspiders.github import RepoRef
+from ptmspiders.hub_answers import load_json
 from ptmspiders.items import ModelItem, make_id
 from ptmspiders.normalize import dedupe, github_repo
-from ptmspiders.responses import load_json
 
 HUB = "modelhub"
 INDEX = "models.json"

@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 from bs4 import BeautifulSoup, Tag
 
+from ptmspiders.hub_answers import BadResponse, load_json
 from ptmspiders.items import ModelItem, make_id
 from ptmspiders.normalize import as_int, as_list, dedupe, github_repo
-from ptmspiders.responses import BadResponse, load_json
 
 HUB = "modelzoo"
 

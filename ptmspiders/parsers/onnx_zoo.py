@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ptmspiders.github import RepoRef
+from ptmspiders.hub_answers import BadResponse, load_json
 from ptmspiders.items import ModelItem, make_id
 from ptmspiders.normalize import as_int, dedupe
-from ptmspiders.responses import BadResponse, load_json
 
 HUB = "onnx_zoo"
 MANIFEST = "ONNX_HUB_MANIFEST.json"

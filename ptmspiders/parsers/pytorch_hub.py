@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.hubs import HUBS
 from ptmspiders.items import ModelItem, make_id
 from ptmspiders.normalize import as_list, dedupe, github_repo
@@ -23,7 +24,6 @@ from ptmspiders.parsers.safe_yaml import (
     split_front_matter,
     starts_front_matter,
 )
-from ptmspiders.responses import BadResponse
 
 HUB = "pytorch_hub"
 SITE = HUBS[HUB].home  # model pages: {SITE}/{entry}/

@@ -28,7 +28,7 @@ from yaml.events import (
     SequenceStartEvent,
 )
 
-from ptmspiders.responses import BadResponse
+from ptmspiders.hub_answers import BadResponse
 
 MAX_CHARS = 1_000_000  # the text, and the document with every alias written out
 MAX_ALIASES = 100

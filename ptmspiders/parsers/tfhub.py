@@ -14,10 +14,10 @@ import html
 import re
 from typing import Any
 
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.hubs import HUBS
 from ptmspiders.items import CollectionItem, ModelItem, OwnerItem, make_id
 from ptmspiders.normalize import dedupe, normalize_license, papers
-from ptmspiders.responses import BadResponse
 
 HUB = "tfhub"
 SITE = HUBS[HUB].home  # model pages: {SITE}/{hub id}

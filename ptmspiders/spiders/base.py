@@ -16,8 +16,8 @@ from scrapy_spider_metadata import Args
 
 from ptmspiders.args import SpiderParams, parse_params
 from ptmspiders.checkpoint import crawler_checkpoints
+from ptmspiders.hub_answers import BadResponse, load_json
 from ptmspiders.origins import REFUSED_REASON, RefusedLink, follow
-from ptmspiders.responses import BadResponse, load_json
 
 logger = logging.getLogger(__name__)
 

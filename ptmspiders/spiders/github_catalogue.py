@@ -20,7 +20,7 @@ from scrapy.http import Response
 
 from ptmspiders.args import RESTRICTS, ArgumentError, Names, SpiderParams
 from ptmspiders.github import RepoRef, TreeEntry, git_blob_sha, parse_tree, raw_url, trees_url
-from ptmspiders.responses import BadResponse
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.spiders.base import PtmSpider
 from ptmspiders.stores import crawler_store
 

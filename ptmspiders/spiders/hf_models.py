@@ -22,14 +22,13 @@ from pydantic import (
 from scrapy import Request
 from scrapy.http import Response
 
-from ptmspiders import incremental
+from ptmspiders import hf_enrichment, hf_incremental
 from ptmspiders.args import RESTRICTS, ArgumentError, Limit, Names, SpiderParams, Text, one_of
+from ptmspiders.hub_answers import BadResponse, parse_link_header
 from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.middlewares.reaim import REAIM_META
 from ptmspiders.origins import REFUSED_REASON, RefusedLink
 from ptmspiders.parsers import huggingface as hf
-from ptmspiders.responses import BadResponse, parse_link_header
-from ptmspiders.spiders import hf_enrich
 from ptmspiders.spiders.base import URL_TOO_LONG, PtmSpider, count_url_too_long, url_too_long
 from ptmspiders.stores import crawler_store, first_crawl_of
 
@@ -266,12 +265,12 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
             self.count("incremental/refresh", len(ids))
             return set(ids)
         stored = crawler_store(self.crawler).get_many(
-            "models", ids, fields=incremental.stored_fields(incremental.HF_CARRIED_FIELDS))
+            "models", ids, fields=hf_incremental.stored_fields(hf_incremental.HF_CARRIED_FIELDS))
         refresh = set()
         for item in items:
             doc = stored.get(item._id)
-            if incremental.needs_refresh(item.latest_commit_sha, doc) or \
-                    hf_enrich.enricher(self).lacks(doc):  # e.g. enrichment newly switched on
+            if hf_incremental.needs_refresh(item.latest_commit_sha, doc) or \
+                    hf_enrichment.enricher(self).lacks(doc):  # e.g. enrichment newly switched on
                 refresh.add(item._id)
             elif doc is not None:
                 self.stored_for_carry[item._id] = doc
@@ -281,12 +280,12 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
 
     def enrich(self, item: ModelItem) -> Iterator[Request | ModelItem]:
         """Requests that add what the list lacks (card, commits, files), ending in the item."""
-        yield from hf_enrich.enricher(self).start(item)
+        yield from hf_enrichment.enricher(self).start(item)
 
     def carry_over(self, item: ModelItem) -> ModelItem:
         """An unchanged model: keep what earlier enrichment stored, refresh the list fields."""
         stored = getattr(self, "stored_for_carry", {}).pop(item._id, None)
-        return incremental.carry_over(item, stored, incremental.HF_CARRIED_FIELDS)
+        return hf_incremental.carry_over(item, stored, hf_incremental.HF_CARRIED_FIELDS)
 
     def parse_detail(self, response: Response) -> Iterator[Request | ModelItem]:
         asked = response.meta["ptm_repo_id"]
@@ -319,7 +318,7 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
         if url_too_long(self.settings, longest):
             count_url_too_long(self.crawler.stats, longest, what="owner look-up")
             if item is not None:
-                hf_enrich.record_gap(item, "owner", URL_TOO_LONG)
+                hf_enrichment.record_gap(item, "owner", URL_TOO_LONG)
             return
         yield self.owner_request(owner, self.owner_kind_guess(owner), tried=tried)
 

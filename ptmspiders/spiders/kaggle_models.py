@@ -18,9 +18,9 @@ from scrapy import Request
 from scrapy.http import Response
 
 from ptmspiders.args import RESTRICTS, ArgumentError, Limit, SpiderParams, Text, one_of
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import ModelItem
 from ptmspiders.parsers import kaggle
-from ptmspiders.responses import BadResponse
 from ptmspiders.spiders.base import PtmSpider
 
 logger = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from typing import Any
 from scrapy.http import Response
 
 from ptmspiders.github import TreeEntry, raw_url
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import ModelItem
 from ptmspiders.parsers import modelhub as parser
-from ptmspiders.responses import BadResponse
 from ptmspiders.spiders.base import URL_TOO_LONG, count_url_too_long, url_too_long
 from ptmspiders.spiders.github_catalogue import RUN_META, GithubCatalogueSpider
 

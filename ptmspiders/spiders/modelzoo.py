@@ -23,9 +23,9 @@ from scrapy.http import Response
 from scrapy.settings import BaseSettings
 
 from ptmspiders.args import RESTRICTS, Limit, Names, SpiderParams, blank_is
+from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import ModelItem
 from ptmspiders.parsers import modelzoo as mz
-from ptmspiders.responses import BadResponse
 from ptmspiders.spiders.base import URL_TOO_LONG, PtmSpider, count_url_too_long, url_too_long
 
 logger = logging.getLogger(__name__)

@@ -24,12 +24,12 @@ from scrapy.exceptions import CloseSpider
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
 
+from ptmspiders.hub_answers import BadResponse, parse_link_header
 from ptmspiders.items import CommitItem, ModelItem
 from ptmspiders.middlewares.auth import origin
 from ptmspiders.origins import REFUSED_REASON, RefusedLink, follow, next_link
 from ptmspiders.parsers import hf_repo
 from ptmspiders.parsers.hf_card import parse_card
-from ptmspiders.responses import BadResponse, parse_link_header
 from ptmspiders.signatures import (
     METHODS,
     GitConfig,
