@@ -49,7 +49,7 @@ def github_target(model: dict[str, Any], *, latest: bool = False) -> tuple[str, 
 class Member:
     """What unpacking found for one archive member."""
 
-    path: str  # the member's name with the top folder stripped; whole when it is unsafe
+    path: str  # the name with the top folder stripped (whole if that part hid the danger)
     size: int
     status: str  # stored | mismatch | refused | unwanted
     reason: str | None = None
@@ -87,11 +87,12 @@ def unpack(archive: Path, blobs: BlobStore, *, wanted: Callable[[str], str | boo
                 continue
             # ``tar -C dir .`` names members ``./x``: that one leading ``./`` means ``x``.
             name = info.name[2:] if info.name.startswith("./") else info.name
-            if safe_relpath(name) is None:  # checked whole, before the top folder goes
-                out.members.append(Member(info.name, info.size, "refused",
-                                          reason="unsafe_path"))
-                continue
             path = strip_top(name, strip)
+            if safe_relpath(name) is None:  # checked whole, before the top folder goes
+                # Named as stripped while that still shows what is wrong, else whole.
+                shown = path if path and safe_relpath(path) is None else info.name
+                out.members.append(Member(shown, info.size, "refused", reason="unsafe_path"))
+                continue
             if not path:
                 out.members.append(Member(name, info.size, "refused", reason="above_strip"))
                 continue
