@@ -49,7 +49,7 @@ def github_target(model: dict[str, Any], *, latest: bool = False) -> tuple[str, 
 class Member:
     """What unpacking found for one archive member."""
 
-    path: str  # the member's name with the top folder stripped (as given: maybe unsafe)
+    path: str  # the name with the top folder stripped (whole if that part hid the danger)
     size: int
     status: str  # stored | mismatch | refused | unwanted
     reason: str | None = None
@@ -75,7 +75,9 @@ def unpack(archive: Path, blobs: BlobStore, *, wanted: Callable[[str], str | boo
     ``wanted(path)``: ``False`` to only list the member, a git blob id that the member must
     hash to before it is stored (else ``mismatch``, nothing stored), or ``True`` to store it
     unchecked (the hub published no hash). ``strip`` removes the leading folders GitHub and
-    Kaggle wrap their archives in."""
+    Kaggle wrap their archives in. A member whose whole name is unsafe (``../x``, ``/x``,
+    ``top\\..\\x``) is refused even when stripping would leave a safe name, and a file
+    above the stripped folders is refused, not renamed."""
     out = Unpacked()
     with tarfile.open(archive, mode="r:*") as tar:
         commit = tar.pax_headers.get("comment")
@@ -83,15 +85,23 @@ def unpack(archive: Path, blobs: BlobStore, *, wanted: Callable[[str], str | boo
         for info in tar:
             if info.isdir() or info.type in (tarfile.XGLTYPE, tarfile.XHDTYPE):
                 continue
-            path = strip_top(info.name, strip)
+            # ``tar -C dir .`` names members ``./x``: that one leading ``./`` means ``x``.
+            name = info.name[2:] if info.name.startswith("./") else info.name
+            path = strip_top(name, strip)
+            if safe_relpath(name) is None:  # checked whole, before the top folder goes
+                # Named as stripped while that still shows what is wrong, else whole.
+                shown = path if path and safe_relpath(path) is None else info.name
+                out.members.append(Member(shown, info.size, "refused", reason="unsafe_path"))
+                continue
             if not path:
+                out.members.append(Member(name, info.size, "refused", reason="above_strip"))
+                continue
+            if info.issparse():  # tarfile would make up its holes; no hub archive has them
+                out.members.append(Member(path, info.size, "refused", reason="sparse"))
                 continue
             if not info.isreg():
                 kind = "link" if info.issym() or info.islnk() else "special_file"
                 out.members.append(Member(path, info.size, "refused", reason=kind))
-                continue
-            if safe_relpath(path) is None:
-                out.members.append(Member(path, info.size, "refused", reason="unsafe_path"))
                 continue
             expect = wanted(path)
             if expect is False:
@@ -108,11 +118,15 @@ def unpack(archive: Path, blobs: BlobStore, *, wanted: Callable[[str], str | boo
                                                       usedforsecurity=False)
             blobs.tmp.mkdir(parents=True, exist_ok=True)
             tmp = blobs.tmp / f"unpack.{uuid.uuid4().hex}.new"
-            with src, tmp.open("wb") as f:
-                while chunk := src.read(CHUNK):
-                    f.write(chunk)
-                    sha.update(chunk)
-                    git.update(chunk)
+            try:
+                with src, tmp.open("wb") as f:
+                    while chunk := src.read(CHUNK):
+                        f.write(chunk)
+                        sha.update(chunk)
+                        git.update(chunk)
+            except BaseException:  # a truncated member: leave no partial copy behind
+                tmp.unlink(missing_ok=True)
+                raise
             digest, oid = sha.hexdigest(), git.hexdigest()
             if isinstance(expect, str) and oid != expect:
                 tmp.unlink(missing_ok=True)

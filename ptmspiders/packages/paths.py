@@ -7,20 +7,24 @@ import unicodedata
 
 MAX_PATH_BYTES = 4000
 MAX_PART_BYTES = 255
+# Control characters (C0, DEL, C1), surrogates, line and paragraph separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 def safe_relpath(path: object) -> str | None:
     """``path`` as a clean relative POSIX path, or ``None`` when it must be refused.
 
     Refused: not a string, empty, absolute (``/x``, ``C:x``, ``\\\\server``), any ``..`` or
-    ``.`` segment, a backslash (read as a separator on Windows and by some archivers), NUL or
-    another control character, a segment over 255 bytes, or a name that
-    is not in Unicode NFC (two spellings of one name would be two files on Linux and one on
-    macOS). Nothing is "repaired": a repaired path could collide with a real one."""
+    ``.`` segment, a segment of only dots and spaces (Windows trims ``.. `` to ``..``), a
+    backslash (read as a separator on Windows and by some archivers), NUL or another control
+    character (C0, C1, line and paragraph separators), a lone surrogate (a name that was not
+    UTF-8), a segment over 255 bytes, or a name that is not in Unicode NFC (two spellings of
+    one name would be two files on Linux and one on macOS). Nothing is "repaired": a repaired
+    path could collide with a real one."""
     if not isinstance(path, str) or not path or len(path.encode("utf-8", "surrogatepass"))\
             > MAX_PATH_BYTES:
         return None
-    if any(ord(c) < 32 or ord(c) == 127 for c in path) or "\\" in path:
+    if any(unicodedata.category(c) in _REFUSED_CATEGORIES for c in path) or "\\" in path:
         return None
     if unicodedata.normalize("NFC", path) != path:
         return None
@@ -28,7 +32,7 @@ def safe_relpath(path: object) -> str | None:
         return None
     parts = path.split("/")
     for part in parts:
-        if part in ("", ".", ".."):
+        if not part.strip(". "):
             return None
         if len(part.encode("utf-8", "surrogatepass")) > MAX_PART_BYTES:
             return None
