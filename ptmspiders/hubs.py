@@ -3,7 +3,8 @@
 A *hub* is where models are published; its ``key`` is the value of every stored document's
 ``hub`` field (and the prefix of its ``_id``). A *service* is an HTTP API a hub is read
 through, with its own base-URL setting, credential and rate limit: the Hugging Face Hub, GitHub's
-REST API and raw-file host (which serve four GitHub-hosted catalogues), Kaggle's API, modelzoo.co.
+REST API and raw-file host (which serve four GitHub-hosted catalogues), Kaggle's API, modelzoo.co,
+tfhub.dev's model URLs (packages).
 
 Readers: ``ptm stats``/``export``/``report`` (the keys), ``ptm export --format ptmtorrent`` (names
 and home pages), the throttle (``middlewares/ratelimit.py``: buckets, quotas, windows), the
@@ -75,11 +76,14 @@ KAGGLE_API = Service(
     window_setting="PTM_KAGGLE_WINDOW", credentials=("KAGGLE_USERNAME", "KAGGLE_KEY"),
     auth_scheme="Basic")  # Kaggle publishes no quota: PTM_KAGGLE_QUOTA is a cautious guess
 MODELZOO_SITE = Service("modelzoo", "MODELZOO_URL")  # no published budget, no credential
+# tfhub.dev's model URLs: packages only (each redirects to the model's Kaggle archive).
+TFHUB_SITE = Service("tfhub_site", "TFHUB_URL")  # no published budget, no credential
 
 # Order matters only where two services share one base URL (a test's single mock): the later
 # one's credential is sent (middlewares/auth.py) and its rate-limit rule wins (ratelimit.py).
 SERVICES: Mapping[str, Service] = MappingProxyType({
-    s.key: s for s in (HUGGINGFACE_API, GITHUB_API, GITHUB_RAW, KAGGLE_API, MODELZOO_SITE)})
+    s.key: s for s in (HUGGINGFACE_API, GITHUB_API, GITHUB_RAW, KAGGLE_API, MODELZOO_SITE,
+                       TFHUB_SITE)})
 """Every service by key."""
 
 _GITHUB = (GITHUB_API, GITHUB_RAW)
@@ -88,7 +92,7 @@ HUBS: Mapping[str, Hub] = MappingProxyType({h.key: h for h in (
         (HUGGINGFACE_API,)),
     Hub("pytorch_hub", "PyTorch Hub", "https://pytorch.org/hub", ("pytorch_hub",), _GITHUB),
     Hub("onnx_zoo", "ONNX Model Zoo", "https://github.com/onnx/models", ("onnx_zoo",), _GITHUB),
-    Hub("tfhub", "TensorFlow Hub", "https://tfhub.dev", ("tfhub",), _GITHUB),
+    Hub("tfhub", "TensorFlow Hub", "https://tfhub.dev", ("tfhub",), (*_GITHUB, TFHUB_SITE)),
     Hub("kaggle", "Kaggle Models", "https://www.kaggle.com/models", ("kaggle_models",),
         (KAGGLE_API,)),
     Hub("modelzoo", "ModelZoo", "https://modelzoo.co", ("modelzoo",), (MODELZOO_SITE,)),

@@ -37,6 +37,8 @@ GITHUB_API_URL = os.environ.get("GITHUB_API_URL", "https://api.github.com")
 GITHUB_RAW_URL = os.environ.get("GITHUB_RAW_URL", "https://raw.githubusercontent.com")
 MODELZOO_URL = os.environ.get("MODELZOO_URL", "https://modelzoo.co")
 KAGGLE_API_URL = os.environ.get("KAGGLE_API_URL", "https://www.kaggle.com/api/v1")
+# tfhub.dev's model URLs (the tensorflow_hub protocol, ?tf-hub-format=compressed): packages.
+TFHUB_URL = os.environ.get("TFHUB_URL", "https://tfhub.dev")
 # Git LFS media of GitHub repositories (ONNX Model Zoo weights); never sent a credential.
 GITHUB_MEDIA_URL = os.environ.get("GITHUB_MEDIA_URL", "https://media.githubusercontent.com/media")
 

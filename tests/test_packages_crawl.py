@@ -598,3 +598,47 @@ def test_files_a_hub_lists_but_does_not_serve_leave_the_plan_and_the_budget(hubs
     assert by_path(got["huggingface:acme/next"])["model.safetensors"]["status"] == "downloaded"
     assert stats["ptm/packages/progress/bytes_planned"] == 2 + small.size
     assert stats["ptm/packages/progress/bytes_received"] == 2 + small.size
+
+
+@pytest.mark.crawl
+def test_tfhub_modules_from_their_compressed_archives(hubs, tmp_path):
+    """The tfhub catalogue crawled from the mock's fixtures, then its packages: a Module's
+    archive from tfhub.dev's ``?tf-hub-format=compressed`` (another origin, here the CDN
+    mock, sent no credential), a Placeholder and a Lite variant recorded as not fetched."""
+    from tests.mockhub.packages import tfhub_files
+
+    hub, cdn = hubs
+    run_crawl("tfhub", hub, tmp_path)
+    env = hub_env(hub, GITHUB_TOKEN="gh_secret_token", TFHUB_URL=f"{cdn.url}/tfhub")
+    stats, _ = crawl(hub, tmp_path, "-a", "hub=tfhub", env=env, status=0)
+    got = packages(tmp_path)
+    module = got["tfhub:vasudevgupta7/wav2vec2/1"]
+    assert module["complete"] is True and module["reason"] is None
+    assert module["path"] == "tfhub/vasudevgupta7/wav2vec2/1"
+    assert module["source_url"] == f"{cdn.url}/tfhub/vasudevgupta7/wav2vec2/1"
+    files = tfhub_files("vasudevgupta7/wav2vec2/1")
+    rec = by_path(module)
+    assert set(rec) == set(files)
+    root = tmp_path / "pk" / module["path"]
+    for path, data in files.items():
+        assert (root / path).read_bytes() == data
+        assert rec[path]["sha256"] == hashlib.sha256(data).hexdigest()
+        # No hash published for the archive: each file's sha256 is computed, not verified.
+        assert (rec[path]["status"], rec[path]["verified"], rec[path]["reason"]) == (
+            "downloaded", False, "unverified_archive")
+    nested = got["tfhub:google/imagenet/mobilenet_v3_small_100_224/classification/5"]
+    assert nested["path"] == "tfhub/google/imagenet+mobilenet_v3_small_100_224+classification/5"
+    assert nested["complete"] is True
+    placeholder = got["tfhub:google/yamnet_edgetpu/1"]
+    assert (placeholder["reason"], placeholder["files"], placeholder["complete"]) == (
+        "placeholder", [], False)
+    lite = got["tfhub:google/lite-model/imagenet/mobilenet_v3_small_100_224/classification/5/"
+               "default/1"]
+    assert (lite["reason"], lite["files"]) == ("not_an_archive", [])
+    assert stats["ptm/packages/tfhub/placeholder"] >= 1
+    assert "ptm/incomplete" not in stats  # nothing a rerun could fix failed
+    # The redirect and the archive: only ever the CDN mock, and never a credential.
+    asked = [r for r in cdn.log if r.path.startswith("/tfhub")]
+    assert "/tfhub/vasudevgupta7/wav2vec2/1" in [r.path for r in asked]
+    assert all("authorization" not in r.headers for r in cdn.log)
+    assert not any(r.path.startswith("/tfhub") for r in hub.log)

@@ -376,6 +376,36 @@ def test_unpack_refuses_what_could_escape_and_checks_git_ids(tmp_path):
     assert not (tmp_path / "escape.txt").exists()
 
 
+def test_unpack_reads_dot_slash_names_as_tar_c_dot_writes_them(tmp_path):
+    """Kaggle's and tfhub.dev's archives are ``tar -C model .``: ``./saved_model.pb`` is
+    ``saved_model.pb``, while ``./../x`` stays refused."""
+    import tarfile
+
+    from ptmspiders.packages.archive import strip_top, unpack
+
+    path = _tar(tmp_path, [
+        ("./saved_model.pb", b"pb", tarfile.REGTYPE, ""),
+        ("./variables/variables.index", b"ix", tarfile.REGTYPE, ""),
+        ("./../escape.txt", b"x", tarfile.REGTYPE, ""),
+    ])
+    got = unpack(path, BlobStore(tmp_path / "dest"), wanted=lambda p: True, strip=0)
+    assert {m.path: (m.status, m.reason) for m in got.members} == {
+        "saved_model.pb": ("stored", None), "variables/variables.index": ("stored", None),
+        "../escape.txt": ("refused", "unsafe_path")}
+    assert strip_top("./top/a.txt", 1) == "a.txt" and strip_top(".", 0) == "."
+
+
+def test_tfhub_location_of_a_handle():
+    from ptmspiders.packages.crawl_tfhub import tfhub_location
+
+    assert tfhub_location("google/imagenet/mobilenet_v2_100_224/classification/5") == (
+        "google", "imagenet+mobilenet_v2_100_224+classification", "5")
+    assert tfhub_location("vasudevgupta7/wav2vec2/1") == ("vasudevgupta7", "wav2vec2", "1")
+    for bad in ("google/bert", "google/../x/1", "google/a+b/1", "google/bert/v1", "",
+                "google//bert/1", "google/bert/1/"):
+        assert tfhub_location(bad) is None, bad
+
+
 def test_published_md5_reads_gcs_and_content_md5():
     from ptmspiders.packages.archive import published_md5
 

@@ -64,7 +64,11 @@ class Unpacked:
 
 
 def strip_top(name: str, strip: int) -> str:
+    """``name`` without its ``strip`` leading folders; a leading ``./`` (what ``tar -C dir .``
+    writes, as Kaggle's and tfhub.dev's model archives do) is not a folder and goes first."""
     parts = name.split("/")
+    while len(parts) > 1 and parts[0] == ".":
+        parts = parts[1:]
     return "/".join(parts[strip:]) if len(parts) > strip else ""
 
 

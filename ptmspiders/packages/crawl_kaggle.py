@@ -18,6 +18,11 @@ from ptmspiders.stores import crawler_store
 logger = logging.getLogger(__name__)
 
 
+def under(prefix: str, path: str) -> str:
+    """``path`` inside the package folder ``prefix`` (``""``: the package's root)."""
+    return f"{prefix}/{path}" if prefix else path
+
+
 class KagglePackages(PackageCrawler):
     """Each instance version's archive under ``<framework>/<instance>/<version>/``."""
 
@@ -72,7 +77,7 @@ class KagglePackages(PackageCrawler):
 
     def wanted_under(self, prefix: str) -> Callable[[str], bool]:
         def wanted(path: str) -> bool:
-            return self.files.skip_reason(f"{prefix}/{path}", None) is None
+            return self.files.skip_reason(under(prefix, path), None) is None
         return wanted
 
     def add_records(self, job: Job, records: list[dict[str, Any]]) -> None:
@@ -85,7 +90,7 @@ class KagglePackages(PackageCrawler):
         """The last run's records of an instance, as ``present``, if all verified and all
         their blobs are still in the store; else ``None`` (fetch the archive)."""
         old = [f for f in before.get("files") or []
-               if isinstance(f, dict) and str(f.get("path", "")).startswith(prefix + "/")]
+               if isinstance(f, dict) and str(f.get("path", "")).startswith(under(prefix, ""))]
         stored = [f for f in old if f.get("status") in ("downloaded", "present")]
         if not stored or not all(f.get("verified") and f.get("sha256")
                                  and self.blobs.has(f["sha256"], f.get("size"))
@@ -97,10 +102,17 @@ class KagglePackages(PackageCrawler):
     def kaggle_records(self, job: Job, prefix: str, got: ArchiveResult
                        ) -> list[dict[str, Any]]:
         out = []
+        seen: set[str] = set()
         for m in got.members:
-            path = f"{prefix}/{m.path}"
+            path = under(prefix, m.path)
             spec = FileSpec(path, m.size, sha256=m.sha256)
+            if m.status == "stored" and path in seen:
+                # A second member of one name (tar lets it overwrite the first): recorded only.
+                self.count("packages/files/refused")
+                out.append(spec.record("refused", reason="duplicate_member"))
+                continue
             if m.status == "stored" and m.sha256:
+                seen.add(path)
                 job.new_bytes += m.size
                 self.count("packages/files/downloaded")
                 self.count("packages/bytes_downloaded", m.size)

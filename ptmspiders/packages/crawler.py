@@ -6,8 +6,8 @@ Scrapy makes the API calls (tree listings, resolve calls, GitHub trees): they go
 throttle, retries, auth and stats. File bytes take a streaming path
 (:mod:`ptmspiders.packages.fetch`) in worker threads, at most ``PTM_PACKAGES_CONCURRENCY`` at a
 time, so neither memory nor the reactor depends on file size. Each hub's flow is a mixin
-(``crawl_huggingface``, ``crawl_onnx``, ``crawl_github``, ``crawl_kaggle``) over this class;
-``spiders/packages.py`` puts them together.
+(``crawl_huggingface``, ``crawl_onnx``, ``crawl_github``, ``crawl_kaggle``, ``crawl_tfhub``)
+over this class; ``spiders/packages.py`` puts them together.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ FILE = "ptm_file"
 
 # Package reasons that mean "nothing to fetch here", not a failure a rerun could fix.
 NOTHING_TO_FETCH = frozenset({"hub_not_supported", "no_github_repository", "no_instances",
-                              "no_manifest_facts", "max_bytes"})
+                              "no_manifest_facts", "max_bytes", "placeholder",
+                              "not_an_archive", "bad_handle"})
 _TASK_DONE = object()  # a task package has handed over all it yields
 C = TypeVar("C", bound="PackageCrawler")
 Callback = Callable[[C, Response], AsyncIterator[Any]]
@@ -154,6 +155,7 @@ class PackageCrawler(PtmSpider):
         self.github_api = str(s.get("GITHUB_API_URL")).rstrip("/")
         self.raw_url = str(s.get("GITHUB_RAW_URL")).rstrip("/")
         self.kaggle_api = str(s.get("KAGGLE_API_URL")).rstrip("/")
+        self.tfhub_url = str(s.get("TFHUB_URL")).rstrip("/")
         self.trees: dict[tuple[str, str], asyncio.Future[dict[str, TreeEntry] | None]] = {}
         concurrency = s.getint("PTM_PACKAGES_CONCURRENCY", 8)
         packages_at_once = s.getint("PTM_PACKAGES_CONCURRENT_PACKAGES", 16)

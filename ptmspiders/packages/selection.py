@@ -25,7 +25,7 @@ OTHER_WEIGHT_SUFFIXES = (".h5", ".hdf5", ".keras", ".ot", ".model", ".tar", ".ta
 WEIGHT_MODES = ("none", "safe", "all")
 REVISION_MODES = ("pinned", "latest")
 MODEL_FIELDS = ["_id", "hub", "hub_id", "name", "owner", "url", "latest_commit_sha",
-                "downloads", "likes", "files", "extra", "github_repos"]
+                "downloads", "likes", "files", "extra", "github_repos", "model_type"]
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 

@@ -22,6 +22,7 @@ from ptmspiders.packages.crawl_github import GithubPackages
 from ptmspiders.packages.crawl_huggingface import HuggingFacePackages
 from ptmspiders.packages.crawl_kaggle import KagglePackages
 from ptmspiders.packages.crawl_onnx import OnnxPackages
+from ptmspiders.packages.crawl_tfhub import TfhubPackages
 from ptmspiders.packages.crawler import FILE, JOB, Job, PackageCrawler, guarded
 from ptmspiders.packages.selection import (
     MODEL_FIELDS,
@@ -112,8 +113,8 @@ class PackagesParams(SpiderParams):
         return json.dumps(where)
 
 
-class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, KagglePackages,
-                     PtmSpider[PackagesParams]):
+class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPackages,
+                     KagglePackages, PtmSpider[PackagesParams]):
     name = "packages"
     hub = "packages"  # reads every hub: its crawl records go under its own name
     # Scrapy starts CONCURRENT_ITEMS tasks for every callback's output (100 by default);
@@ -163,6 +164,8 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, KagglePa
                     self.spawn(job, self.github_package)
                 elif job.hub == "kaggle":
                     self.spawn(job, self.kaggle_package)
+                elif job.hub == "tfhub":
+                    self.spawn(job, self.tfhub_package)
                 else:
                     self.count(f"packages/unsupported_hub/{job.hub}")
                     job.reason = "hub_not_supported"

@@ -13,6 +13,10 @@
   one is attached), a tar.gz of the files ``hub.github`` serves, plus planted members.
 - ``GET /api/v1/models/{owner}/{model}/{framework}/{instance}/{version}/download``: Kaggle's
   ``302`` to ``/gcs/...``, Cloud Storage serving the archive with ``x-goog-hash``.
+- ``GET /tfhub/{handle}?tf-hub-format=compressed`` (tfhub.dev, the ``tensorflow_hub``
+  protocol): ``302`` to ``/tfhub-archives/{handle}.tar.gz`` (on the CDN when one is
+  attached), a SavedModel-shaped tar.gz (:func:`tfhub_archive`, or
+  ``hub.packages.tfhub_archives[handle]``) served without any hash header.
 
 Hostile cases come from :func:`hostile_repos`: a pickle that imports ``os.system`` (built by
 hand, never loaded), bytes that do not match their hash, path-traversal names, one blob in
@@ -124,6 +128,8 @@ class PackageRepos:
         default_factory=dict)
     # "owner/model/framework/instance/version" -> (tar.gz bytes, served corrupt?)
     kaggle_archives: dict[str, tuple[bytes, bool]] = field(default_factory=dict)
+    # tfhub handle -> the tar.gz tfhub.dev's redirect target serves (default: tfhub_archive)
+    tfhub_archives: dict[str, bytes] = field(default_factory=dict)
     cut_done: set[str] = field(default_factory=set)
     by_sha: dict[str, PkgFile] = field(default_factory=dict)  # the CDN's objects
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -279,6 +285,32 @@ def gcs(store: PackageRepos, key: str) -> MockResponse:
                         headers=[("x-goog-hash", f"crc32c=AAAAAA==, md5={md5}")])
 
 
+def tfhub_files(handle: str) -> dict[str, bytes]:
+    """The SavedModel files of a tfhub handle's archive, with bytes that depend on it."""
+    seed = hashlib.sha256(handle.encode()).digest()
+    return {"saved_model.pb": b"PB" + seed, "variables/variables.index": b"IX" + seed[:8],
+            "variables/variables.data-00000-of-00001": seed * 64}
+
+
+def tfhub_archive(handle: str) -> bytes:
+    """A model archive as tfhub.dev's Kaggle redirect serves it: ``tar -cz -C model .``."""
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    for path, data in tfhub_files(handle).items():
+        info = tarfile.TarInfo(f"./{path}")
+        info.size, info.mtime = len(data), 1_700_000_000
+        members.append((info, data))
+    return make_archive(members)
+
+
+def tfhub(hub: MockHub, req: MockRequest, store: PackageRepos, handle: str) -> MockResponse:
+    """tfhub.dev: ``?tf-hub-format=compressed`` redirects to the archive; without it, a page."""
+    if req.arg("tf-hub-format") != "compressed":
+        return MockResponse.text("<html>a model page</html>", content_type="text/html")
+    base = store.cdn_url or hub.base_url(req)
+    return MockResponse(status=302, content_type="text/html", headers=[
+        ("Location", f"{base}/tfhub-archives/{handle}.tar.gz")])
+
+
 def packages_hook(hub: MockHub, req: MockRequest) -> MockResponse | None:
     store: PackageRepos = hub.packages  # type: ignore[attr-defined]
     if req.method not in ("GET", "HEAD"):
@@ -289,6 +321,14 @@ def packages_hook(hub: MockHub, req: MockRequest) -> MockResponse | None:
     m = re.fullmatch(r"/gcs/kaggle-models/(?P<key>.+)\.tar\.gz", req.path)
     if m:
         return gcs(store, unquote(m.group("key")))
+    m = re.fullmatch(r"/tfhub/(?P<handle>.+)", req.path)
+    if m:
+        return tfhub(hub, req, store, unquote(m.group("handle")))
+    m = re.fullmatch(r"/tfhub-archives/(?P<handle>.+)\.tar\.gz", req.path)
+    if m:
+        handle = unquote(m.group("handle"))
+        return MockResponse(body=store.tfhub_archives.get(handle) or tfhub_archive(handle),
+                            content_type="application/octet-stream")
     m = re.fullmatch(r"/repos/(?P<o>[^/]+)/(?P<r>[^/]+)/commits/(?P<ref>[^/]+)", req.path)
     if m and store.github is not None:
         o, r, ref = m.group("o"), m.group("r"), unquote(m.group("ref"))
