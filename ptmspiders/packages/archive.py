@@ -64,11 +64,8 @@ class Unpacked:
 
 
 def strip_top(name: str, strip: int) -> str:
-    """``name`` without its ``strip`` leading folders; a leading ``./`` (what ``tar -C dir .``
-    writes, as Kaggle's and tfhub.dev's model archives do) is not a folder and goes first."""
+    """``name`` without its ``strip`` leading folders."""
     parts = name.split("/")
-    while len(parts) > 1 and parts[0] == ".":
-        parts = parts[1:]
     return "/".join(parts[strip:]) if len(parts) > strip else ""
 
 
@@ -89,7 +86,8 @@ def unpack(archive: Path, blobs: BlobStore, *, wanted: Callable[[str], str | boo
         for info in tar:
             if info.isdir() or info.type in (tarfile.XGLTYPE, tarfile.XHDTYPE):
                 continue
-            # ``tar -C dir .`` names members ``./x``: that one leading ``./`` means ``x``.
+            # ``tar -C dir .`` (Kaggle's and tfhub.dev's model archives) names members ``./x``:
+            # that one leading ``./`` means ``x``.
             name = info.name[2:] if info.name.startswith("./") else info.name
             path = strip_top(name, strip)
             if safe_relpath(name) is None:  # checked whole, before the top folder goes
