@@ -91,3 +91,15 @@ def test_github_token_goes_to_the_api_and_never_to_the_raw_host(tmp_path: Path) 
     assert {r.headers.get("authorization") for r in raw_requests} == {None}
     for text in (result.stderr, (tmp_path / "items.jsonl").read_text()):
         assert GITHUB_TOKEN not in text and HF_TOKEN not in text
+
+
+def test_credentials_match_origins_by_the_one_origin_rule() -> None:
+    from ptmspiders.middlewares.auth import origin
+    from ptmspiders.origins import origin as http_origin
+
+    for url in ("https://HuggingFace.co/api/models", "http://127.0.0.1:8000/x",
+                "https://hub.test:443/a"):
+        assert origin(url) == http_origin(url)
+    # A URL with no http(s) origin gets "", which no credential has: never a token.
+    assert origin("data:,hello") == origin("file:///etc/passwd") == ""
+    assert origin("http://127.0.0.1:99999/x") == ""

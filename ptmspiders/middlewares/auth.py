@@ -12,13 +12,13 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
 from ptmspiders.hubs import SERVICES
+from ptmspiders.origins import origin as http_origin
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ AUTHENTICATED = [s for s in SERVICES.values() if s.credentials]
 
 
 def origin(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+    """The origin of :func:`ptmspiders.origins.origin` (the one rule), ``""`` for a URL that
+    has none: no credential's origin is empty, so such a URL never gets one."""
+    return http_origin(url) or ""
 
 
 @dataclass(frozen=True)
