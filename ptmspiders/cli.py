@@ -287,13 +287,18 @@ def package_stats(store: Store) -> dict[str, int]:
 
 
 def cmd_verify(store: Store, args: argparse.Namespace) -> int:
+    from ptmspiders.packages.blobs import open_blobs
     from ptmspiders.packages.verify import verify
 
-    dest = Path(args.dest or os.environ.get("PTM_PACKAGES_DIR") or "data/packages")
-    if not dest.is_dir():
+    dest = str(args.dest or os.environ.get("PTM_PACKAGES_DIR") or "data/packages")
+    if not dest.startswith("s3://") and not Path(dest).is_dir():
         raise UsageError(f"no packages folder at {dest} (pass --dest)")
+    try:
+        blobs = open_blobs(dest)
+    except ValueError as exc:  # an object store that cannot be reached or used
+        raise UsageError(str(exc)) from None
     with progress_bar(args, None, "B") as bar:
-        report = verify(dest, store.query("packages", {}),
+        report = verify(blobs, store.query("packages", {}),
                         progress=bar.update if bar is not None else lambda n: None)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -459,8 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-hash every blob of dest/blobs the packages collection names (each "
                     "once) and check every package folder still hard-links it. Exit 1 on any "
                     "mismatch, missing blob or broken link.")
-    p.add_argument("--dest", help="packages folder (default $PTM_PACKAGES_DIR or "
-                                  "data/packages)")
+    p.add_argument("--dest", help="packages folder or s3://bucket/prefix (default "
+                                  "$PTM_PACKAGES_DIR or data/packages)")
     p.add_argument("--json", action="store_true", help="one JSON object for scripts")
     p.add_argument("--progress", action="store_true",
                    help="progress bar on stderr even when it is not a terminal")

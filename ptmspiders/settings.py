@@ -92,6 +92,8 @@ PTM_HF_COMMITS_MAX = 1000  # per model; 0 = the whole history
 # go, file transfers at once (worker threads), packages in progress at once, the largest small
 # git file fetched through Scrapy (in memory; larger ones stream), the progress line's period.
 PTM_PACKAGES_DIR = os.environ.get("PTM_PACKAGES_DIR", "data/packages")
+# With PTM_PACKAGES_DIR=s3://bucket/prefix: the local folder of transfers in progress.
+PTM_PACKAGES_STAGING_DIR = os.environ.get("PTM_PACKAGES_STAGING_DIR", "data/packages-staging")
 PTM_PACKAGES_CONCURRENCY = 8
 PTM_PACKAGES_CONCURRENT_PACKAGES = 16
 PTM_PACKAGES_INLINE_MAX_BYTES = 16 * 1024 * 1024

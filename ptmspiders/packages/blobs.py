@@ -7,6 +7,12 @@
 - ``git-sha1/<2 hex>/<oid>``: the SHA-256 of a verified small (non-LFS) file, keyed by its git
   blob id, the only hash the Hugging Face tree gives for such files: a rerun knows the file is
   present without fetching it.
+
+:class:`BlobStore` keeps blobs on a file system (local or shared); its subclass
+:class:`ptmspiders.packages.s3.S3BlobStore` keeps them in an S3-compatible bucket with the same
+layout, while ``tmp/`` stays on local disk. :func:`open_blobs` picks one from the destination.
+The crawl talks to either through the same methods: ``has``, ``part_path``, ``commit``,
+``put_bytes``, the git index, ``place``/``blob_file``/``finish_package`` for package trees.
 """
 
 from __future__ import annotations
@@ -16,7 +22,12 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+from ptmspiders.packages.layout import link_file
+from ptmspiders.packages.paths import safe_relpath
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -47,11 +58,25 @@ def hash_file(path: Path, *, git: bool = False) -> tuple[str, str | None, int]:
     return sha.hexdigest(), g.hexdigest() if g is not None else None, size
 
 
+def open_blobs(location: str, staging: Path | str | None = None) -> BlobStore:
+    """The blob store at ``location``: a folder, or ``s3://bucket/prefix`` (then partial
+    transfers stay in the local folder ``staging``). Raises ``ValueError`` (one line) when an
+    object store cannot be used."""
+    if location.startswith("s3://"):
+        from ptmspiders.packages.s3 import S3BlobStore
+
+        return S3BlobStore(location, staging or "data/packages-staging")
+    return BlobStore(location)
+
+
 class BlobStore:
+    """Blobs and package folders of hard links under ``dest`` (a local or shared folder)."""
+
     def __init__(self, dest: Path | str) -> None:
         self.dest = Path(dest)
         self.root = self.dest / "blobs"
         self.tmp = self.root / "tmp"
+        self.location = str(self.dest)  # what logs and reports call this store
 
     def relpath(self, sha256: str) -> str:
         """Where the blob lives, relative to ``dest`` (as the package records say)."""
@@ -93,7 +118,7 @@ class BlobStore:
                 removed += 1
         return removed
 
-    def commit(self, tmp: Path, sha256: str) -> Path:
+    def commit(self, tmp: Path, sha256: str) -> Path | None:
         """Move a verified file into place (atomically; a blob already there wins)."""
         final = self.path(sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +130,7 @@ class BlobStore:
         tmp.unlink(missing_ok=True)
         return final
 
-    def put_bytes(self, data: bytes, sha256: str) -> Path:
+    def put_bytes(self, data: bytes, sha256: str) -> Path | None:
         """Store a verified small file held in memory (written to tmp, then renamed)."""
         if self.has(sha256, len(data)):
             return self.path(sha256)
@@ -140,3 +165,44 @@ class BlobStore:
             tmp = path.with_name(f"{oid}.{uuid.uuid4().hex}.tmp")
             tmp.write_text(sha256)
             os.replace(tmp, path)
+
+    # -- package trees -------------------------------------------------------------------
+    def place(self, root: Path, relpath: str, blob: str) -> None:
+        """Put the file ``relpath`` of the package at ``root`` in place: a hard link to the
+        blob (``blob``: its path relative to ``dest``). Raises UnsafePath or OSError."""
+        link_file(root, relpath, self.dest / blob)
+
+    @contextlib.contextmanager
+    def blob_file(self, blob: str) -> Iterator[Path]:
+        """A local file holding the blob's bytes, for as long as the block runs (the
+        scanner reads it)."""
+        yield self.dest / blob
+
+    def finish_package(self, root: Path, package_id: str,
+                       records: Sequence[dict[str, Any]]) -> None:
+        """Called once all files of a package are placed. A folder of hard links needs
+        nothing more; an object store writes the package's manifest here."""
+
+    # -- checks (``ptm verify``) -------------------------------------------------------------
+    def hash_blob(self, blob: str) -> tuple[str, int] | None:
+        """(SHA-256, size) of the bytes stored at ``blob`` (relative to ``dest``), or
+        ``None`` when there is no such blob."""
+        path = self.dest / blob
+        if safe_relpath(blob) is None or not path.is_file():
+            return None
+        sha, _, size = hash_file(path)
+        return sha, size
+
+    def unplaced(self, package_path: str, files: Sequence[tuple[str, str]]) -> list[str]:
+        """The paths of ``files`` ((path, blob) pairs) in the package folder that are not the
+        blob's hard link (a copy without ``cp -l`` splits them), among blobs still present."""
+        root = self.dest / package_path
+        out = []
+        for path, blob in files:
+            try:
+                same = os.path.samefile(root / path, self.dest / blob)
+            except OSError:
+                same = False
+            if not same and (self.dest / blob).is_file():
+                out.append(path)
+        return out

@@ -37,9 +37,9 @@ from ptmspiders.github import RepoRef, TreeEntry
 from ptmspiders.items import PackageItem
 from ptmspiders.middlewares.auth import credentials_from, origin
 from ptmspiders.packages import archive as archives
-from ptmspiders.packages.blobs import BlobStore, git_blob_sha1
+from ptmspiders.packages.blobs import git_blob_sha1, open_blobs
 from ptmspiders.packages.fetch import REDIRECTS, Expect, Fetched, Streamer
-from ptmspiders.packages.layout import UnsafePath, link_file, package_dir
+from ptmspiders.packages.layout import UnsafePath, package_dir
 from ptmspiders.packages.paths import safe_relpath
 from ptmspiders.packages.plan import FileSpec
 from ptmspiders.packages.progress import Progress
@@ -147,8 +147,11 @@ class PackageCrawler(PtmSpider):
         self.spawned = self.tasks_done = 0
         self.failed_packages = 0
         self.ready: asyncio.Queue[Any] = asyncio.Queue()
-        self.dest = Path(self.dest_arg or s.get("PTM_PACKAGES_DIR") or "data/packages")
-        self.blobs = BlobStore(self.dest)
+        # A folder (local or shared) or s3://bucket/prefix; for an object store, ``dest`` is
+        # the local staging folder of partial transfers, and package folders are manifests.
+        self.blobs = open_blobs(str(self.dest_arg or s.get("PTM_PACKAGES_DIR") or
+                                    "data/packages"), s.get("PTM_PACKAGES_STAGING_DIR"))
+        self.dest = self.blobs.dest
         self.endpoint = str(s.get("HF_ENDPOINT")).rstrip("/")
         self.hub_origin = origin(self.endpoint)
         self.media_url = str(s.get("GITHUB_MEDIA_URL")).rstrip("/")
@@ -581,14 +584,14 @@ class PackageCrawler(PtmSpider):
             crawl={"first_seen": seen, "last_seen": seen, "source_url": job.source_url})
 
     def link_and_scan(self, job: Job, records: list[dict[str, Any]]) -> None:
-        """In a worker thread: hard links, then the scanner on pickle-based files."""
+        """In a worker thread: hard links (or the manifest), then the scanner on pickle-based
+        files."""
         assert job.root is not None
         for r in records:
             if r["status"] not in ("downloaded", "present") or not r["blob"]:
                 continue
-            blob = self.dest / r["blob"]
             try:
-                link_file(job.root, r["path"], blob)
+                self.blobs.place(job.root, r["path"], r["blob"])
             except UnsafePath:
                 r.update(status="refused", reason="unsafe_path", verified=False)
                 continue
@@ -601,8 +604,10 @@ class PackageCrawler(PtmSpider):
             is_scannable, scan_file = self.scanner
             if is_scannable(r["path"]):
                 try:
-                    r["scan"] = scan_file(blob, r["path"])
+                    with self.blobs.blob_file(r["blob"]) as blob:
+                        r["scan"] = scan_file(blob, r["path"])
                 except Exception as exc:  # a scanner bug must not lose the package record
                     logger.exception("Scanner failed on %s", r["path"])
                     r["scan"] = {"status": "error", "globals": [], "dangerous": [],
                                  "scanner": f"error: {type(exc).__name__}"}
+        self.blobs.finish_package(job.root, job.id, records)

@@ -6,18 +6,20 @@ Each blob is read once however many packages share it. Problems:
 - ``mismatch``: the blob's SHA-256 or size is not what the record says (exit 1);
 - ``missing``: a recorded blob is gone (exit 1);
 - ``unlinked``: a package file is missing or is no longer the blob's hard link (exit 1;
-  the blob itself may be fine: the crawl's next run links it again).
+  the blob itself may be fine: the crawl's next run links it again). In an object store:
+  the package's manifest is missing or does not map the file to its blob.
+
+In an object store (``s3://``) each blob is streamed from the bucket and hashed on the way.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptmspiders.packages.blobs import hash_file
+from ptmspiders.packages.blobs import BlobStore
 from ptmspiders.packages.paths import safe_relpath
 
 
@@ -44,29 +46,35 @@ class VerifyReport:
                 "ok": self.ok, "problems": self.counts(), "details": self.problems}
 
 
-def verify(dest: Path, packages: Iterable[dict[str, Any]],
+def verify(store: BlobStore | Path, packages: Iterable[dict[str, Any]],
            progress: Callable[[int], None] = lambda n: None) -> VerifyReport:
+    """Check the blobs and package trees of ``store`` (a folder, or a store from
+    :func:`open_blobs`) against the package records."""
+    blobs = store if isinstance(store, BlobStore) else BlobStore(store)
     report = VerifyReport()
     expected: dict[str, tuple[str | None, int | None, str]] = {}  # blob -> (sha, size, who)
-    links: list[tuple[str, Path, str]] = []  # (package id, link path, blob)
+    trees: list[tuple[str, str, list[tuple[str, str]]]] = []  # (package id, path, files)
     for doc in packages:
         report.packages += 1
-        root = dest / str(doc.get("path") or "")
+        files: list[tuple[str, str]] = []
         for f in doc.get("files") or []:
             if f.get("status") not in ("downloaded", "present") or not f.get("blob"):
                 continue
             blob = str(f["blob"])
             expected.setdefault(blob, (f.get("sha256"), f.get("size"), str(doc.get("_id"))))
             clean = safe_relpath(f.get("path"))
-            if doc.get("path") and clean is not None:
-                links.append((str(doc.get("_id")), root / clean, blob))
+            if clean is not None:
+                files.append((clean, blob))
+        package_path = safe_relpath(doc.get("path"))
+        if package_path is not None and files:
+            trees.append((str(doc.get("_id")), package_path, files))
     for blob, (sha, size, who) in sorted(expected.items()):
         report.blobs += 1
-        path = dest / blob
-        if safe_relpath(blob) is None or not path.is_file():
+        got = blobs.hash_blob(blob)
+        if got is None:
             report.problems.append({"problem": "missing", "blob": blob, "package": who})
             continue
-        actual, _, actual_size = hash_file(path)
+        actual, actual_size = got
         report.bytes += actual_size
         progress(actual_size)
         if actual != sha or (size is not None and actual_size != size):
@@ -74,12 +82,9 @@ def verify(dest: Path, packages: Iterable[dict[str, Any]],
                                     "expected": sha, "actual": actual, "size": actual_size})
         else:
             report.ok += 1
-    for who, link, blob in links:
-        try:
-            same = os.path.samefile(link, dest / blob)
-        except OSError:
-            same = False
-        if not same and (dest / blob).is_file():
+    for who, package_path, files in trees:
+        blob_of = dict(files)
+        for path in blobs.unplaced(package_path, files):
             report.problems.append({"problem": "unlinked", "package": who,
-                                    "path": str(link.relative_to(dest)), "blob": blob})
+                                    "path": f"{package_path}/{path}", "blob": blob_of[path]})
     return report

@@ -146,7 +146,7 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
         ids = self.selection.ids(store)
         self.progress.selected = len(ids)
         logger.info("Packages: %d models selected from %s in %s", len(ids),
-                    ", ".join(self.selection.hubs), self.dest)
+                    ", ".join(self.selection.hubs), self.blobs.location)
         for first in range(0, len(ids), 100):
             batch = ids[first:first + 100]
             docs = store.get_many("models", batch, fields=MODEL_FIELDS)
