@@ -295,6 +295,7 @@ def cmd_verify(store: Store, args: argparse.Namespace) -> int:
         raise UsageError(f"no packages folder at {dest} (pass --dest)")
     try:
         blobs = open_blobs(dest)
+        blobs.check()
     except ValueError as exc:  # an object store that cannot be reached or used
         raise UsageError(str(exc)) from None
     with progress_bar(args, None, "B") as bar:

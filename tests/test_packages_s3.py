@@ -214,14 +214,29 @@ def test_multipart_upload_git_index_and_a_local_copy(s3, tmp_path):
     assert body(client, f"{PREFIX}/blobs/git-sha1/ee/{'e' * 40}") == small_sha.encode()
 
 
-def test_an_unusable_location_is_one_line(s3, tmp_path, capsys):
+@pytest.mark.crawl
+def test_an_unusable_location_is_one_line(hubs, s3, tmp_path, capsys):
     from ptmspiders.cli import main
 
     with pytest.raises(ArgumentError, match="bucket cannot be used"):
-        open_blobs("s3://no-such-bucket/x", tmp_path)
-    with pytest.raises(ArgumentError, match="expected s3://bucket/prefix"):
+        open_blobs("s3://no-such-bucket/x", tmp_path).check()
+    with pytest.raises(ValueError, match="expected s3://bucket/prefix"):
         open_blobs("s3://ptm-packages/../up", tmp_path)
     uri = seed(tmp_path, [])
     assert main(["--store", uri, "verify", "--dest", "s3://no-such-bucket/x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "s3://no-such-bucket/x" in err and "Traceback" not in err
+
+    hub, _ = hubs
+    env = hub_env(hub, **s3)
+    # A malformed location is refused with the other arguments (exit 2, nothing sent) ...
+    bad = run_crawl("packages", hub, tmp_path, "-a", "dest=s3:///x", env=env, check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "expected s3://bucket/prefix" in bad.stderr
+    # ... and a bucket that does not answer stops the crawl before its first request.
+    gone = run_crawl("packages", hub, tmp_path, "-a", "dest=s3://no-such-bucket/x", env=env,
+                     check=False)
+    assert gone.returncode == 3 and "Traceback" not in gone.stderr
+    assert "s3://no-such-bucket/x: the bucket cannot be used (404)" in gone.stderr
+    assert crawl_stats(gone.stderr)["finish_reason"] == "blob_store_unavailable"
+    assert not hub.log

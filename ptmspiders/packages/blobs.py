@@ -23,6 +23,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from ptmspiders.packages.paths import safe_relpath
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX40 = re.compile(r"[0-9a-f]{40}")
+S3_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,254}")
 CHUNK = 1 << 20
 
 
@@ -58,10 +60,40 @@ def hash_file(path: Path, *, git: bool = False) -> tuple[str, str | None, int]:
     return sha.hexdigest(), g.hexdigest() if g is not None else None, size
 
 
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # no leading or trailing slash; may be empty
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """``s3://bucket/some/prefix`` -> (bucket, prefix); ValueError if unusable."""
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/")
+        if not S3_BUCKET.fullmatch(bucket) or (prefix and safe_relpath(prefix) is None):
+            raise ValueError(f"not an object store location: {url!r} "
+                             "(expected s3://bucket/prefix)")
+        return cls(bucket, prefix)
+
+    def key(self, relpath: str) -> str:
+        return f"{self.prefix}/{relpath}" if self.prefix else relpath
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+def check_location(location: str | None) -> str | None:
+    """``location`` if it can name a blob store (an ``s3://`` URL is parsed), else
+    ValueError: a typo is refused before the crawl starts."""
+    if location is not None and location.startswith("s3://"):
+        S3Location.parse(location)
+    return location
+
+
 def open_blobs(location: str, staging: Path | str | None = None) -> BlobStore:
     """The blob store at ``location``: a folder, or ``s3://bucket/prefix`` (then partial
-    transfers stay in the local folder ``staging``). Raises ``ValueError`` (one line) when an
-    object store cannot be used."""
+    transfers stay in the local folder ``staging``). Sends nothing: :meth:`BlobStore.check`
+    does. Raises ``ValueError`` for a malformed ``s3://`` location."""
     if location.startswith("s3://"):
         from ptmspiders.packages.s3 import S3BlobStore
 
@@ -77,6 +109,10 @@ class BlobStore:
         self.root = self.dest / "blobs"
         self.tmp = self.root / "tmp"
         self.location = str(self.dest)  # what logs and reports call this store
+
+    def check(self) -> None:
+        """Raise ValueError (one line) when the store cannot be used; a folder is made when
+        the first blob is written."""
 
     def relpath(self, sha256: str) -> str:
         """Where the blob lives, relative to ``dest`` (as the package records say)."""

@@ -28,6 +28,7 @@ from urllib.parse import urljoin
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
+from scrapy.exceptions import CloseSpider
 from scrapy.http import Response
 from twisted.internet import task
 
@@ -186,6 +187,11 @@ class PackageCrawler(PtmSpider):
 
     # -- progress ----------------------------------------------------------------------------
     def opened(self) -> None:
+        try:
+            self.blobs.check()
+        except ValueError as exc:  # an object store that cannot be reached or used
+            logger.error("%s", exc)
+            raise CloseSpider("blob_store_unavailable") from None
         removed = self.blobs.clean_tmp()
         if removed:
             logger.info("Removed %d leftovers of an interrupted run from %s", removed,

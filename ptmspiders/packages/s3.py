@@ -27,7 +27,6 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ptmspiders.args import ArgumentError
-from ptmspiders.packages.blobs import CHUNK, HEX40, HEX64, BlobStore
+from ptmspiders.packages.blobs import CHUNK, HEX40, HEX64, BlobStore, S3Location
 from ptmspiders.packages.layout import UnsafePath
 from ptmspiders.packages.paths import safe_relpath
 
@@ -47,29 +46,6 @@ MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "ptm-package-manifest/1"
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 S3Error = (BotoCoreError, ClientError)
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str  # no leading or trailing slash; may be empty
-
-    @classmethod
-    def parse(cls, url: str) -> S3Location:
-        """``s3://bucket/some/prefix`` -> (bucket, prefix); ArgumentError if unusable."""
-        rest = url.removeprefix("s3://")
-        bucket, _, prefix = rest.partition("/")
-        prefix = prefix.strip("/")
-        if not bucket or (prefix and safe_relpath(prefix) is None):
-            raise ArgumentError(f"not an object store location: {url!r} "
-                                "(expected s3://bucket/prefix)")
-        return cls(bucket, prefix)
-
-    def key(self, relpath: str) -> str:
-        return f"{self.prefix}/{relpath}" if self.prefix else relpath
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
 
 def _code(exc: BaseException) -> str:
@@ -114,6 +90,11 @@ class S3BlobStore(BlobStore):
         self._present: dict[str, int] = {}
         self._git: dict[str, str] = {}
         self._lock = threading.Lock()
+        # Two packages of one worker storing one blob at once upload it once: the second
+        # waits, then finds it (striped by the first byte of the hash: bounded memory).
+        self._stripes = [threading.Lock() for _ in range(256)]
+
+    def check(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.where.bucket)
         except S3Error as exc:
@@ -172,15 +153,17 @@ class S3BlobStore(BlobStore):
         if not HEX64.fullmatch(sha256):
             raise ValueError(f"not a SHA-256: {sha256!r}")
         size = tmp.stat().st_size
-        if not self.has(sha256, size):
-            self._upload(tmp, sha256, size)
+        with self._stripes[int(sha256[:2], 16)]:
+            if not self.has(sha256, size):
+                self._upload(tmp, sha256, size)
         tmp.unlink(missing_ok=True)
 
     def put_bytes(self, data: bytes, sha256: str) -> None:
         if not HEX64.fullmatch(sha256):
             raise ValueError(f"not a SHA-256: {sha256!r}")
-        if not self.has(sha256, len(data)):
-            self._upload(data, sha256, len(data))
+        with self._stripes[int(sha256[:2], 16)]:
+            if not self.has(sha256, len(data)):
+                self._upload(data, sha256, len(data))
 
     # -- git blob id -> sha256 index ---------------------------------------------------------
     def _git_key(self, oid: str) -> str:

@@ -18,6 +18,7 @@ from scrapy.crawler import Crawler
 from ptmspiders.args import Names, SpiderParams, Text, blank_is, one_of
 from ptmspiders.hubs import HUBS
 from ptmspiders.packages import archive as archives
+from ptmspiders.packages.blobs import check_location
 from ptmspiders.packages.crawl_github import GithubPackages
 from ptmspiders.packages.crawl_huggingface import HuggingFacePackages
 from ptmspiders.packages.crawl_kaggle import KagglePackages
@@ -105,7 +106,9 @@ class PackagesParams(SpiderParams):
     max_file_bytes: Size = Field(None, description="skip single files above this size")
     revision: Annotated[str, blank_is("pinned"), AfterValidator(one_of(REVISION_MODES))] = Field(
         "pinned", description="pinned (the stored commit or ref) or latest")
-    dest: Text = Field(None, description="where packages go (default: PTM_PACKAGES_DIR)")
+    dest: Annotated[Text, AfterValidator(check_location)] = Field(
+        None, description="where packages go: a folder or s3://bucket/prefix "
+                          "(default: PTM_PACKAGES_DIR)")
 
     @field_serializer("filter")
     def _filter_as_json(self, where: dict[str, Any]) -> str:
