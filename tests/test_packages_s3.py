@@ -7,6 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +26,16 @@ from boto3.s3.transfer import TransferConfig  # noqa: E402
 from ptmspiders.args import ArgumentError  # noqa: E402
 from ptmspiders.packages.blobs import open_blobs  # noqa: E402
 from ptmspiders.packages.s3 import S3BlobStore  # noqa: E402
-from tests.conftest import crawl_stats, hub_env, run_crawl  # noqa: E402
+from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env, run_crawl  # noqa: E402
 from tests.mockhub import MockHub  # noqa: E402
-from tests.mockhub.packages import EVIL_PICKLE, attach_cdn, hostile_repos  # noqa: E402
+from tests.mockhub.packages import (  # noqa: E402
+    BLOCK,
+    EVIL_PICKLE,
+    Generated,
+    PkgFile,
+    attach_cdn,
+    hostile_repos,
+)
 from tests.test_packages_crawl import by_path, cdn_gets, packages, seed  # noqa: E402
 
 BUCKET = "ptm-packages"
@@ -180,6 +191,53 @@ def test_packages_crawl_into_s3_dedup_rerun_and_verify(hubs, s3, tmp_path, capsy
     assert report["details"][0]["blob"].endswith(shared.sha256)
     assert {d["path"] for d in report["details"][1:]} == {
         f"{beta['path']}/README.md", f"{beta['path']}/weights/model.safetensors"}
+
+
+@pytest.mark.crawl
+def test_sigkill_mid_transfer_resumes_from_staging_then_uploads(hubs, s3, tmp_path):
+    hub, cdn = hubs
+    stall = threading.Event()
+    big = PkgFile("big.safetensors", Generated(seed=12, size=4 * BLOCK + 99), lfs=True,
+                  stall=stall)
+    small = [PkgFile(f"part-{i}.safetensors", bytes([i + 1]) * 7000, lfs=True)
+             for i in range(3)]
+    hub.packages.add("acme/slow", "d" * 40, [big, *small])
+    seed(tmp_path, hub.packages.model_docs())
+    staging = tmp_path / "staging"
+    part = staging / "blobs" / "tmp" / f"{big.sha256}.part"
+    client = boto3.client("s3")
+
+    def uploaded(sha: str) -> bool:
+        return bool(client.list_objects_v2(Bucket=BUCKET, Prefix=blob_key(sha))["KeyCount"])
+
+    cmd = crawl_command("packages", tmp_path, "-a", f"dest={DEST}",
+                        "-s", f"PTM_PACKAGES_STAGING_DIR={staging}")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub, **s3),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                part.exists() and part.stat().st_size >= BLOCK
+                and all(uploaded(f.sha256) for f in small)):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        stall.set()
+    assert all(uploaded(f.sha256) for f in small)
+    assert not uploaded(big.sha256)  # half a file is never in the bucket
+    have = part.stat().st_size
+    assert 0 < have < big.size
+    cdn.clear_log()
+
+    stats, _ = crawl(hub, tmp_path, s3)
+    assert [r.path for r in cdn.log] == [f"/cdn/{big.sha256}"]
+    assert cdn.log[0].headers.get("range") == f"bytes={have}-"
+    doc = packages(tmp_path)["huggingface:acme/slow"]
+    assert by_path(doc)["big.safetensors"]["status"] == "downloaded" and doc["complete"]
+    assert hashlib.sha256(body(client, blob_key(big.sha256))).hexdigest() == big.sha256
+    assert not part.exists()
+    assert stats["ptm/packages/progress/bytes_received"] == big.size - have
 
 
 def test_multipart_upload_git_index_and_a_local_copy(s3, tmp_path):
