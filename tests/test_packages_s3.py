@@ -25,6 +25,7 @@ from boto3.s3.transfer import TransferConfig  # noqa: E402
 
 from ptmspiders.args import ArgumentError  # noqa: E402
 from ptmspiders.packages.blobs import open_blobs  # noqa: E402
+from ptmspiders.packages.plan import FileSpec  # noqa: E402
 from ptmspiders.packages.s3 import S3BlobStore  # noqa: E402
 from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env, run_crawl  # noqa: E402
 from tests.mockhub import MockHub  # noqa: E402
@@ -266,10 +267,22 @@ def test_multipart_upload_git_index_and_a_local_copy(s3, tmp_path):
     small = b"tokenizer"
     small_sha = hashlib.sha256(small).hexdigest()
     store.put_bytes(small, small_sha)
-    store.note_git("e" * 40, small_sha)
+    store.note_git("e" * 40, small_sha)  # written in the background
+    store.flush()
     assert fresh.sha256_of_git("e" * 40) == small_sha
     assert fresh.sha256_of_git("f" * 40) is None
     assert body(client, f"{PREFIX}/blobs/git-sha1/ee/{'e' * 40}") == small_sha.encode()
+
+    # A package's look-ups, asked ahead in parallel; planning then sends nothing.
+    ahead = open_blobs(DEST, tmp_path / "third")
+    missing = "0" * 64
+    ahead.warm([FileSpec("a", len(data), sha256=sha), FileSpec("b", 1, sha256=missing),
+                FileSpec("c", len(small), git_oid="e" * 40),
+                FileSpec("d", 1, git_oid="f" * 40)])
+    ahead.client = None  # any request now would fail
+    assert ahead.has(sha, len(data)) and not ahead.has(missing)
+    assert ahead.sha256_of_git("e" * 40) == small_sha
+    assert ahead.sha256_of_git("f" * 40) is None
 
 
 @pytest.mark.crawl

@@ -22,13 +22,14 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ptmspiders.packages.layout import link_file
 from ptmspiders.packages.paths import safe_relpath
+from ptmspiders.packages.plan import FileSpec
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -113,6 +114,13 @@ class BlobStore:
     def check(self) -> None:
         """Raise ValueError (one line) when the store cannot be used; a folder is made when
         the first blob is written."""
+
+    def warm(self, specs: Iterable[FileSpec]) -> None:
+        """Look ahead at what a package's plan will ask (:meth:`has`, :meth:`sha256_of_git`),
+        in a worker thread. A folder needs nothing: a ``stat`` is cheap."""
+
+    def flush(self) -> None:
+        """Wait for writes still in flight (none on a file system)."""
 
     def relpath(self, sha256: str) -> str:
         """Where the blob lives, relative to ``dest`` (as the package records say)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -40,6 +41,7 @@ class GithubPackages(PackageCrawler):
         job.source_url = f"https://github.com/{repo}/tree/{ref}"
         job.specs = [FileSpec(e.path, e.size, git_oid=e.sha) for e in tree.values()]
         owner, name = repo.split("/", 1)
+        await asyncio.to_thread(self.blobs.warm, job.specs)  # S3: HEADs off the event loop
         fetch = self.plan(job, owner, name)
         if fetch:
             await self.github_unpack(job, repo, ref, fetch)

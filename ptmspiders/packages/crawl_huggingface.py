@@ -85,6 +85,7 @@ class HuggingFacePackages(PackageCrawler):
         for spec in job.specs:
             spec.url = hf.resolve_url(self.endpoint, repo_id, str(job.revision), spec.path)
         owner, name = hf.split_repo(repo_id)
+        await asyncio.to_thread(self.blobs.warm, job.specs)  # S3: HEADs off the event loop
         fetch = self.plan(job, owner, name)
         if not fetch:
             yield await self.finish(job)

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +42,21 @@ from ptmspiders.args import ArgumentError
 from ptmspiders.packages.blobs import CHUNK, HEX40, HEX64, BlobStore, S3Location
 from ptmspiders.packages.layout import UnsafePath
 from ptmspiders.packages.paths import safe_relpath
+from ptmspiders.packages.plan import FileSpec
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "ptm-package-manifest/1"
+ABSENT_TTL = 60.0  # seconds a blob found missing is believed missing without asking again
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 S3Error = (BotoCoreError, ClientError)
+
+
+def _quietly(call: Callable[[], object]) -> None:
+    """A look-up made ahead of time: a failure is left for the real call to meet."""
+    with contextlib.suppress(*S3Error):
+        call()
 
 
 def _code(exc: BaseException) -> str:
@@ -86,13 +97,17 @@ class S3BlobStore(BlobStore):
         self.location = str(self.where)
         self.client = client if client is not None else make_client()
         self.transfer = TransferConfig(max_concurrency=4)
-        # Blobs never change once verified: what one HEAD found is kept for the run.
+        # Blobs never change once verified: what one HEAD found is kept for the run. What
+        # was missing is believed for ABSENT_TTL seconds (another worker may upload it).
         self._present: dict[str, int] = {}
         self._git: dict[str, str] = {}
+        self._absent: dict[str, float] = {}  # sha256 or "git-<oid>" -> when seen missing
         self._lock = threading.Lock()
         # Two packages of one worker storing one blob at once upload it once: the second
         # waits, then finds it (striped by the first byte of the hash: bounded memory).
         self._stripes = [threading.Lock() for _ in range(256)]
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: set[Future[None]] = set()
 
     def check(self) -> None:
         try:
@@ -117,17 +132,55 @@ class S3BlobStore(BlobStore):
                 return None
             raise
 
+    def _seen_absent(self, key: str) -> bool:
+        when = self._absent.get(key)
+        return when is not None and time.monotonic() - when < ABSENT_TTL
+
+    def _note_absent(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._absent) >= 100_000:
+                self._absent = {k: t for k, t in self._absent.items()
+                                if now - t < ABSENT_TTL}
+            self._absent[key] = now
+
     def has(self, sha256: str, size: int | None = None) -> bool:
         if not HEX64.fullmatch(sha256):
             return False
         known = self._present.get(sha256)
         if known is None:
+            if self._seen_absent(sha256):
+                return False
             known = self._head(self.key(self.relpath(sha256)))
             if known is None:
+                self._note_absent(sha256)
                 return False
             with self._lock:
                 self._present[sha256] = known
         return size is None or known == size
+
+    def warm(self, specs: Iterable[FileSpec]) -> None:
+        """Ask the bucket about a package's files at once (HEADs and index reads in
+        parallel), so that planning it then answers from memory instead of sending one
+        request after another from the crawl's event loop."""
+        calls: list[Callable[[], object]] = []
+        for spec in specs:
+            if spec.sha256:
+                calls.append(functools.partial(self.has, spec.sha256))
+            elif spec.git_oid:
+                calls.append(functools.partial(self.sha256_of_git, spec.git_oid))
+        if len(calls) > 1:
+            for _ in self._pool().map(_quietly, calls):
+                pass
+        elif calls:
+            _quietly(calls[0])
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=16,
+                                                    thread_name_prefix="ptm-s3")
+            return self._executor
 
     def _upload(self, source: Path | bytes, sha256: str, size: int) -> None:
         key = self.key(self.relpath(sha256))
@@ -174,11 +227,14 @@ class S3BlobStore(BlobStore):
             return None
         sha = self._git.get(oid)
         if sha is None:
+            if self._seen_absent(f"git-{oid}"):
+                return None
             try:
                 body = self.client.get_object(Bucket=self.where.bucket,
                                               Key=self._git_key(oid))["Body"].read(200)
             except ClientError as exc:
                 if _missing(exc):
+                    self._note_absent(f"git-{oid}")
                     return None
                 raise
             sha = body.decode("ascii", "replace").strip()
@@ -188,16 +244,30 @@ class S3BlobStore(BlobStore):
         return sha
 
     def note_git(self, oid: str, sha256: str) -> None:
+        """Known at once in this process; written to the bucket in the background (the
+        crawl calls this from its event loop). Written before the process exits, except
+        after a kill: then the next run fetches that small file once more to learn it."""
         if not HEX40.fullmatch(oid) or not HEX64.fullmatch(sha256):
             return
+        self._git[oid] = sha256
+        future = self._pool().submit(self._put_git, oid, sha256)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    def _put_git(self, oid: str, sha256: str) -> None:
         try:
             self.client.put_object(Bucket=self.where.bucket, Key=self._git_key(oid),
                                    Body=sha256.encode(), ContentType="text/plain")
         except S3Error as exc:  # only an index: the next run fetches the file to learn it
             logger.warning("Cannot record git blob %s in %s: %s", oid, self.location,
                            _code(exc))
-            return
-        self._git[oid] = sha256
+
+    def flush(self) -> None:
+        """Wait for the index writes still in flight."""
+        with self._lock:
+            pending = list(self._pending)
+        wait(pending)
 
     def hash_blob(self, blob: str) -> tuple[str, int] | None:
         """Stream the object and hash it (``ptm verify``); ``None`` when it is missing."""
