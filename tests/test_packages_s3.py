@@ -311,3 +311,21 @@ def test_an_unusable_location_is_one_line(hubs, s3, tmp_path, capsys):
     assert "s3://no-such-bucket/x: the bucket cannot be used (404)" in gone.stderr
     assert crawl_stats(gone.stderr)["finish_reason"] == "blob_store_unavailable"
     assert not hub.log
+
+
+@pytest.mark.parametrize("kind", ["folder", "s3"])
+def test_workers_sharing_a_folder_keep_each_others_temporary_files(kind, s3, tmp_path):
+    """Workers of one crawl on one host share ``dest`` (or the S3 staging folder): a worker
+    starting while another runs must not delete the archive the other is unpacking."""
+    def store() -> Any:
+        return open_blobs(str(tmp_path / "pk") if kind == "folder" else DEST, tmp_path / "pk")
+
+    first = store()
+    assert first.clean_tmp() == 0
+    in_use = first.tmp / "archive.0123.part"  # being written by the first worker
+    in_use.write_bytes(b"x")
+    second = store()
+    assert second.clean_tmp() == 0 and in_use.exists()
+    del first, second  # both crawls end: their locks go with them
+    third = store()
+    assert third.clean_tmp() == 1 and not in_use.exists()  # a leftover now: removed

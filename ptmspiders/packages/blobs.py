@@ -18,10 +18,13 @@ The crawl talks to either through the same methods: ``has``, ``part_path``, ``co
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import logging
 import os
 import re
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,8 @@ from typing import Any
 from ptmspiders.packages.layout import link_file
 from ptmspiders.packages.paths import safe_relpath
 from ptmspiders.packages.plan import FileSpec
+
+logger = logging.getLogger(__name__)
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -110,6 +115,7 @@ class BlobStore:
         self.root = self.dest / "blobs"
         self.tmp = self.root / "tmp"
         self.location = str(self.dest)  # what logs and reports call this store
+        self._tmp_lock: int | None = None
 
     def check(self) -> None:
         """Raise ValueError (one line) when the store cannot be used; a folder is made when
@@ -146,21 +152,47 @@ class BlobStore:
     def clean_tmp(self) -> int:
         """Remove what a killed run left in ``tmp`` that no run can resume (files being
         renamed, archives, unpacked members), and partial files of blobs now complete.
-        Resumable partial files (``<sha256>.part``, ``git-<oid>.part``) stay. One crawl per
-        ``dest`` at a time."""
-        removed = 0
-        if not self.tmp.is_dir():
+        Resumable partial files (``<sha256>.part``, ``git-<oid>.part``) stay.
+
+        Workers of one distributed crawl may share ``dest`` (on one host, or a shared file
+        system): each crawl holds a shared lock on ``blobs/tmp.lock`` from here on, and
+        only a crawl that finds no other holding it cleans (another's files are in use)."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        if not self._lock_tmp():
+            logger.info("Another crawl is using %s: its leftovers stay", self.tmp)
             return 0
-        for entry in self.tmp.iterdir():
-            key = entry.name.removesuffix(".part")
-            resumable = entry.name.endswith(".part") and (
-                HEX64.fullmatch(key) or HEX40.fullmatch(key.removeprefix("git-")))
-            if resumable and not (HEX64.fullmatch(key) and self.has(key)):
-                continue
-            with contextlib.suppress(OSError):
-                entry.unlink()
-                removed += 1
+        removed = 0
+        try:
+            for entry in self.tmp.iterdir():
+                key = entry.name.removesuffix(".part")
+                resumable = entry.name.endswith(".part") and (
+                    HEX64.fullmatch(key) or HEX40.fullmatch(key.removeprefix("git-")))
+                if resumable and not (HEX64.fullmatch(key) and self.has(key)):
+                    continue
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed += 1
+        finally:
+            self._share_tmp()
         return removed
+
+    def _lock_tmp(self) -> bool:
+        """Take ``blobs/tmp.lock`` exclusively if no other crawl holds it (True), else
+        shared (False). The lock lives as long as this store (the process, in a crawl)."""
+        if self._tmp_lock is None:
+            fd = os.open(self.root / "tmp.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            self._tmp_lock = fd
+            weakref.finalize(self, os.close, fd)
+        try:
+            fcntl.flock(self._tmp_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._tmp_lock, fcntl.LOCK_SH)
+            return False
+        return True
+
+    def _share_tmp(self) -> None:
+        if self._tmp_lock is not None:
+            fcntl.flock(self._tmp_lock, fcntl.LOCK_SH)
 
     def commit(self, tmp: Path, sha256: str) -> Path | None:
         """Move a verified file into place (atomically; a blob already there wins)."""
