@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ moto_server = pytest.importorskip("moto.moto_server.threaded_moto_server",
 from boto3.s3.transfer import TransferConfig  # noqa: E402
 
 from ptmspiders.args import ArgumentError  # noqa: E402
-from ptmspiders.packages.blobs import open_blobs  # noqa: E402
+from ptmspiders.packages.blobs import BlobStore, open_blobs  # noqa: E402
 from ptmspiders.packages.plan import FileSpec  # noqa: E402
 from ptmspiders.packages.s3 import S3BlobStore  # noqa: E402
 from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env, run_crawl  # noqa: E402
@@ -329,3 +330,23 @@ def test_workers_sharing_a_folder_keep_each_others_temporary_files(kind, s3, tmp
     del first, second  # both crawls end: their locks go with them
     third = store()
     assert third.clean_tmp() == 1 and not in_use.exists()  # a leftover now: removed
+
+
+def test_two_workers_never_append_to_one_partial_file(tmp_path):
+    """A blob two workers on one ``dest`` fetch at once: the second writes a file of its own
+    (their bytes would interleave in one file, each worker's own hash still matching)."""
+    key = "ab" * 32
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from ptmspiders.packages.blobs import BlobStore; "
+         f"print(BlobStore(sys.argv[1]).part_path({key!r}).name, flush=True); "
+         "sys.stdin.read()", str(tmp_path)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == f"{key}.part"
+        mine = BlobStore(tmp_path).part_path(key)
+        assert mine.name != f"{key}.part" and mine.name.startswith(key)
+        mine.write_bytes(b"x")
+    finally:
+        holder.communicate("", timeout=30)
+    assert BlobStore(tmp_path).part_path(key).name == f"{key}.part"  # its claim died with it
+    assert BlobStore(tmp_path).clean_tmp() == 1 and not mine.exists()  # not resumable

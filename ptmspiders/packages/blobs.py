@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -88,6 +89,41 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
 
+# Partial files are claimed with POSIX record locks, one byte per key in ``blobs/parts.lock``:
+# held per process (two stores of one process share them), gone when the process dies, and
+# one descriptor for any number of claims. Two keys on one byte only make one writer use a
+# file of its own.
+_part_locks: dict[Path, int] = {}  # lock file -> its descriptor in this process
+_claims: dict[Path, tuple[int, int]] = {}  # part path -> (descriptor, byte)
+_claims_lock = threading.Lock()
+
+
+def _claim(part: Path, lock: Path, key: str) -> bool:
+    """Claim ``part`` for this process; False when another process holds it."""
+    with _claims_lock:
+        if part in _claims:
+            return True
+        fd = _part_locks.get(lock)
+        if fd is None:
+            fd = _part_locks[lock] = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        byte = int(hashlib.sha256(key.encode()).hexdigest()[:10], 16)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
+        except OSError:  # EAGAIN/EACCES: held by another process
+            return False
+        _claims[part] = (fd, byte)
+        return True
+
+
+def release(part: Path) -> None:
+    """Give up the claim on ``part`` (after its commit; a failed transfer keeps it until the
+    process ends, which costs one lock record, no descriptor)."""
+    with _claims_lock:
+        claim = _claims.pop(part, None)
+        if claim is not None:
+            fcntl.lockf(claim[0], fcntl.LOCK_UN, 1, claim[1])
+
+
 def check_location(location: str | None) -> str | None:
     """``location`` if it can name a blob store (an ``s3://`` URL is parsed), else
     ValueError: a typo is refused before the crawl starts."""
@@ -145,9 +181,16 @@ class BlobStore:
         return size is None or st.st_size == size
 
     def part_path(self, key: str) -> Path:
-        """The partial transfer of the file expected to hash to ``key``."""
+        """The partial transfer of the file expected to hash to ``key``, claimed by this
+        process until it is committed (or the process ends). When another crawl sharing
+        ``dest`` is writing that file right now, a file of this process's own instead: two
+        writers appending to one file would interleave their bytes, and each would still
+        see its own stream hash right."""
         self.tmp.mkdir(parents=True, exist_ok=True)
-        return self.tmp / f"{key}.part"
+        part = self.tmp / f"{key}.part"
+        if _claim(part, self.root / "parts.lock", key):
+            return part
+        return self.tmp / f"{key}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part"
 
     def clean_tmp(self) -> int:
         """Remove what a killed run left in ``tmp`` that no run can resume (files being
@@ -204,6 +247,7 @@ class BlobStore:
         with contextlib.suppress(FileExistsError):
             os.link(tmp, final)
         tmp.unlink(missing_ok=True)
+        release(tmp)
         return final
 
     def put_bytes(self, data: bytes, sha256: str) -> Path | None:

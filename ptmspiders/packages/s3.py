@@ -39,7 +39,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ptmspiders.args import ArgumentError
-from ptmspiders.packages.blobs import CHUNK, HEX40, HEX64, BlobStore, S3Location
+from ptmspiders.packages.blobs import CHUNK, HEX40, HEX64, BlobStore, S3Location, release
 from ptmspiders.packages.layout import UnsafePath
 from ptmspiders.packages.paths import safe_relpath
 from ptmspiders.packages.plan import FileSpec
@@ -210,6 +210,7 @@ class S3BlobStore(BlobStore):
             if not self.has(sha256, size):
                 self._upload(tmp, sha256, size)
         tmp.unlink(missing_ok=True)
+        release(tmp)
 
     def put_bytes(self, data: bytes, sha256: str) -> None:
         if not HEX64.fullmatch(sha256):
