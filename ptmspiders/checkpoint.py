@@ -33,6 +33,8 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from ptmspiders.config import ptm_settings
+
 logger = logging.getLogger(__name__)
 
 FILENAME = "ptm-checkpoints.json"
@@ -175,7 +177,7 @@ class KilledRunRecovery:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> KilledRunRecovery:
         jobdir = crawler.settings.get("JOBDIR")
-        if not jobdir or not crawler.settings.getbool("PTM_KILLED_RUN_RECOVERY_ENABLED", True):
+        if not jobdir or not ptm_settings(crawler).killed_run_recovery_enabled:
             raise NotConfigured
         return cls(crawler, Path(jobdir))
 

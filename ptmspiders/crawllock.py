@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy import Spider, signals
 from scrapy.exceptions import CloseSpider, NotConfigured
 
+from ptmspiders.config import ptm_settings
 from ptmspiders.spiders.base import mark_crawl_incomplete, now_iso
 from ptmspiders.stores import Store, crawler_store, redact_uri
 from ptmspiders.stores.base import Doc
@@ -243,17 +244,12 @@ class CrawlLock:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlLock:
-        s = crawler.settings
-        if not s.getbool("PTM_LOCK_ENABLED", True):
+        s = ptm_settings(crawler)
+        if not s.lock_enabled:
             raise NotConfigured("PTM_LOCK_ENABLED is off")
-        if not s.getbool("PTM_STORE_ENABLED", True):
+        if not s.store_enabled:
             raise NotConfigured("no store to lock (PTM_STORE_ENABLED is off)")
-        wait, ttl = s.getfloat("PTM_LOCK_WAIT", 30.0), s.getfloat("PTM_LOCK_TTL", 120.0)
-        if wait < 0:
-            raise ValueError("PTM_LOCK_WAIT must be >= 0 (seconds)")
-        if ttl < 3:
-            raise ValueError("PTM_LOCK_TTL must be >= 3 (seconds)")
-        ext = cls(crawler, wait, ttl)
+        ext = cls(crawler, s.lock_wait, s.lock_ttl)
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(ext.engine_stopped, signal=signals.engine_stopped)

@@ -33,6 +33,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
 from ptmspiders.args import SpiderParams
+from ptmspiders.config import ptm_settings
 from ptmspiders.crawllock import lock_not_taken, pid_space, process_gone, this_host
 from ptmspiders.items import Doc, ModelItem, field_names
 from ptmspiders.monitors import request_health
@@ -318,15 +319,12 @@ class CrawlHistory:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlHistory:
-        s = crawler.settings
-        if not s.getbool("PTM_HISTORY_ENABLED", True):
+        s = ptm_settings(crawler)
+        if not s.history_enabled:
             raise NotConfigured("PTM_HISTORY_ENABLED is off")
-        if not s.getbool("PTM_STORE_ENABLED", True):
+        if not s.store_enabled:
             raise NotConfigured("history needs the store (PTM_STORE_ENABLED is off)")
-        ratio = s.getfloat("PTM_HISTORY_MAX_MISSING_RATIO", 0.5)
-        if not 0 < ratio <= 1:
-            raise ValueError("PTM_HISTORY_MAX_MISSING_RATIO must be in (0, 1]")
-        ext = cls(crawler, ratio)
+        ext = cls(crawler, s.history_max_missing_ratio)
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(ext.item_dropped, signal=signals.item_dropped)

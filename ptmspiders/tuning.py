@@ -31,6 +31,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.statscollectors import StatsCollector
 
+from ptmspiders.config import ptm_settings
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLDS = (50_000, 20, 10)
@@ -81,15 +83,11 @@ class InterpreterTuning:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> InterpreterTuning:
-        s = crawler.settings
-        if not s.getbool("PTM_TUNING_ENABLED", True):
+        s = ptm_settings(crawler)
+        if not s.tuning_enabled:
             raise NotConfigured("PTM_TUNING_ENABLED is off")
         assert crawler.stats is not None
-        ext = cls(crawler.stats,
-                  parse_thresholds(s.get("PTM_GC_THRESHOLDS", DEFAULT_THRESHOLDS)),
-                  s.getbool("PTM_GC_FREEZE", True),
-                  parse_switch_interval(s.get("PTM_SWITCH_INTERVAL",
-                                              DEFAULT_SWITCH_INTERVAL)))
+        ext = cls(crawler.stats, s.gc_thresholds, s.gc_freeze, s.switch_interval)
         crawler.signals.connect(ext.engine_started, signal=signals.engine_started)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(ext.engine_stopped, signal=signals.engine_stopped)

@@ -10,8 +10,9 @@ from scrapy.http import TextResponse
 from scrapy.utils.test import get_crawler
 
 from ptmspiders.args import ArgumentError
+from ptmspiders.config import SettingsError, owners_mode
 from ptmspiders.items import ModelItem, OwnerItem
-from ptmspiders.spiders.hf_models import HfModelsSpider, owners_mode
+from ptmspiders.spiders.hf_models import HfModelsSpider
 
 FIX = Path(__file__).parent / "fixtures" / "huggingface"
 EP = "http://hub.test"
@@ -158,7 +159,7 @@ def test_a_bad_owners_setting_fails_at_start():
     crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False,
                                            "PTM_HF_OWNERS": "users"})
     s = HfModelsSpider.from_crawler(crawler)
-    with pytest.raises(ArgumentError, match="PTM_HF_OWNERS='users': expected orgs, full"):
+    with pytest.raises(SettingsError, match="PTM_HF_OWNERS='users': expected orgs, full"):
         asyncio.run(first_requests(s))
 
 

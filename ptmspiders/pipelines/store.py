@@ -26,6 +26,7 @@ from scrapy.exceptions import DropItem, NotConfigured
 
 from ptmspiders import doc_size
 from ptmspiders.checkpoint import crawler_checkpoints
+from ptmspiders.config import ptm_settings
 from ptmspiders.items import to_doc
 from ptmspiders.pipelines.validate import ValidatePipeline, schema_error
 from ptmspiders.spiders.base import mark_crawl_incomplete
@@ -52,25 +53,10 @@ class StorePipeline:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
-        s = crawler.settings
-        if not s.getbool("PTM_STORE_ENABLED", True):
+        s = ptm_settings(crawler)
+        if not s.store_enabled:
             raise NotConfigured("PTM_STORE_ENABLED is off")
-        batch = s.getint("PTM_STORE_BATCH_SIZE", 500)
-        flush = s.getfloat("PTM_STORE_FLUSH_SECONDS", 5.0)
-        if batch < 1 or flush <= 0:
-            raise ValueError("PTM_STORE_BATCH_SIZE must be >= 1 and PTM_STORE_FLUSH_SECONDS > 0")
-        if s.getint("PTM_STORE_TRANSACTION_SIZE", 5000) < 1:  # read by the writer thread
-            raise ValueError("PTM_STORE_TRANSACTION_SIZE must be >= 1")
-        max_doc = s.get("PTM_MAX_DOC_BYTES", doc_size.DEFAULT_MAX_DOC_BYTES)
-        try:
-            max_doc = int(max_doc)
-        except (TypeError, ValueError):
-            max_doc = -1
-        if max_doc != 0 and max_doc < doc_size.MIN_MAX_DOC_BYTES:
-            raise ValueError(f"PTM_MAX_DOC_BYTES must be 0 (no bound) or at least "
-                             f"{doc_size.MIN_MAX_DOC_BYTES} bytes, not "
-                             f"{s.get('PTM_MAX_DOC_BYTES')!r}")
-        return cls(crawler, batch, flush, max_doc)
+        return cls(crawler, s.store_batch_size, s.store_flush_seconds, s.max_doc_bytes)
 
     def open_spider(self) -> None:
         logger.info("Storing items in %s", redact_uri(crawler_store(self.crawler).uri))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ptmspiders.config import PtmSettings, ptm_settings
 from ptmspiders.stores.base import COLLECTIONS, Doc, Store, StoreError, redact_uri
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
-DEFAULT_STORE_URI = "sqlite:///data/ptm.sqlite"
+DEFAULT_STORE_URI: str = PtmSettings.model_fields["store_uri"].default
 
 __all__ = ["COLLECTIONS", "DEFAULT_STORE_URI", "Doc", "Store", "StoreError", "crawler_store",
            "first_crawl_of", "open_store", "redact_uri"]
@@ -44,8 +45,7 @@ def crawler_store(crawler: Crawler) -> Store:
     if store is None:
         from scrapy import signals
 
-        uri = crawler.settings.get("PTM_STORE_URI") or DEFAULT_STORE_URI
-        store = open_store(uri)
+        store = open_store(ptm_settings(crawler).store_uri)
         crawler._ptm_store = store  # type: ignore[attr-defined]
 
         def _close() -> None:

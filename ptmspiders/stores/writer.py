@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ptmspiders.config import PtmSettings, ptm_settings
 from ptmspiders.stores.base import Doc, Store, StoreError, TransactionLost, WriteDoc
 
 if TYPE_CHECKING:
@@ -43,8 +44,8 @@ WriteHook = Callable[[Store, str, list[WriteDoc]], Applied | None]
 _Task = tuple[str, list[WriteDoc], Done | None]
 _STOP = object()
 _SYNC = object()  # commit what is written, so that sync() returns on durable data
-DEFAULT_TRANSACTION_SIZE = 5000
-DEFAULT_MAX_PENDING = 2  # PTM_STORE_WRITER_MAX_PENDING (ptmspiders/settings.py says why)
+DEFAULT_TRANSACTION_SIZE: int = PtmSettings.model_fields["store_transaction_size"].default
+DEFAULT_MAX_PENDING: int = PtmSettings.model_fields["store_writer_max_pending"].default
 
 
 class StoreWriteError(StoreError):
@@ -277,12 +278,11 @@ def crawler_writer(crawler: Crawler) -> BackgroundWriter:
         from ptmspiders.stores import crawler_store
 
         store = crawler_store(crawler)
-        s = crawler.settings
-        thread_store = store.for_thread() if s.getbool("PTM_STORE_WRITER_THREAD", True) else None
+        s = ptm_settings(crawler)
+        thread_store = store.for_thread() if s.store_writer_thread else None
         writer = BackgroundWriter(
-            store, thread_store, s.getint("PTM_STORE_WRITER_MAX_PENDING", DEFAULT_MAX_PENDING),
-            transaction_size=s.getint("PTM_STORE_TRANSACTION_SIZE", DEFAULT_TRANSACTION_SIZE),
-            max_age=s.getfloat("PTM_STORE_FLUSH_SECONDS", 5.0))
+            store, thread_store, s.store_writer_max_pending,
+            transaction_size=s.store_transaction_size, max_age=s.store_flush_seconds)
         crawler._ptm_writer = writer  # type: ignore[attr-defined]
 
         def _close() -> None:
