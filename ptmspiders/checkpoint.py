@@ -112,29 +112,6 @@ class Checkpoints:
         os.replace(tmp, self.path)
 
 
-def crawler_checkpoints(crawler: Crawler) -> Checkpoints:
-    """The crawl's one checkpoint tracker (inactive without ``JOBDIR``)."""
-    existing: Checkpoints | None = getattr(crawler, "_ptm_checkpoints", None)
-    if existing is not None:
-        return existing
-    jobdir = crawler.settings.get("JOBDIR")
-    path = None
-    if jobdir:
-        Path(jobdir).mkdir(parents=True, exist_ok=True)
-        path = Path(jobdir) / FILENAME
-    tracker = Checkpoints(path)
-    crawler._ptm_checkpoints = tracker  # type: ignore[attr-defined]
-    if tracker.enabled:
-        def _dropped(item: Any, **kwargs: Any) -> None:
-            _id = getattr(item, "_id", None)
-            if isinstance(_id, str):
-                tracker.settled([_id])
-
-        crawler.signals.connect(_dropped, signal=signals.item_dropped, weak=False)
-        crawler.signals.connect(_dropped, signal=signals.item_error, weak=False)
-    return tracker
-
-
 RUNNING = "ptm-running"  # present in JOBDIR while a crawl runs; a clean close removes it
 SCRAPY_STATE = ("requests.queue", "requests.seen")
 

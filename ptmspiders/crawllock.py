@@ -39,8 +39,9 @@ from scrapy import Spider, signals
 from scrapy.exceptions import CloseSpider, NotConfigured
 
 from ptmspiders.config import ptm_settings
-from ptmspiders.spiders.base import mark_crawl_incomplete, now_iso
-from ptmspiders.stores import Store, crawler_store, redact_uri
+from ptmspiders.context import crawl_context, now_iso
+from ptmspiders.spiders.base import mark_crawl_incomplete
+from ptmspiders.stores import Store, redact_uri
 from ptmspiders.stores.base import Doc
 
 if TYPE_CHECKING:
@@ -268,14 +269,13 @@ class CrawlLock:
         ``spider_opened`` handlers (history's "running" record, first) must come after."""
         if not self.needs_lock(spider):
             return
-        from ptmspiders.history import crawl_state
-
-        state = crawl_state(self.crawler)
+        context = crawl_context(self.crawler)
+        state = context.history
         hub = str(getattr(spider, "hub"))  # noqa: B009 (checked by needs_lock)
         holder = Holder(id=state.crawl_id, spider=spider.name, hub=hub, host=this_host(),
                         pid=os.getpid(), started_at=state.started_at)
         name = lock_name(hub)
-        store = crawler_store(self.crawler)
+        store = context.store
         with stop_signals() as stopped:
             self._acquire(store, name, holder, stopped)
         self.stats.set_value("ptm/lock/held", 1)

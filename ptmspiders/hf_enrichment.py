@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 from scrapy import Request, Spider, signals
-from scrapy.exceptions import CloseSpider
 from scrapy.http import Response
 
 from ptmspiders.config import PtmSettings, ptm_settings
+from ptmspiders.context import crawl_context
 from ptmspiders.hub_answers import BadResponse, parse_link_header
 from ptmspiders.items import CommitItem, ModelItem
 from ptmspiders.middlewares.auth import origin
@@ -104,17 +104,11 @@ def record_gap(item: ModelItem, what: str, reason: str) -> None:
 
 
 def enricher(spider: Spider) -> HfEnricher:
-    """The spider's one enricher, built (and its settings validated) on first use."""
-    found: HfEnricher | None = getattr(spider, "_ptm_enricher", None)
-    if found is None:
-        try:
-            config = EnrichSettings.from_settings(ptm_settings(spider.crawler))
-        except ValueError as exc:
-            logger.error("Bad enrichment setting: %s", exc)
-            raise CloseSpider(f"bad_setting: {exc}") from None
-        found = HfEnricher(spider, config)
-        spider._ptm_enricher = found  # type: ignore[attr-defined]
-    return found
+    """The crawl's one enricher (in its context), built on first use."""
+    context = crawl_context(spider.crawler)
+    if context.enricher is None:
+        context.enricher = HfEnricher(spider, EnrichSettings.from_settings(context.settings))
+    return context.enricher
 
 
 class HfEnricher:

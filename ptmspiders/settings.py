@@ -72,6 +72,9 @@ ITEM_PROCESSOR = "ptmspiders.itemcount.CountingItemProcessor"
 EXTENSIONS = {
     "scrapy.extensions.corestats.CoreStats": None,
     "ptmspiders.itemcount.CoreStats": 0,
+    # What the crawl's components share: the store, its writer, checkpoints, history state
+    # (ptmspiders/context.py). Its own signals connect as it is used, not in this order.
+    "ptmspiders.context.CrawlContext": 10,
     # Built before the scheduler opens JOBDIR: it must reset what a killed run left there.
     "ptmspiders.checkpoint.KilledRunRecovery": 50,
     "ptmspiders.tuning.InterpreterTuning": 100,

@@ -26,11 +26,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ptmspiders.config import PtmSettings, ptm_settings
+from ptmspiders.config import PtmSettings
 from ptmspiders.stores.base import Doc, Store, StoreError, TransactionLost, WriteDoc
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -267,36 +267,3 @@ class _Group:
         self.batches = []
         self.size = 0
         self.opened = None
-
-
-def crawler_writer(crawler: Crawler) -> BackgroundWriter:
-    """The crawl's one writer over :func:`crawler_store`, closed (drained) before the store."""
-    writer: BackgroundWriter | None = getattr(crawler, "_ptm_writer", None)
-    if writer is None:
-        from scrapy import signals
-
-        from ptmspiders.stores import crawler_store
-
-        store = crawler_store(crawler)
-        s = ptm_settings(crawler)
-        thread_store = store.for_thread() if s.store_writer_thread else None
-        writer = BackgroundWriter(
-            store, thread_store, s.store_writer_max_pending,
-            transaction_size=s.store_transaction_size, max_age=s.store_flush_seconds)
-        crawler._ptm_writer = writer  # type: ignore[attr-defined]
-
-        def _close() -> None:
-            w = getattr(crawler, "_ptm_writer", None)
-            if w is not None:
-                crawler._ptm_writer = None  # type: ignore[attr-defined]
-                w.close()
-
-        crawler.signals.connect(_close, signal=signals.engine_stopped, weak=False)
-    return writer
-
-
-def sync_writes(crawler: Crawler) -> None:
-    """Barrier before reading back what this crawl wrote (no-op when nothing was written)."""
-    writer: BackgroundWriter | None = getattr(crawler, "_ptm_writer", None)
-    if writer is not None:
-        writer.sync()
