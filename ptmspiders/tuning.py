@@ -31,40 +31,15 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.statscollectors import StatsCollector
 
-from ptmspiders.config import ptm_settings
+from ptmspiders.config import PtmSettings, ptm_settings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLDS = (50_000, 20, 10)
-DEFAULT_SWITCH_INTERVAL = 0.001
+DEFAULT_THRESHOLDS: tuple[int, int, int] = PtmSettings.model_fields["gc_thresholds"].default
 
 # Crawls of this process that applied the tuning, and the state to restore after the last.
 _active: list[InterpreterTuning] = []
 _saved: tuple[tuple[int, ...], float] | None = None
-
-
-def parse_thresholds(value: Any) -> tuple[int, int, int]:
-    """``PTM_GC_THRESHOLDS``: three integers, as a list/tuple or ``"50000,20,10"``."""
-    items = value.split(",") if isinstance(value, str) else value
-    try:
-        out = tuple(int(str(v).strip()) for v in items)
-    except (TypeError, ValueError):
-        raise ValueError(f"PTM_GC_THRESHOLDS={value!r}: expected three integers") from None
-    if len(out) != 3 or out[0] < 1 or min(out) < 0:
-        raise ValueError(f"PTM_GC_THRESHOLDS={value!r}: expected three integers, the first "
-                         "at least 1 (0 would switch the collector off)")
-    return out[0], out[1], out[2]
-
-
-def parse_switch_interval(value: Any) -> float:
-    """``PTM_SWITCH_INTERVAL``: seconds, above 0 and at most 1."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"PTM_SWITCH_INTERVAL={value!r}: expected seconds") from None
-    if not 0 < seconds <= 1:
-        raise ValueError(f"PTM_SWITCH_INTERVAL={value!r}: expected seconds in (0, 1]")
-    return seconds
 
 
 class InterpreterTuning:
