@@ -402,7 +402,8 @@ class PtmSettings(BaseModel):
                                               "is over this")
     killed_run_recovery_enabled: bool = setting(True, "with `JOBDIR`: after a killed run, "
                                                 "discard Scrapy's queue and `requests.seen` "
-                                                "(see [Rate limits](rate-limits.md))")
+                                                "(see [Resuming a killed crawl](rate-limits.md"
+                                                "#resuming-a-killed-crawl))")
 
     # -- interpreter tuning (ptmspiders/tuning.py) -------------------------------------------
     tuning_enabled: bool = setting(True, "interpreter tuning for the crawl: the three settings "
@@ -432,9 +433,11 @@ class PtmSettings(BaseModel):
         values: dict[str, Any] = {}
         for field, info in cls.model_fields.items():
             name = setting_name(field)
-            value = settings.get(name)
+            value: Any = settings.get(name)
             if value is None and _extra(info, "env"):
                 value = env.get(name) or None
+            if hasattr(value, "copy_to_dict"):  # a dict setting Scrapy keeps as BaseSettings
+                value = value.copy_to_dict()
             if value is not None:
                 values[name] = value
         try:
