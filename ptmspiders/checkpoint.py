@@ -33,6 +33,8 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from ptmspiders.config import ptm_settings
+
 logger = logging.getLogger(__name__)
 
 FILENAME = "ptm-checkpoints.json"
@@ -110,29 +112,6 @@ class Checkpoints:
         os.replace(tmp, self.path)
 
 
-def crawler_checkpoints(crawler: Crawler) -> Checkpoints:
-    """The crawl's one checkpoint tracker (inactive without ``JOBDIR``)."""
-    existing: Checkpoints | None = getattr(crawler, "_ptm_checkpoints", None)
-    if existing is not None:
-        return existing
-    jobdir = crawler.settings.get("JOBDIR")
-    path = None
-    if jobdir:
-        Path(jobdir).mkdir(parents=True, exist_ok=True)
-        path = Path(jobdir) / FILENAME
-    tracker = Checkpoints(path)
-    crawler._ptm_checkpoints = tracker  # type: ignore[attr-defined]
-    if tracker.enabled:
-        def _dropped(item: Any, **kwargs: Any) -> None:
-            _id = getattr(item, "_id", None)
-            if isinstance(_id, str):
-                tracker.settled([_id])
-
-        crawler.signals.connect(_dropped, signal=signals.item_dropped, weak=False)
-        crawler.signals.connect(_dropped, signal=signals.item_error, weak=False)
-    return tracker
-
-
 RUNNING = "ptm-running"  # present in JOBDIR while a crawl runs; a clean close removes it
 SCRAPY_STATE = ("requests.queue", "requests.seen")
 
@@ -175,7 +154,7 @@ class KilledRunRecovery:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> KilledRunRecovery:
         jobdir = crawler.settings.get("JOBDIR")
-        if not jobdir or not crawler.settings.getbool("PTM_KILLED_RUN_RECOVERY_ENABLED", True):
+        if not jobdir or not ptm_settings(crawler).killed_run_recovery_enabled:
             raise NotConfigured
         return cls(crawler, Path(jobdir))
 

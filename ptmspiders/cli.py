@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from ptmspiders import config
 from ptmspiders.export import FORMATS, export
 from ptmspiders.hubs import HUBS, unknown_hubs
 from ptmspiders.parsers.huggingface import OVERVIEW_SKIPPED
@@ -57,7 +58,7 @@ class UsageError(Exception):
 
 
 def store_uri(args: argparse.Namespace) -> str:
-    return str(args.store or os.environ.get("PTM_STORE_URI") or DEFAULT_STORE_URI)
+    return str(args.store or config.default("PTM_STORE_URI"))
 
 
 # -- output helpers ------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def cmd_verify(store: Store, args: argparse.Namespace) -> int:
     from ptmspiders.packages.blobs import open_blobs
     from ptmspiders.packages.verify import verify
 
-    dest = str(args.dest or os.environ.get("PTM_PACKAGES_DIR") or "data/packages")
+    dest = str(args.dest or config.default("PTM_PACKAGES_DIR"))
     if not dest.startswith("s3://") and not Path(dest).is_dir():
         raise UsageError(f"no packages folder at {dest} (pass --dest)")
     try:

@@ -38,8 +38,10 @@ from typing import TYPE_CHECKING, Any
 from scrapy import Spider, signals
 from scrapy.exceptions import CloseSpider, NotConfigured
 
-from ptmspiders.spiders.base import mark_crawl_incomplete, now_iso
-from ptmspiders.stores import Store, crawler_store, redact_uri
+from ptmspiders.config import ptm_settings
+from ptmspiders.context import crawl_context, now_iso
+from ptmspiders.spiders.base import mark_crawl_incomplete
+from ptmspiders.stores import Store, redact_uri
 from ptmspiders.stores.base import Doc
 
 if TYPE_CHECKING:
@@ -243,17 +245,12 @@ class CrawlLock:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlLock:
-        s = crawler.settings
-        if not s.getbool("PTM_LOCK_ENABLED", True):
+        s = ptm_settings(crawler)
+        if not s.lock_enabled:
             raise NotConfigured("PTM_LOCK_ENABLED is off")
-        if not s.getbool("PTM_STORE_ENABLED", True):
+        if not s.store_enabled:
             raise NotConfigured("no store to lock (PTM_STORE_ENABLED is off)")
-        wait, ttl = s.getfloat("PTM_LOCK_WAIT", 30.0), s.getfloat("PTM_LOCK_TTL", 120.0)
-        if wait < 0:
-            raise ValueError("PTM_LOCK_WAIT must be >= 0 (seconds)")
-        if ttl < 3:
-            raise ValueError("PTM_LOCK_TTL must be >= 3 (seconds)")
-        ext = cls(crawler, wait, ttl)
+        ext = cls(crawler, s.lock_wait, s.lock_ttl)
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(ext.engine_stopped, signal=signals.engine_stopped)
@@ -272,14 +269,13 @@ class CrawlLock:
         ``spider_opened`` handlers (history's "running" record, first) must come after."""
         if not self.needs_lock(spider):
             return
-        from ptmspiders.history import crawl_state
-
-        state = crawl_state(self.crawler)
+        context = crawl_context(self.crawler)
+        state = context.history
         hub = str(getattr(spider, "hub"))  # noqa: B009 (checked by needs_lock)
         holder = Holder(id=state.crawl_id, spider=spider.name, hub=hub, host=this_host(),
                         pid=os.getpid(), started_at=state.started_at)
         name = lock_name(hub)
-        store = crawler_store(self.crawler)
+        store = context.store
         with stop_signals() as stopped:
             self._acquire(store, name, holder, stopped)
         self.stats.set_value("ptm/lock/held", 1)

@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 from scrapy import Request, Spider, signals
-from scrapy.exceptions import CloseSpider
 from scrapy.http import Response
-from scrapy.settings import BaseSettings
 
+from ptmspiders.config import PtmSettings, ptm_settings
+from ptmspiders.context import crawl_context
 from ptmspiders.hub_answers import BadResponse, parse_link_header
 from ptmspiders.items import CommitItem, ModelItem
 from ptmspiders.middlewares.auth import origin
@@ -31,7 +31,6 @@ from ptmspiders.origins import REFUSED_REASON, RefusedLink, follow, next_link
 from ptmspiders.parsers import hf_repo
 from ptmspiders.parsers.hf_card import parse_card
 from ptmspiders.signatures import (
-    METHODS,
     GitConfig,
     GitSignatureReader,
     SignatureError,
@@ -66,35 +65,24 @@ class EnrichSettings:
     git_concurrency: int
 
     @classmethod
-    def from_settings(cls, s: BaseSettings, env: dict[str, str] | None = None) -> EnrichSettings:
+    def from_settings(cls, s: PtmSettings, env: dict[str, str] | None = None) -> EnrichSettings:
         env = dict(os.environ) if env is None else env
-        method = str(s.get("PTM_HF_SIGNATURE_METHOD") or "git").strip().lower()
-        if method not in METHODS:
-            raise ValueError(f"PTM_HF_SIGNATURE_METHOD={method!r}: expected one of "
-                             f"{', '.join(METHODS)}")
-        concurrency = s.getint("PTM_HF_GIT_CONCURRENCY", 2)
-        timeout = s.getfloat("PTM_HF_GIT_TIMEOUT", 300.0)
-        commits_max = s.getint("PTM_HF_COMMITS_MAX", 1000)
-        if concurrency < 1 or timeout <= 0 or commits_max < 0:
-            raise ValueError("PTM_HF_GIT_CONCURRENCY must be >= 1, PTM_HF_GIT_TIMEOUT > 0 and "
-                             "PTM_HF_COMMITS_MAX >= 0 (0: no limit)")
         token = env.get("HF_TOKEN")
-        endpoint = str(s.get("HF_ENDPOINT") or "https://huggingface.co")
-        scheme_host = origin(endpoint)
+        scheme_host = origin(s.hf_endpoint)
         scheme, _, hostport = scheme_host.partition("://")
         if hostport.endswith((":443", ":80")):
             hostport = hostport.rsplit(":", 1)[0]
         return cls(
-            cards=s.getbool("PTM_HF_CARDS", False),
-            files=s.getbool("PTM_HF_FILES", False),
-            commits=s.getbool("PTM_HF_COMMITS", False),
-            method=method,
-            commits_max=commits_max,
-            git=GitConfig(timeout=timeout, gnupghome=s.get("PTM_HF_GNUPGHOME") or None,
+            cards=s.hf_cards,
+            files=s.hf_files,
+            commits=s.hf_commits,
+            method=s.hf_signature_method,
+            commits_max=s.hf_commits_max,
+            git=GitConfig(timeout=s.hf_git_timeout, gnupghome=s.hf_gnupghome or None,
                           auth_header=f"Bearer {token}" if token else None,
                           auth_origin=f"{scheme}://{hostport}" if token else None,
-                          max_commits=commits_max),
-            git_concurrency=concurrency,
+                          max_commits=s.hf_commits_max),
+            git_concurrency=s.hf_git_concurrency,
         )
 
 
@@ -116,17 +104,11 @@ def record_gap(item: ModelItem, what: str, reason: str) -> None:
 
 
 def enricher(spider: Spider) -> HfEnricher:
-    """The spider's one enricher, built (and its settings validated) on first use."""
-    found: HfEnricher | None = getattr(spider, "_ptm_enricher", None)
-    if found is None:
-        try:
-            config = EnrichSettings.from_settings(spider.settings)
-        except ValueError as exc:
-            logger.error("Bad enrichment setting: %s", exc)
-            raise CloseSpider(f"bad_setting: {exc}") from None
-        found = HfEnricher(spider, config)
-        spider._ptm_enricher = found  # type: ignore[attr-defined]
-    return found
+    """The crawl's one enricher (in its context), built on first use."""
+    context = crawl_context(spider.crawler)
+    if context.enricher is None:
+        context.enricher = HfEnricher(spider, EnrichSettings.from_settings(context.settings))
+    return context.enricher
 
 
 class HfEnricher:
@@ -142,7 +124,7 @@ class HfEnricher:
 
     @property
     def endpoint(self) -> str:
-        return str(self.spider.settings.get("HF_ENDPOINT")).rstrip("/")
+        return ptm_settings(self.spider.crawler).hf_endpoint
 
     def count(self, key: str) -> None:
         stats = self.spider.crawler.stats

@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from scrapy import Spider, signals
@@ -33,13 +33,13 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
 from ptmspiders.args import SpiderParams
+from ptmspiders.config import ptm_settings
+from ptmspiders.context import CrawlContext, CrawlState, crawl_context, now_iso
 from ptmspiders.crawllock import lock_not_taken, pid_space, process_gone, this_host
 from ptmspiders.items import Doc, ModelItem, field_names
 from ptmspiders.monitors import request_health
-from ptmspiders.spiders.base import now_iso
-from ptmspiders.stores import Store, crawler_store, first_crawl_of
+from ptmspiders.stores import Store
 from ptmspiders.stores.base import WriteDoc, decoded, doc_id
-from ptmspiders.stores.writer import crawler_writer, sync_writes
 
 logger = logging.getLogger(__name__)
 
@@ -52,33 +52,12 @@ RECORDED_STATS_PREFIXES: tuple[str, ...] = (
     "downloader/response_count", "downloader/response_status_count/", "log_count/ERROR",
     "log_count/WARNING", "retry/count", "elapsed_time_seconds",
 )
-KINDS = ("new", "changed", "unchanged", "renamed", "reappeared")
 _EMPTY: tuple[Any, ...] = (None, [], {})
 
 
-@dataclass
-class CrawlState:
-    """What the pipeline and the extension of one crawl share."""
-
-    crawl_id: str
-    started_at: str
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    dropped: set[str] = field(default_factory=set)
-    renamed_away: dict[str, str] = field(default_factory=dict)  # old id -> new id
-    # The hub had no stored model when the crawl began: its models are the baseline that
-    # later crawls are compared with, counted as new but without a record each.
-    baseline: bool = False
-
-
 def crawl_state(crawler: Crawler) -> CrawlState:
-    state: CrawlState | None = getattr(crawler, "_ptm_history", None)
-    if state is None:
-        started = now_iso()
-        name = getattr(crawler.spidercls, "name", "spider")
-        stamp = started.replace("-", "").replace(":", "").replace(".", "")
-        state = CrawlState(crawl_id=f"{stamp}-{name}-{uuid.uuid4().hex[:6]}", started_at=started)
-        crawler._ptm_history = state  # type: ignore[attr-defined]
-    return state
+    """What history's write hook and extension of the crawl share (its context holds it)."""
+    return crawl_context(crawler).history
 
 
 # -- comparing documents -------------------------------------------------------------------------
@@ -311,22 +290,30 @@ class CrawlHistory:
         self.stats = crawler.stats
         self.max_missing_ratio = max_missing_ratio
         self.chunk = chunk
-        self.state = crawl_state(crawler)
-        self.models = ModelHistory(crawler, self.state)
         self.arguments: dict[str, Any] = {}
         self.skipped = False  # refused by the hub's lock: no record, nothing written
 
+    # From spider_opened on: the crawl's context is an extension too, built with this one.
+    @cached_property
+    def context(self) -> CrawlContext:
+        return crawl_context(self.crawler)
+
+    @cached_property
+    def state(self) -> CrawlState:
+        return self.context.history
+
+    @cached_property
+    def models(self) -> ModelHistory:
+        return ModelHistory(self.crawler, self.state)
+
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlHistory:
-        s = crawler.settings
-        if not s.getbool("PTM_HISTORY_ENABLED", True):
+        s = ptm_settings(crawler)
+        if not s.history_enabled:
             raise NotConfigured("PTM_HISTORY_ENABLED is off")
-        if not s.getbool("PTM_STORE_ENABLED", True):
+        if not s.store_enabled:
             raise NotConfigured("history needs the store (PTM_STORE_ENABLED is off)")
-        ratio = s.getfloat("PTM_HISTORY_MAX_MISSING_RATIO", 0.5)
-        if not 0 < ratio <= 1:
-            raise ValueError("PTM_HISTORY_MAX_MISSING_RATIO must be in (0, 1]")
-        ext = cls(crawler, ratio)
+        ext = cls(crawler, s.history_max_missing_ratio)
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(ext.item_dropped, signal=signals.item_dropped)
@@ -364,9 +351,9 @@ class CrawlHistory:
             return
         self.arguments = crawl_params(spider).recorded()
         hub = getattr(spider, "hub", None)
-        self.state.baseline = first_crawl_of(self.crawler, hub) if hub else False
-        crawler_writer(self.crawler).add_hook("models", self.models.before_write)
-        store = crawler_store(self.crawler)
+        self.state.baseline = self.context.first_crawl_of(hub) if hub else False
+        self.context.writer.add_hook("models", self.models.before_write)
+        store = self.context.store
         # Written at once, so a crawl killed half-way still leaves its trace.
         store.upsert("crawls", [self.record(
             spider, finished_at=None, finish_reason=None, complete=None, status="running")])
@@ -412,11 +399,11 @@ class CrawlHistory:
             self.stats.inc_value("ptm/store/failed/crawls")
 
     def _close(self, spider: Spider, reason: str) -> None:
-        sync_writes(self.crawler)  # the comparisons of the last batches, and what they saw
+        self.context.sync_writes()  # the comparisons of the last batches, and what they saw
         # The close monitors, run now so that the record holds their verdict.
         health = request_health(self.crawler, spider)
         started = time.monotonic()
-        store = crawler_store(self.crawler)
+        store = self.context.store
         stats = self.stats.get_stats()
         hub = getattr(spider, "hub", None)
         restricted_by = crawl_params(spider).restricted_by()

@@ -9,8 +9,8 @@ tfhub.dev's model URLs (packages).
 Readers: ``ptm stats``/``export``/``report`` (the keys), ``ptm export --format ptmtorrent`` (names
 and home pages), the throttle (``middlewares/ratelimit.py``: buckets, quotas, windows), the
 credentials middleware and the shared throttle (``middlewares/auth.py``, ``ratelimit_redis.py``:
-which environment variables authenticate which service). The setting defaults stay in
-``settings.py``; the JSON Schemas' ``hub`` enums are checked against :data:`HUBS` by
+which environment variables authenticate which service). The settings named here are declared
+in ``config.py``; the JSON Schemas' ``hub`` enums are checked against :data:`HUBS` by
 ``tests/test_hubs.py``, as is every spider's ``hub``.
 """
 
@@ -28,7 +28,7 @@ class Service:
     key: str  # the throttle's name for it: log lines, shared-state keys, ``ptm/ratelimit`` stats
     url_setting: str  # the setting (and environment variable) holding its base URL
     buckets: tuple[str, ...] = ()  # its rate-limit buckets; empty: not paced at all
-    window: float = 0.0  # seconds: the default of ``window_setting`` (settings.py reads it)
+    window: float = 0.0  # seconds: the default of ``window_setting`` (config.py reads it)
     window_setting: str | None = None
     # Environment variables that authenticate it (all must be set); the first one names the
     # quota the requests count against (ratelimit_redis.py). Empty: always anonymous.

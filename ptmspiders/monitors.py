@@ -22,12 +22,13 @@ from typing import Any
 
 from scrapy import Spider
 from scrapy.crawler import Crawler
-from scrapy.settings import BaseSettings
 from spidermon import Monitor, MonitorSuite
 from spidermon.contrib.scrapy.extensions import Spidermon
 from spidermon.contrib.scrapy.monitors import FinishReasonMonitor
 from spidermon.core.actions import Action
 from spidermon.runners import MonitorRunner
+
+from ptmspiders.config import ptm_settings
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +48,10 @@ class HealthLimits:
     max_refused_links: int
 
     @classmethod
-    def from_settings(cls, settings: BaseSettings) -> HealthLimits:
-        limits = cls(settings.getint("PTM_HEALTH_MAX_FAILED_REQUESTS", 0),
-                     settings.getfloat("PTM_HEALTH_MAX_DROPPED_RATIO", 0.1),
-                     settings.getint("PTM_HEALTH_MAX_REFUSED_LINKS", 0))
-        if limits.max_failed_requests < 0:
-            raise ValueError("PTM_HEALTH_MAX_FAILED_REQUESTS must be >= 0")
-        if not 0 <= limits.max_dropped_ratio <= 1:
-            raise ValueError("PTM_HEALTH_MAX_DROPPED_RATIO must be in [0, 1]")
-        if limits.max_refused_links < 0:
-            raise ValueError("PTM_HEALTH_MAX_REFUSED_LINKS must be >= 0")
-        return limits
+    def from_crawler(cls, crawler: Crawler) -> HealthLimits:
+        s = ptm_settings(crawler)
+        return cls(s.health_max_failed_requests, s.health_max_dropped_ratio,
+                   s.health_max_refused_links)
 
 
 def counts_under(stats: Any, prefix: str) -> dict[str, float]:
@@ -82,7 +76,7 @@ class StatsMonitor(Monitor):
 
     @property
     def limits(self) -> HealthLimits:
-        return HealthLimits.from_settings(self.data.crawler.settings)
+        return HealthLimits.from_crawler(self.data.crawler)
 
 
 class FailedRequestsMonitor(StatsMonitor):
@@ -183,7 +177,7 @@ class CrawlHealth(Spidermon):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlHealth:
-        HealthLimits.from_settings(crawler.settings)  # a bad threshold stops the crawl at once
+        HealthLimits.from_crawler(crawler)  # a bad threshold stops the crawl at once
         ext: CrawlHealth = super().from_crawler(crawler)
         ext.checked = set()
         crawler.signals.connect(ext.check, signal=health_requested)

@@ -10,7 +10,8 @@ do its whole job (``scrapy crawl`` itself exits 0 whenever the spider could star
   did not crawl (ptmspiders/crawllock.py).
 
 Scrapy's own: 1 when the crawl could not start, 2 (:data:`EXIT_USAGE`) for a wrong command
-line, which includes a wrong or unknown ``-a`` argument (refused before the crawl starts).
+line, which includes a wrong or unknown ``-a`` argument and a setting that breaks its rule
+(refused before the crawl starts).
 """
 
 from __future__ import annotations

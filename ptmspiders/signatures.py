@@ -48,7 +48,6 @@ STATUS_BY_CODE: dict[str, str] = {
     "E": "unknown",
     "N": "unsigned",
 }
-METHODS = ("git", "html", "api")
 LOG_FORMAT = "%H%x09%G?%x09%GK%x09%GS%x09%aI%x09%an%x09%s"
 
 

@@ -31,38 +31,15 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.statscollectors import StatsCollector
 
+from ptmspiders.config import PtmSettings, ptm_settings
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLDS = (50_000, 20, 10)
-DEFAULT_SWITCH_INTERVAL = 0.001
+DEFAULT_THRESHOLDS: tuple[int, int, int] = PtmSettings.model_fields["gc_thresholds"].default
 
 # Crawls of this process that applied the tuning, and the state to restore after the last.
 _active: list[InterpreterTuning] = []
 _saved: tuple[tuple[int, ...], float] | None = None
-
-
-def parse_thresholds(value: Any) -> tuple[int, int, int]:
-    """``PTM_GC_THRESHOLDS``: three integers, as a list/tuple or ``"50000,20,10"``."""
-    items = value.split(",") if isinstance(value, str) else value
-    try:
-        out = tuple(int(str(v).strip()) for v in items)
-    except (TypeError, ValueError):
-        raise ValueError(f"PTM_GC_THRESHOLDS={value!r}: expected three integers") from None
-    if len(out) != 3 or out[0] < 1 or min(out) < 0:
-        raise ValueError(f"PTM_GC_THRESHOLDS={value!r}: expected three integers, the first "
-                         "at least 1 (0 would switch the collector off)")
-    return out[0], out[1], out[2]
-
-
-def parse_switch_interval(value: Any) -> float:
-    """``PTM_SWITCH_INTERVAL``: seconds, above 0 and at most 1."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"PTM_SWITCH_INTERVAL={value!r}: expected seconds") from None
-    if not 0 < seconds <= 1:
-        raise ValueError(f"PTM_SWITCH_INTERVAL={value!r}: expected seconds in (0, 1]")
-    return seconds
 
 
 class InterpreterTuning:
@@ -81,15 +58,11 @@ class InterpreterTuning:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> InterpreterTuning:
-        s = crawler.settings
-        if not s.getbool("PTM_TUNING_ENABLED", True):
+        s = ptm_settings(crawler)
+        if not s.tuning_enabled:
             raise NotConfigured("PTM_TUNING_ENABLED is off")
         assert crawler.stats is not None
-        ext = cls(crawler.stats,
-                  parse_thresholds(s.get("PTM_GC_THRESHOLDS", DEFAULT_THRESHOLDS)),
-                  s.getbool("PTM_GC_FREEZE", True),
-                  parse_switch_interval(s.get("PTM_SWITCH_INTERVAL",
-                                              DEFAULT_SWITCH_INTERVAL)))
+        ext = cls(crawler.stats, s.gc_thresholds, s.gc_freeze, s.switch_interval)
         crawler.signals.connect(ext.engine_started, signal=signals.engine_started)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(ext.engine_stopped, signal=signals.engine_stopped)

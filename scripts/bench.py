@@ -75,9 +75,10 @@ class RawListSpider(scrapy.Spider):
 def rate_limit_switches() -> list[str]:
     """``-s NAME=False`` for every rate-limit / throttle switch the project settings define."""
     sys.path.insert(0, str(ROOT))
-    import ptmspiders.settings as project
+    from ptmspiders.config import PtmSettings, setting_name
 
-    names = [n for n in dir(project) if n.startswith("PTM_") and n.endswith("_ENABLED")
+    names = [n for n in map(setting_name, PtmSettings.model_fields)
+             if n.startswith("PTM_") and n.endswith("_ENABLED")
              and re.search(r"RATE|THROTTLE|QUOTA|LIMIT", n)]
     switches = []
     for name in names:

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scrapy import Spider
+from scrapy.crawler import Crawler
+from scrapy.utils.test import get_crawler
 
 from ptmspiders.stores import Store, open_store
 from tests.gnupg_daemons import stop_gnupg_daemons
@@ -76,6 +79,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "mongodb":
         s.client.drop_database(s.db.name)  # type: ignore[attr-defined]
     s.close()
+
+
+def ptm_crawler(spidercls: type[Spider] = Spider, settings: dict[str, Any] | None = None
+                ) -> Crawler:
+    """``get_crawler`` with the crawl's context extension (ptmspiders/context.py), which
+    every crawl of the project has, for components tested on their own."""
+    settings = dict(settings or {})
+    settings["EXTENSIONS"] = {"ptmspiders.context.CrawlContext": 0,
+                              **settings.get("EXTENSIONS", {})}
+    return get_crawler(spidercls, settings)
 
 
 def hub_env(hub: MockHub, **extra: str) -> dict[str, str]:

@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 from scrapy.exceptions import CloseSpider
-from scrapy.utils.test import get_crawler
 
+from ptmspiders.context import crawl_context
 from ptmspiders.crawllock import CrawlLock, Holder, lock_name, pid_space, this_host, try_acquire
 from ptmspiders.history import CrawlHistory
 from ptmspiders.outcome import EXIT_INCOMPLETE, EXIT_LOCKED, crawl_problems, exit_status
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import Store, StoreError, open_store
-from tests.conftest import ROOT, crawl_stats, hub_env, run_crawl
+from tests.conftest import ROOT, crawl_stats, hub_env, ptm_crawler, run_crawl
 from tests.mockhub import MockHub
 from tests.mockhub.faults import fill_models
 
@@ -90,8 +90,8 @@ def crawler_for(store: Store, spider_kwargs: dict[str, Any] | None = None,
                 **settings: Any) -> tuple[Any, HfModelsSpider, CrawlLock, CrawlHistory]:
     settings.setdefault("PTM_HF_OWNERS", False)
     settings.setdefault("PTM_LOCK_WAIT", 0)
-    crawler = get_crawler(HfModelsSpider, settings)
-    crawler._ptm_store = store  # the crawl's one store (stores.crawler_store)
+    crawler = ptm_crawler(HfModelsSpider, settings)
+    crawl_context(crawler).use_store(store)  # the crawl's one store
     crawler.stats.open_spider()
     spider = HfModelsSpider.from_crawler(crawler, **(spider_kwargs or {}))
     crawler.spider = spider

@@ -8,7 +8,6 @@ import orjson
 import pytest
 from scrapy.exceptions import DropItem
 from scrapy.utils.misc import build_from_crawler
-from scrapy.utils.test import get_crawler
 
 from ptmspiders import doc_size
 from ptmspiders.items import ModelItem, to_doc
@@ -16,7 +15,7 @@ from ptmspiders.pipelines import StorePipeline, ValidatePipeline
 from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import crawler_store
-from tests.conftest import process
+from tests.conftest import process, ptm_crawler
 
 CRAWL = {"first_seen": "2026-01-01T00:00:00Z", "last_seen": "2026-01-01T00:00:00Z",
          "source_url": None}
@@ -98,7 +97,7 @@ def test_identity_fields_are_never_cut() -> None:
 
 
 def crawler_for(uri: str, **settings: object):
-    crawler = get_crawler(HfModelsSpider, {"PTM_STORE_URI": uri, **settings})
+    crawler = ptm_crawler(HfModelsSpider, {"PTM_STORE_URI": uri, **settings})
     crawler.stats.open_spider()
     return crawler
 

@@ -11,18 +11,17 @@ from typing import Any
 
 import pytest
 from scrapy import Request
-from scrapy.exceptions import CloseSpider
 from scrapy.http import HtmlResponse, TextResponse
-from scrapy.utils.test import get_crawler
 from twisted.python.failure import Failure
 
+from ptmspiders.config import SettingsError
 from ptmspiders.hf_enrichment import enricher
 from ptmspiders.items import CommitItem, ModelItem, field_names, to_doc
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.pipelines.validate import load_schema, schema_error
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import open_store
-from tests.conftest import FIXTURES, crawl_stats, hub_env, run_crawl
+from tests.conftest import FIXTURES, crawl_stats, hub_env, ptm_crawler, run_crawl
 from tests.gnupg_daemons import gnupg_daemons
 from tests.mockhub import MockHub
 from tests.mockhub.server import MockRequest, MockResponse
@@ -34,7 +33,7 @@ ALL_ON = {"PTM_HF_CARDS": True, "PTM_HF_FILES": True, "PTM_HF_COMMITS": True,
 
 
 def spider(**settings: Any) -> HfModelsSpider:
-    crawler = get_crawler(HfModelsSpider, {**ALL_ON, **settings})
+    crawler = ptm_crawler(HfModelsSpider, {**ALL_ON, **settings})
     crawler.stats.open_spider()  # type: ignore[union-attr]
     return crawler._create_spider()
 
@@ -209,10 +208,10 @@ def test_git_probe_follows_the_hub_but_refuses_other_origins() -> None:
     assert stats["ptm/enrich/commits/failed/redirect_cross_origin"] == 3
 
 
-def test_bad_method_setting_closes_the_spider() -> None:
-    with pytest.raises(CloseSpider) as exc:
-        enricher(spider(PTM_HF_SIGNATURE_METHOD="ssh"))
-    assert exc.value.reason.startswith("bad_setting: PTM_HF_SIGNATURE_METHOD='ssh'")
+def test_a_bad_method_setting_fails_at_start() -> None:
+    with pytest.raises(SettingsError,
+                       match=r"^PTM_HF_SIGNATURE_METHOD='ssh': expected one of git, html, api"):
+        spider(PTM_HF_SIGNATURE_METHOD="ssh")
 
 
 def test_all_switches_off_yields_the_item_alone() -> None:

@@ -10,13 +10,14 @@ from typing import Any
 
 from scrapy import Request
 from scrapy.http import TextResponse
-from scrapy.utils.test import get_crawler
 
+from ptmspiders.context import crawl_context
 from ptmspiders.github import git_blob_sha
 from ptmspiders.items import CollectionItem, ModelItem, to_doc
 from ptmspiders.pipelines.validate import load_schema, schema_error
 from ptmspiders.spiders.pytorch_hub import PytorchHubSpider
 from ptmspiders.stores import Store
+from tests.conftest import ptm_crawler
 
 GOOD = b"---\ntitle: Good\ngithub-id: a/b\n---\ntorch.hub.load('a/b', 'net')\n"
 OTHER = b"---\ntitle: Other\n---\n"
@@ -32,9 +33,9 @@ def make_spider(store: Store | None, **kwargs: Any) -> PytorchHubSpider:
     settings = {"GITHUB_API_URL": "https://api.github.test",
                 "GITHUB_RAW_URL": "https://raw.github.test",
                 "PTM_STORE_ENABLED": store is not None}
-    crawler = get_crawler(PytorchHubSpider, settings_dict=settings)
+    crawler = ptm_crawler(PytorchHubSpider, settings)
     if store is not None:
-        crawler._ptm_store = store  # type: ignore[attr-defined]
+        crawl_context(crawler).use_store(store)
     crawler.stats.open_spider()  # type: ignore[union-attr]
     spider = PytorchHubSpider.from_crawler(crawler, **kwargs)
     return spider

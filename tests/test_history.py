@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from scrapy.exceptions import NotConfigured
-from scrapy.utils.test import get_crawler
 
 from ptmspiders import hf_incremental
+from ptmspiders.context import crawl_context
 from ptmspiders.history import (
     CrawlHistory,
     ModelHistory,
@@ -24,6 +24,7 @@ from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import Store
 from ptmspiders.stores.base import Encoded
 from ptmspiders.stores.writer import BackgroundWriter
+from tests.conftest import ptm_crawler
 
 OLD = "2020-01-01T00:00:00.000Z"
 FIELDS = [f for f in field_names(ModelItem)]
@@ -41,8 +42,8 @@ def model(i: int, *, seen: str = OLD, **kw: Any) -> ModelItem:
 def crawler_for(store: Store, spider_kwargs: dict[str, Any] | None = None,
                 **settings: Any) -> tuple[Any, HfModelsSpider]:
     settings.setdefault("PTM_HF_OWNERS", False)
-    crawler = get_crawler(HfModelsSpider, settings)
-    crawler._ptm_store = store  # the crawl's one store (stores.crawler_store)
+    crawler = ptm_crawler(HfModelsSpider, settings)
+    crawl_context(crawler).use_store(store)  # the crawl's one store
     crawler.stats.open_spider()
     spider = HfModelsSpider.from_crawler(crawler, **(spider_kwargs or {}))
     crawler.spider = spider
@@ -379,6 +380,5 @@ def test_a_crawl_missing_too_much_of_its_hub_retires_nothing(store: Store) -> No
     assert record["stats"]["ptm/history/removals_refused"] == 2
     assert record["counts"]["missing"] == 0
     assert {i for i, at in removed.items() if at} == set()
-    crawler, _ = crawler_for(store, PTM_HISTORY_MAX_MISSING_RATIO=0)
-    with pytest.raises(ValueError, match="MAX_MISSING_RATIO"):
-        CrawlHistory.from_crawler(crawler)
+    with pytest.raises(ValueError, match=r"^PTM_HISTORY_MAX_MISSING_RATIO=0: input should be"):
+        crawler_for(store, PTM_HISTORY_MAX_MISSING_RATIO=0)  # the crawl does not start

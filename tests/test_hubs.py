@@ -8,6 +8,7 @@ import pytest
 from scrapy.spiderloader import SpiderLoader
 from scrapy.utils.project import get_project_settings
 
+from ptmspiders.config import PtmSettings
 from ptmspiders.hubs import HUBS, SERVICES, unknown_hubs
 from ptmspiders.pipelines.validate import load_schema
 
@@ -49,12 +50,12 @@ def test_schema_hub_enum_is_the_registry(schema: str) -> None:
 
 
 def test_services_name_settings_that_exist() -> None:
-    settings = get_project_settings()
+    settings = PtmSettings.from_settings(get_project_settings())
     for service in SERVICES.values():
-        assert settings.get(service.url_setting), service.key
+        assert settings.value(service.url_setting), service.key
         if service.buckets:
             assert service.window_setting is not None
-            assert settings.getfloat(service.window_setting) > 0, service.key
+            assert settings.value(service.window_setting) == service.window, service.key
         for tier, quotas in service.tiers.items():
             assert len(quotas) == len(service.buckets), (service.key, tier)
     used = {s.key for hub in HUBS.values() for s in hub.services}

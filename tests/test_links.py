@@ -13,7 +13,6 @@ from scrapy import Request
 from scrapy.http import TextResponse
 from scrapy.spiderloader import SpiderLoader
 from scrapy.utils.project import get_project_settings
-from scrapy.utils.test import get_crawler
 from twisted.python.failure import Failure
 
 from ptmspiders import settings as ptm_settings
@@ -33,7 +32,7 @@ from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.spiders.modelhub import ModelhubSpider
 from ptmspiders.spiders.modelzoo import ModelzooSpider
 from ptmspiders.stores import open_store
-from tests.conftest import FIXTURES, crawl_stats, hub_env, run_crawl
+from tests.conftest import FIXTURES, crawl_stats, hub_env, ptm_crawler, run_crawl
 from tests.mockhub import MockHub, MockRequest, MockResponse
 from tests.mockhub.faults import fill_models
 from tests.mockhub.huggingface import encode_cursor
@@ -45,7 +44,7 @@ LONG_OWNER = "o" * 1_000_000  # a model id of 1 MB
 
 
 def spider(**settings: Any) -> HfModelsSpider:
-    crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False,
+    crawler = ptm_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False,
                                            **settings})
     crawler.stats.open_spider()  # type: ignore[union-attr]
     return HfModelsSpider.from_crawler(crawler, owners="orgs")  # type: ignore[return-value]
@@ -180,7 +179,7 @@ def test_no_spider_can_read_files_s3_ftp_or_data_urls() -> None:
     names = loader.list()
     assert "hf_models" in names and "modelzoo" in names
     for name in names:
-        crawler = get_crawler(loader.load(name), project_settings())
+        crawler = ptm_crawler(loader.load(name), project_settings())
         handlers = crawler.settings.getwithbase("DOWNLOAD_HANDLERS")
         for scheme in ("file", "s3", "ftp", "data"):
             assert handlers[scheme] is None, (name, scheme)
@@ -389,7 +388,7 @@ def test_a_file_tree_cannot_send_the_crawl_elsewhere(tmp_path: Path) -> None:
 
 
 def test_modelzoo_and_modelhub_store_a_model_whose_url_would_be_too_long() -> None:
-    zoo_crawler = get_crawler(ModelzooSpider, {"MODELZOO_URL": EP, "PTM_STORE_ENABLED": False,
+    zoo_crawler = ptm_crawler(ModelzooSpider, {"MODELZOO_URL": EP, "PTM_STORE_ENABLED": False,
                                                "PTM_MODELZOO_BROWSER": False})
     zoo_crawler.stats.open_spider()  # type: ignore[union-attr]
     zoo = ModelzooSpider.from_crawler(zoo_crawler)
@@ -398,7 +397,7 @@ def test_modelzoo_and_modelhub_store_a_model_whose_url_would_be_too_long() -> No
     assert isinstance(item, ModelItem) and item.hub_id == slug
     assert item.extra["detail_error"] == "url_too_long"
 
-    hub_crawler = get_crawler(ModelhubSpider, {"GITHUB_RAW_URL": f"{EP}/raw",
+    hub_crawler = ptm_crawler(ModelhubSpider, {"GITHUB_RAW_URL": f"{EP}/raw",
                                                "PTM_STORE_ENABLED": False})
     hub_crawler.stats.open_spider()  # type: ignore[union-attr]
     mh = ModelhubSpider.from_crawler(hub_crawler)

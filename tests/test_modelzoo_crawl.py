@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from ptmspiders.config import default
 from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.pipelines.validate import schema_error
-from ptmspiders.settings import PTM_CHROMIUM_PATH
 from ptmspiders.stores import open_store
 from tests.conftest import crawl_stats, run_crawl
+
+PTM_CHROMIUM_PATH = default("PTM_CHROMIUM_PATH")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "modelzoo"
 MODELS = json.loads((FIXTURES / "models.json").read_text())

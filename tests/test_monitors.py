@@ -86,7 +86,7 @@ def test_bad_thresholds_are_refused_at_start(name: str, value: Any) -> None:
     with pytest.raises(ValueError, match=name):
         CrawlHealth.from_crawler(crawler)
     with pytest.raises(ValueError, match=name):
-        HealthLimits.from_settings(crawler.settings)
+        HealthLimits.from_crawler(crawler)
 
 
 def test_the_suite_runs_once_when_requested_then_closed() -> None:

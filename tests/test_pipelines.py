@@ -5,13 +5,12 @@ import sqlite3
 import pytest
 from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.utils.misc import build_from_crawler
-from scrapy.utils.test import get_crawler
 
 from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.pipelines import NormalizePipeline, StorePipeline, ValidatePipeline
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import crawler_store
-from tests.conftest import process
+from tests.conftest import process, ptm_crawler
 
 CRAWL = {"first_seen": "2026-01-01T00:00:00Z", "last_seen": "2026-01-01T00:00:00Z",
          "source_url": None}
@@ -26,7 +25,7 @@ def model(i=1, **kw):
 
 def crawler_for(tmp_path, **settings):
     settings.setdefault("PTM_STORE_URI", f"sqlite:///{tmp_path}/ptm.sqlite")
-    crawler = get_crawler(HfModelsSpider, settings)
+    crawler = ptm_crawler(HfModelsSpider, settings)
     crawler.stats.open_spider()
     return crawler
 

@@ -24,13 +24,13 @@ from ptmspiders.checkpoint import (
     RUNNING,
     Checkpoints,
     KilledRunRecovery,
-    crawler_checkpoints,
 )
+from ptmspiders.context import crawl_context
 from ptmspiders.outcome import EXIT_INCOMPLETE
 from ptmspiders.parsers.huggingface import parse_model
 from ptmspiders.pipelines import StorePipeline
 from ptmspiders.spiders.hf_models import LIST_PRIORITY, HfModelsSpider
-from tests.conftest import ROOT, crawl_stats, hub_env, process, run_crawl
+from tests.conftest import ROOT, crawl_stats, hub_env, process, ptm_crawler, run_crawl
 from tests.mockhub import MockHub
 from tests.mockhub.faults import fill_models, generate_models
 
@@ -231,14 +231,14 @@ def test_a_listing_page_lost_inside_scrapy_marks_the_crawl_incomplete(mockhub: M
 
 
 def test_dropped_items_settle_and_store_flushes_report_durable_ids(tmp_path: Path) -> None:
-    crawler = get_crawler(HfModelsSpider, {
+    crawler = ptm_crawler(HfModelsSpider, {
         "JOBDIR": str(tmp_path / "job"), "PTM_STORE_URI": f"sqlite:///{tmp_path}/ptm.sqlite",
         "PTM_STORE_BATCH_SIZE": 100})
     crawler.stats.open_spider()
     a, b = (parse_model(m, endpoint="http://hub.test", source_url=None, seen_at="2025-01-01T"
                         "00:00:00.000Z") for m in generate_models(2))
-    tracker = crawler_checkpoints(crawler)
-    assert crawler_checkpoints(crawler) is tracker
+    tracker = crawl_context(crawler).checkpoints
+    assert crawl_context(crawler).checkpoints is tracker
     tracker.page("L", [a._id, b._id], "http://hub.test/api/models?cursor=2")
     pipe = build_from_crawler(StorePipeline, crawler)
     pipe.open_spider()

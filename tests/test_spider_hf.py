@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from scrapy import Request
 from scrapy.http import TextResponse
-from scrapy.utils.test import get_crawler
 
 from ptmspiders.args import ArgumentError
+from ptmspiders.config import SettingsError, owners_mode
 from ptmspiders.items import ModelItem, OwnerItem
-from ptmspiders.spiders.hf_models import HfModelsSpider, owners_mode
+from ptmspiders.spiders.hf_models import HfModelsSpider
+from tests.conftest import ptm_crawler
 
 FIX = Path(__file__).parent / "fixtures" / "huggingface"
 EP = "http://hub.test"
@@ -19,7 +20,7 @@ EP = "http://hub.test"
 
 def spider(**kwargs):
     """owners=full unless told: most of these tests are about the full mode's kind guesses."""
-    crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False})
+    crawler = ptm_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False})
     crawler.stats.open_spider()
     s = HfModelsSpider.from_crawler(crawler, **{"owners": "full", **kwargs})
     return s
@@ -133,7 +134,7 @@ def test_owners_modes_and_the_booleans_they_replace(value, mode):
     ("off", "orgs", "orgs"),  # the argument wins
 ])
 def test_the_owners_setting_applies_unless_the_argument_says_otherwise(setting, argument, mode):
-    crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False,
+    crawler = ptm_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False,
                                            "PTM_HF_OWNERS": setting})
     s = HfModelsSpider.from_crawler(crawler, **({"owners": argument} if argument else {}))
     asyncio.run(first_requests(s))
@@ -155,11 +156,9 @@ def test_a_users_404_resumed_under_orgs_still_ends_unknown():
 
 
 def test_a_bad_owners_setting_fails_at_start():
-    crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False,
-                                           "PTM_HF_OWNERS": "users"})
-    s = HfModelsSpider.from_crawler(crawler)
-    with pytest.raises(ArgumentError, match="PTM_HF_OWNERS='users': expected orgs, full"):
-        asyncio.run(first_requests(s))
+    with pytest.raises(SettingsError, match=r"^PTM_HF_OWNERS='users': expected orgs, full"):
+        ptm_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_ENABLED": False,
+                                     "PTM_HF_OWNERS": "users"})
 
 
 def test_owners_orgs_asks_each_owner_once_and_takes_a_404_for_a_user():
@@ -194,7 +193,7 @@ def test_a_full_crawl_asks_users_stored_without_overview_as_users(tmp_path):
     store.close()
 
     def started(**kwargs):
-        crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_URI": uri})
+        crawler = ptm_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_URI": uri})
         crawler.stats.open_spider()
         s = HfModelsSpider.from_crawler(crawler, **kwargs)
         asyncio.run(first_requests(s))
@@ -251,7 +250,7 @@ def test_organisations_of_stored_users_are_known_from_the_start(tmp_path):
         {"_id": "tfhub:x", "hub": "tfhub", "name": "x", "type": "user", "orgs": ["tf-org"]},
     ])
     store.close()
-    crawler = get_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_URI": uri})
+    crawler = ptm_crawler(HfModelsSpider, {"HF_ENDPOINT": EP, "PTM_STORE_URI": uri})
     crawler.stats.open_spider()
     s = HfModelsSpider.from_crawler(crawler, owners="full")
     asyncio.run(first_requests(s))

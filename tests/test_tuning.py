@@ -11,7 +11,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
 from ptmspiders.spiders.hf_models import HfModelsSpider
-from ptmspiders.tuning import InterpreterTuning, parse_switch_interval, parse_thresholds
+from ptmspiders.tuning import InterpreterTuning
 
 
 @pytest.fixture(autouse=True)
@@ -35,15 +35,15 @@ def test_disabled_raises_not_configured() -> None:
         extension(PTM_TUNING_ENABLED=False)
 
 
-@pytest.mark.parametrize("value", ["50000,20", "a,b,c", [0, 10, 10], [100, -1, 10], None])
+@pytest.mark.parametrize("value", ["50000,20", "a,b,c", [0, 10, 10], [100, -1, 10]])
 def test_bad_thresholds_are_a_clear_error(value: object) -> None:
-    with pytest.raises(ValueError, match="PTM_GC_THRESHOLDS"):
-        parse_thresholds(value)
+    with pytest.raises(ValueError, match=r"^PTM_GC_THRESHOLDS="):
+        extension(PTM_GC_THRESHOLDS=value)
 
 
 def test_thresholds_from_a_string_or_a_list() -> None:
-    assert parse_thresholds("40000, 5, 7") == (40000, 5, 7)
-    assert parse_thresholds([40000, 5, 7]) == (40000, 5, 7)
+    assert extension(PTM_GC_THRESHOLDS="40000, 5, 7").thresholds == (40000, 5, 7)
+    assert extension(PTM_GC_THRESHOLDS=[40000, 5, 7]).thresholds == (40000, 5, 7)
 
 
 def test_applies_for_the_crawl_and_restores_after() -> None:
@@ -86,9 +86,5 @@ def test_crawls_side_by_side_restore_after_the_last() -> None:
 
 @pytest.mark.parametrize("value", [0, -1, 2, "fast"])
 def test_bad_switch_interval_is_a_clear_error(value: object) -> None:
-    with pytest.raises(ValueError, match="PTM_SWITCH_INTERVAL"):
-        parse_switch_interval(value)
-    with pytest.raises(ValueError, match="PTM_SWITCH_INTERVAL"):
+    with pytest.raises(ValueError, match=r"^PTM_SWITCH_INTERVAL="):
         extension(PTM_SWITCH_INTERVAL=value)
-    with pytest.raises(ValueError, match="PTM_SWITCH_INTERVAL"):
-        parse_switch_interval(None)

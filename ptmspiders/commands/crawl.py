@@ -5,7 +5,8 @@ Scrapy creates the spider inside the crawl's asyncio task, where an exception ra
 ``__init__`` surfaces as a 20-line "Task exception was never retrieved" traceback. The
 spider's parameter model (:mod:`ptmspiders.args`) is asked here first instead: a wrong value
 or an unknown name is logged as one error line and the command exits with status 2 (a usage
-error, as for Scrapy's own), with no crawl record written and no request sent.
+error, as for Scrapy's own), with no crawl record written and no request sent. So is a setting
+that breaks its rule (:mod:`ptmspiders.config`).
 
 Scrapy's own command exits 0 whenever the spider could start, so a crawl whose hub refused
 every connection looked like a success to cron. This one runs the crawl the same way, through
@@ -21,6 +22,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
 from ptmspiders.args import ArgumentError
+from ptmspiders.config import PtmSettings, SettingsError
 from ptmspiders.outcome import EXIT_USAGE, crawl_problems, exit_status
 from ptmspiders.spiders.base import PtmSpider
 
@@ -38,7 +40,13 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_USAGE
             return
         assert self.crawler_process is not None
-        crawler = self.crawler_process.create_crawler(args[0])
+        try:
+            crawler = self.crawler_process.create_crawler(args[0])
+            PtmSettings.from_settings(crawler.settings)  # each component reads them later
+        except SettingsError as exc:
+            logger.error("%s", exc)
+            self.exitcode = EXIT_USAGE
+            return
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
         if self.crawler_process.bootstrap_failed:

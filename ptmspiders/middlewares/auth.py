@@ -17,6 +17,7 @@ from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from ptmspiders.config import ptm_settings
 from ptmspiders.hubs import SERVICES
 from ptmspiders.origins import origin as http_origin
 
@@ -65,9 +66,9 @@ class HubAuthMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> HubAuthMiddleware:
-        s = crawler.settings
-        urls = {a.url_setting: s.get(a.url_setting) for a in AUTHENTICATED}
-        if not s.getbool("PTM_AUTH_ENABLED", True):
+        s = ptm_settings(crawler)
+        urls = {a.url_setting: s.value(a.url_setting) for a in AUTHENTICATED}
+        if not s.auth_enabled:
             raise NotConfigured("PTM_AUTH_ENABLED is off")
         creds = credentials_from(urls, os.environ)
         if creds:

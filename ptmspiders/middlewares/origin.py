@@ -16,6 +16,7 @@ from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from ptmspiders.config import ptm_settings
 from ptmspiders.origins import RefusedLink, refuse, same_origin
 
 EXPECT_META = "ptm_expect"  # set by PtmSpider.json_request on every hub API request
@@ -27,7 +28,7 @@ class SameOriginRedirectMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> SameOriginRedirectMiddleware:
-        if not crawler.settings.getbool("PTM_SAME_ORIGIN_REDIRECTS_ENABLED", True):
+        if not ptm_settings(crawler).same_origin_redirects_enabled:
             raise NotConfigured("PTM_SAME_ORIGIN_REDIRECTS_ENABLED is off")
         return cls(crawler)
 

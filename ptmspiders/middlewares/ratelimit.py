@@ -47,6 +47,7 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Response
 from scrapy.statscollectors import StatsCollector
 
+from ptmspiders.config import PtmSettings, ptm_settings
 from ptmspiders.hubs import GITHUB_API, HUGGINGFACE_API, KAGGLE_API, SERVICES
 from ptmspiders.middlewares.auth import origin
 from ptmspiders.ratelimit_headers import (
@@ -269,35 +270,26 @@ def _base(url: str) -> tuple[str, str]:
     return origin(url), urlsplit(url).path.rstrip("/")
 
 
-def hub_rules(settings: Any, env_tokens: dict[str, bool]) -> list[HubRule]:
+def hub_rules(settings: PtmSettings, env_tokens: dict[str, bool]) -> list[HubRule]:
     """The hubs' budgets from settings, most specific base URL first."""
-    tier = (settings.get("PTM_HF_TIER") or "").strip().lower()
+    tier = settings.hf_tier
     if not tier:
         tier = "free" if env_tokens.get(HUGGINGFACE_API.credentials[0]) else "anonymous"
-    if tier not in HF_TIERS:
-        raise ValueError(f"PTM_HF_TIER={tier!r}: expected one of {', '.join(HF_TIERS)}")
     hf_quotas: dict[str, int | None] = dict(zip(HF_BUCKETS, HF_TIERS[tier], strict=True))
-    for name, value in (settings.getdict("PTM_HF_QUOTAS") or {}).items():
-        if name not in HF_BUCKETS or int(value) < 1:
-            raise ValueError(f"PTM_HF_QUOTAS: {name}={value!r}: buckets are "
-                             f"{', '.join(HF_BUCKETS)}, each a quota >= 1")
-        hf_quotas[name] = int(value)
+    hf_quotas.update(settings.hf_quotas)
     gh_tier = "token" if env_tokens.get(GITHUB_API.credentials[0]) else "anonymous"
-    gh_quota = settings.getint("PTM_GITHUB_QUOTA", 0) or GITHUB_API.tiers[gh_tier][0]
+    gh_quota = settings.github_quota or GITHUB_API.tiers[gh_tier][0]
     quotas: dict[str, dict[str, int | None]] = {
         HUGGINGFACE_API.key: hf_quotas,
         GITHUB_API.key: dict.fromkeys(GITHUB_API.buckets, gh_quota),
-        KAGGLE_API.key: dict.fromkeys(KAGGLE_API.buckets,
-                                      settings.getint("PTM_KAGGLE_QUOTA", 0) or None),
+        KAGGLE_API.key: dict.fromkeys(KAGGLE_API.buckets, settings.kaggle_quota or None),
     }
     paced = [s for s in SERVICES.values() if s.buckets]
     windows: dict[str, float] = {}
     for s in paced:
         assert s.window_setting is not None
-        windows[s.key] = settings.getfloat(s.window_setting, s.window)
-        if windows[s.key] <= 0:
-            raise ValueError(f"{s.window_setting} must be > 0")
-    bases = {s.key: _base(settings.get(s.url_setting)) for s in paced}
+        windows[s.key] = settings.value(s.window_setting)
+    bases = {s.key: _base(settings.value(s.url_setting)) for s in paced}
     hf_origin, hf_path = bases[HUGGINGFACE_API.key]
     gh_origin, gh_path = bases[GITHUB_API.key]
     # Where GitHub's API shares a base with the Hub (only on a test's single mock), tell them
@@ -346,22 +338,15 @@ class RateLimitMiddleware:
     def from_crawler(cls, crawler: Crawler) -> RateLimitMiddleware:
         import os
 
-        s = crawler.settings
-        if not s.getbool("PTM_RATELIMIT_ENABLED", True):
+        s = ptm_settings(crawler)
+        if not s.ratelimit_enabled:
             raise NotConfigured("PTM_RATELIMIT_ENABLED is off")
         tokens = {k: bool(os.environ.get(k)) for k in ("HF_TOKEN", "GITHUB_TOKEN")}
         rules = hub_rules(s, tokens)
-        burst = s.getfloat("PTM_RATELIMIT_BURST", 0.5)
-        max_waits = s.getint("PTM_RATELIMIT_MAX_WAITS", 20)
-        default_wait = s.getfloat("PTM_RATELIMIT_DEFAULT_WAIT", 60.0)
-        min_wait = s.getfloat("PTM_RATELIMIT_MIN_WAIT", 1.0)
-        if not 0 <= burst <= 1:
-            raise ValueError("PTM_RATELIMIT_BURST must be between 0 and 1")
-        if max_waits < 1 or default_wait <= 0 or min_wait < 0:
-            raise ValueError("PTM_RATELIMIT_MAX_WAITS must be >= 1, PTM_RATELIMIT_DEFAULT_WAIT "
-                             "> 0 and PTM_RATELIMIT_MIN_WAIT >= 0")
-        probe_timeout = s.getfloat("DOWNLOAD_TIMEOUT", 180) + 5
-        frontier = (s.get("PTM_FRONTIER") or "").strip()
+        burst, max_waits = s.ratelimit_burst, s.ratelimit_max_waits
+        default_wait, min_wait = s.ratelimit_default_wait, s.ratelimit_min_wait
+        probe_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT", 180) + 5
+        frontier = s.frontier
         if frontier:
             # Many workers, one quota: the buckets live in Redis (ratelimit_redis.py).
             from ptmspiders.middlewares.ratelimit_redis import SharedRateLimitMiddleware

@@ -27,7 +27,6 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -37,6 +36,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 
+from ptmspiders.config import frontier_problem, ptm_settings, redacted
 from ptmspiders.hubs import SERVICES
 from ptmspiders.middlewares.ratelimit import (
     AnswerStep,
@@ -75,32 +75,11 @@ def hub_identities(env: Mapping[str, str], auth_enabled: bool = True) -> dict[st
     return identities
 
 
-def redacted(url: str) -> str:
-    """The URL with any password replaced, fit for a log line or an error."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
 def check_frontier(url: str) -> str:
     """``PTM_FRONTIER`` as given, if it is a Redis URL; else a ValueError of one line."""
-    parts = urlsplit(url)
-    expected = "expected redis://host:port/db (or rediss://, unix://)"
-    try:
-        _ = parts.port
-    except ValueError:
-        raise ValueError(f"PTM_FRONTIER={redacted(url)!r}: bad port; {expected}") from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"PTM_FRONTIER={redacted(url)!r}: {expected}")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError(f"PTM_FRONTIER={redacted(url)!r}: no host; {expected}")
-    db = parts.path.strip("/")
-    if parts.scheme != "unix" and db and not db.isdigit():
-        raise ValueError(f"PTM_FRONTIER={redacted(url)!r}: database {db!r} is not a number; "
-                         f"{expected}")
+    problem = frontier_problem(url)
+    if problem is not None:
+        raise ValueError(f"PTM_FRONTIER={redacted(url)!r}: {problem}")
     return url
 
 
@@ -137,7 +116,7 @@ class SharedRateLimitMiddleware(RateLimitMiddleware):
         except (RedisError, OSError, ValueError) as exc:
             raise ValueError(f"PTM_FRONTIER={redacted(url)}: Redis does not answer ({exc}); "
                              "the crawl needs it to share the rate limits") from None
-        auth = crawler.settings.getbool("PTM_AUTH_ENABLED", True)
+        auth = ptm_settings(crawler).auth_enabled
         mw = cls(crawler, rules, url=url, identities=hub_identities(env, auth), **options)
         logger.info("Rate limits shared through Redis at %s", redacted(url))
         return mw

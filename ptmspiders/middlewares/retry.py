@@ -50,7 +50,7 @@ from scrapy.statscollectors import StatsCollector
 from twisted.internet import error as tx_error
 from twisted.web.client import ResponseFailed
 
-from ptmspiders import settings as defaults
+from ptmspiders.config import ptm_settings
 from ptmspiders.github import git_blob_sha
 from ptmspiders.hub_answers import BadResponse, load_json
 from ptmspiders.ratelimit_headers import parse_retry_after
@@ -117,45 +117,37 @@ def malformed_reason(response: Response, expect: str | None) -> str | None:
     return None
 
 
-def retry_settings(settings: BaseSettings) -> BaseSettings:
-    """The crawl's settings with ``PTM_RETRY_*`` validated and handed to Scrapy's middleware
-    under its own names (``RETRY_ENABLED``, ``RETRY_TIMES``, ``RETRY_HTTP_CODES``)."""
+def retry_settings(crawler: Crawler) -> BaseSettings:
+    """The crawl's settings with ``PTM_RETRY_*`` handed to Scrapy's middleware under its own
+    names (``RETRY_ENABLED``, ``RETRY_TIMES``, ``RETRY_HTTP_CODES``)."""
+    settings = crawler.settings
     for scrapys, ours in OURS_FOR_SCRAPYS.items():
         if (settings.getpriority(scrapys) or 0) > 0:  # set above Scrapy's default
             raise ValueError(f"{scrapys} is not read by this project: set {ours} instead")
-    if not settings.getbool("PTM_RETRY_ENABLED", defaults.PTM_RETRY_ENABLED):
+    s = ptm_settings(crawler)
+    if not s.retry_enabled:
         raise NotConfigured("PTM_RETRY_ENABLED is off")
-    times = settings.getint("PTM_RETRY_TIMES", defaults.PTM_RETRY_TIMES)
-    base = settings.getfloat("PTM_RETRY_BACKOFF_BASE", defaults.PTM_RETRY_BACKOFF_BASE)
-    cap = settings.getfloat("PTM_RETRY_BACKOFF_MAX", defaults.PTM_RETRY_BACKOFF_MAX)
-    codes = sorted({int(c) for c in settings.getlist("PTM_RETRY_HTTP_CODES",
-                                                     defaults.PTM_RETRY_HTTP_CODES)})
-    if times < 0 or base < 0 or cap < base:
-        raise ValueError("PTM_RETRY_TIMES must be >= 0 and 0 <= PTM_RETRY_BACKOFF_BASE <= "
-                         "PTM_RETRY_BACKOFF_MAX")
-    if 429 in codes:
-        raise ValueError("PTM_RETRY_HTTP_CODES must not hold 429: rate limits are waited "
-                         "out by RateLimitMiddleware, not retried")
     own = BaseSettings(settings)  # an unfrozen copy, each setting at its priority
-    own.update({"RETRY_ENABLED": True, "RETRY_TIMES": times, "RETRY_HTTP_CODES": codes,
-                "PTM_RETRY_BACKOFF_BASE": base, "PTM_RETRY_BACKOFF_MAX": cap},
-               priority="cmdline")
+    own.update({"RETRY_ENABLED": True, "RETRY_TIMES": s.retry_times,
+                "RETRY_HTTP_CODES": s.retry_http_codes}, priority="cmdline")
     return own
 
 
 class RetryMiddleware(ScrapyRetryMiddleware):
     """Scrapy's ``RetryMiddleware`` with backoff, malformed answers and ``ptm/`` stats."""
 
-    def __init__(self, settings: BaseSettings) -> None:
+    def __init__(self, settings: BaseSettings, backoff_base: float,
+                 backoff_max: float) -> None:
         super().__init__(settings)
-        self.base = settings.getfloat("PTM_RETRY_BACKOFF_BASE")
-        self.cap = settings.getfloat("PTM_RETRY_BACKOFF_MAX")
+        self.base = backoff_base
+        self.cap = backoff_max
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # replaceable in tests
         self.stats: StatsCollector
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        o = cls(retry_settings(crawler.settings))
+        s = ptm_settings(crawler)
+        o = cls(retry_settings(crawler), s.retry_backoff_base, s.retry_backoff_max)
         o.crawler = crawler
         assert crawler.stats is not None
         o.stats = crawler.stats

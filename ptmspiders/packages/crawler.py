@@ -33,7 +33,7 @@ from scrapy.http import Response
 from twisted.internet import task
 
 from ptmspiders import github
-from ptmspiders.args import ArgumentError
+from ptmspiders.config import ptm_settings
 from ptmspiders.github import RepoRef, TreeEntry
 from ptmspiders.items import PackageItem
 from ptmspiders.middlewares.auth import credentials_from, origin
@@ -137,7 +137,7 @@ class PackageCrawler(PtmSpider):
     dest_arg: str | None
 
     def setup(self, crawler: Crawler) -> None:
-        s = crawler.settings
+        s, c = crawler.settings, ptm_settings(crawler)
         self.progress = Progress()
         self.planned = 0  # new bytes reserved against max_bytes
         self.stop_event = threading.Event()
@@ -150,33 +150,29 @@ class PackageCrawler(PtmSpider):
         self.ready: asyncio.Queue[Any] = asyncio.Queue()
         # A folder (local or shared) or s3://bucket/prefix; for an object store, ``dest`` is
         # the local staging folder of partial transfers, and package folders are manifests.
-        self.blobs = open_blobs(str(self.dest_arg or s.get("PTM_PACKAGES_DIR") or
-                                    "data/packages"), s.get("PTM_PACKAGES_STAGING_DIR"))
+        self.blobs = open_blobs(str(self.dest_arg or c.packages_dir), c.packages_staging_dir)
         self.dest = self.blobs.dest
-        self.endpoint = str(s.get("HF_ENDPOINT")).rstrip("/")
+        self.endpoint = c.hf_endpoint
         self.hub_origin = origin(self.endpoint)
-        self.media_url = str(s.get("GITHUB_MEDIA_URL")).rstrip("/")
-        self.github_api = str(s.get("GITHUB_API_URL")).rstrip("/")
-        self.raw_url = str(s.get("GITHUB_RAW_URL")).rstrip("/")
-        self.kaggle_api = str(s.get("KAGGLE_API_URL")).rstrip("/")
-        self.tfhub_url = str(s.get("TFHUB_URL")).rstrip("/")
+        self.media_url = c.github_media_url
+        self.github_api = c.github_api_url
+        self.raw_url = c.github_raw_url
+        self.kaggle_api = c.kaggle_api_url
+        self.tfhub_url = c.tfhub_url
         self.trees: dict[tuple[str, str], asyncio.Future[dict[str, TreeEntry] | None]] = {}
-        concurrency = s.getint("PTM_PACKAGES_CONCURRENCY", 8)
-        packages_at_once = s.getint("PTM_PACKAGES_CONCURRENT_PACKAGES", 16)
-        self.inline_max = s.getint("PTM_PACKAGES_INLINE_MAX_BYTES", 16 << 20)
-        self.interval = s.getfloat("PTM_PACKAGES_PROGRESS_INTERVAL", 60.0)
-        if concurrency < 1 or packages_at_once < 1 or self.inline_max < 1:
-            raise ArgumentError("PTM_PACKAGES_CONCURRENCY, PTM_PACKAGES_CONCURRENT_PACKAGES "
-                                "and PTM_PACKAGES_INLINE_MAX_BYTES must be >= 1")
+        concurrency = c.packages_concurrency
+        packages_at_once = c.packages_concurrent_packages
+        self.inline_max = c.packages_inline_max_bytes
+        self.interval = c.packages_progress_interval
         self.file_slots = asyncio.Semaphore(concurrency)
         self.package_slots = asyncio.Semaphore(packages_at_once)
-        urls = {k: str(s.get(k)) for k in ("HF_ENDPOINT", "GITHUB_API_URL", "KAGGLE_API_URL")}
-        creds = credentials_from(urls, os.environ) if s.getbool("PTM_AUTH_ENABLED", True) else []
+        urls = {k: c.value(k) for k in ("HF_ENDPOINT", "GITHUB_API_URL", "KAGGLE_API_URL")}
+        creds = credentials_from(urls, os.environ) if c.auth_enabled else []
         self.streamer = Streamer(
             self.blobs, user_agent=str(s.get("USER_AGENT")),
             timeout=s.getfloat("DOWNLOAD_TIMEOUT", 60.0),
             credentials={c.origin: c.header for c in creds},
-            retry_wait=s.getfloat("PTM_PACKAGES_RETRY_WAIT", 1.0),
+            retry_wait=c.packages_retry_wait,
             progress=self.progress.add_bytes, stop=self.stop_event)
         self.scanner = load_scanner()
         self.ticker: task.LoopingCall | None = None

@@ -25,13 +25,14 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem, NotConfigured
 
 from ptmspiders import doc_size
-from ptmspiders.checkpoint import crawler_checkpoints
+from ptmspiders.config import ptm_settings
+from ptmspiders.context import CrawlContext, crawl_context
 from ptmspiders.items import to_doc
 from ptmspiders.pipelines.validate import ValidatePipeline, schema_error
 from ptmspiders.spiders.base import mark_crawl_incomplete
-from ptmspiders.stores import crawler_store, redact_uri
+from ptmspiders.stores import redact_uri
 from ptmspiders.stores.base import Doc, Encoded, WriteDoc, doc_id
-from ptmspiders.stores.writer import BackgroundWriter, StoreWriteError, crawler_writer
+from ptmspiders.stores.writer import BackgroundWriter, StoreWriteError
 
 logger = logging.getLogger(__name__)
 
@@ -47,34 +48,21 @@ class StorePipeline:
         self.max_doc_bytes = max_doc_bytes  # 0: no bound
         self.buffers: dict[str, list[WriteDoc]] = {}
         self.last_flush = time.monotonic()
+        self.context: CrawlContext | None = None
         self.writer: BackgroundWriter | None = None
         self.validated: ValidatePipeline | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
-        s = crawler.settings
-        if not s.getbool("PTM_STORE_ENABLED", True):
+        s = ptm_settings(crawler)
+        if not s.store_enabled:
             raise NotConfigured("PTM_STORE_ENABLED is off")
-        batch = s.getint("PTM_STORE_BATCH_SIZE", 500)
-        flush = s.getfloat("PTM_STORE_FLUSH_SECONDS", 5.0)
-        if batch < 1 or flush <= 0:
-            raise ValueError("PTM_STORE_BATCH_SIZE must be >= 1 and PTM_STORE_FLUSH_SECONDS > 0")
-        if s.getint("PTM_STORE_TRANSACTION_SIZE", 5000) < 1:  # read by the writer thread
-            raise ValueError("PTM_STORE_TRANSACTION_SIZE must be >= 1")
-        max_doc = s.get("PTM_MAX_DOC_BYTES", doc_size.DEFAULT_MAX_DOC_BYTES)
-        try:
-            max_doc = int(max_doc)
-        except (TypeError, ValueError):
-            max_doc = -1
-        if max_doc != 0 and max_doc < doc_size.MIN_MAX_DOC_BYTES:
-            raise ValueError(f"PTM_MAX_DOC_BYTES must be 0 (no bound) or at least "
-                             f"{doc_size.MIN_MAX_DOC_BYTES} bytes, not "
-                             f"{s.get('PTM_MAX_DOC_BYTES')!r}")
-        return cls(crawler, batch, flush, max_doc)
+        return cls(crawler, s.store_batch_size, s.store_flush_seconds, s.max_doc_bytes)
 
     def open_spider(self) -> None:
-        logger.info("Storing items in %s", redact_uri(crawler_store(self.crawler).uri))
-        self.writer = crawler_writer(self.crawler)
+        self.context = crawl_context(self.crawler)
+        logger.info("Storing items in %s", redact_uri(self.context.store.uri))
+        self.writer = self.context.writer
         self.validated = self._validate_stage_before()
 
     def _validate_stage_before(self) -> ValidatePipeline | None:
@@ -178,10 +166,12 @@ class StorePipeline:
         # Only the ids wait for the commit (up to PTM_STORE_TRANSACTION_SIZE documents' worth):
         # holding the documents until then would multiply the crawl's memory.
         ids = [doc_id(d) for d in docs]
+        assert self.context is not None
+        checkpoints = self.context.checkpoints
 
         def done(written: int) -> None:
             self.stats.inc_value(f"ptm/stored/{collection}", written)
-            crawler_checkpoints(self.crawler).settled(ids)
+            checkpoints.settled(ids)
         return done
 
     def close_spider(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar, cast, get_args, get_origin
 
 from scrapy import Request, Spider, signals
@@ -15,7 +14,7 @@ from scrapy.statscollectors import StatsCollector
 from scrapy_spider_metadata import Args
 
 from ptmspiders.args import SpiderParams, parse_params
-from ptmspiders.checkpoint import crawler_checkpoints
+from ptmspiders.context import crawl_context, now_iso
 from ptmspiders.hub_answers import BadResponse, load_json
 from ptmspiders.origins import REFUSED_REASON, RefusedLink, follow
 
@@ -53,11 +52,6 @@ def mark_crawl_incomplete(crawler: Crawler, reason: str) -> None:
         crawler.stats.set_value("ptm/incomplete", True)
         crawler.stats.inc_value(f"ptm/incomplete/{reason}")
         logger.error("Crawl is incomplete: %s", reason)
-
-
-def now_iso() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 ParamsT = TypeVar("ParamsT", bound=SpiderParams)
@@ -177,7 +171,7 @@ class PtmSpider(Args[ParamsT], Spider):
         ``dont_filter=True`` (the JOBDIR dupefilter remembers pages whose models were lost), so
         the spider guards against cursor loops itself; after a graceful stop Scrapy's queue may
         hold the same page again, which the spider then parses once."""
-        done, resume_url = crawler_checkpoints(self.crawler).resume(listing)
+        done, resume_url = crawl_context(self.crawler).checkpoints.resume(listing)
         if done:
             logger.info("Listing %s is complete in this JOBDIR: nothing to resume", listing)
             return None
@@ -195,7 +189,7 @@ class PtmSpider(Args[ParamsT], Spider):
     def listing_page(self, listing: str, ids: list[str], next_url: str | None) -> None:
         """Register a parsed list page (before yielding its items): once ``ids`` are stored,
         a resumed crawl continues at ``next_url`` (``None``: the listing is complete)."""
-        crawler_checkpoints(self.crawler).page(listing, ids, next_url)
+        crawl_context(self.crawler).checkpoints.page(listing, ids, next_url)
 
     def list_request(self, url: str, *, expect: str, meta: dict[str, Any] | None = None,
                      **kwargs: Any) -> Request:

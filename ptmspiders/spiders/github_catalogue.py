@@ -18,7 +18,8 @@ from pydantic import Field
 from scrapy import Request
 from scrapy.http import Response
 
-from ptmspiders.args import RESTRICTS, ArgumentError, Names, SpiderParams
+from ptmspiders.args import RESTRICTS, Names, SpiderParams
+from ptmspiders.config import ptm_settings
 from ptmspiders.github import RepoRef, TreeEntry, git_blob_sha, parse_tree, raw_url, trees_url
 from ptmspiders.hub_answers import BadResponse
 from ptmspiders.spiders.base import PtmSpider
@@ -49,12 +50,10 @@ class CatalogueParams(SpiderParams):
 
 
 class GithubCatalogueSpider(PtmSpider[CatalogueParams]):
-    """Subclasses set ``setting_prefix`` (``<prefix>_REPO`` / ``<prefix>_REF`` settings), the
-    default repository, :meth:`is_catalogue_file` and :meth:`parse_file`."""
+    """Subclasses set ``setting_prefix`` (``<prefix>_REPO`` / ``<prefix>_REF`` settings, in
+    ptmspiders/config.py), :meth:`is_catalogue_file` and :meth:`parse_file`."""
 
     setting_prefix: ClassVar[str]
-    default_repo: ClassVar[str]
-    default_ref: ClassVar[str]
     # The store collections this hub writes: where the incremental lookup searches.
     collections: ClassVar[tuple[str, ...]] = ("models",)
     # Further stored fields a subclass needs to decide whether a file is unchanged.
@@ -68,15 +67,10 @@ class GithubCatalogueSpider(PtmSpider[CatalogueParams]):
         self.run = uuid.uuid4().hex
 
     async def start(self) -> AsyncIterator[Request]:
-        prefix = self.setting_prefix
-        repo_value = self.settings.get(f"{prefix}_REPO") or self.default_repo
-        ref_value = self.settings.get(f"{prefix}_REF") or self.default_ref
-        try:
-            self.repo = RepoRef.parse(repo_value, ref_value)
-        except ValueError as exc:
-            raise ArgumentError(f"{prefix}_REPO/{prefix}_REF: {exc}") from None
-        self.api_url = str(self.settings.get("GITHUB_API_URL")).rstrip("/")
-        self.raw_base = str(self.settings.get("GITHUB_RAW_URL")).rstrip("/")
+        prefix, config = self.setting_prefix, ptm_settings(self.crawler)
+        self.repo = RepoRef.parse(config.value(f"{prefix}_REPO"), config.value(f"{prefix}_REF"))
+        self.api_url = config.github_api_url
+        self.raw_base = config.github_raw_url
         # dont_filter on the tree and every file read: with JOBDIR, a restarted crawl reads
         # the tree again and the store (blob shas) decides what is left to read, not the
         # dupefilter, which would drop them all and with them files changed at the same URL.
@@ -162,7 +156,7 @@ class GithubCatalogueSpider(PtmSpider[CatalogueParams]):
     def stored_by_path(self) -> dict[str, list[StoredDoc]]:
         """Every stored document of this hub by catalogue path: one projected lookup per
         collection. Empty without a store."""
-        if not self.settings.getbool("PTM_STORE_ENABLED", True):
+        if not ptm_settings(self.crawler).store_enabled:
             return {}
         store = crawler_store(self.crawler)
         fields = ["extra.path", "extra.blob_sha", *self.lookup_fields]

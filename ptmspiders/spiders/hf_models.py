@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
-    TypeAdapter,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -23,10 +21,11 @@ from scrapy import Request
 from scrapy.http import Response
 
 from ptmspiders import hf_enrichment, hf_incremental
-from ptmspiders.args import RESTRICTS, ArgumentError, Limit, Names, SpiderParams, Text, one_of
+from ptmspiders.args import RESTRICTS, Limit, Names, SpiderParams, Text, one_of
+from ptmspiders.config import DEFAULT_OWNER_MODE, OwnerMode, owners_mode, ptm_settings
 from ptmspiders.hub_answers import BadResponse, parse_link_header
 from ptmspiders.items import ModelItem, OwnerItem
-from ptmspiders.middlewares.reaim import REAIM_META
+from ptmspiders.middlewares.queued_rewrite import REAIM_META
 from ptmspiders.origins import REFUSED_REASON, RefusedLink
 from ptmspiders.parsers import huggingface as hf
 from ptmspiders.spiders.base import URL_TOO_LONG, PtmSpider, count_url_too_long, url_too_long
@@ -38,31 +37,6 @@ logger = logging.getLogger(__name__)
 # would let a first crawl queue owner look-ups (and items riding on enrichment requests)
 # without bound, since the quota lets pages through far faster than per-owner calls.
 LIST_PRIORITY = -10
-
-# What owner look-ups collect (``-a owners=``, ``PTM_HF_OWNERS``). ``orgs``: the
-# organisations' overview, one call per owner; its 404 marks a user, stored with the kind and
-# no user fields (verification is complete: users cannot be verified). ``full``: every user's
-# overview too; the list does not say an owner's kind, so a wrong guess costs a second call.
-OwnerMode = Literal["orgs", "full", "off"]
-OWNER_MODES: tuple[str, ...] = get_args(OwnerMode)
-DEFAULT_OWNER_MODE = "orgs"
-_FLAG = TypeAdapter(bool)
-
-
-def owners_mode(value: Any) -> str:
-    """``orgs``, ``full`` or ``off``; the booleans this was before there were modes (1/0,
-    true/false, yes/no, on/off; empty for off) mean the default mode and off."""
-    if value is None:
-        return DEFAULT_OWNER_MODE
-    if isinstance(value, str) and value.strip().lower() in OWNER_MODES:
-        return value.strip().lower()
-    if isinstance(value, str) and not value.strip():
-        return "off"
-    try:
-        return DEFAULT_OWNER_MODE if _FLAG.validate_python(value) else "off"
-    except ValidationError:
-        raise ValueError("expected orgs, full or off (1/0 for orgs/off)") from None
-
 
 def _expand(value: list[str]) -> list[str]:
     unknown = set(value) - hf.EXPANDABLE
@@ -134,18 +108,12 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
 
     @property
     def endpoint(self) -> str:
-        return str(self.settings.get("HF_ENDPOINT")).rstrip("/")
-
-    def owners_setting(self) -> str:
-        value = self.settings.get("PTM_HF_OWNERS")
-        try:
-            return owners_mode(value)
-        except ValueError as exc:
-            raise ArgumentError(f"PTM_HF_OWNERS={value!r}: {exc}") from None
+        return ptm_settings(self.crawler).hf_endpoint
 
     async def start(self) -> AsyncIterator[Request]:
-        self.owners = self.args.owners or self.owners_setting()
-        if self.collect_owners and self.settings.getbool("PTM_STORE_ENABLED", True):
+        config = ptm_settings(self.crawler)
+        self.owners = self.args.owners or config.hf_owners
+        if self.collect_owners and config.store_enabled:
             # Owners stored by an earlier crawl cost no request, but for the users an
             # ``orgs`` crawl stored without their overview, which ``full`` asks for once.
             store = crawler_store(self.crawler)
@@ -166,7 +134,7 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
                     if isinstance(orgs, list):
                         self.known_orgs.update(o for o in orgs if isinstance(o, str))
                 self.known_orgs -= self.owners_requested
-        if self.settings.getbool("PTM_STORE_ENABLED", True):
+        if config.store_enabled:
             # Instead of a stored-models lookup per list page (about 2% of the crawl's thread
             # in a first sweep, scripts/bench.py --py-spy at N=100,000).
             self.first_crawl = first_crawl_of(self.crawler, self.hub)
@@ -181,9 +149,7 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
                     dont_filter=True,
                     meta={"ptm_repo_id": repo_id, "handle_httpstatus_list": [404]})
             return
-        page_size = self.settings.getint("PTM_HF_PAGE_SIZE", hf.MAX_PAGE_SIZE)
-        if not 1 <= page_size <= hf.MAX_PAGE_SIZE:
-            raise ArgumentError(f"PTM_HF_PAGE_SIZE must be 1..{hf.MAX_PAGE_SIZE}")
+        page_size = config.hf_page_size
         url = hf.list_url(self.endpoint, limit=min(args.limit or page_size, page_size),
                           author=args.author, search=args.search, filters=args.filter,
                           sort=args.sort, expand=args.expand)
@@ -261,7 +227,7 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
         self.stored_for_carry: dict[str, dict[str, Any]] = {}
         ids = [item._id for item in items]
         if (self.args.full or self.first_crawl or not items
-                or not self.settings.getbool("PTM_STORE_ENABLED", True)):
+                or not ptm_settings(self.crawler).store_enabled):
             self.count("incremental/refresh", len(ids))
             return set(ids)
         stored = crawler_store(self.crawler).get_many(
@@ -337,7 +303,7 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
 
     def owner_request(self, owner: str, kind: str, tried: tuple[str, ...]) -> Request:
         # dont_filter: owner_requests dedupes, so the dupefilter need not remember each owner.
-        # REAIM_META: ReaimMiddleware asks reaim() again when the request is sent.
+        # REAIM_META: QueuedRewriteMiddleware asks reaim() again when the request is sent.
         return Request(hf.owner_url(self.endpoint, owner, kind), callback=self.parse_owner,
                        errback=self.errback_count("owner"), dont_filter=True,
                        meta={"ptm_owner": owner, "ptm_owner_kind": kind,

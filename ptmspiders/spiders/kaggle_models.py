@@ -17,7 +17,8 @@ from pydantic import AfterValidator, Field
 from scrapy import Request
 from scrapy.http import Response
 
-from ptmspiders.args import RESTRICTS, ArgumentError, Limit, SpiderParams, Text, one_of
+from ptmspiders.args import RESTRICTS, Limit, SpiderParams, Text, one_of
+from ptmspiders.config import ptm_settings
 from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import ModelItem
 from ptmspiders.parsers import kaggle
@@ -52,12 +53,10 @@ class KaggleModelsSpider(PtmSpider[KaggleModelsParams]):
 
     @property
     def api_url(self) -> str:
-        return str(self.settings.get("KAGGLE_API_URL")).rstrip("/")
+        return ptm_settings(self.crawler).kaggle_api_url
 
     async def start(self) -> AsyncIterator[Request]:
-        self.page_size = self.settings.getint("PTM_KAGGLE_PAGE_SIZE", kaggle.MAX_PAGE_SIZE)
-        if not 1 <= self.page_size <= kaggle.MAX_PAGE_SIZE:
-            raise ArgumentError(f"PTM_KAGGLE_PAGE_SIZE must be 1..{kaggle.MAX_PAGE_SIZE}")
+        self.page_size = ptm_settings(self.crawler).kaggle_page_size
         if not (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")):
             logger.warning("KAGGLE_USERNAME/KAGGLE_KEY are not set: listing anonymously, which "
                            "Kaggle may refuse (401)")

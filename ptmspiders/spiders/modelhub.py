@@ -27,8 +27,6 @@ class ModelhubSpider(GithubCatalogueSpider):
     name = "modelhub"
     hub = parser.HUB
     setting_prefix = "PTM_MODELHUB"
-    default_repo = "modelhub-ai/modelhub"
-    default_ref = "master"
 
     def is_catalogue_file(self, path: str) -> bool:
         return path == parser.INDEX

@@ -23,6 +23,7 @@ from scrapy.http import Response
 from scrapy.settings import BaseSettings
 
 from ptmspiders.args import RESTRICTS, Limit, Names, SpiderParams, blank_is
+from ptmspiders.config import PtmSettings, ptm_settings
 from ptmspiders.hub_answers import BadResponse
 from ptmspiders.items import ModelItem
 from ptmspiders.parsers import modelzoo as mz
@@ -35,19 +36,18 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
-DEFAULT_CHROMIUM = "/usr/bin/chromium"
 # Detail answers the callback sees (after RetryMiddleware gave up on the retryable ones).
 DETAIL_STATUSES = [403, 404, 408, 429, 500, 502, 503, 504]
 RenderMode = Literal["fallback", "always", "never"]
 
 
-def browser_problem(settings: BaseSettings) -> str | None:
+def browser_problem(settings: PtmSettings) -> str | None:
     """Why the browser fallback cannot run here, or ``None`` when it can."""
-    if not settings.getbool("PTM_MODELZOO_BROWSER", True):
+    if not settings.modelzoo_browser:
         return "PTM_MODELZOO_BROWSER is off"
     if importlib.util.find_spec("scrapy_playwright") is None:
         return "scrapy-playwright is not installed (pip install scrapy-playwright)"
-    path = settings.get("PTM_CHROMIUM_PATH") or DEFAULT_CHROMIUM
+    path = settings.chromium_path
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         return (f"Chromium not found at {path} (apt-get install -y chromium, or point "
                 "PTM_CHROMIUM_PATH at a Chromium binary)")
@@ -81,18 +81,19 @@ class ModelzooSpider(PtmSpider[ModelzooParams]):
         """scrapy-playwright for this spider only, and only when a browser can start: other
         spiders (and this one's API calls) keep Scrapy's plain HTTP handler."""
         super().update_settings(settings)
-        if browser_problem(settings) is not None:
+        config = PtmSettings.from_settings(settings)  # no crawler yet
+        if browser_problem(config) is not None:
             return
         # Only the site's own scheme: each handler instance starts its own Playwright driver.
-        scheme = urlsplit(str(settings.get("MODELZOO_URL") or "https://modelzoo.co")).scheme
+        scheme = urlsplit(config.modelzoo_url).scheme
         handlers = dict(settings.getdict("DOWNLOAD_HANDLERS"))
         handlers[scheme or "https"] = PLAYWRIGHT_HANDLER
-        timeout_ms = int(settings.getfloat("PTM_MODELZOO_RENDER_TIMEOUT", 30.0) * 1000)
+        timeout_ms = int(config.modelzoo_render_timeout * 1000)
         settings.setdict({
             "DOWNLOAD_HANDLERS": handlers,
             "PLAYWRIGHT_BROWSER_TYPE": "chromium",
             "PLAYWRIGHT_LAUNCH_OPTIONS": {
-                "executable_path": settings.get("PTM_CHROMIUM_PATH") or DEFAULT_CHROMIUM,
+                "executable_path": config.chromium_path,
                 "headless": True,
                 "args": CHROMIUM_ARGS,
             },
@@ -107,18 +108,13 @@ class ModelzooSpider(PtmSpider[ModelzooParams]):
 
     @property
     def base(self) -> str:
-        return str(self.settings.get("MODELZOO_URL")).rstrip("/")
+        return ptm_settings(self.crawler).modelzoo_url
 
     async def start(self) -> AsyncIterator[Request | ModelItem]:
-        timeout = self.settings.getfloat("PTM_MODELZOO_RENDER_TIMEOUT", 30.0)
-        if timeout <= 0:
-            raise ValueError("PTM_MODELZOO_RENDER_TIMEOUT must be > 0 seconds")
-        self.render_timeout_ms = int(timeout * 1000)
-        self.api_retries = min(self.settings.getint("PTM_MODELZOO_API_RETRIES", 2),
-                               self.settings.getint("PTM_RETRY_TIMES", 5))
-        if self.api_retries < 0:
-            raise ValueError("PTM_MODELZOO_API_RETRIES must be >= 0")
-        self.browser_problem = browser_problem(self.settings)
+        config = ptm_settings(self.crawler)
+        self.render_timeout_ms = int(config.modelzoo_render_timeout * 1000)
+        self.api_retries = min(config.modelzoo_api_retries, config.retry_times)
+        self.browser_problem = browser_problem(config)
         if self.browser_problem and self.args.render != "never":
             logger.warning("No browser fallback for modelzoo: %s. Models whose API detail is "
                            "refused are stored from the list alone.", self.browser_problem)

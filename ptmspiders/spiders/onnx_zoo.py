@@ -14,8 +14,6 @@ class OnnxZooSpider(GithubCatalogueSpider):
     name = "onnx_zoo"
     hub = parser.HUB
     setting_prefix = "PTM_ONNX_ZOO"
-    default_repo = "onnx/models"
-    default_ref = "main"
 
     def is_catalogue_file(self, path: str) -> bool:
         return path == parser.MANIFEST

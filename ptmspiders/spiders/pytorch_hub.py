@@ -14,8 +14,6 @@ class PytorchHubSpider(GithubCatalogueSpider):
     name = "pytorch_hub"
     hub = parser.HUB
     setting_prefix = "PTM_PYTORCH_HUB"
-    default_repo = "pytorch/hub"
-    default_ref = "master"
 
     def is_catalogue_file(self, path: str) -> bool:
         return parser.is_entry_path(path)

@@ -31,8 +31,6 @@ class TfhubSpider(GithubCatalogueSpider):
     name = "tfhub"
     hub = parser.HUB
     setting_prefix = "PTM_TFHUB"
-    default_repo = "tensorflow/tfhub.dev"
-    default_ref = "master"
     collections = ("models", "owners", "collections")
     lookup_fields = ("extra.collections", "members")
 

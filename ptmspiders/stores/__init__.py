@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ptmspiders.config import PtmSettings
 from ptmspiders.stores.base import COLLECTIONS, Doc, Store, StoreError, redact_uri
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
-DEFAULT_STORE_URI = "sqlite:///data/ptm.sqlite"
+DEFAULT_STORE_URI: str = PtmSettings.model_fields["store_uri"].default
 
 __all__ = ["COLLECTIONS", "DEFAULT_STORE_URI", "Doc", "Store", "StoreError", "crawler_store",
            "first_crawl_of", "open_store", "redact_uri"]
@@ -35,39 +36,15 @@ def open_store(uri: str, *, readonly: bool = False,
 
 
 def crawler_store(crawler: Crawler) -> Store:
-    """The crawl's one store, opened on first use and closed when the engine stops.
+    """The crawl's one store (:attr:`ptmspiders.context.CrawlContext.store`)."""
+    from ptmspiders.context import crawl_context  # which imports this package
 
-    Shared so that pipelines and incremental logic see the same connection (and, for
-    ``mongomock://``, the same in-memory data).
-    """
-    store: Store | None = getattr(crawler, "_ptm_store", None)
-    if store is None:
-        from scrapy import signals
-
-        uri = crawler.settings.get("PTM_STORE_URI") or DEFAULT_STORE_URI
-        store = open_store(uri)
-        crawler._ptm_store = store  # type: ignore[attr-defined]
-
-        def _close() -> None:
-            store_ = getattr(crawler, "_ptm_store", None)
-            if store_ is not None:
-                store_.close()
-                crawler._ptm_store = None  # type: ignore[attr-defined]
-
-        crawler.signals.connect(_close, signal=signals.engine_stopped, weak=False)
-    return store
+    return crawl_context(crawler).store
 
 
 def first_crawl_of(crawler: Crawler, hub: str) -> bool:
-    """Whether the crawl's store held no model of ``hub`` when the crawl began.
+    """Whether the crawl's store held no model of ``hub`` when the crawl began
+    (:meth:`ptmspiders.context.CrawlContext.first_crawl_of`)."""
+    from ptmspiders.context import crawl_context
 
-    Asked first before the crawl writes a model (history at ``spider_opened``, the spider in
-    ``start()``) and answered once per crawl and hub, so both agree: a hub's first crawl has
-    no stored model to compare a page or a batch with."""
-    answers: dict[str, bool] | None = getattr(crawler, "_ptm_first_crawl", None)
-    if answers is None:
-        answers = {}
-        crawler._ptm_first_crawl = answers  # type: ignore[attr-defined]
-    if hub not in answers:
-        answers[hub] = not crawler_store(crawler).exists("models", {"hub": hub})
-    return answers[hub]
+    return crawl_context(crawler).first_crawl_of(hub)

@@ -26,10 +26,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ptmspiders.config import PtmSettings
 from ptmspiders.stores.base import Doc, Store, StoreError, TransactionLost, WriteDoc
 
 if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ WriteHook = Callable[[Store, str, list[WriteDoc]], Applied | None]
 _Task = tuple[str, list[WriteDoc], Done | None]
 _STOP = object()
 _SYNC = object()  # commit what is written, so that sync() returns on durable data
-DEFAULT_TRANSACTION_SIZE = 5000
-DEFAULT_MAX_PENDING = 2  # PTM_STORE_WRITER_MAX_PENDING (ptmspiders/settings.py says why)
+DEFAULT_TRANSACTION_SIZE: int = PtmSettings.model_fields["store_transaction_size"].default
+DEFAULT_MAX_PENDING: int = PtmSettings.model_fields["store_writer_max_pending"].default
 
 
 class StoreWriteError(StoreError):
@@ -266,37 +267,3 @@ class _Group:
         self.batches = []
         self.size = 0
         self.opened = None
-
-
-def crawler_writer(crawler: Crawler) -> BackgroundWriter:
-    """The crawl's one writer over :func:`crawler_store`, closed (drained) before the store."""
-    writer: BackgroundWriter | None = getattr(crawler, "_ptm_writer", None)
-    if writer is None:
-        from scrapy import signals
-
-        from ptmspiders.stores import crawler_store
-
-        store = crawler_store(crawler)
-        s = crawler.settings
-        thread_store = store.for_thread() if s.getbool("PTM_STORE_WRITER_THREAD", True) else None
-        writer = BackgroundWriter(
-            store, thread_store, s.getint("PTM_STORE_WRITER_MAX_PENDING", DEFAULT_MAX_PENDING),
-            transaction_size=s.getint("PTM_STORE_TRANSACTION_SIZE", DEFAULT_TRANSACTION_SIZE),
-            max_age=s.getfloat("PTM_STORE_FLUSH_SECONDS", 5.0))
-        crawler._ptm_writer = writer  # type: ignore[attr-defined]
-
-        def _close() -> None:
-            w = getattr(crawler, "_ptm_writer", None)
-            if w is not None:
-                crawler._ptm_writer = None  # type: ignore[attr-defined]
-                w.close()
-
-        crawler.signals.connect(_close, signal=signals.engine_stopped, weak=False)
-    return writer
-
-
-def sync_writes(crawler: Crawler) -> None:
-    """Barrier before reading back what this crawl wrote (no-op when nothing was written)."""
-    writer: BackgroundWriter | None = getattr(crawler, "_ptm_writer", None)
-    if writer is not None:
-        writer.sync()

@@ -16,16 +16,18 @@ from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from ptmspiders.config import ptm_settings
+
 REAIM_META = "ptm_reaim"
 
 
-class ReaimMiddleware:
+class QueuedRewriteMiddleware:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler) -> ReaimMiddleware:
-        if not crawler.settings.getbool("PTM_REAIM_ENABLED", True):
+    def from_crawler(cls, crawler: Crawler) -> QueuedRewriteMiddleware:
+        if not ptm_settings(crawler).reaim_enabled:
             raise NotConfigured("PTM_REAIM_ENABLED is off")
         return cls(crawler)
 

@@ -1,4 +1,4 @@
-"""ReaimMiddleware through get_crawler: which requests reach the spider's hook, and what a
+"""QueuedRewriteMiddleware through get_crawler: which requests reach the spider's hook, and what a
 returned request does."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from scrapy import Request, Spider
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
-from ptmspiders.middlewares.reaim import REAIM_META, ReaimMiddleware
+from ptmspiders.middlewares.queued_rewrite import REAIM_META, QueuedRewriteMiddleware
 
 
 class HookSpider(Spider):
@@ -30,7 +30,7 @@ class HookSpider(Spider):
 def middleware(spidercls=HookSpider, settings=None):
     crawler = get_crawler(spidercls, settings or {})
     crawler.spider = crawler._create_spider()
-    return ReaimMiddleware.from_crawler(crawler), crawler.spider
+    return QueuedRewriteMiddleware.from_crawler(crawler), crawler.spider
 
 
 def test_flagged_requests_are_replaced_by_what_the_hook_returns():
@@ -61,4 +61,4 @@ def test_a_spider_without_the_hook_gets_its_requests_as_they_are():
 def test_the_switch_turns_it_off():
     crawler = get_crawler(HookSpider, {"PTM_REAIM_ENABLED": False})
     with pytest.raises(NotConfigured):
-        ReaimMiddleware.from_crawler(crawler)
+        QueuedRewriteMiddleware.from_crawler(crawler)

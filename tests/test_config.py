@@ -1,0 +1,153 @@
+"""The settings object (ptmspiders/config.py): strings from ``-s`` and the environment typed,
+one-line errors naming the setting and its rule, docs/settings.md generated from it, and no
+``PTM_`` setting read around it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scrapy import Spider
+from scrapy.settings import Settings
+from scrapy.utils.project import get_project_settings
+from scrapy.utils.test import get_crawler
+
+from ptmspiders.config import (
+    PtmSettings,
+    SettingsError,
+    default,
+    ptm_settings,
+    setting_name,
+    settings_table,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "settings.md"
+BLOCK = re.compile(r"<!-- settings:begin[^>]*-->\n(.*?)<!-- settings:end -->", re.S)
+
+
+def test_strings_from_the_command_line_are_typed() -> None:
+    s = PtmSettings.from_settings(Settings({
+        "PTM_HF_CARDS": "1", "PTM_STORE_BATCH_SIZE": "7", "PTM_LOCK_WAIT": "2.5",
+        "PTM_RETRY_HTTP_CODES": "503,500,503", "PTM_HF_QUOTAS": '{"api": 2500}',
+        "PTM_GC_THRESHOLDS": "40000, 5, 7", "PTM_HF_OWNERS": "0", "PTM_HF_TIER": " Pro ",
+        "HF_ENDPOINT": "http://127.0.0.1:9/"}), env={})
+    assert s.hf_cards is True and s.store_batch_size == 7 and s.lock_wait == 2.5
+    assert s.retry_http_codes == [500, 503]
+    assert s.hf_quotas == {"api": 2500}
+    assert s.gc_thresholds == (40000, 5, 7)
+    assert s.hf_owners == "off" and s.hf_tier == "pro"
+    assert s.hf_endpoint == "http://127.0.0.1:9"  # no trailing slash to strip at each use
+    assert s.value("HF_ENDPOINT") == s.hf_endpoint and s.value("PTM_LOCK_WAIT") == 2.5
+    with pytest.raises(KeyError):
+        s.value("PTM_NO_SUCH_SETTING")
+
+
+def test_the_defaults_are_the_models_and_the_environment_backs_env_settings() -> None:
+    s = PtmSettings.from_settings(get_project_settings(), env={})
+    assert s == PtmSettings.model_validate({})
+    env = {"PTM_STORE_URI": "sqlite:////tmp/x.sqlite", "HF_ENDPOINT": "http://h:1",
+           "PTM_HF_CARDS": "1"}  # not an env setting: ignored
+    s = PtmSettings.from_settings(Settings(), env=env)
+    assert (s.store_uri, s.hf_endpoint, s.hf_cards) == ("sqlite:////tmp/x.sqlite",
+                                                        "http://h:1", False)
+    # A setting wins over its environment variable.
+    s = PtmSettings.from_settings(Settings({"PTM_STORE_URI": "mongomock://h/db"}), env=env)
+    assert s.store_uri == "mongomock://h/db"
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"PTM_STORE_BATCH_SIZE": "0"},
+     "PTM_STORE_BATCH_SIZE='0': input should be greater than or equal to 1"),
+    ({"PTM_STORE_BATCH_SIZE": "ten"}, "PTM_STORE_BATCH_SIZE='ten': input should be a valid"),
+    ({"PTM_HF_CARDS": "maybe"}, "PTM_HF_CARDS='maybe': input should be a valid boolean"),
+    ({"PTM_HF_PAGE_SIZE": 1001}, "PTM_HF_PAGE_SIZE=1001: input should be less than or equal"),
+    ({"PTM_RETRY_HTTP_CODES": "500,429"}, "PTM_RETRY_HTTP_CODES='500,429': must not hold 429"),
+    ({"PTM_RETRY_BACKOFF_BASE": 9, "PTM_RETRY_BACKOFF_MAX": 1},
+     "PTM_RETRY_BACKOFF_BASE must be <= PTM_RETRY_BACKOFF_MAX"),
+    ({"PTM_HF_SIGNATURE_METHOD": "ssh"},
+     "PTM_HF_SIGNATURE_METHOD='ssh': expected one of git, html, api"),
+    ({"PTM_MAX_DOC_BYTES": 10}, "PTM_MAX_DOC_BYTES=10: must be 0 (no bound) or at least"),
+    ({"PTM_GC_THRESHOLDS": "1,2"}, "PTM_GC_THRESHOLDS='1,2': expected three integers"),
+    ({"PTM_HF_QUOTAS": '{"all": 3}'}, "PTM_HF_QUOTAS='{\"all\": 3}': all=3: buckets are"),
+    ({"PTM_HF_QUOTAS": "{"}, "PTM_HF_QUOTAS='{': expected a JSON object"),
+    ({"HF_ENDPOINT": "file:///etc"}, "HF_ENDPOINT='file:///etc': expected an http(s) URL"),
+    ({"PTM_PYTORCH_HUB_REPO": "no-slash"}, "PTM_PYTORCH_HUB_REPO='no-slash': expected owner/"),
+    ({"PTM_FRONTIER": "redis://u:hunter2@h:port/0"},
+     "PTM_FRONTIER='redis://u:***@h:port/0': bad port"),
+])
+def test_a_bad_value_is_one_line_naming_the_setting_and_the_rule(
+        values: dict[str, Any], message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        PtmSettings.from_settings(Settings(values), env={})
+    text = str(error.value)
+    assert text.startswith(message), text
+    assert "\n" not in text and "hunter2" not in text
+
+
+def test_the_crawlers_settings_are_read_once() -> None:
+    crawler = get_crawler(Spider, {"PTM_LOCK_TTL": "30"})
+    first = ptm_settings(crawler)
+    assert first.lock_ttl == 30 and ptm_settings(crawler) is first
+    assert ptm_settings(get_crawler(Spider)) is not first
+
+
+def test_outside_a_crawl_the_environment_then_the_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PTM_STORE_URI", raising=False)
+    assert default("PTM_STORE_URI") == "sqlite:///data/ptm.sqlite"
+    monkeypatch.setenv("PTM_STORE_URI", "sqlite:////elsewhere.sqlite")
+    assert default("PTM_STORE_URI") == "sqlite:////elsewhere.sqlite"
+
+
+def test_scrapy_crawl_refuses_a_bad_setting_in_one_line_with_status_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "crawl", "hf_models", "-s", "PTM_LOCK_TTL=1",
+         "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "PTM_LOCK_TTL='1': input should be greater than or equal to 3" \
+        in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "ptm.sqlite").exists()  # nothing was opened
+
+
+def test_docs_settings_page_is_the_models_table() -> None:
+    """A setting added to the model without its row, or a row left after its setting went,
+    fails here: regenerate with ``python -m ptmspiders.config``."""
+    block = BLOCK.search(DOC.read_text())
+    assert block is not None, "docs/settings.md lost its settings markers"
+    assert block.group(1) == settings_table()
+    documented = set(re.findall(r"^\| `([A-Z_]+)`", block.group(1), re.M))
+    assert documented == {setting_name(f) for f in PtmSettings.model_fields}
+
+
+def test_every_field_is_described() -> None:
+    for field, info in PtmSettings.model_fields.items():
+        assert info.description, field
+
+
+READ = re.compile(r"""\.get(?:int|float|bool|list|dict|priority)?\(\s*f?["'](?:PTM_|HF_ENDPOINT|"""
+                  r"""GITHUB_API_URL|GITHUB_RAW_URL|GITHUB_MEDIA_URL|MODELZOO_URL|"""
+                  r"""KAGGLE_API_URL|TFHUB_URL)""")
+
+
+def test_no_module_reads_a_project_setting_around_the_model() -> None:
+    offenders = []
+    for path in sorted((ROOT / "ptmspiders").rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if READ.search(line) and "os.environ" not in line:
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_settings_py_sets_no_project_setting() -> None:
+    from ptmspiders import settings as project
+
+    names = {setting_name(f) for f in PtmSettings.model_fields}
+    assert not names & set(vars(project)), "a default of ptmspiders/config.py repeated"
