@@ -179,7 +179,9 @@ def test_sigkill_mid_transfer_then_rerun_resumes_with_range(hubs, tmp_path):
     uri = seed(tmp_path, hub.packages.model_docs())
     dest = tmp_path / "pk"
     part = dest / "blobs" / "tmp" / f"{big.sha256}.part"
-    blobs = [dest / "blobs" / "sha256" / f.sha256[:2] / f.sha256 for f in small]
+    # Every other file verified before the kill (config.json too: the rerun transfers none).
+    blobs = [dest / "blobs" / "sha256" / f.sha256[:2] / f.sha256
+             for f in [*small, hub.packages.repos["acme/slow"][1][-1]]]
     cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={dest}",
            "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub, HF_TOKEN=TOKEN),
@@ -208,6 +210,7 @@ def test_sigkill_mid_transfer_then_rerun_resumes_with_range(hubs, tmp_path):
     files = by_path(doc)
     assert files["big.safetensors"]["status"] == "downloaded"
     assert all(files[f.path]["status"] == "present" for f in small)
+    assert files["config.json"]["status"] == "present"
     assert doc["complete"] is True
     assert doc["new_bytes"] == big.size
     assert stats["ptm/packages/progress/bytes_received"] == big.size - have

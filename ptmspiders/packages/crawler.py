@@ -21,6 +21,7 @@ import tarfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,6 +61,7 @@ NOTHING_TO_FETCH = frozenset({"hub_not_supported", "no_github_repository", "no_i
                               "not_an_archive", "bad_handle"})
 _TASK_DONE = object()  # a task package has handed over all it yields
 C = TypeVar("C", bound="PackageCrawler")
+R = TypeVar("R")
 Callback = Callable[[C, Response], AsyncIterator[Any]]
 
 
@@ -165,6 +167,11 @@ class PackageCrawler(PtmSpider):
             raise ArgumentError("PTM_PACKAGES_CONCURRENCY, PTM_PACKAGES_CONCURRENT_PACKAGES "
                                 "and PTM_PACKAGES_INLINE_MAX_BYTES must be >= 1")
         self.file_slots = asyncio.Semaphore(concurrency)
+        # The crawl's own worker threads: one per transfer slot, plus some for disk work
+        # (small files, links, scans). asyncio's default pool has cpu_count + 4 threads (6 on
+        # two cores): three long transfers left small files and linking three threads.
+        self.workers = ThreadPoolExecutor(max_workers=concurrency + 4,
+                                          thread_name_prefix="ptm-packages")
         self.package_slots = asyncio.Semaphore(packages_at_once)
         urls = {k: str(s.get(k)) for k in ("HF_ENDPOINT", "GITHUB_API_URL", "KAGGLE_API_URL")}
         creds = credentials_from(urls, os.environ) if s.getbool("PTM_AUTH_ENABLED", True) else []
@@ -214,8 +221,14 @@ class PackageCrawler(PtmSpider):
                 if value is not None:
                     self.crawler.stats.set_value(f"ptm/packages/progress/{key}", value)
 
+    async def in_thread(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(*args)`` in one of the crawl's worker threads."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.workers, functools.partial(fn, *args))
+
     def closed_(self, reason: str) -> None:
         self.stop_event.set()  # worker threads leave their partial files for the next run
+        self.workers.shutdown(wait=False, cancel_futures=True)
         if self.stop_watch is not None:
             self.stop_watch.cancel()
         for running in list(self.running):
@@ -343,19 +356,27 @@ class PackageCrawler(PtmSpider):
                 result.reason = f"http_{response.status}"
                 return result
             body = response.body
-            sha = hashlib.sha256(body).hexdigest()
-            if self.matches(spec, body, sha):
-                try:
-                    await asyncio.to_thread(self.blobs.put_bytes, body, sha)
-                except OSError as exc:
-                    return Fetched("failed", reason=f"os_error: {exc.strerror or exc}")
-                if spec.git_oid:
-                    self.blobs.note_git(spec.git_oid, sha)
+            try:
+                sha = await self.in_thread(self.store_small, spec, body)
+            except OSError as exc:
+                return Fetched("failed", reason=f"os_error: {exc.strerror or exc}")
+            if sha is not None:
                 self.progress.add_bytes(len(body))
                 return Fetched("downloaded", sha256=sha, size=len(body),
                                requests=result.requests, transferred=len(body))
             result.reason = "hash_mismatch"
         return result
+
+    def store_small(self, spec: FileSpec, body: bytes) -> str | None:
+        """In a worker thread: the SHA-256 of a small file held in memory, stored as a blob
+        if it matches what the hub published, else ``None`` (nothing stored)."""
+        sha = hashlib.sha256(body).hexdigest()
+        if not self.matches(spec, body, sha):
+            return None
+        self.blobs.put_bytes(body, sha)
+        if spec.git_oid:
+            self.blobs.note_git(spec.git_oid, sha)
+        return sha
 
     @staticmethod
     def matches(spec: FileSpec, body: bytes, sha: str) -> bool:
@@ -397,7 +418,7 @@ class PackageCrawler(PtmSpider):
             tmp = self.blobs.tmp / f"archive.{uuid.uuid4().hex}.part"
             try:
                 async with self.file_slots:
-                    got = await asyncio.to_thread(self.streamer.fetch_to, source, tmp, None)
+                    got = await self.in_thread(self.streamer.fetch_to, source, tmp, None)
                     self.count("packages/transfer_requests", got.requests)
                     if got.status != "downloaded":
                         result.reason = got.reason or "transfer_failed"
@@ -408,14 +429,14 @@ class PackageCrawler(PtmSpider):
                         published = archives.published_md5(got.digests)
                         if published is None:
                             result.verified = None
-                        elif await asyncio.to_thread(archives.md5_of, tmp) != published:
+                        elif await self.in_thread(archives.md5_of, tmp) != published:
                             logger.warning("Archive %s does not match its MD5 (attempt %d "
                                            "of 2)", url, attempt)
                             result.reason = "hash_mismatch"
                             continue
-                    unpacked = await asyncio.to_thread(
+                    unpacked = await self.in_thread(functools.partial(
                         archives.unpack, tmp, self.blobs, wanted=wanted, strip=strip,
-                        max_member_bytes=self.files.max_file_bytes)
+                        max_member_bytes=self.files.max_file_bytes))
             except (OSError, EOFError, tarfile.TarError) as exc:
                 logger.error("Archive %s of %s unusable: %s", url, job.id, exc)
                 result.reason = "bad_archive"
@@ -497,7 +518,7 @@ class PackageCrawler(PtmSpider):
             if known is not None:
                 return Fetched("present", sha256=known, size=spec.size or 0)
             try:
-                return await asyncio.to_thread(self.streamer.fetch, url, expect, auth)
+                return await self.in_thread(self.streamer.fetch, url, expect, auth)
             except OSError as exc:  # a full disk, a permission: this file fails, not the run
                 logger.error("Cannot store %s: %s", spec.path, exc)
                 return Fetched("failed", reason=f"os_error: {exc.strerror or exc}")
@@ -545,7 +566,7 @@ class PackageCrawler(PtmSpider):
         records = [r for r in job.records if r is not None]
         if job.root is not None:
             try:
-                await asyncio.to_thread(self.link_and_scan, job, records)
+                await self.in_thread(self.link_and_scan, job, records)
             except Exception as exc:  # the record is kept, with what went wrong
                 logger.exception("Linking package %s failed", job.id)
                 job.reason = f"link_failed: {type(exc).__name__}"
