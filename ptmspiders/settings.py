@@ -97,6 +97,10 @@ PTM_PACKAGES_CONCURRENT_PACKAGES = 16
 PTM_PACKAGES_INLINE_MAX_BYTES = 16 * 1024 * 1024
 PTM_PACKAGES_PROGRESS_INTERVAL = 60.0
 PTM_PACKAGES_RETRY_WAIT = 1.0
+# Bounds of one archive (GitHub tarball, Kaggle/TF Hub archive): past either, the whole
+# archive is refused and recorded instead of unpacked (a tar bomb, a million members).
+PTM_PACKAGES_ARCHIVE_MAX_BYTES = 256 * 1024**3  # regular files' sizes, summed
+PTM_PACKAGES_ARCHIVE_MAX_MEMBERS = 100_000  # every member (GitHub's tree API stops there too)
 
 # Kaggle Models: models per list page (1..100).
 PTM_KAGGLE_PAGE_SIZE = 100

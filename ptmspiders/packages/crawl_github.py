@@ -43,6 +43,9 @@ class GithubPackages(PackageCrawler):
         fetch = self.plan(job, owner, name)
         if fetch:
             await self.github_unpack(job, repo, ref, fetch)
+            # What the tarball did not bring (failed, refused, missing) leaves the budget.
+            self.unplan(sum(job.specs[i].size or 0 for i in fetch
+                            if (job.records[i] or {}).get("status") != "downloaded"))
         yield await self.finish(job)
 
     async def github_commit(self, repo: str, ref: str) -> str:
@@ -72,8 +75,11 @@ class GithubPackages(PackageCrawler):
         got = await self.archive(job, api, lambda p: (
             job.specs[wanted[p]].git_oid or False) if p in wanted else False)
         if got.reason is not None:
+            status = "refused" if got.reason in archives.REFUSED else "failed"
+            self.count(f"packages/files/{status}" if status == "refused"
+                       else f"packages/files/failed/{got.reason}", len(fetch))
             for i in fetch:
-                job.records[i] = job.specs[i].record("failed", reason=got.reason)
+                job.records[i] = job.specs[i].record(status, reason=got.reason)
             return
         seen: set[str] = set()
         for m in got.members:

@@ -55,10 +55,11 @@ JOB = "ptm_package"
 FILE = "ptm_file"
 
 
-# Package reasons that mean "nothing to fetch here", not a failure a rerun could fix.
+# Package reasons that mean "nothing to fetch here" (or an archive refused by a bound), not a
+# failure a rerun could fix.
 NOTHING_TO_FETCH = frozenset({"hub_not_supported", "no_github_repository", "no_instances",
                               "no_manifest_facts", "max_bytes", "placeholder",
-                              "not_an_archive", "bad_handle"})
+                              "not_an_archive", "bad_handle", *archives.REFUSED})
 _TASK_DONE = object()  # a task package has handed over all it yields
 C = TypeVar("C", bound="PackageCrawler")
 R = TypeVar("R")
@@ -163,9 +164,13 @@ class PackageCrawler(PtmSpider):
         packages_at_once = s.getint("PTM_PACKAGES_CONCURRENT_PACKAGES", 16)
         self.inline_max = s.getint("PTM_PACKAGES_INLINE_MAX_BYTES", 16 << 20)
         self.interval = s.getfloat("PTM_PACKAGES_PROGRESS_INTERVAL", 60.0)
-        if concurrency < 1 or packages_at_once < 1 or self.inline_max < 1:
-            raise ArgumentError("PTM_PACKAGES_CONCURRENCY, PTM_PACKAGES_CONCURRENT_PACKAGES "
-                                "and PTM_PACKAGES_INLINE_MAX_BYTES must be >= 1")
+        self.archive_max_bytes = s.getint("PTM_PACKAGES_ARCHIVE_MAX_BYTES", 256 << 30)
+        self.archive_max_members = s.getint("PTM_PACKAGES_ARCHIVE_MAX_MEMBERS", 100_000)
+        if min(concurrency, packages_at_once, self.inline_max, self.archive_max_bytes,
+               self.archive_max_members) < 1:
+            raise ArgumentError("PTM_PACKAGES_CONCURRENCY, PTM_PACKAGES_CONCURRENT_PACKAGES, "
+                                "PTM_PACKAGES_INLINE_MAX_BYTES, PTM_PACKAGES_ARCHIVE_MAX_BYTES "
+                                "and PTM_PACKAGES_ARCHIVE_MAX_MEMBERS must be >= 1")
         self.file_slots = asyncio.Semaphore(concurrency)
         # The crawl's own worker threads: one per transfer slot, plus some for disk work
         # (small files, links, scans). asyncio's default pool has cpu_count + 4 threads (6 on
@@ -436,7 +441,14 @@ class PackageCrawler(PtmSpider):
                             continue
                     unpacked = await self.in_thread(functools.partial(
                         archives.unpack, tmp, self.blobs, wanted=wanted, strip=strip,
-                        max_member_bytes=self.files.max_file_bytes))
+                        max_member_bytes=self.files.max_file_bytes,
+                        max_total_bytes=self.archive_max_bytes,
+                        max_members=self.archive_max_members))
+            except archives.ArchiveRefused as exc:
+                logger.warning("Archive %s of %s refused: %s", url, job.id, exc)
+                self.count(f"packages/archives_refused/{exc.reason}")
+                result.reason = exc.reason
+                return result
             except (OSError, EOFError, tarfile.TarError) as exc:
                 logger.error("Archive %s of %s unusable: %s", url, job.id, exc)
                 result.reason = "bad_archive"
@@ -544,14 +556,17 @@ class PackageCrawler(PtmSpider):
         async for item in self.file_done(job, i, record):
             yield item
 
+    def unplan(self, size: int) -> None:
+        """Planned bytes that were not written (failed, cancelled, refused, found present)
+        leave the plan and the max_bytes budget; otherwise a hub that lists files it does not
+        serve (sizes of many GB), or an archive that fails, leaves "54 B of 12.2 GiB planned"
+        and a spent budget behind."""
+        self.planned -= size
+        self.progress.planned_bytes -= size
+
     async def file_done(self, job: Job, i: int, record: dict[str, Any]) -> AsyncIterator[Any]:
         if record["status"] != "downloaded" and i < job.listed:
-            # Planned but not transferred (failed, cancelled, found present): its bytes leave
-            # the plan and the budget, or a hub that lists files it does not serve (sizes of
-            # many GB) leaves "54 B of 12.2 GiB planned" and a spent max_bytes behind.
-            size = job.specs[i].size or 0
-            self.planned -= size
-            self.progress.planned_bytes -= size
+            self.unplan(job.specs[i].size or 0)
         job.records[i] = record
         job.pending -= 1
         if job.pending == 0:
