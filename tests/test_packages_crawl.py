@@ -737,3 +737,56 @@ def test_archives_past_their_bounds_are_refused_and_recorded(hubs, tmp_path):
     assert not (tmp_path / "pk" / "kaggle").exists() or not any(
         p.is_file() for p in (tmp_path / "pk" / "kaggle").rglob("*"))
     assert not any((tmp_path / "pk" / "blobs" / "tmp").iterdir())
+
+
+@pytest.mark.crawl
+def test_sigterm_records_every_package_it_started(hubs, tmp_path):
+    """SIGTERM while one Kaggle archive is held half-way and another package has just
+    finished: both records reach the store before the crawl ends (the held one with its
+    archive ``cancelled``), none is lost with the package tasks."""
+    from tests.mockhub.packages import make_archive
+
+    hub, _ = hubs
+    quick = make_archive([_tar_member("saved_model.pb", b"graph")])
+    held = make_archive([_tar_member("weights.bin", bytes(range(256)) * 512)])
+    stall = threading.Event()
+    hub.packages.kaggle_archives["acme/quick/jax/base/1"] = (quick, False)
+    hub.packages.kaggle_archives["acme/held/jax/base/1"] = (held, False)
+    hub.packages.kaggle_stall["acme/held/jax/base/1"] = stall
+    uri = seed(tmp_path, [
+        {"_id": f"kaggle:acme/{n}", "hub": "kaggle", "hub_id": f"acme/{n}", "name": n,
+         "downloads": d, "extra": {"instances": [
+             {"framework": "jax", "slug": "base", "version_number": 1}]}}
+        for n, d in (("quick", 2), ("held", 1))])
+    dest = tmp_path / "pk"
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={dest}",
+           "-a", "sort=-downloads", "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    linked = dest / "kaggle" / "acme" / "quick"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                any(p.name == "saved_model.pb" for p in linked.rglob("*"))
+                and any((dest / "blobs" / "tmp").glob("archive.*.part"))):
+            time.sleep(0.05)
+        assert any((dest / "blobs" / "tmp").glob("archive.*.part")), "no transfer held"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError("SIGTERM did not end the crawl within 30 s") from None
+    finally:
+        stall.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, err[-3000:]
+    got = packages(tmp_path)
+    assert set(got) == {"kaggle:acme/quick", "kaggle:acme/held"}, err[-3000:]
+    assert got["kaggle:acme/quick"]["complete"] is True
+    held_rec = by_path(got["kaggle:acme/held"])["jax/base/1"]
+    assert (held_rec["status"], held_rec["reason"]) == ("failed", "cancelled")
+    assert crawl_stats(err)["finish_reason"] == "shutdown"

@@ -33,7 +33,7 @@ class GithubPackages(PackageCrawler):
         ref = await self.github_commit(repo, ref)
         tree = await self.github_tree(repo, ref)
         if tree is None:
-            job.reason = "tree_failed"
+            job.reason = "cancelled" if self.stopping() else "tree_failed"
             yield await self.finish(job)
             return
         job.revision = ref

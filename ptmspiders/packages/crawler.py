@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 JOB = "ptm_package"
 FILE = "ptm_file"
+FLOW = "ptm_flow"
+FLOW_URL = "data:,"  # no download: the flow makes its own hub calls
 
 
 # Package reasons that mean "nothing to fetch here" (or an archive refused by a bound), not a
@@ -60,7 +62,6 @@ FILE = "ptm_file"
 NOTHING_TO_FETCH = frozenset({"hub_not_supported", "no_github_repository", "no_instances",
                               "no_manifest_facts", "max_bytes", "placeholder",
                               "not_an_archive", "bad_handle", *archives.REFUSED})
-_TASK_DONE = object()  # a task package has handed over all it yields
 C = TypeVar("C", bound="PackageCrawler")
 R = TypeVar("R")
 Callback = Callable[[C, Response], AsyncIterator[Any]]
@@ -145,11 +146,7 @@ class PackageCrawler(PtmSpider):
         self.stop_event = threading.Event()
         # One transfer per blob at a time (the same blob in several packages).
         self.inflight: dict[str, asyncio.Lock] = {}
-        # Packages run as tasks, and the records they hand to start() (then _TASK_DONE).
-        self.running: set[asyncio.Future[None]] = set()
-        self.spawned = self.tasks_done = 0
         self.failed_packages = 0
-        self.ready: asyncio.Queue[Any] = asyncio.Queue()
         self.dest = Path(self.dest_arg or s.get("PTM_PACKAGES_DIR") or "data/packages")
         self.blobs = BlobStore(self.dest)
         self.endpoint = str(s.get("HF_ENDPOINT")).rstrip("/")
@@ -236,8 +233,6 @@ class PackageCrawler(PtmSpider):
         self.workers.shutdown(wait=False, cancel_futures=True)
         if self.stop_watch is not None:
             self.stop_watch.cancel()
-        for running in list(self.running):
-            running.cancel()  # a package task still waiting: cancelled with the crawl
         unfinished = self.started - self.progress.done
         if unfinished > 0:
             self.count("packages/cancelled", unfinished)
@@ -255,48 +250,21 @@ class PackageCrawler(PtmSpider):
                          "'{\"complete\": false}' --collection packages); a rerun retries "
                          "them", self.failed_packages)
 
-    # -- packages that run as tasks (no Scrapy request of their own to hang a callback on) --
-    def spawn(self, job: Job, flow: Callable[[Job], AsyncIterator[Any]]) -> None:
-        """Run ``flow(job)`` as a task; its records reach the pipelines through ``start()``
-        (:meth:`finished_records`, :meth:`remaining_records`). An unexpected error fails the
-        package on the record, as :func:`guarded` does for callbacks."""
-        async def run() -> None:
-            try:
-                async for item in flow(job):
-                    self.ready.put_nowait(item)
-            except Exception as exc:
-                logger.exception("Package %s failed", job.id)
-                self.count("packages/errors")
-                if not job.finished:
-                    job.reason = f"error: {type(exc).__name__}"
-                    self.ready.put_nowait(await self.finish(job))
-            finally:
-                self.ready.put_nowait(_TASK_DONE)
+    # -- packages without a Scrapy request of their own to hang a callback on --------------
+    def flow_request(self, job: Job, flow: str) -> Request:
+        """A request whose callback runs ``getattr(self, flow)(job)`` (GitHub, ONNX, Kaggle,
+        TF Hub packages, whose hub calls are made inside the flow): a ``data:`` URI, answered
+        in-process. As a callback, the package is waited for by Scrapy's graceful stop and
+        its record goes through the pipelines before they close, however the crawl ends."""
+        return Request(FLOW_URL, callback=self.run_flow, errback=self.job_failed,
+                       dont_filter=True, meta={JOB: job, FLOW: flow})
 
-        self.spawned += 1
-        task = asyncio.ensure_future(run())
-        self.running.add(task)  # a reference until it ends (the loop keeps only weak ones)
-        task.add_done_callback(self.running.discard)
-
-    def finished_records(self) -> list[Any]:
-        """Records of task packages finished so far (without waiting)."""
-        out = []
-        while not self.ready.empty():
-            item = self.ready.get_nowait()
-            if item is _TASK_DONE:
-                self.tasks_done += 1
-            else:
-                out.append(item)
-        return out
-
-    async def remaining_records(self) -> AsyncIterator[Any]:
-        """Every record still to come from task packages, as each finishes."""
-        while self.tasks_done < self.spawned:
-            item = await self.ready.get()
-            if item is _TASK_DONE:
-                self.tasks_done += 1
-            else:
-                yield item
+    @guarded
+    async def run_flow(self, response: Response) -> AsyncIterator[Any]:
+        job: Job = response.meta[JOB]
+        flow: Callable[[Job], AsyncIterator[Any]] = getattr(self, response.meta[FLOW])
+        async for out in flow(job):
+            yield out
 
     def slot_free(self) -> None:
         self.package_slots.release()
