@@ -8,12 +8,16 @@ shared by three of them. Then, each in a subprocess:
 
 - ``packages``: ``scrapy crawl packages`` into a fresh store and folder (resolve calls through
   Scrapy, bytes streamed from the CDN, hashed, verified, linked);
-- ``plain``: ``curl --parallel`` (the same concurrency) straight from the CDN URLs to files,
-  no hashing, no verification: what the network and disk allow;
+- ``plain``: ``curl --location --parallel`` (the same concurrency) on the ``/resolve/`` URL of
+  every distinct file, to files, no hashing, no verification: the same job done by plain
+  streaming HTTP (LFS files redirect to the CDN, as for any client of the hub);
+- ``cdn_direct``: the same ``curl`` on the CDN URLs of the LFS objects only, skipping the hub
+  (no client can, since the CDN URL comes from the resolve call; kept for comparison);
 - ``small``: unless ``--no-rss-baseline``, the same crawl with every big file 1/10 the size,
   so ``peak_rss_mb`` can be compared at two file sizes (goal: flat).
 
-Reports ``bytes_per_s``, ``ratio_to_plain`` (goal >= 0.8), ``peak_rss_mb`` (max RSS of the
+Reports ``bytes_per_s``, ``ratio_to_plain`` (goal >= 0.8) and ``ratio_to_cdn_direct``,
+``peak_rss_mb`` (max RSS of the
 crawl process), ``disk_bytes / unique_bytes`` (goal 1.00: each blob once, packages as hard
 links), ``requests_per_file`` (hub + CDN requests per file fetched). ``--json PATH`` writes
 them; ``--json -`` prints them.
