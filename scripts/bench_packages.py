@@ -17,10 +17,9 @@ shared by three of them. Then, each in a subprocess:
   so ``peak_rss_mb`` can be compared at two file sizes (goal: flat).
 
 Reports ``bytes_per_s``, ``ratio_to_plain`` (goal >= 0.8) and ``ratio_to_cdn_direct``,
-``peak_rss_mb`` (max RSS of the
-crawl process), ``disk_bytes / unique_bytes`` (goal 1.00: each blob once, packages as hard
-links), ``requests_per_file`` (hub + CDN requests per file fetched). ``--json PATH`` writes
-them; ``--json -`` prints them.
+``peak_rss_mb`` (max RSS of the crawl process), ``disk_bytes / unique_bytes`` (goal 1.00: each
+blob once, packages as hard links), ``requests_per_file`` (hub + CDN requests per file
+fetched). ``--json PATH`` writes them; ``--json -`` prints them.
 """
 
 from __future__ import annotations
