@@ -790,3 +790,28 @@ def test_sigterm_records_every_package_it_started(hubs, tmp_path):
     held_rec = by_path(got["kaggle:acme/held"])["jax/base/1"]
     assert (held_rec["status"], held_rec["reason"]) == ("failed", "cancelled")
     assert crawl_stats(err)["finish_reason"] == "shutdown"
+
+
+@pytest.mark.crawl
+def test_closespider_keeps_the_records_of_packages_under_way(hubs, tmp_path):
+    """CLOSESPIDER_ITEMCOUNT=1 closes the crawl at the first record while the other packages
+    (Kaggle flows and Hugging Face callbacks) are under way: each of them still has its
+    record in the store."""
+    from tests.mockhub.packages import make_archive
+
+    hub, _ = hubs
+    for n in range(3):
+        hub.packages.kaggle_archives[f"acme/k{n}/jax/base/1"] = (
+            make_archive([_tar_member("saved_model.pb", b"graph %d" % n)]), False)
+        hub.packages.add(f"acme/h{n}", f"{n + 1:040x}",
+                         [PkgFile("model.safetensors", b"W%d" % n * 4000, lfs=True)])
+    seed(tmp_path, [*hub.packages.model_docs(), *(
+        {"_id": f"kaggle:acme/k{n}", "hub": "kaggle", "hub_id": f"acme/k{n}", "name": f"k{n}",
+         "extra": {"instances": [{"framework": "jax", "slug": "base", "version_number": 1}]}}
+        for n in range(3))])
+    stats, log = crawl(hub, tmp_path, "-s", "CLOSESPIDER_ITEMCOUNT=1")
+    assert stats["finish_reason"] == "closespider_itemcount"
+    got = packages(tmp_path)
+    assert stats.get("ptm/packages/done") == len(got), log[-3000:]
+    assert stats.get("ptm/incomplete/packages_cancelled", 0) == 6 - len(got)
+    assert len(got) > 1  # more than the one record that triggered the close
