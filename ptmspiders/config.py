@@ -350,6 +350,12 @@ class PtmSettings(BaseModel):
     packages_progress_interval: Seconds = setting(60.0, "seconds between progress lines")
     packages_retry_wait: Annotated[float, Field(ge=0)] = setting(
         1.0, "seconds before a failed transfer is tried again")
+    packages_archive_max_bytes: AtLeastOne = setting(
+        256 << 30, "an archive (GitHub tarball, Kaggle or TF Hub) unpacking to more bytes than "
+        "this is refused whole (`archive_too_large`)")
+    packages_archive_max_members: AtLeastOne = setting(
+        100_000, "an archive with more members than this is refused whole "
+        "(`archive_too_many_members`)")
 
     # -- requests: credentials, origins, rate limits, retries --------------------------------
     auth_enabled: bool = setting(True, "attach hub credentials (read from the environment only, "

@@ -179,7 +179,9 @@ def test_sigkill_mid_transfer_then_rerun_resumes_with_range(hubs, tmp_path):
     uri = seed(tmp_path, hub.packages.model_docs())
     dest = tmp_path / "pk"
     part = dest / "blobs" / "tmp" / f"{big.sha256}.part"
-    blobs = [dest / "blobs" / "sha256" / f.sha256[:2] / f.sha256 for f in small]
+    # Every other file verified before the kill (config.json too: the rerun transfers none).
+    blobs = [dest / "blobs" / "sha256" / f.sha256[:2] / f.sha256
+             for f in [*small, hub.packages.repos["acme/slow"][1][-1]]]
     cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={dest}",
            "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub, HF_TOKEN=TOKEN),
@@ -208,6 +210,7 @@ def test_sigkill_mid_transfer_then_rerun_resumes_with_range(hubs, tmp_path):
     files = by_path(doc)
     assert files["big.safetensors"]["status"] == "downloaded"
     assert all(files[f.path]["status"] == "present" for f in small)
+    assert files["config.json"]["status"] == "present"
     assert doc["complete"] is True
     assert doc["new_bytes"] == big.size
     assert stats["ptm/packages/progress/bytes_received"] == big.size - have
@@ -642,3 +645,173 @@ def test_tfhub_modules_from_their_compressed_archives(hubs, tmp_path):
     assert "/tfhub/vasudevgupta7/wav2vec2/1" in [r.path for r in asked]
     assert all("authorization" not in r.headers for r in cdn.log)
     assert not any(r.path.startswith("/tfhub") for r in hub.log)
+
+
+def _github_model(name: str, repo: str, downloads: int) -> dict[str, Any]:
+    return {"_id": f"pytorch_hub:{name}", "hub": "pytorch_hub", "hub_id": name, "name": name,
+            "github_repos": [repo], "extra": {"pinned_ref": "v1"}, "downloads": downloads}
+
+
+@pytest.mark.crawl
+def test_a_failed_tarball_returns_its_bytes_to_the_budget(hubs, tmp_path):
+    """The first repository's tarball fails (404): its planned bytes leave the max_bytes
+    budget, so the second repository, which fits only without them, is fetched."""
+    from tests.mockhub import MockResponse
+
+    hub, _ = hubs
+    hub.github.put("acme", "broken", "v1", "weights.txt", b"B" * 3000)
+    hub.github.put("acme", "fine", "v1", "weights.txt", b"F" * 3000)
+
+    def no_tarball(_hub: MockHub, req: Any) -> MockResponse | None:
+        if req.path.startswith("/repos/acme/broken/tarball/"):
+            return MockResponse.json({"message": "Not Found"}, status=404)
+        return None
+
+    hub.before.insert(0, no_tarball)  # before the mock's own tarball route
+    seed(tmp_path, [_github_model("acme_broken", "acme/broken", 10),
+                    _github_model("acme_fine", "acme/fine", 5)])
+    stats, _ = crawl(hub, tmp_path, "-a", "hub=pytorch_hub", "-a", "sort=-downloads",
+                     "-a", "max_bytes=5999", "-s", "PTM_PACKAGES_CONCURRENT_PACKAGES=1",
+                     env=hub_env(hub, GITHUB_TOKEN="gh_token"), status=3)
+    got = packages(tmp_path)
+    broken = by_path(got["pytorch_hub:acme_broken"])["weights.txt"]
+    assert (broken["status"], broken["reason"]) == ("failed", "http_404")
+    fine = by_path(got["pytorch_hub:acme_fine"])["weights.txt"]
+    assert (fine["status"], fine["reason"]) == ("downloaded", None)
+    assert stats["ptm/packages/progress/bytes_planned"] == 3000
+
+
+@pytest.mark.crawl
+def test_a_failed_kaggle_archive_returns_its_bytes_to_the_budget(hubs, tmp_path):
+    """A Kaggle archive that fails its MD5 twice takes nothing from max_bytes: the next
+    model's archive is still fetched."""
+    from tests.mockhub.packages import make_archive
+
+    hub, _ = hubs
+    bad = make_archive([_tar_member("model.pt", bytes(range(256)) * 40)])
+    good = make_archive([_tar_member("saved_model.pb", b"graph")])
+    hub.packages.kaggle_archives["acme/bad/pyTorch/base/1"] = (bad, True)
+    hub.packages.kaggle_archives["acme/good/tensorFlow2/base/1"] = (good, False)
+    docs = [{"_id": f"kaggle:acme/{n}", "hub": "kaggle", "hub_id": f"acme/{n}", "name": n,
+             "downloads": d, "extra": {"instances": [
+                 {"framework": fw, "slug": "base", "version_number": 1}]}}
+            for n, fw, d in (("bad", "pyTorch", 10), ("good", "tensorFlow2", 5))]
+    seed(tmp_path, docs)
+    crawl(hub, tmp_path, "-a", "hub=kaggle", "-a", "sort=-downloads",
+          "-a", f"max_bytes={len(bad)}", "-s", "PTM_PACKAGES_CONCURRENT_PACKAGES=1", status=3)
+    got = packages(tmp_path)
+    assert by_path(got["kaggle:acme/bad"])["pyTorch/base/1"]["reason"] == "hash_mismatch"
+    good_rec = got["kaggle:acme/good"]
+    assert good_rec["reason"] is None and good_rec["complete"] is True
+    assert by_path(good_rec)["tensorFlow2/base/1/saved_model.pb"]["status"] == "downloaded"
+
+
+@pytest.mark.crawl
+def test_archives_past_their_bounds_are_refused_and_recorded(hubs, tmp_path):
+    """A tarball with more members than PTM_PACKAGES_ARCHIVE_MAX_MEMBERS and a Kaggle
+    archive bigger than PTM_PACKAGES_ARCHIVE_MAX_BYTES: refused whole, recorded, nothing
+    linked, and the run does not fail (a rerun would refuse them again)."""
+    from tests.mockhub.packages import make_archive
+
+    hub, _ = hubs
+    for i in range(6):
+        hub.github.put("acme", "many", "v1", f"f{i}.txt", b"%d" % i)
+    zeros = make_archive([_tar_member("zeros.bin", bytes(4 << 20))])
+    hub.packages.kaggle_archives["acme/bomb/jax/base/1"] = (zeros, False)
+    seed(tmp_path, [_github_model("acme_many", "acme/many", 1),
+                    {"_id": "kaggle:acme/bomb", "hub": "kaggle", "hub_id": "acme/bomb",
+                     "name": "bomb", "extra": {"instances": [
+                         {"framework": "jax", "slug": "base", "version_number": 1}]}}])
+    stats, _ = crawl(hub, tmp_path, "-a", "hub=pytorch_hub,kaggle",
+                     "-s", "PTM_PACKAGES_ARCHIVE_MAX_MEMBERS=4",
+                     "-s", f"PTM_PACKAGES_ARCHIVE_MAX_BYTES={1 << 20}", status=0)
+    got = packages(tmp_path)
+    many = got["pytorch_hub:acme_many"]
+    assert {(f["status"], f["reason"]) for f in many["files"]} == {
+        ("refused", "archive_too_many_members")}
+    assert len(many["files"]) == 6 and many["complete"] is False
+    bomb = by_path(got["kaggle:acme/bomb"])["jax/base/1"]
+    assert (bomb["status"], bomb["reason"]) == ("refused", "archive_too_large")
+    assert stats["ptm/packages/archives_refused/archive_too_many_members"] == 1
+    assert stats["ptm/packages/archives_refused/archive_too_large"] == 1
+    assert not (tmp_path / "pk" / "kaggle").exists() or not any(
+        p.is_file() for p in (tmp_path / "pk" / "kaggle").rglob("*"))
+    assert not any((tmp_path / "pk" / "blobs" / "tmp").iterdir())
+
+
+@pytest.mark.crawl
+def test_sigterm_records_every_package_it_started(hubs, tmp_path):
+    """SIGTERM while one Kaggle archive is held half-way and another package has just
+    finished: both records reach the store before the crawl ends (the held one with its
+    archive ``cancelled``), none is lost with the package tasks."""
+    from tests.mockhub.packages import make_archive
+
+    hub, _ = hubs
+    quick = make_archive([_tar_member("saved_model.pb", b"graph")])
+    held = make_archive([_tar_member("weights.bin", bytes(range(256)) * 512)])
+    stall = threading.Event()
+    hub.packages.kaggle_archives["acme/quick/jax/base/1"] = (quick, False)
+    hub.packages.kaggle_archives["acme/held/jax/base/1"] = (held, False)
+    hub.packages.kaggle_stall["acme/held/jax/base/1"] = stall
+    uri = seed(tmp_path, [
+        {"_id": f"kaggle:acme/{n}", "hub": "kaggle", "hub_id": f"acme/{n}", "name": n,
+         "downloads": d, "extra": {"instances": [
+             {"framework": "jax", "slug": "base", "version_number": 1}]}}
+        for n, d in (("quick", 2), ("held", 1))])
+    dest = tmp_path / "pk"
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={dest}",
+           "-a", "sort=-downloads", "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    linked = dest / "kaggle" / "acme" / "quick"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                any(p.name == "saved_model.pb" for p in linked.rglob("*"))
+                and any((dest / "blobs" / "tmp").glob("archive.*.part"))):
+            time.sleep(0.05)
+        assert any((dest / "blobs" / "tmp").glob("archive.*.part")), "no transfer held"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError("SIGTERM did not end the crawl within 30 s") from None
+    finally:
+        stall.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, err[-3000:]
+    got = packages(tmp_path)
+    assert set(got) == {"kaggle:acme/quick", "kaggle:acme/held"}, err[-3000:]
+    assert got["kaggle:acme/quick"]["complete"] is True
+    held_rec = by_path(got["kaggle:acme/held"])["jax/base/1"]
+    assert (held_rec["status"], held_rec["reason"]) == ("failed", "cancelled")
+    assert crawl_stats(err)["finish_reason"] == "shutdown"
+
+
+@pytest.mark.crawl
+def test_closespider_keeps_the_records_of_packages_under_way(hubs, tmp_path):
+    """CLOSESPIDER_ITEMCOUNT=1 closes the crawl at the first record while the other packages
+    (Kaggle flows and Hugging Face callbacks) are under way: each of them still has its
+    record in the store."""
+    from tests.mockhub.packages import make_archive
+
+    hub, _ = hubs
+    for n in range(3):
+        hub.packages.kaggle_archives[f"acme/k{n}/jax/base/1"] = (
+            make_archive([_tar_member("saved_model.pb", b"graph %d" % n)]), False)
+        hub.packages.add(f"acme/h{n}", f"{n + 1:040x}",
+                         [PkgFile("model.safetensors", b"W%d" % n * 4000, lfs=True)])
+    seed(tmp_path, [*hub.packages.model_docs(), *(
+        {"_id": f"kaggle:acme/k{n}", "hub": "kaggle", "hub_id": f"acme/k{n}", "name": f"k{n}",
+         "extra": {"instances": [{"framework": "jax", "slug": "base", "version_number": 1}]}}
+        for n in range(3))])
+    stats, log = crawl(hub, tmp_path, "-s", "CLOSESPIDER_ITEMCOUNT=1")
+    assert stats["finish_reason"] == "closespider_itemcount"
+    got = packages(tmp_path)
+    assert stats.get("ptm/packages/done") == len(got), log[-3000:]
+    assert stats.get("ptm/incomplete/packages_cancelled", 0) == 6 - len(got)
+    assert len(got) > 1  # more than the one record that triggered the close

@@ -395,6 +395,60 @@ def test_unpack_reads_dot_slash_names_as_tar_c_dot_writes_them(tmp_path):
     assert strip_top("top/a.txt", 1) == "a.txt" and strip_top("top", 1) == ""
 
 
+def test_unpack_refuses_an_archive_past_its_member_bound(tmp_path):
+    """A million-member archive ends at the bound: refused whole, nothing past it stored."""
+    import tarfile
+
+    from ptmspiders.packages.archive import TOO_MANY_MEMBERS, ArchiveRefused, unpack
+
+    members = [(f"top/d{i}", None, tarfile.DIRTYPE, "") for i in range(3)]
+    members += [(f"top/f{i}.txt", b"%d" % i, tarfile.REGTYPE, "") for i in range(20)]
+    path = _tar(tmp_path, members)
+    blobs = BlobStore(tmp_path / "dest")
+    with pytest.raises(ArchiveRefused) as refused:
+        unpack(path, blobs, wanted=lambda p: True, max_members=10)
+    assert refused.value.reason == TOO_MANY_MEMBERS
+    stored = [p for p in (tmp_path / "dest" / "blobs" / "sha256").rglob("*") if p.is_file()]
+    assert len(stored) == 7  # folders count as members: 3 + 7 files, then the refusal
+    assert not any(blobs.tmp.iterdir())
+    # At the bound exactly, the archive is unpacked.
+    got = unpack(path, blobs, wanted=lambda p: True, max_members=len(members))
+    assert len([m for m in got.members if m.status == "stored"]) == 20
+
+
+def test_unpack_refuses_a_tar_bomb_before_writing_it(tmp_path):
+    """64 MiB of zeros (a few KB compressed) and a header claiming 1 TiB: refused at the
+    header, before a byte of the member is written."""
+    import gzip
+    import io
+    import tarfile
+
+    from ptmspiders.packages.archive import TOO_LARGE, ArchiveRefused, unpack
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("top/zeros.bin")
+        info.size = 64 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    bomb = tmp_path / "bomb.tar.gz"
+    bomb.write_bytes(buf.getvalue())
+    assert bomb.stat().st_size < 1 << 20
+    claims = tarfile.TarInfo("top/huge.bin")
+    claims.size = 1 << 40
+    liar = tmp_path / "liar.tar.gz"
+    liar.write_bytes(gzip.compress(claims.tobuf() + bytes(4096)))
+    blobs = BlobStore(tmp_path / "dest")
+    for path in (bomb, liar):
+        with pytest.raises(ArchiveRefused) as refused:
+            unpack(path, blobs, wanted=lambda p: True, max_total_bytes=16 << 20)
+        assert refused.value.reason == TOO_LARGE
+    assert not (tmp_path / "dest" / "blobs" / "sha256").exists()
+    assert not blobs.tmp.exists() or not any(blobs.tmp.iterdir())
+    # Unwanted members count too: the bound is on the archive, not on what is kept.
+    with pytest.raises(ArchiveRefused):
+        unpack(bomb, blobs, wanted=lambda p: False, max_total_bytes=16 << 20)
+
+
 def test_tfhub_location_of_a_handle():
     from ptmspiders.packages.crawl_tfhub import tfhub_location
 

@@ -7,6 +7,11 @@ that passed :func:`ptmspiders.packages.paths.safe_relpath` and the folder check 
 unsafe names are refused and recorded; ``..``, absolute paths and links out of the package
 can therefore never be written (the guarantees of ``tarfile``'s ``filter="data"``, without
 extracting anything).
+
+An archive is also bounded: more members than ``max_members`` or more regular-file bytes than
+``max_total_bytes`` (counted as the members come, before any is stored) refuse the whole
+archive, so a tar bomb or a million-member archive ends the unpacking instead of filling the
+disk or the record.
 """
 
 from __future__ import annotations
@@ -24,6 +29,18 @@ from ptmspiders.packages.blobs import CHUNK, BlobStore, git_blob_header
 from ptmspiders.packages.paths import safe_relpath
 
 GITHUB_HUBS = ("pytorch_hub", "modelhub", "modelzoo")
+# Why a whole archive was refused by a bound (not a failure a rerun could fix).
+TOO_LARGE = "archive_too_large"
+TOO_MANY_MEMBERS = "archive_too_many_members"
+REFUSED = frozenset({TOO_LARGE, TOO_MANY_MEMBERS})
+
+
+class ArchiveRefused(Exception):
+    """An archive beyond a bound; ``reason`` is :data:`TOO_LARGE` or :data:`TOO_MANY_MEMBERS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
@@ -70,7 +87,8 @@ def strip_top(name: str, strip: int) -> str:
 
 
 def unpack(archive: Path, blobs: BlobStore, *, wanted: Callable[[str], str | bool],
-           strip: int = 1, max_member_bytes: int | None = None) -> Unpacked:
+           strip: int = 1, max_member_bytes: int | None = None,
+           max_total_bytes: int | None = None, max_members: int | None = None) -> Unpacked:
     """Stream every wanted regular member of a tar (any compression) into ``blobs``.
 
     ``wanted(path)``: ``False`` to only list the member, a git blob id that the member must
@@ -78,12 +96,25 @@ def unpack(archive: Path, blobs: BlobStore, *, wanted: Callable[[str], str | boo
     unchecked (the hub published no hash). ``strip`` removes the leading folders GitHub and
     Kaggle wrap their archives in. A member whose whole name is unsafe (``../x``, ``/x``,
     ``top\\..\\x``) is refused even when stripping would leave a safe name, and a file
-    above the stripped folders is refused, not renamed."""
+    above the stripped folders is refused, not renamed.
+
+    Raises :class:`ArchiveRefused` at the member that goes beyond ``max_members`` (every
+    member counts: folders, links, unwanted ones) or brings the regular files' sizes above
+    ``max_total_bytes``: nothing of that member is stored, and the members stored before it
+    (within the bound) are left to the blob store."""
     out = Unpacked()
+    members = total = 0
     with tarfile.open(archive, mode="r:*") as tar:
         commit = tar.pax_headers.get("comment")
         out.commit = commit if isinstance(commit, str) and len(commit) == 40 else None
         for info in tar:
+            members += 1
+            if max_members is not None and members > max_members:
+                raise ArchiveRefused(TOO_MANY_MEMBERS, f"more than {max_members} members")
+            if info.isreg():
+                total += info.size
+                if max_total_bytes is not None and total > max_total_bytes:
+                    raise ArchiveRefused(TOO_LARGE, f"more than {max_total_bytes} bytes")
             if info.isdir() or info.type in (tarfile.XGLTYPE, tarfile.XHDTYPE):
                 continue
             # ``tar -C dir .`` (Kaggle's and tfhub.dev's model archives) names members ``./x``:

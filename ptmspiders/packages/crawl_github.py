@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -34,17 +33,20 @@ class GithubPackages(PackageCrawler):
         ref = await self.github_commit(repo, ref)
         tree = await self.github_tree(repo, ref)
         if tree is None:
-            job.reason = "tree_failed"
+            job.reason = "cancelled" if self.stopping() else "tree_failed"
             yield await self.finish(job)
             return
         job.revision = ref
         job.source_url = f"https://github.com/{repo}/tree/{ref}"
         job.specs = [FileSpec(e.path, e.size, git_oid=e.sha) for e in tree.values()]
         owner, name = repo.split("/", 1)
-        await asyncio.to_thread(self.blobs.warm, job.specs)  # S3: HEADs off the event loop
+        await self.in_thread(self.blobs.warm, job.specs)  # S3: HEADs off the event loop
         fetch = self.plan(job, owner, name)
         if fetch:
             await self.github_unpack(job, repo, ref, fetch)
+            # What the tarball did not bring (failed, refused, missing) leaves the budget.
+            self.unplan(sum(job.specs[i].size or 0 for i in fetch
+                            if (job.records[i] or {}).get("status") != "downloaded"))
         yield await self.finish(job)
 
     async def github_commit(self, repo: str, ref: str) -> str:
@@ -74,8 +76,11 @@ class GithubPackages(PackageCrawler):
         got = await self.archive(job, api, lambda p: (
             job.specs[wanted[p]].git_oid or False) if p in wanted else False)
         if got.reason is not None:
+            status = "refused" if got.reason in archives.REFUSED else "failed"
+            self.count(f"packages/files/{status}" if status == "refused"
+                       else f"packages/files/failed/{got.reason}", len(fetch))
             for i in fetch:
-                job.records[i] = job.specs[i].record("failed", reason=got.reason)
+                job.records[i] = job.specs[i].record(status, reason=got.reason)
             return
         seen: set[str] = set()
         for m in got.members:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -85,7 +83,7 @@ class HuggingFacePackages(PackageCrawler):
         for spec in job.specs:
             spec.url = hf.resolve_url(self.endpoint, repo_id, str(job.revision), spec.path)
         owner, name = hf.split_repo(repo_id)
-        await asyncio.to_thread(self.blobs.warm, job.specs)  # S3: HEADs off the event loop
+        await self.in_thread(self.blobs.warm, job.specs)  # S3: HEADs off the event loop
         fetch = self.plan(job, owner, name)
         if not fetch:
             yield await self.finish(job)
@@ -100,9 +98,12 @@ class HuggingFacePackages(PackageCrawler):
         spec = job.specs[i]
         inline = not spec.lfs and spec.size is not None and spec.size <= self.inline_max
         assert spec.url is not None
+        # Above the listings (a listed package's files first), and the bigger the file the
+        # sooner (one step per 16x): a long transfer starts while small files are resolved.
+        priority = 1 + (spec.size or 0).bit_length() // 4
         return Request(spec.url, method="GET" if inline else "HEAD",
                        callback=self.parse_resolve, errback=self.resolve_failed,
-                       dont_filter=True, priority=1,
+                       dont_filter=True, priority=priority,
                        meta={JOB: job, FILE: i, "ptm_attempt": attempt, "dont_redirect": True,
                              "handle_httpstatus_all": True,
                              "download_maxsize": self.inline_max + 1})
@@ -150,8 +151,15 @@ class HuggingFacePackages(PackageCrawler):
     async def inline_file(self, job: Job, i: int, response: Response) -> AsyncIterator[Any]:
         spec = job.specs[i]
         body = response.body
-        sha = hashlib.sha256(body).hexdigest()
-        if not self.matches(spec, body, sha):
+        try:
+            sha = await self.in_thread(self.store_small, spec, body)
+        except OSError as exc:
+            logger.error("Cannot store %s: %s", spec.path, exc)
+            async for item in self.file_done(job, i, spec.record(
+                    "failed", reason=f"os_error: {exc.strerror or exc}")):
+                yield item
+            return
+        if sha is None:
             if response.meta["ptm_attempt"] == 1:
                 self.count("packages/hash_mismatch_retries")
                 yield self.resolve_request(job, i, attempt=2)
@@ -160,16 +168,6 @@ class HuggingFacePackages(PackageCrawler):
                                                                 reason="hash_mismatch")):
                 yield item
             return
-        try:
-            await asyncio.to_thread(self.blobs.put_bytes, body, sha)
-        except OSError as exc:
-            logger.error("Cannot store %s: %s", spec.path, exc)
-            async for item in self.file_done(job, i, spec.record(
-                    "failed", reason=f"os_error: {exc.strerror or exc}")):
-                yield item
-            return
-        if spec.git_oid:
-            self.blobs.note_git(spec.git_oid, sha)
         self.progress.add_bytes(len(body))
         job.new_bytes += len(body)
         self.count("packages/files/downloaded")

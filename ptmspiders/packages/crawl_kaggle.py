@@ -65,15 +65,23 @@ class KagglePackages(PackageCrawler):
             # Kaggle's archives hold the instance's files at their root (nothing to strip).
             got = await self.archive(job, url, self.wanted_under(inst.prefix), md5=True,
                                      strip=0)
+            if got.reason is not None:  # nothing kept: nothing taken from the budget
+                self.add_records(job, [self.archive_refused_or_failed(inst.prefix, got)])
+                continue
             self.planned += got.size
             self.progress.planned_bytes += got.size
-            if got.reason is not None:
-                self.count(f"packages/files/failed/{got.reason}")
-                spec = FileSpec(inst.prefix, None)
-                self.add_records(job, [spec.record("failed", reason=got.reason)])
-                continue
             self.add_records(job, self.kaggle_records(job, inst.prefix, got))
         yield await self.finish(job)
+
+    def archive_refused_or_failed(self, path: str, got: ArchiveResult) -> dict[str, Any]:
+        """The record of an archive that yielded nothing: ``refused`` past a bound
+        (:data:`archives.REFUSED`), else ``failed``."""
+        assert got.reason is not None
+        if got.reason in archives.REFUSED:
+            self.count("packages/files/refused")
+            return FileSpec(path, None).record("refused", reason=got.reason)
+        self.count(f"packages/files/failed/{got.reason}")
+        return FileSpec(path, None).record("failed", reason=got.reason)
 
     def wanted_under(self, prefix: str) -> Callable[[str], bool]:
         def wanted(path: str) -> bool:

@@ -72,11 +72,12 @@ class TfhubPackages(KagglePackages):
             return
         url = f"{self.tfhub_url}/{quote(handle)}?tf-hub-format=compressed"
         got = await self.archive(job, url, self.wanted_under(""), md5=True, strip=0)
-        self.planned += got.size
-        self.progress.planned_bytes += got.size
-        if got.reason is not None:  # a package-level failure: a rerun fetches it again
+        if got.reason is not None:  # nothing kept, nothing taken from the budget
+            # A package-level failure (a rerun fetches it again) or a refusal past a bound.
             self.count(f"packages/tfhub/failed/{got.reason}")
             job.reason = got.reason
         else:
+            self.planned += got.size
+            self.progress.planned_bytes += got.size
             self.add_records(job, self.kaggle_records(job, "", got))
         yield await self.finish(job)

@@ -21,6 +21,7 @@ import tarfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,14 +54,17 @@ logger = logging.getLogger(__name__)
 
 JOB = "ptm_package"
 FILE = "ptm_file"
+FLOW = "ptm_flow"
+FLOW_URL = "data:,"  # no download: the flow makes its own hub calls
 
 
-# Package reasons that mean "nothing to fetch here", not a failure a rerun could fix.
+# Package reasons that mean "nothing to fetch here" (or an archive refused by a bound), not a
+# failure a rerun could fix.
 NOTHING_TO_FETCH = frozenset({"hub_not_supported", "no_github_repository", "no_instances",
                               "no_manifest_facts", "max_bytes", "placeholder",
-                              "not_an_archive", "bad_handle"})
-_TASK_DONE = object()  # a task package has handed over all it yields
+                              "not_an_archive", "bad_handle", *archives.REFUSED})
 C = TypeVar("C", bound="PackageCrawler")
+R = TypeVar("R")
 Callback = Callable[[C, Response], AsyncIterator[Any]]
 
 
@@ -143,11 +147,7 @@ class PackageCrawler(PtmSpider):
         self.stop_event = threading.Event()
         # One transfer per blob at a time (the same blob in several packages).
         self.inflight: dict[str, asyncio.Lock] = {}
-        # Packages run as tasks, and the records they hand to start() (then _TASK_DONE).
-        self.running: set[asyncio.Future[None]] = set()
-        self.spawned = self.tasks_done = 0
         self.failed_packages = 0
-        self.ready: asyncio.Queue[Any] = asyncio.Queue()
         # A folder (local or shared) or s3://bucket/prefix; for an object store, ``dest`` is
         # the local staging folder of partial transfers, and package folders are manifests.
         self.blobs = open_blobs(str(self.dest_arg or c.packages_dir), c.packages_staging_dir)
@@ -164,7 +164,14 @@ class PackageCrawler(PtmSpider):
         packages_at_once = c.packages_concurrent_packages
         self.inline_max = c.packages_inline_max_bytes
         self.interval = c.packages_progress_interval
+        self.archive_max_bytes = c.packages_archive_max_bytes
+        self.archive_max_members = c.packages_archive_max_members
         self.file_slots = asyncio.Semaphore(concurrency)
+        # The crawl's own worker threads: one per transfer slot, plus some for disk work
+        # (small files, links, scans). asyncio's default pool has cpu_count + 4 threads (6 on
+        # two cores): three long transfers left small files and linking three threads.
+        self.workers = ThreadPoolExecutor(max_workers=concurrency + 4,
+                                          thread_name_prefix="ptm-packages")
         self.package_slots = asyncio.Semaphore(packages_at_once)
         urls = {k: c.value(k) for k in ("HF_ENDPOINT", "GITHUB_API_URL", "KAGGLE_API_URL")}
         creds = credentials_from(urls, os.environ) if c.auth_enabled else []
@@ -219,12 +226,16 @@ class PackageCrawler(PtmSpider):
                 if value is not None:
                     self.crawler.stats.set_value(f"ptm/packages/progress/{key}", value)
 
+    async def in_thread(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(*args)`` in one of the crawl's worker threads."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.workers, functools.partial(fn, *args))
+
     def closed_(self, reason: str) -> None:
         self.stop_event.set()  # worker threads leave their partial files for the next run
+        self.workers.shutdown(wait=False, cancel_futures=True)
         if self.stop_watch is not None:
             self.stop_watch.cancel()
-        for running in list(self.running):
-            running.cancel()  # a package task still waiting: cancelled with the crawl
         unfinished = self.started - self.progress.done
         if unfinished > 0:
             self.count("packages/cancelled", unfinished)
@@ -242,48 +253,21 @@ class PackageCrawler(PtmSpider):
                          "'{\"complete\": false}' --collection packages); a rerun retries "
                          "them", self.failed_packages)
 
-    # -- packages that run as tasks (no Scrapy request of their own to hang a callback on) --
-    def spawn(self, job: Job, flow: Callable[[Job], AsyncIterator[Any]]) -> None:
-        """Run ``flow(job)`` as a task; its records reach the pipelines through ``start()``
-        (:meth:`finished_records`, :meth:`remaining_records`). An unexpected error fails the
-        package on the record, as :func:`guarded` does for callbacks."""
-        async def run() -> None:
-            try:
-                async for item in flow(job):
-                    self.ready.put_nowait(item)
-            except Exception as exc:
-                logger.exception("Package %s failed", job.id)
-                self.count("packages/errors")
-                if not job.finished:
-                    job.reason = f"error: {type(exc).__name__}"
-                    self.ready.put_nowait(await self.finish(job))
-            finally:
-                self.ready.put_nowait(_TASK_DONE)
+    # -- packages without a Scrapy request of their own to hang a callback on --------------
+    def flow_request(self, job: Job, flow: str) -> Request:
+        """A request whose callback runs ``getattr(self, flow)(job)`` (GitHub, ONNX, Kaggle,
+        TF Hub packages, whose hub calls are made inside the flow): a ``data:`` URI, answered
+        in-process. As a callback, the package is waited for by Scrapy's graceful stop and
+        its record goes through the pipelines before they close, however the crawl ends."""
+        return Request(FLOW_URL, callback=self.run_flow, errback=self.job_failed,
+                       dont_filter=True, meta={JOB: job, FLOW: flow})
 
-        self.spawned += 1
-        task = asyncio.ensure_future(run())
-        self.running.add(task)  # a reference until it ends (the loop keeps only weak ones)
-        task.add_done_callback(self.running.discard)
-
-    def finished_records(self) -> list[Any]:
-        """Records of task packages finished so far (without waiting)."""
-        out = []
-        while not self.ready.empty():
-            item = self.ready.get_nowait()
-            if item is _TASK_DONE:
-                self.tasks_done += 1
-            else:
-                out.append(item)
-        return out
-
-    async def remaining_records(self) -> AsyncIterator[Any]:
-        """Every record still to come from task packages, as each finishes."""
-        while self.tasks_done < self.spawned:
-            item = await self.ready.get()
-            if item is _TASK_DONE:
-                self.tasks_done += 1
-            else:
-                yield item
+    @guarded
+    async def run_flow(self, response: Response) -> AsyncIterator[Any]:
+        job: Job = response.meta[JOB]
+        flow: Callable[[Job], AsyncIterator[Any]] = getattr(self, response.meta[FLOW])
+        async for out in flow(job):
+            yield out
 
     def slot_free(self) -> None:
         self.package_slots.release()
@@ -348,19 +332,27 @@ class PackageCrawler(PtmSpider):
                 result.reason = f"http_{response.status}"
                 return result
             body = response.body
-            sha = hashlib.sha256(body).hexdigest()
-            if self.matches(spec, body, sha):
-                try:
-                    await asyncio.to_thread(self.blobs.put_bytes, body, sha)
-                except OSError as exc:
-                    return Fetched("failed", reason=f"os_error: {exc.strerror or exc}")
-                if spec.git_oid:
-                    self.blobs.note_git(spec.git_oid, sha)
+            try:
+                sha = await self.in_thread(self.store_small, spec, body)
+            except OSError as exc:
+                return Fetched("failed", reason=f"os_error: {exc.strerror or exc}")
+            if sha is not None:
                 self.progress.add_bytes(len(body))
                 return Fetched("downloaded", sha256=sha, size=len(body),
                                requests=result.requests, transferred=len(body))
             result.reason = "hash_mismatch"
         return result
+
+    def store_small(self, spec: FileSpec, body: bytes) -> str | None:
+        """In a worker thread: the SHA-256 of a small file held in memory, stored as a blob
+        if it matches what the hub published, else ``None`` (nothing stored)."""
+        sha = hashlib.sha256(body).hexdigest()
+        if not self.matches(spec, body, sha):
+            return None
+        self.blobs.put_bytes(body, sha)
+        if spec.git_oid:
+            self.blobs.note_git(spec.git_oid, sha)
+        return sha
 
     @staticmethod
     def matches(spec: FileSpec, body: bytes, sha: str) -> bool:
@@ -402,7 +394,7 @@ class PackageCrawler(PtmSpider):
             tmp = self.blobs.tmp / f"archive.{uuid.uuid4().hex}.part"
             try:
                 async with self.file_slots:
-                    got = await asyncio.to_thread(self.streamer.fetch_to, source, tmp, None)
+                    got = await self.in_thread(self.streamer.fetch_to, source, tmp, None)
                     self.count("packages/transfer_requests", got.requests)
                     if got.status != "downloaded":
                         result.reason = got.reason or "transfer_failed"
@@ -413,14 +405,21 @@ class PackageCrawler(PtmSpider):
                         published = archives.published_md5(got.digests)
                         if published is None:
                             result.verified = None
-                        elif await asyncio.to_thread(archives.md5_of, tmp) != published:
+                        elif await self.in_thread(archives.md5_of, tmp) != published:
                             logger.warning("Archive %s does not match its MD5 (attempt %d "
                                            "of 2)", url, attempt)
                             result.reason = "hash_mismatch"
                             continue
-                    unpacked = await asyncio.to_thread(
+                    unpacked = await self.in_thread(functools.partial(
                         archives.unpack, tmp, self.blobs, wanted=wanted, strip=strip,
-                        max_member_bytes=self.files.max_file_bytes)
+                        max_member_bytes=self.files.max_file_bytes,
+                        max_total_bytes=self.archive_max_bytes,
+                        max_members=self.archive_max_members))
+            except archives.ArchiveRefused as exc:
+                logger.warning("Archive %s of %s refused: %s", url, job.id, exc)
+                self.count(f"packages/archives_refused/{exc.reason}")
+                result.reason = exc.reason
+                return result
             except (OSError, EOFError, tarfile.TarError) as exc:
                 logger.error("Archive %s of %s unusable: %s", url, job.id, exc)
                 result.reason = "bad_archive"
@@ -502,7 +501,7 @@ class PackageCrawler(PtmSpider):
             if known is not None:
                 return Fetched("present", sha256=known, size=spec.size or 0)
             try:
-                return await asyncio.to_thread(self.streamer.fetch, url, expect, auth)
+                return await self.in_thread(self.streamer.fetch, url, expect, auth)
             except OSError as exc:  # a full disk, a permission: this file fails, not the run
                 logger.error("Cannot store %s: %s", spec.path, exc)
                 return Fetched("failed", reason=f"os_error: {exc.strerror or exc}")
@@ -528,14 +527,17 @@ class PackageCrawler(PtmSpider):
         async for item in self.file_done(job, i, record):
             yield item
 
+    def unplan(self, size: int) -> None:
+        """Planned bytes that were not written (failed, cancelled, refused, found present)
+        leave the plan and the max_bytes budget; otherwise a hub that lists files it does not
+        serve (sizes of many GB), or an archive that fails, leaves "54 B of 12.2 GiB planned"
+        and a spent budget behind."""
+        self.planned -= size
+        self.progress.planned_bytes -= size
+
     async def file_done(self, job: Job, i: int, record: dict[str, Any]) -> AsyncIterator[Any]:
         if record["status"] != "downloaded" and i < job.listed:
-            # Planned but not transferred (failed, cancelled, found present): its bytes leave
-            # the plan and the budget, or a hub that lists files it does not serve (sizes of
-            # many GB) leaves "54 B of 12.2 GiB planned" and a spent max_bytes behind.
-            size = job.specs[i].size or 0
-            self.planned -= size
-            self.progress.planned_bytes -= size
+            self.unplan(job.specs[i].size or 0)
         job.records[i] = record
         job.pending -= 1
         if job.pending == 0:
@@ -550,7 +552,7 @@ class PackageCrawler(PtmSpider):
         records = [r for r in job.records if r is not None]
         if job.root is not None:
             try:
-                await asyncio.to_thread(self.link_and_scan, job, records)
+                await self.in_thread(self.link_and_scan, job, records)
             except Exception as exc:  # the record is kept, with what went wrong
                 logger.exception("Linking package %s failed", job.id)
                 job.reason = f"link_failed: {type(exc).__name__}"

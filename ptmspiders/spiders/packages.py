@@ -42,6 +42,9 @@ __all__ = ["FILE", "JOB", "Job", "PackageCrawler", "PackagesSpider", "guarded"]
 logger = logging.getLogger(__name__)
 
 ALL_HUBS = tuple(HUBS)
+# Hubs whose packages run as one flow (a callback making its own hub calls): the method.
+FLOWS = {"onnx_zoo": "onnx_package", "kaggle": "kaggle_package", "tfhub": "tfhub_package",
+         **dict.fromkeys(archives.GITHUB_HUBS, "github_package")}
 
 
 def _hubs(hubs: list[str]) -> list[str]:
@@ -123,7 +126,12 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
     # Scrapy starts CONCURRENT_ITEMS tasks for every callback's output (100 by default);
     # a callback here yields one package record or one page's requests, and with thousands
     # of small files those idle tasks took a third of the crawl's thread.
-    custom_settings = {"CONCURRENT_ITEMS": 4}
+    custom_settings = {
+        "CONCURRENT_ITEMS": 4,
+        # data: URIs carry the packages that run as one flow (PackageCrawler.flow_request);
+        # the project switches that handler off for the other spiders.
+        "DOWNLOAD_HANDLERS": {"file": None, "s3": None, "ftp": None},
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -161,20 +169,9 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
                 if job.hub == "huggingface":
                     for request in self.hf_start(job):
                         yield request
-                elif job.hub == "onnx_zoo":
-                    self.spawn(job, self.onnx_package)
-                elif job.hub in archives.GITHUB_HUBS:
-                    self.spawn(job, self.github_package)
-                elif job.hub == "kaggle":
-                    self.spawn(job, self.kaggle_package)
-                elif job.hub == "tfhub":
-                    self.spawn(job, self.tfhub_package)
+                elif job.hub in FLOWS:
+                    yield self.flow_request(job, FLOWS[job.hub])
                 else:
                     self.count(f"packages/unsupported_hub/{job.hub}")
                     job.reason = "hub_not_supported"
                     yield await self.finish(job)
-                for item in self.finished_records():
-                    yield item
-        # The records of packages that run as tasks come out here, as they finish.
-        async for item in self.remaining_records():
-            yield item

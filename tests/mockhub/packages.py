@@ -128,6 +128,8 @@ class PackageRepos:
         default_factory=dict)
     # "owner/model/framework/instance/version" -> (tar.gz bytes, served corrupt?)
     kaggle_archives: dict[str, tuple[bytes, bool]] = field(default_factory=dict)
+    # Kaggle archives whose transfer stops half-way until the event is set.
+    kaggle_stall: dict[str, threading.Event] = field(default_factory=dict)
     # tfhub handle -> the tar.gz tfhub.dev's redirect target serves (default: tfhub_archive)
     tfhub_archives: dict[str, bytes] = field(default_factory=dict)
     cut_done: set[str] = field(default_factory=set)
@@ -281,8 +283,13 @@ def gcs(store: PackageRepos, key: str) -> MockResponse:
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     if corrupt:
         body = body[:-1] + bytes([body[-1] ^ 0xFF])
-    return MockResponse(body=body, content_type="application/octet-stream",
+    resp = MockResponse(body=body, content_type="application/octet-stream",
                         headers=[("x-goog-hash", f"crc32c=AAAAAA==, md5={md5}")])
+    stall = store.kaggle_stall.get(key)
+    if stall is not None:  # half the archive, then nothing until the test lets go
+        resp.chunks = _half(iter([body]), len(body), stall)  # type: ignore[attr-defined]
+        resp.close = True  # type: ignore[attr-defined]
+    return resp
 
 
 def tfhub_files(handle: str) -> dict[str, bytes]:
