@@ -97,6 +97,7 @@ PTM_PACKAGES_CONCURRENT_PACKAGES = 16
 PTM_PACKAGES_INLINE_MAX_BYTES = 16 * 1024 * 1024
 PTM_PACKAGES_PROGRESS_INTERVAL = 60.0
 PTM_PACKAGES_RETRY_WAIT = 1.0
+PTM_PACKAGES_BANDWIDTH = 0  # bytes/s of streamed transfers per worker; 0: no cap
 
 # Kaggle Models: models per list page (1..100).
 PTM_KAGGLE_PAGE_SIZE = 100
@@ -147,6 +148,11 @@ PTM_RATELIMIT_MIN_WAIT = 1.0
 # Many workers, one crawl: a redis://host:port/db URL where the workers share their rate-limit
 # windows (middlewares/ratelimit_redis.py); empty = each crawl paces itself alone.
 PTM_FRONTIER = os.environ.get("PTM_FRONTIER", "")
+# With PTM_FRONTIER, `scrapy crawl packages` takes its work items from there (ptmspiders/
+# frontier.py): a worker stops when no work was left anywhere for PTM_FRONTIER_IDLE_S seconds;
+# a work item whose worker stopped renewing its lease goes to another after PTM_FRONTIER_LEASE_S.
+PTM_FRONTIER_IDLE_S = float(os.environ.get("PTM_FRONTIER_IDLE_S") or 30.0)
+PTM_FRONTIER_LEASE_S = 60.0
 
 # Retries (middlewares/retry.py): a subclass of Scrapy's RetryMiddleware in its place, with
 # backoff and no 429 (waited out by the rate limiter). These stand for Scrapy's RETRY_ENABLED,
