@@ -4,7 +4,8 @@
 The mock hub (this process) serves ``--packages`` repositories with one ``--mb`` MB weight
 each; a ``redis-server`` on a free port is the frontier (``PTM_FRONTIER``), one SQLite file the
 store, one folder the blob store. Each worker's streamed transfers are capped at ``--cap-mb``
-MB/s (``PTM_PACKAGES_BANDWIDTH``), as if each ran on a machine with a link of its own, so the
+MB/s (``PTM_PACKAGES_BANDWIDTH``) and each holds ``--at-once`` work items at a time
+(``PTM_PACKAGES_CONCURRENT_PACKAGES``), as if each ran on a machine with a link of its own, so the
 figure shows what the frontier does, not what loopback does. For 1 and for ``--workers``
 workers, ``--runs`` runs each (fresh store, folder and frontier): the wall time from starting
 the workers until the last one exits (``PTM_FRONTIER_IDLE_S=0``: a worker leaves once no work
@@ -39,12 +40,14 @@ from tests.redis_server import free_port, wait_ready  # noqa: E402
 MB = 1024 * 1024
 
 
-def crawl(hub: MockHub, url: str, folder: Path, workers: int, cap: int) -> float:
+def crawl(hub: MockHub, url: str, folder: Path, workers: int, cap: int, at_once: int
+          ) -> float:
     """Seconds from starting ``workers`` workers until the last one exits."""
     with open_store(f"sqlite:///{folder}/ptm.sqlite") as store:
         store.upsert("models", hub.packages.model_docs())  # type: ignore[attr-defined]
     cmd = crawl_command("packages", folder, "-a", f"dest={folder / 'pk'}",
-                        "-s", f"PTM_PACKAGES_BANDWIDTH={cap}", "-s", "LOG_LEVEL=WARNING")
+                        "-s", f"PTM_PACKAGES_BANDWIDTH={cap}", "-s", "LOG_LEVEL=WARNING",
+                        "-s", f"PTM_PACKAGES_CONCURRENT_PACKAGES={at_once}")
     env = hub_env(hub, PTM_FRONTIER=url, PTM_FRONTIER_IDLE_S="0")
     started = time.monotonic()
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -70,8 +73,10 @@ def crawl(hub: MockHub, url: str, folder: Path, workers: int, cap: int) -> float
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--packages", type=int, default=12)
-    ap.add_argument("--mb", type=int, default=4, help="MB per package")
+    ap.add_argument("--packages", type=int, default=48)
+    ap.add_argument("--mb", type=int, default=2, help="MB per package")
+    ap.add_argument("--at-once", type=int, default=2,
+                    help="PTM_PACKAGES_CONCURRENT_PACKAGES: the items a worker holds at a time")
     ap.add_argument("--cap-mb", type=float, default=2.0, help="MB/s per worker")
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--runs", type=int, default=3)
@@ -82,7 +87,8 @@ def main() -> None:
         raise SystemExit("redis-server is not installed (Debian package redis-server)")
     cap = int(args.cap_mb * MB)
     results: dict[str, Any] = {"packages": args.packages, "mb_per_package": args.mb,
-                               "cap_mb_per_s_per_worker": args.cap_mb, "runs": args.runs}
+                               "cap_mb_per_s_per_worker": args.cap_mb,
+                               "packages_at_once": args.at_once, "runs": args.runs}
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp, MockHub() as hub:
         for i in range(args.packages):
             hub.packages.add(f"bench/m{i:03d}", f"{i + 1:040x}", [  # type: ignore[attr-defined]
@@ -102,7 +108,7 @@ def main() -> None:
                     folder.mkdir()
                     with redis.Redis.from_url(url) as r:
                         r.flushdb()  # a fresh frontier (and fresh rate-limit windows)
-                    times.append(crawl(hub, url, folder, n, cap))
+                    times.append(crawl(hub, url, folder, n, cap, args.at_once))
                     shutil.rmtree(folder)
                     print(f"{n} worker(s), run {run + 1}: {times[-1]:.1f} s", file=sys.stderr)
                 results[f"seconds_{n}_workers"] = [round(t, 2) for t in times]
