@@ -36,7 +36,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import Any, Self
 
 import redis
 from itemadapter import ItemAdapter
@@ -85,6 +85,13 @@ for i = 3, #ARGV do
 end
 return lost
 """
+# KEYS: lister; ARGV: worker, seconds: the listing role renewed, if it is still this worker's.
+_KEEP_LISTER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
 # KEYS: leases, owners, done; ARGV: worker, id. Done; the lease goes if it is still ours.
 _ACK = """
 if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then
@@ -106,9 +113,11 @@ for i = 2, #ARGV do
 end
 return n
 """
-# KEYS: queue, leases, seeded, finished: marks the seeding finished if there is no work left.
+# KEYS: queue, leases, seeded, finished, lister: marks the seeding finished if there is no work
+# left and no worker is still listing (adding work).
 _FINISH = """
-if redis.call('LLEN', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0 then
+if redis.call('LLEN', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0
+    and redis.call('EXISTS', KEYS[5]) == 0 then
   local seeded = redis.call('GET', KEYS[3])
   if seeded then redis.call('SET', KEYS[4], seeded) end
   return 1
@@ -141,12 +150,15 @@ class Frontier:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.client = redis.Redis.from_url(url, socket_connect_timeout=10, socket_timeout=30)
         self.keys = {k: f"{prefix}:{k}" for k in ("queue", "leases", "owners", "done",
-                                                  "seeded", "seeding", "finished")}
+                                                  "seeded", "seeding", "finished", "items",
+                                                  "lister", "listed")}
         self._take = self.client.register_script(_TAKE)
         self._renew = self.client.register_script(_RENEW)
         self._ack = self.client.register_script(_ACK)
         self._release = self.client.register_script(_RELEASE)
         self._finish = self.client.register_script(_FINISH)
+        self._keep_lister = self.client.register_script(_KEEP_LISTER)
+        self.lister = False  # this worker lists (adds work items as it goes)
         self.held: set[str] = set()  # ids this worker has taken and not yet finished
         self.counts: dict[str, int] = {}
 
@@ -176,7 +188,7 @@ class Frontier:
             ids = todo()
             seeding = uuid.uuid4().hex
             with self.client.pipeline(transaction=True) as pipe:
-                pipe.delete(*self.k("queue", "leases", "owners", "done"))
+                pipe.delete(*self.k("queue", "leases", "owners", "done", "items", "listed"))
                 for first in range(0, len(ids), _SEED_PUSH):
                     pipe.rpush(self.keys["queue"], *ids[first:first + _SEED_PUSH])
                 pipe.set(self.keys["seeded"], seeding)
@@ -187,6 +199,48 @@ class Frontier:
             return True
         finally:
             self.client.delete(self.keys["seeding"])
+
+    # -- a worker that lists as it goes (Hugging Face enrichment) ----------------------------
+    def claim_lister(self) -> bool:
+        """Become the one worker that lists and adds work items (True), starting a new seeding
+        when there is none or the last one finished; False when another worker lists, or the
+        current seeding has been listed already (then this worker only takes items)."""
+        if not self.client.set(self.keys["lister"], self.worker, nx=True,
+                               ex=max(int(self.lease), 3)):
+            return False
+        seeded, finished, listed = self.client.mget(self.k("seeded", "finished", "listed"))
+        if seeded is not None and seeded != finished and listed is not None:
+            self.client.delete(self.keys["lister"])
+            return False
+        if seeded is None or seeded == finished:
+            self.try_seed(list)
+        self.lister = True
+        return True
+
+    def push(self, docs: dict[str, bytes]) -> None:
+        """Work items with their data (id -> bytes), at the end of the queue."""
+        if not docs:
+            return
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys["items"], mapping=docs)  # type: ignore[arg-type]
+            pipe.rpush(self.keys["queue"], *docs)
+            pipe.execute()
+        self.note("pushed", len(docs))
+
+    def listing_done(self) -> None:
+        """This worker's listing is over: no more items will come from it."""
+        if not self.lister:
+            return
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys["listed"], self.worker)
+            pipe.delete(self.keys["lister"])
+            pipe.execute()
+        self.lister = False
+
+    def data(self, _id: str) -> bytes | None:
+        """The data pushed with work item ``_id``."""
+        found = self.client.hget(self.keys["items"], _id)
+        return found if isinstance(found, bytes) else None
 
     # -- work items --------------------------------------------------------------------------
     def take(self) -> str | None:
@@ -205,6 +259,8 @@ class Frontier:
         return _id
 
     def renew(self) -> None:
+        if self.lister:
+            self._keep_lister(keys=self.k("lister"), args=[self.worker, max(int(self.lease), 3)])
         if not self.held:
             return
         lost = self._renew(keys=self.k("leases", "owners"),
@@ -242,7 +298,7 @@ class Frontier:
 
     def finish(self) -> bool:
         """Mark the seeding finished if no work is left anywhere (True), atomically."""
-        return bool(self._finish(keys=self.k("queue", "leases", "seeded", "finished")))
+        return bool(self._finish(keys=self.k("queue", "leases", "seeded", "finished", "lister")))
 
     def close(self) -> None:
         self.client.close()
@@ -256,6 +312,7 @@ class FrontierWorker:
     def __init__(self, crawler: Crawler, url: str, prefix: str, *, lease: float,
                  idle: float) -> None:
         self.crawler = crawler
+        self.release_on_ack: asyncio.Semaphore | None = None  # a slot per item, freed when done
         self.url, self.prefix, self.lease, self.idle = url, prefix, lease, idle
         self._frontier: Frontier | None = None
         self.failed = False
@@ -268,7 +325,7 @@ class FrontierWorker:
 
     @classmethod
     def from_settings(cls, crawler: Crawler, spider_name: str,
-                      params: dict[str, Any]) -> FrontierWorker | None:
+                      params: dict[str, Any]) -> Self | None:
         """The worker for this crawl (Redis is asked when the spider opens), or None when
         ``PTM_FRONTIER`` is empty."""
         s = crawler.settings
@@ -328,19 +385,22 @@ class FrontierWorker:
                      redacted(self.url), exc)
         mark_crawl_incomplete(self.crawler, CLOSE_REASON)
 
-    async def items(self, todo: Callable[[], list[str]], slots: asyncio.Semaphore,
-                    stopping: Callable[[], bool]) -> AsyncIterator[str | None]:
+    async def items(self, todo: Callable[[], list[str]] | None, slots: asyncio.Semaphore,
+                    stopping: Callable[[], bool], tick: Callable[[], None] | None = None,
+                    ) -> AsyncIterator[str | None]:
         """The ids this worker is to do, each with one of ``slots`` taken for it (the caller
         releases it when the item is finished); ``None`` while it waits for work (a tick, so
-        that the caller can hand on finished records). Ends when the frontier has been empty,
-        with no item leased anywhere, for ``PTM_FRONTIER_IDLE_S`` seconds."""
+        that the caller can hand on finished records). The first worker seeds the frontier
+        with ``todo()`` (``None``: a listing worker adds the work; ``tick`` runs before each
+        look for work). Ends when the frontier has been empty, with no item leased and no
+        worker listing anywhere, for ``PTM_FRONTIER_IDLE_S`` seconds."""
         from twisted.internet import task
 
         if self._frontier is None or self.failed:
             return
         f = self._frontier
         try:
-            while True:  # seed, or wait for the worker that seeds
+            while todo is not None:  # seed, or wait for the worker that seeds
                 seeded = f.try_seed(todo)  # on the crawl's thread: the store is
                 if seeded is not None:
                     break
@@ -357,6 +417,8 @@ class FrontierWorker:
         while not stopping():
             await slots.acquire()
             try:
+                if tick is not None:
+                    tick()
                 _id = f.take()
                 queued, leased = (0, 0) if _id else f.sizes()
             except (RedisError, OSError) as exc:
@@ -403,6 +465,8 @@ class FrontierWorker:
         """Work item ``_id`` is done (if this worker holds it)."""
         if self._frontier is None or _id not in self._frontier.held:
             return
+        if self.release_on_ack is not None:
+            self.release_on_ack.release()
         try:
             self.frontier.ack(_id)
         except (RedisError, OSError) as exc:  # its lease expires; another worker redoes it

@@ -215,3 +215,40 @@ def test_an_expired_lease_goes_to_another_worker(redis_url: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+# Hugging Face enrichment: one worker lists, all of them enrich ------------------------------
+def enrich_worker(hub: MockHub, tmp_path: Path, frontier: str) -> subprocess.Popen[str]:
+    cmd = crawl_command("hf_models", tmp_path, "-a", "owners=0", "-s", "PTM_HF_CARDS=1",
+                        "-s", "PTM_HF_FILES=1", "-s", "PTM_HF_PAGE_SIZE=5",
+                        "-s", f"PTM_HF_WINDOW={WINDOW:g}", "-s", "PTM_FRONTIER_ITEMS=2")
+    return subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub, PTM_FRONTIER=frontier,
+                                                       PTM_FRONTIER_IDLE_S="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_one_worker_lists_and_all_of_them_enrich(mockhub: MockHub, tmp_path: Path,
+                                                 redis_url: str) -> None:
+    def slow_trees(hub: MockHub, req: Any) -> None:
+        if "/tree/" in req.path:
+            time.sleep(0.2)  # an enrichment step that takes a while: the work must spread
+        return None
+
+    mockhub.before.append(slow_trees)
+    quota = mockhub.quota(QUOTA, WINDOW, prefix="/api/")  # type: ignore[attr-defined]
+    stats = finish([enrich_worker(mockhub, tmp_path, redis_url) for _ in range(WORKERS)])
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        models = {d["_id"]: d for d in store.find("models")}
+    assert len(models) == 25
+    assert all(d["enrichment"]["steps"] == ["card", "files"] and not d["enrichment"]["gaps"]
+               for d in models.values()), [d["enrichment"] for d in models.values()]
+    # One worker listed (and held the store's lock); each model was enriched once.
+    listers = [s for s in stats if s.get("ptm/frontier/pushed")]
+    assert len(listers) == 1 and listers[0]["ptm/frontier/pushed"] == 25
+    assert len([r for r in mockhub.log if r.path == "/api/models"]) == 5  # listed once
+    assert set(tree_calls(mockhub).values()) == {1} and len(tree_calls(mockhub)) == 25
+    assert sum(s.get("ptm/frontier/done", 0) for s in stats) == 25
+    assert sum(1 for s in stats if s.get("ptm/frontier/done")) >= 2  # the work was shared
+    assert not any(s.get("ptm/history/missing") for s in stats)  # nothing marked removed
+    assert quota.excess(probes=0) == {}, quota.counts
+    assert quota.rejected == {}, quota.counts
