@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STEP_SETTINGS = ("PTM_HF_CARDS", "PTM_HF_FILES", "PTM_HF_COMMITS")
-_PUSH_BATCH = 500
+_PUSH_BATCH = 500  # listed items handed on together, or after _PUSH_SECONDS
+_PUSH_SECONDS = 1.0
 
 
 class HfEnrichFrontier(FrontierWorker):
@@ -45,6 +47,7 @@ class HfEnrichFrontier(FrontierWorker):
 
     spider: PtmSpider[Any]
     buffer: dict[str, bytes]
+    flushed: float
     listing: bool = False  # this worker lists; its listing has not ended yet
 
     @classmethod
@@ -64,6 +67,7 @@ class HfEnrichFrontier(FrontierWorker):
         (this handler is connected before the lock's)."""
         super().opened(spider)
         self.buffer = {}
+        self.flushed = time.monotonic()
         try:
             self.listing = self.frontier.claim_lister()
         except (RedisError, OSError) as exc:
@@ -82,10 +86,11 @@ class HfEnrichFrontier(FrontierWorker):
         """A listed model to enrich: to the frontier (in batches), seen by this crawl."""
         self.buffer[item._id] = orjson.dumps(to_doc(item))
         self.spider.note_unchanged("models", item._id)  # seen: no removal; written elsewhere
-        if len(self.buffer) >= _PUSH_BATCH:
+        if len(self.buffer) >= _PUSH_BATCH or time.monotonic() - self.flushed > _PUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
+        self.flushed = time.monotonic()
         docs, self.buffer = self.buffer, {}
         try:
             self.frontier.push(docs)

@@ -153,6 +153,7 @@ PTM_FRONTIER = os.environ.get("PTM_FRONTIER", "")
 # a work item whose worker stopped renewing its lease goes to another after PTM_FRONTIER_LEASE_S.
 PTM_FRONTIER_IDLE_S = float(os.environ.get("PTM_FRONTIER_IDLE_S") or 30.0)
 PTM_FRONTIER_LEASE_S = 60.0
+PTM_FRONTIER_ITEMS = 16  # hf_models with enrichment: models a worker enriches at a time
 
 # Retries (middlewares/retry.py): a subclass of Scrapy's RetryMiddleware in its place, with
 # backoff and no 429 (waited out by the rate limiter). These stand for Scrapy's RETRY_ENABLED,
