@@ -47,6 +47,7 @@ from scrapy.exceptions import CloseSpider
 from scrapy.statscollectors import StatsCollector
 
 from ptmspiders.middlewares.ratelimit_redis import check_frontier, redacted
+from ptmspiders.stopping import stopping
 
 logger = logging.getLogger(__name__)
 
@@ -457,6 +458,11 @@ class FrontierWorker:
 
     def item_settled(self, item: Any, **kwargs: Any) -> None:
         """An item's record has passed (or left) the pipelines: its work item is done."""
+        if stopping(self.crawler):
+            # Records of a stopping crawl may be cut short (transfers cancelled): the item goes
+            # back to the queue at close, and the worker that takes it next skips it if its
+            # record is complete in the store.
+            return
         _id = ItemAdapter(item).get("_id") if ItemAdapter.is_item(item) else None
         if isinstance(_id, str):
             self.ack(_id)

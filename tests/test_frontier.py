@@ -278,3 +278,33 @@ def test_one_worker_lists_and_all_of_them_enrich(mockhub: MockHub, tmp_path: Pat
     assert not any(s.get("ptm/history/missing") for s in stats)  # nothing marked removed
     assert quota.excess(probes=0) == {}, quota.counts
     assert quota.rejected == {}, quota.counts
+
+
+def test_a_stopped_worker_gives_its_work_back(mockhub: MockHub, tmp_path: Path,
+                                              redis_url: str) -> None:
+    ids = add_packages(mockhub, 8)
+    seed_store(mockhub, tmp_path)
+    cap = ("-s", f"PTM_PACKAGES_BANDWIDTH={LFS_SIZE}")  # a second per package
+    proc = worker(mockhub, tmp_path, redis_url, *cap)
+    try:
+        with redis.Redis.from_url(redis_url) as r:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not any(
+                    r.hlen(k) for k in r.scan_iter("ptm:frontier:packages:*:owners")):
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)  # as Ctrl-C: a graceful stop
+            _, stderr = proc.communicate(timeout=120)
+            queue = next(r.scan_iter("ptm:frontier:packages:*:queue"))
+            prefix = queue.decode().rsplit(":", 1)[0]
+            waiting = r.llen(queue)
+            assert r.zcard(f"{prefix}:leases") == 0  # nothing left leased
+            assert waiting + r.scard(f"{prefix}:done") == len(ids)
+    finally:
+        stop([proc])
+    stats = crawl_stats(stderr)
+    assert stats["finish_reason"] == "shutdown"
+    assert waiting > 0 and stats.get("ptm/frontier/released", 0) >= 1, stats
+    # The same command again takes the rest (the frontier is not finished: it joins it).
+    rerun = finish([worker(mockhub, tmp_path, redis_url)])[0]
+    assert rerun.get("ptm/frontier/seeded", 0) == 0
+    assert_all_complete(tmp_path, ids)
