@@ -114,13 +114,15 @@ for i = 2, #ARGV do
 end
 return n
 """
-# KEYS: queue, leases, seeded, finished, lister: marks the seeding finished if there is no work
-# left and no worker is still listing (adding work).
+# KEYS: queue, leases, seeded, finished, lister, done, items, owners: marks the seeding finished
+# if there is no work left and no worker is still listing (adding work); what only a running
+# frontier needs (done ids, items' data) goes, so that a finished crawl leaves little in Redis.
 _FINISH = """
 if redis.call('LLEN', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0
     and redis.call('EXISTS', KEYS[5]) == 0 then
   local seeded = redis.call('GET', KEYS[3])
   if seeded then redis.call('SET', KEYS[4], seeded) end
+  redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
   return 1
 end
 return 0
@@ -299,7 +301,8 @@ class Frontier:
 
     def finish(self) -> bool:
         """Mark the seeding finished if no work is left anywhere (True), atomically."""
-        return bool(self._finish(keys=self.k("queue", "leases", "seeded", "finished", "lister")))
+        return bool(self._finish(keys=self.k("queue", "leases", "seeded", "finished", "lister",
+                                             "done", "items", "owners")))
 
     def close(self) -> None:
         self.client.close()
