@@ -246,7 +246,8 @@ def test_an_expired_lease_goes_to_another_worker(redis_url: str) -> None:
 def enrich_worker(hub: MockHub, tmp_path: Path, frontier: str) -> subprocess.Popen[str]:
     cmd = crawl_command("hf_models", tmp_path, "-a", "owners=0", "-s", "PTM_HF_CARDS=1",
                         "-s", "PTM_HF_FILES=1", "-s", "PTM_HF_PAGE_SIZE=5",
-                        "-s", f"PTM_HF_WINDOW={WINDOW:g}", "-s", "PTM_FRONTIER_ITEMS=2")
+                        "-s", f"PTM_HF_WINDOW={WINDOW:g}", "-s", "PTM_FRONTIER_ITEMS=2",
+                        "-s", "PTM_FRONTIER_LEASE_S=4")
     return subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub, PTM_FRONTIER=frontier,
                                                        PTM_FRONTIER_IDLE_S="1"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -308,3 +309,55 @@ def test_a_stopped_worker_gives_its_work_back(mockhub: MockHub, tmp_path: Path,
     rerun = finish([worker(mockhub, tmp_path, redis_url)])[0]
     assert rerun.get("ptm/frontier/seeded", 0) == 0
     assert_all_complete(tmp_path, ids)
+
+
+def test_the_listing_worker_killed_half_way_loses_nothing(mockhub: MockHub, tmp_path: Path,
+                                                          redis_url: str) -> None:
+    def slow_pages(hub: MockHub, req: Any) -> None:
+        if req.path == "/api/models":
+            time.sleep(0.5)  # a listing that takes a while: the kill lands in the middle
+        return None
+
+    mockhub.before.append(slow_pages)
+    quota = mockhub.quota(QUOTA, WINDOW, prefix="/api/")  # type: ignore[attr-defined]
+    procs = [enrich_worker(mockhub, tmp_path, redis_url) for _ in range(WORKERS)]
+    try:
+        lister = kill_the_lister(procs, redis_url)
+        stats = finish([p for p in procs if p is not lister])
+    finally:
+        stop(procs)
+    assert lister.returncode == -signal.SIGKILL
+    # The others finished what it had handed on, then stopped; the listing was cut short.
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        assert store.count("models") < 25
+    assert sum(s.get("ptm/frontier/done", 0) for s in stats) >= 1
+    # The same command again lists again (the killed listing's store lock is taken over at
+    # once: its process is gone), and enriches exactly what is still missing.
+    rerun = finish([enrich_worker(mockhub, tmp_path, redis_url)])[0]
+    assert rerun["ptm/frontier/pushed"] < 25
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        models = {d["_id"]: d for d in store.find("models")}
+    assert len(models) == 25
+    assert all(d["enrichment"]["steps"] == ["card", "files"] for d in models.values())
+    assert max(tree_calls(mockhub).values()) <= 2
+    assert quota.excess(probes=0) == {}, quota.counts
+    assert quota.rejected == {}, quota.counts
+
+
+def kill_the_lister(procs: list[subprocess.Popen[str]], url: str) -> subprocess.Popen[str]:
+    """SIGKILL the worker that lists, once it has handed on a page of models and before its
+    listing ends; that worker."""
+    deadline = time.monotonic() + 120
+    with redis.Redis.from_url(url) as r:
+        while time.monotonic() < deadline:
+            for key in r.scan_iter("ptm:frontier:hf_models:*:lister"):
+                holder = r.get(key)
+                prefix = key.decode().rsplit(":", 1)[0]
+                if holder and r.hlen(f"{prefix}:items") >= 5:
+                    pid = int(holder.decode().split(":")[1])
+                    lister = next(p for p in procs if p.pid == pid)
+                    lister.send_signal(signal.SIGKILL)
+                    lister.wait()
+                    return lister
+            time.sleep(0.02)
+    raise AssertionError("no worker was found listing mid-crawl")
