@@ -1,4 +1,4 @@
-"""Many workers, one packages crawl: a shared frontier of work items in Redis (``PTM_FRONTIER``).
+"""Many workers, one crawl: a shared frontier of work items in Redis (``PTM_FRONTIER``).
 
 A package job spans many requests whose state (:class:`ptmspiders.packages.crawler.Job`: file
 specs, counters, the budget) lives in the worker's memory and cannot be serialised, so what the
@@ -15,14 +15,18 @@ frontier and another command gets its own):
 - ``done`` (set): items this frontier finished (their record reached the store pipeline), the
   duplicate filter of the work items: an item is taken only if it is neither done nor leased;
 - ``seeded`` (the seeding's id), ``seeding`` (a lock, ``SET NX`` with an expiry) and
-  ``finished`` (the id of the seeding that ran out of work).
+  ``finished`` (the id of the seeding that ran out of work);
+- for work that one worker adds as it lists (Hugging Face enrichment,
+  :mod:`ptmspiders.hf_frontier`) rather than seeded from the store: ``items`` (hash, id -> the item's data), ``lister`` (the
+  listing role, ``SET NX`` with an expiry its holder renews) and ``listed``.
 
 The first worker to start takes ``seeding``, reads the store (the selected models whose package
 is not yet complete) and pushes them with ``seeded`` in one transaction; the others wait for
 ``seeded`` and join. A worker stops when the queue has been empty and no item leased anywhere
-for ``PTM_FRONTIER_IDLE_S`` seconds, and marks the frontier finished: the next run of the
-command seeds it again from the store, so a rerun after a crash does exactly what is not yet
-complete. Taking, renewing, finishing and giving back are Lua scripts: atomic in Redis.
+(and no worker listing) for ``PTM_FRONTIER_IDLE_S`` seconds, and marks the frontier finished
+(dropping ``done``, ``items`` and ``owners``): the next run of the command seeds it again
+from the store, so a rerun after a crash does exactly what is not yet complete. Taking,
+renewing, finishing and giving back are Lua scripts: atomic in Redis.
 """
 
 from __future__ import annotations
