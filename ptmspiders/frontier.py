@@ -17,8 +17,9 @@ frontier and another command gets its own):
 - ``seeded`` (the seeding's id), ``seeding`` (a lock, ``SET NX`` with an expiry) and
   ``finished`` (the id of the seeding that ran out of work);
 - for work that one worker adds as it lists (Hugging Face enrichment,
-  :mod:`ptmspiders.hf_frontier`) rather than seeded from the store: ``items`` (hash, id -> the item's data), ``lister`` (the
-  listing role, ``SET NX`` with an expiry its holder renews) and ``listed``.
+  :mod:`ptmspiders.hf_frontier`) rather than seeded from the store: ``items`` (hash, id ->
+  the item's data), ``lister`` (the listing role, ``SET NX`` with an expiry its holder
+  renews) and ``listed``.
 
 The first worker to start takes ``seeding``, reads the store (the selected models whose package
 is not yet complete) and pushes them with ``seeded`` in one transaction; the others wait for
