@@ -350,6 +350,8 @@ class PtmSettings(BaseModel):
     packages_progress_interval: Seconds = setting(60.0, "seconds between progress lines")
     packages_retry_wait: Annotated[float, Field(ge=0)] = setting(
         1.0, "seconds before a failed transfer is tried again")
+    packages_bandwidth: Annotated[float, Field(ge=0)] = setting(
+        0.0, "bytes/s of streamed transfers per worker (0: no cap)")
     packages_archive_max_bytes: AtLeastOne = setting(
         256 << 30, "an archive (GitHub tarball, Kaggle or TF Hub) unpacking to more bytes than "
         "this is refused whole (`archive_too_large`)")
@@ -386,7 +388,16 @@ class PtmSettings(BaseModel):
     ratelimit_min_wait: Annotated[float, Field(ge=0)] = setting(1.0, "shortest wait on a 429")
     frontier: Annotated[str, AfterValidator(_frontier)] = setting(
         "", "`redis://host:port/db`: workers share the hubs' rate-limit windows in Redis (see "
-        "[Scaling out](scaling-out.md)); empty: each crawl paces itself", env=True, secret=True)
+        "[Scaling out](scaling-out.md)); empty: each crawl paces itself; with it, "
+        "`packages` and Hugging Face enrichment take their work from there", env=True, secret=True)
+    frontier_idle_s: Annotated[float, Field(ge=0)] = setting(
+        30.0, "a frontier worker stops when no work was queued, leased or being listed "
+        "anywhere for this many seconds", env=True)
+    frontier_lease_s: Seconds = setting(
+        60.0, "a work item whose worker stopped renewing its lease goes to another worker "
+        "after this many seconds")
+    frontier_items: AtLeastOne = setting(
+        16, "`hf_models` with enrichment on a frontier: models a worker enriches at a time")
     # These stand for Scrapy's RETRY_ENABLED, RETRY_TIMES and RETRY_HTTP_CODES (refused if
     # set); RETRY_EXCEPTIONS, RETRY_PRIORITY_ADJUST and RETRY_GIVE_UP_LOG_LEVEL apply as in
     # Scrapy.

@@ -39,6 +39,7 @@ from ptmspiders.github import RepoRef, TreeEntry
 from ptmspiders.items import PackageItem
 from ptmspiders.middlewares.auth import credentials_from, origin
 from ptmspiders.packages import archive as archives
+from ptmspiders.packages.bandwidth import Bandwidth
 from ptmspiders.packages.blobs import git_blob_sha1, open_blobs
 from ptmspiders.packages.fetch import REDIRECTS, Expect, Fetched, Streamer
 from ptmspiders.packages.layout import UnsafePath, package_dir
@@ -175,12 +176,15 @@ class PackageCrawler(PtmSpider):
         self.package_slots = asyncio.Semaphore(packages_at_once)
         urls = {k: c.value(k) for k in ("HF_ENDPOINT", "GITHUB_API_URL", "KAGGLE_API_URL")}
         creds = credentials_from(urls, os.environ) if c.auth_enabled else []
+        cap = c.packages_bandwidth or None  # bytes/s for this worker
+        progress = self.progress.add_bytes if cap is None else Bandwidth(
+            cap, self.stop_event).paced(self.progress.add_bytes)
         self.streamer = Streamer(
             self.blobs, user_agent=str(s.get("USER_AGENT")),
             timeout=s.getfloat("DOWNLOAD_TIMEOUT", 60.0),
             credentials={c.origin: c.header for c in creds},
             retry_wait=c.packages_retry_wait,
-            progress=self.progress.add_bytes, stop=self.stop_event)
+            progress=progress, stop=self.stop_event)
         self.scanner = load_scanner()
         self.ticker: task.LoopingCall | None = None
         self.started = 0  # packages begun (done ones are counted by progress.done)

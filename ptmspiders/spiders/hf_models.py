@@ -18,11 +18,13 @@ from pydantic import (
     model_validator,
 )
 from scrapy import Request
+from scrapy.crawler import Crawler
 from scrapy.http import Response
 
 from ptmspiders import hf_enrichment, hf_incremental
 from ptmspiders.args import RESTRICTS, Limit, Names, SpiderParams, Text, one_of
 from ptmspiders.config import DEFAULT_OWNER_MODE, OwnerMode, owners_mode, ptm_settings
+from ptmspiders.hf_frontier import HfEnrichFrontier
 from ptmspiders.hub_answers import BadResponse, parse_link_header
 from ptmspiders.items import ModelItem, OwnerItem
 from ptmspiders.middlewares.queued_rewrite import REAIM_META
@@ -86,6 +88,7 @@ class HfModelsParams(SpiderParams):
 class HfModelsSpider(PtmSpider[HfModelsParams]):
     name = "hf_models"
     hub = hf.HUB
+    frontier: HfEnrichFrontier | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -110,7 +113,23 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
     def endpoint(self) -> str:
         return ptm_settings(self.crawler).hf_endpoint
 
-    async def start(self) -> AsyncIterator[Request]:
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> HfModelsSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        assert isinstance(spider, HfModelsSpider)
+        # PTM_FRONTIER with enrichment on: one worker lists, all enrich (hf_frontier.py).
+        spider.frontier = HfEnrichFrontier.for_spider(spider)
+        return spider
+
+    async def start(self) -> AsyncIterator[Any]:
+        if self.frontier is None or self.frontier.listing:
+            async for request in self.list_hub():
+                yield request
+        if self.frontier is not None:
+            async for out in self.frontier.enrich(self, hf_enrichment.enricher(self).start):
+                yield out
+
+    async def list_hub(self) -> AsyncIterator[Request]:
         config = ptm_settings(self.crawler)
         self.owners = self.args.owners or config.hf_owners
         if self.collect_owners and config.store_enabled:
@@ -245,7 +264,11 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
         return refresh
 
     def enrich(self, item: ModelItem) -> Iterator[Request | ModelItem]:
-        """Requests that add what the list lacks (card, commits, files), ending in the item."""
+        """Requests that add what the list lacks (card, commits, files), ending in the item
+        (with a frontier, the item goes to whichever worker takes it)."""
+        if self.frontier is not None:
+            self.frontier.add(item)
+            return
         yield from hf_enrichment.enricher(self).start(item)
 
     def carry_over(self, item: ModelItem) -> ModelItem:

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, NonNegativeInt, fie
 from scrapy.crawler import Crawler
 
 from ptmspiders.args import Names, SpiderParams, Text, blank_is, one_of
+from ptmspiders.frontier import FrontierWorker
 from ptmspiders.hubs import HUBS
 from ptmspiders.packages import archive as archives
 from ptmspiders.packages.blobs import check_location
@@ -35,7 +36,7 @@ from ptmspiders.packages.selection import (
 )
 from ptmspiders.query import parse_sort
 from ptmspiders.spiders.base import PtmSpider
-from ptmspiders.stores import crawler_store
+from ptmspiders.stores import Store, crawler_store
 
 __all__ = ["FILE", "JOB", "Job", "PackageCrawler", "PackagesSpider", "guarded"]
 
@@ -132,6 +133,7 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
         # the project switches that handler off for the other spiders.
         "DOWNLOAD_HANDLERS": {"file": None, "s3": None, "ftp": None},
     }
+    frontier: FrontierWorker | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -149,11 +151,24 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
         spider = super().from_crawler(crawler, *args, **kwargs)
         assert isinstance(spider, PackagesSpider)
         spider.setup(crawler)
+        # PTM_FRONTIER: work items from Redis, shared by every worker run with these arguments
+        # (where the packages go may be mounted elsewhere on each machine: not part of them).
+        spider.frontier = FrontierWorker.from_settings(
+            crawler, spider.name, spider.args.model_dump(mode="json", exclude={"dest"}))
         return spider
 
     # -- selection ---------------------------------------------------------------------------
     async def start(self) -> AsyncIterator[Any]:
         store = crawler_store(self.crawler)
+        models = self.stored_models(store) if self.frontier is None \
+            else self.frontier_models(store, self.frontier)
+        async for model in models:  # each with a package slot held (released in finish())
+            if model is not None:
+                for out in await self.begin(model):
+                    yield out
+
+    async def stored_models(self, store: Store) -> AsyncIterator[dict[str, Any] | None]:
+        """The selected models, from the store, a batch at a time."""
         ids = self.selection.ids(store)
         self.progress.selected = len(ids)
         logger.info("Packages: %d models selected from %s in %s", len(ids),
@@ -162,16 +177,59 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
             batch = ids[first:first + 100]
             docs = store.get_many("models", batch, fields=MODEL_FIELDS)
             for model in (docs[i] for i in batch if i in docs):
-                # At most PTM_PACKAGES_CONCURRENT_PACKAGES in progress (released in finish()).
                 await self.package_slots.acquire()
-                job = Job(model=model, hub=str(model.get("hub")))
-                self.started += 1
-                if job.hub == "huggingface":
-                    for request in self.hf_start(job):
-                        yield request
-                elif job.hub in FLOWS:
-                    yield self.flow_request(job, FLOWS[job.hub])
-                else:
-                    self.count(f"packages/unsupported_hub/{job.hub}")
-                    job.reason = "hub_not_supported"
-                    yield await self.finish(job)
+                yield model
+
+    async def frontier_models(self, store: Store, frontier: FrontierWorker
+                              ) -> AsyncIterator[dict[str, Any] | None]:
+        """The models the shared frontier hands this worker (docs/scaling-out.md); ``None``
+        while it waits for work."""
+        def todo() -> list[str]:
+            ids = not_complete(store, self.selection.ids(store), self.revision_mode)
+            logger.info("Packages: %d models selected from %s whose package is not complete",
+                        len(ids), ", ".join(self.selection.hubs))
+            return ids
+
+        async for _id in frontier.items(todo, self.package_slots, self.stopping):
+            if _id is None:
+                yield None
+                continue
+            model = store.get_many("models", [_id], fields=MODEL_FIELDS).get(_id)
+            if model is None or not not_complete(store, [_id], self.revision_mode):
+                # Gone from the store, or completed by a worker that was stopped before it
+                # could say so (its lease expired): nothing to do.
+                self.count("frontier/already_complete" if model else "frontier/not_found")
+                self.slot_free()
+                frontier.ack(_id)
+                continue
+            self.progress.selected += 1
+            yield model
+
+    async def begin(self, model: dict[str, Any]) -> list[Any]:
+        """Start one package: its first requests (to yield), or its record when it has none."""
+        job = Job(model=model, hub=str(model.get("hub")))
+        self.started += 1
+        if job.hub == "huggingface":
+            return list(self.hf_start(job))
+        if job.hub in FLOWS:
+            return [self.flow_request(job, FLOWS[job.hub])]
+        self.count(f"packages/unsupported_hub/{job.hub}")
+        job.reason = "hub_not_supported"
+        return [await self.finish(job)]
+
+def not_complete(store: Store, ids: list[str], revision_mode: str) -> list[str]:
+    """``ids`` without the models whose package is stored complete (at the model's pinned
+    commit, with ``revision=pinned``): the work a frontier is seeded with."""
+    out: list[str] = []
+    for first in range(0, len(ids), 500):
+        batch = ids[first:first + 500]
+        done = store.get_many("packages", batch, fields=["_id", "complete", "revision"])
+        pins = store.get_many("models", batch, fields=["_id", "latest_commit_sha"]) \
+            if revision_mode == "pinned" else {}
+        for i in batch:
+            package = done.get(i)
+            pin = pins.get(i, {}).get("latest_commit_sha")
+            if package is None or not package.get("complete") or (
+                    isinstance(pin, str) and pin and package.get("revision") != pin):
+                out.append(i)
+    return out
