@@ -1,68 +1,44 @@
-"""JSON Schema validation: what reaches a store is what the README promises.
+"""Validation: what reaches a store is what the published schemas promise.
 
-Invalid items are dropped with a reason and counted as ``ptm/dropped/<reason>``.
+Each document is validated once, after normalisation, by its pydantic class
+(``ptmspiders/items.py``). Invalid items are dropped with a reason and counted as
+``ptm/dropped/<reason>``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-import fastjsonschema
-import jsonschema_rs
+from pydantic import ValidationError
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 
-from ptmspiders.items import to_doc
+from ptmspiders.items import DOCUMENTS, to_doc
 
 logger = logging.getLogger(__name__)
 
-Validator = Callable[[Any], Any]
-_VALIDATORS: dict[str, Validator] = {}
-_FAST: dict[str, Callable[[Any], bool]] = {}
-
 
 def load_schema(name: str) -> dict[str, Any]:
+    """The published JSON Schema ``name`` (generated from the document class)."""
     text = resources.files("ptmspiders").joinpath(f"schema/{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
-def validator(name: str) -> Validator:
-    """Compiled once per process: fastjsonschema generates Python code for the schema."""
-    v = _VALIDATORS.get(name)
-    if v is None:
-        v = _VALIDATORS[name] = fastjsonschema.compile(load_schema(name))
-    return v
-
-
-def fast_check(name: str) -> Callable[[Any], bool]:
-    """jsonschema-rs (Rust) for the common case, a valid document: about 5x faster than the
-    generated Python code. Its verdict "invalid" is never trusted alone (see schema_error)."""
-    check = _FAST.get(name)
-    if check is None:
-        check = _FAST[name] = jsonschema_rs.validator_for(load_schema(name)).is_valid
-    return check
-
-
 def schema_error(name: str, doc: dict[str, Any]) -> str | None:
-    """``None`` when valid, else a short reason such as ``invalid_downloads``."""
+    """``None`` when ``doc`` is a valid ``name`` document, else a short reason:
+    ``missing_field``, or ``invalid_<field>`` for the first top-level field in error."""
     try:
-        if fast_check(name)(doc):
-            return None
-    except (ValueError, TypeError):  # a value that is not JSON: the full validator decides
-        pass
-    try:
-        validator(name)(doc)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        path = [p for p in (exc.path or []) if p != "data"]
-        if exc.rule == "required":
+        DOCUMENTS[name].__pydantic_validator__.validate_python(doc)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_context=False, include_input=False)[0]
+        if first["type"] == "missing":
             return "missing_field"
-        field = str(path[0]) if path else (exc.rule or "document")
-        return f"invalid_{field}"
+        loc = first["loc"]
+        return f"invalid_{loc[0]}" if loc else "invalid_document"
     return None
 
 
