@@ -2,7 +2,7 @@
 
 One class per document is the one source of its shape: the published JSON Schemas in
 ``ptmspiders/schema`` are generated from these classes (``python -m ptmspiders.schema``; a test
-fails when they drift), and ``pipelines/validate.py`` validates documents with these classes.
+fails when they drift), and ``pipelines/validate.py`` validates documents against those.
 
 The parsers build items *unchecked*, as cheaply as a dataclass (``__init__`` below), because the
 normalising pipeline still rewrites some fields (paper and GitHub URLs, dates) into the form the
@@ -32,8 +32,9 @@ _HUB_ALTERNATIVES = "|".join(HUBS)
 ID_PATTERN = rf"^({_HUB_ALTERNATIVES}):.+$"
 SHA_PATTERN = r"[0-9a-f]{7,64}"
 # RFC 3339 date-time (what JSON Schema's "format": "date-time" means).
-DATE_TIME_PATTERN = (r"^\d{4}-[01]\d-[0-3]\d[Tt][0-2]\d:[0-5]\d:[0-6]\d(\.\d+)?"
-                     r"([Zz]|[+-][0-2]\d:[0-5]\d)$")
+# Patterns use [0-9], not \d: pydantic's regex engine reads \d as any Unicode digit.
+DATE_TIME_PATTERN = (r"^[0-9]{4}-[01][0-9]-[0-3][0-9][Tt][0-2][0-9]:[0-5][0-9]:[0-6][0-9]"
+                     r"(\.[0-9]+)?([Zz]|[+-][0-2][0-9]:[0-5][0-9])$")
 
 NonNegative = Annotated[int, Field(ge=0)]
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -209,8 +210,8 @@ class Document(BaseModel):
         super().__pydantic_init_subclass__(**kwargs)
         cls.doc_names = tuple(f.alias or n for n, f in cls.model_fields.items())
         init = _unchecked_init(cls)
-        # Validation (``model_validate``, pipelines/validate.py) must not go through this
-        # __init__: pydantic calls a custom one unless it carries BaseModel.__init__'s marker.
+        # ``model_validate`` must not go through this __init__: pydantic calls a custom one
+        # unless it carries BaseModel.__init__'s marker.
         init.__pydantic_base_init__ = True  # type: ignore[attr-defined]
         type.__setattr__(cls, "__init__", init)
 

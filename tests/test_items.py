@@ -4,6 +4,7 @@ import json
 
 import pytest
 from itemadapter import ItemAdapter
+from pydantic import ValidationError
 
 from ptmspiders import schema
 from ptmspiders.items import DOCUMENTS, ModelItem, OwnerItem, field_names, to_doc
@@ -51,12 +52,21 @@ def test_default_model_is_valid():
     ({"enrichment": {"steps": ["cards"]}}, "invalid_enrichment"),
 ])
 def test_validation_rejects_bad_values(change, reason):
-    assert schema_error("model", to_doc(_model(**change))) == reason
+    doc = to_doc(_model(**change))
+    assert schema_error("model", doc) == reason
+    with pytest.raises(ValidationError):  # the class and its generated schema agree
+        ModelItem.model_validate(doc)
+
+
+def test_a_value_that_is_not_json_is_invalid():
+    assert schema_error("model", to_doc(_model(tags={"a"}))) == "invalid_tags"
 
 
 def test_owner_orgs_are_unique():
     owner = OwnerItem(_id="huggingface:o", hub="huggingface", name="o", orgs=["a", "a"])
     assert schema_error("owner", to_doc(owner)) == "invalid_orgs"
+    with pytest.raises(ValidationError):
+        OwnerItem.model_validate(to_doc(owner))
 
 
 def test_construction_is_unchecked_but_names_are():

@@ -1,45 +1,72 @@
 """Validation: what reaches a store is what the published schemas promise.
 
-Each document is validated once, after normalisation, by its pydantic class
-(``ptmspiders/items.py``). Invalid items are dropped with a reason and counted as
-``ptm/dropped/<reason>``.
+One validator: jsonschema-rs against the JSON Schemas generated from the document classes
+(``ptmspiders/items.py``), once per item, after normalisation. Invalid items are dropped with a
+reason and counted as ``ptm/dropped/<reason>``. Pydantic's own validation of the same classes
+would do, but it builds a copy of every nested object it checks (each file entry, ``raw``):
+4 to 7 times the cost per model (docs/performance.md, "Model layer").
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from pydantic import ValidationError
+import jsonschema_rs
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 
-from ptmspiders.items import DOCUMENTS, to_doc
+from ptmspiders.items import to_doc
 
 logger = logging.getLogger(__name__)
 
+_VALIDATORS: dict[str, Any] = {}
+_PLAIN = (str, int, float, bool, type(None))
+
 
 def load_schema(name: str) -> dict[str, Any]:
-    """The published JSON Schema ``name`` (generated from the document class)."""
+    """The published JSON Schema ``name`` (generated from its document class)."""
     text = resources.files("ptmspiders").joinpath(f"schema/{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
+def validator(name: str) -> Any:
+    """Built once per process."""
+    v = _VALIDATORS.get(name)
+    if v is None:
+        v = _VALIDATORS[name] = jsonschema_rs.validator_for(load_schema(name))
+    return v
+
+
 def schema_error(name: str, doc: dict[str, Any]) -> str | None:
     """``None`` when ``doc`` is a valid ``name`` document, else a short reason:
-    ``missing_field``, or ``invalid_<field>`` for the first top-level field in error."""
+    ``missing_field``, or ``invalid_<field>`` for the top-level field in error."""
+    check = validator(name)
     try:
-        DOCUMENTS[name].__pydantic_validator__.validate_python(doc)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_context=False, include_input=False)[0]
-        if first["type"] == "missing":
-            return "missing_field"
-        loc = first["loc"]
-        return f"invalid_{loc[0]}" if loc else "invalid_document"
-    return None
+        if check.is_valid(doc):
+            return None
+        error = next(iter(check.iter_errors(doc)))
+    except (ValueError, TypeError):  # a value that is not JSON (a set, an object)
+        field = next((k for k, v in doc.items() if not _is_json(v)), None)
+        return None if field is None else f"invalid_{field}"
+    if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
+        return "missing_field"
+    path = error.instance_path
+    return f"invalid_{path[0]}" if path else "invalid_document"
+
+
+def _is_json(value: Any, is_plain: Callable[[Any, Any], bool] = isinstance) -> bool:
+    if is_plain(value, _PLAIN):
+        return True
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    return False
 
 
 class ValidatePipeline:
