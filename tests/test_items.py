@@ -1,6 +1,7 @@
 """The document classes, the published JSON Schemas generated from them, and validation."""
 
 import json
+from pathlib import Path
 
 import pytest
 from itemadapter import ItemAdapter
@@ -96,3 +97,15 @@ def test_itemadapter_and_feed_exports_use_the_documents_keys():
     assert adapter["_id"] == "huggingface:a/b"
     assert adapter.asdict() == to_doc(item)
     assert json.loads(json.dumps(adapter.asdict()))["_id"] == "huggingface:a/b"
+
+
+@pytest.mark.parametrize("cls", list(DOCUMENTS.values()))
+def test_schema_page_names_every_field(cls):
+    """docs/schema.md describes each document's fields: a new field needs its line there."""
+    page = (Path(__file__).parent.parent / "docs" / "schema.md").read_text()
+    # The model's table, or the paragraph naming the document's schema file.
+    start = page.index("| field |" if cls is ModelItem
+                       else f"`ptmspiders/schema/{cls.schema_name}.schema.json`")
+    section = page[start:page.find("\n\n", start)]
+    missing = [f for f in field_names(cls) if f"`{f}`" not in section]
+    assert not missing, f"docs/schema.md does not describe {cls.__name__}: {missing}"
