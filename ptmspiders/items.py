@@ -1,27 +1,30 @@
-"""The stored documents (model, owner, collection, commit, package) as pydantic models.
+"""The stored documents (model, owner, collection, commit, package): one class each, the one
+source of their shape.
 
-One class per document is the one source of its shape: the published JSON Schemas in
-``ptmspiders/schema`` are generated from these classes (``python -m ptmspiders.schema``; a test
-fails when they drift), and ``pipelines/validate.py`` validates documents against those.
+Each class is a slotted dataclass whose fields carry pydantic types and constraints
+(``Annotated[..., Field(...)]``, the registry's hub keys as a ``Literal``). Pydantic generates
+the published JSON Schemas in ``ptmspiders/schema`` from them (``python -m ptmspiders.schema``; a
+test fails when they drift) and validates an item with :func:`validate`; the crawl's
+``ValidatePipeline`` checks each document against the generated schema (jsonschema-rs), once,
+after normalisation, and drops invalid ones with a counted reason, so bad hub data never raises
+in a spider callback. The parsers build items unchecked, since normalisation still rewrites
+paper and GitHub URLs and dates into the form the schema asks for.
 
-The parsers build items *unchecked*, as cheaply as a dataclass (``__init__`` below), because the
-normalising pipeline still rewrites some fields (paper and GitHub URLs, dates) into the form the
-schema asks for; ``ValidatePipeline`` then validates each item's document once, after
-normalisation, and drops the invalid ones with a counted reason. So bad hub data never raises
-in a spider callback. Nested objects are typed ``Doc`` for the code that edits them and
-validated (and published) with the ``TypedDict`` shapes below.
+Dataclasses rather than pydantic ``BaseModel``: an item is built, read and edited about fifty
+times per model on the crawl's thread, and a slotted dataclass does that ~5 us a model faster
+than a ``BaseModel``'s dictionary (docs/performance.md, "Model layer"). itemadapter serves feed
+exports and pipelines from them like any item. Nested objects are typed ``Doc`` for the code
+that edits them and validated (and published) with the ``TypedDict`` shapes below.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, KeysView
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NotRequired, TypeAlias, cast
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NotRequired, TypeAlias
 
-from itemadapter import ItemAdapter
-from itemadapter.adapter import AdapterInterface, PydanticAdapter
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
 from ptmspiders.hubs import HUBS
@@ -183,75 +186,12 @@ else:
 
 # -- documents -----------------------------------------------------------------------------------
 
-class Document(BaseModel):
-    """A stored document: ``collection`` is where it is stored, ``schema_name`` its schema."""
-
-    model_config = ConfigDict(
-        strict=True, validate_by_name=False, validate_by_alias=True, serialize_by_alias=True)
-
-    collection: ClassVar[str]
-    schema_name: ClassVar[str]
-    schema_title: ClassVar[str]
-    schema_description: ClassVar[str]
-    doc_names: ClassVar[tuple[str, ...]]  # the document's keys, in order
-
-    id: HubId = Field(alias="_id")
-
-    @property
-    def _id(self) -> str:
-        return self.id
-
-    # Plain attribute setting, as on a dataclass: pydantic's own __setattr__ (which validates
-    # nothing here) cost ~1.3 us a model in the normalising pipeline's nine assignments.
-    __setattr__ = object.__setattr__
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        cls.doc_names = tuple(f.alias or n for n, f in cls.model_fields.items())
-        init = _unchecked_init(cls)
-        # ``model_validate`` must not go through this __init__: pydantic calls a custom one
-        # unless it carries BaseModel.__init__'s marker.
-        init.__pydantic_base_init__ = True  # type: ignore[attr-defined]
-        type.__setattr__(cls, "__init__", init)
+# Strict: a hub's "5" is not a count; revalidated: validate() checks an existing item's values.
+_CONFIG = ConfigDict(strict=True, revalidate_instances="always")
 
 
-_MISSING: Any = object()
-
-
-def _unchecked_init(cls: type[Document]) -> Callable[..., None]:
-    """A keyword-only ``__init__`` that stores its arguments unchecked, generated as
-    ``dataclasses`` does: as fast as a dataclass's, a TypeError for an unknown or missing
-    field; the values are validated by ValidatePipeline once the item is normalised."""
-    params, values = [], []
-    env: dict[str, Any] = {"_MISSING": _MISSING, "_set": object.__setattr__}
-    for name, info in cls.model_fields.items():
-        arg = info.alias or name
-        if info.is_required():
-            params.append(arg)
-            values.append(f"{name!r}: {arg}")
-        elif info.default_factory is not None:
-            env[f"_f_{name}"] = info.default_factory
-            params.append(f"{arg}=_MISSING")
-            values.append(f"{name!r}: _f_{name}() if {arg} is _MISSING else {arg}")
-        else:
-            env[f"_d_{name}"] = info.default
-            params.append(f"{arg}=_d_{name}")
-            values.append(f"{name!r}: {arg}")
-    source = (
-        f"def __init__(self, *, {', '.join(params)}):\n"
-        f"    _set(self, '__dict__', {{{', '.join(values)}}})\n"
-        "    _set(self, '__pydantic_fields_set__', set())\n"
-        "    _set(self, '__pydantic_extra__', None)\n"
-        "    _set(self, '__pydantic_private__', None)\n")
-    exec(source, env)  # generated from the class's own field names
-    init: Callable[..., None] = env["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__doc__ = _unchecked_init.__doc__
-    return init
-
-
-class ModelItem(Document):
+@dataclass(slots=True, kw_only=True)
+class ModelItem:
     """One model package on one hub (collection ``models``)."""
 
     collection: ClassVar[str] = "models"
@@ -259,7 +199,9 @@ class ModelItem(Document):
     schema_title: ClassVar[str] = "PTM model package"
     schema_description: ClassVar[str] = ("One pre-trained model package on one hub, normalised "
                                          "so one query spans all hubs.")
+    __pydantic_config__: ClassVar[ConfigDict] = _CONFIG
 
+    _id: HubId
     hub: Hub
     hub_id: NonEmpty
     name: NonEmpty
@@ -269,15 +211,15 @@ class ModelItem(Document):
     hub_uid: str | None = None
     title: str | None = None
     description: str | None = None
-    tasks: list[str] = Field(default_factory=list)
-    libraries: list[str] = Field(default_factory=list)
-    architectures: list[str] = Field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    libraries: list[str] = field(default_factory=list)
+    architectures: list[str] = field(default_factory=list)
     model_type: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    datasets: list[str] = Field(default_factory=list)
-    base_models: list[str] = Field(default_factory=list)
-    papers: list[Paper] = Field(default_factory=list)
-    github_repos: list[GitHubRepo] = Field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    base_models: list[str] = field(default_factory=list)
+    papers: list[Paper] = field(default_factory=list)
+    github_repos: list[GitHubRepo] = field(default_factory=list)
     license: str | None = None
     downloads: NonNegative | None = None
     downloads_all_time: NonNegative | None = None
@@ -291,26 +233,29 @@ class ModelItem(Document):
     disabled: bool | None = None
     parameters: NonNegative | None = None
     used_storage: NonNegative | None = None
-    files: FilesDoc = Field(default_factory=list)
-    card: CardDoc = Field(default_factory=lambda: {"present": None, "has_model_index": False})
+    files: FilesDoc = field(default_factory=list)
+    card: CardDoc = field(default_factory=lambda: {"present": None, "has_model_index": False})
     risk: RiskDoc = None
     enrichment: EnrichmentDoc = None
     # Set by a complete crawl that no longer saw the model (history.py); never deleted.
-    removed_at: DateTime | None = Field(default=None, description=(
-        "when a complete crawl of the hub no longer saw the model (null: listed)"))
-    extra: ExtraDoc = Field(default_factory=dict)
-    raw: Raw = Field(default_factory=dict)
-    crawl: CrawlDoc = Field(default_factory=dict)
+    removed_at: Annotated[DateTime | None, Field(description=(
+        "when a complete crawl of the hub no longer saw the model (null: listed)"))] = None
+    extra: ExtraDoc = field(default_factory=dict)
+    raw: Raw = field(default_factory=dict)
+    crawl: CrawlDoc = field(default_factory=dict)
 
 
-class OwnerItem(Document):
+@dataclass(slots=True, kw_only=True)
+class OwnerItem:
     """An organisation or user that publishes models (collection ``owners``)."""
 
     collection: ClassVar[str] = "owners"
     schema_name: ClassVar[str] = "owner"
     schema_title: ClassVar[str] = "PTM hub owner"
     schema_description: ClassVar[str] = "An organisation or user that publishes models on a hub."
+    __pydantic_config__: ClassVar[ConfigDict] = _CONFIG
 
+    _id: HubId
     hub: Hub
     name: NonEmpty
     type: OwnerKind = "unknown"
@@ -324,13 +269,14 @@ class OwnerItem(Document):
     num_followers: NonNegative | None = None
     # A user's organisations, as the user's overview lists them (who may push to whose models).
     orgs: Annotated[list[NonEmpty], AfterValidator(_unique), Field(
-        json_schema_extra={"uniqueItems": True})] = Field(default_factory=list)
-    extra: ExtraDoc = Field(default_factory=dict)
-    raw: Raw = Field(default_factory=dict)
-    crawl: CrawlDoc = Field(default_factory=dict)
+        json_schema_extra={"uniqueItems": True})] = field(default_factory=list)
+    extra: ExtraDoc = field(default_factory=dict)
+    raw: Raw = field(default_factory=dict)
+    crawl: CrawlDoc = field(default_factory=dict)
 
 
-class CollectionItem(Document):
+@dataclass(slots=True, kw_only=True)
+class CollectionItem:
     """A curated group of models on a hub (collection ``collections``), e.g. a TF Hub
     Collection; ``members`` are the hub's own model handles as the hub lists them."""
 
@@ -339,7 +285,9 @@ class CollectionItem(Document):
     schema_title: ClassVar[str] = "PTM hub collection"
     schema_description: ClassVar[str] = ("A curated group of models on a hub (e.g. a TF Hub "
                                          "Collection); members are the hub's model handles.")
+    __pydantic_config__: ClassVar[ConfigDict] = _CONFIG
 
+    _id: HubId
     hub: Hub
     hub_id: NonEmpty
     name: NonEmpty
@@ -347,17 +295,18 @@ class CollectionItem(Document):
     url: str | None = None
     title: str | None = None
     description: str | None = None
-    members: list[NonEmpty] = Field(default_factory=list)
-    tasks: list[str] = Field(default_factory=list)
-    datasets: list[str] = Field(default_factory=list)
-    architectures: list[str] = Field(default_factory=list)
-    papers: list[Paper] = Field(default_factory=list)
-    extra: ExtraDoc = Field(default_factory=dict)
-    raw: Raw = Field(default_factory=dict)
-    crawl: CrawlDoc = Field(default_factory=dict)
+    members: list[NonEmpty] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    architectures: list[str] = field(default_factory=list)
+    papers: list[Paper] = field(default_factory=list)
+    extra: ExtraDoc = field(default_factory=dict)
+    raw: Raw = field(default_factory=dict)
+    crawl: CrawlDoc = field(default_factory=dict)
 
 
-class CommitItem(Document):
+@dataclass(slots=True, kw_only=True)
+class CommitItem:
     """One commit of a model repository (collection ``commits``); ``_id`` is
     ``<model _id>@<sha>``. ``signature`` is good|bad|unsigned|unknown (see signatures.py)."""
 
@@ -367,26 +316,27 @@ class CommitItem(Document):
     schema_description: ClassVar[str] = (
         "One commit of a model repository with its signature status (see "
         "ptmspiders/signatures.py for how git's %G? codes map to the status).")
+    __pydantic_config__: ClassVar[ConfigDict] = _CONFIG
 
-    id: Annotated[str, Field(pattern=rf"^({_HUB_ALTERNATIVES}):.+@{SHA_PATTERN}$")] = Field(
-        alias="_id")
+    _id: Annotated[str, Field(pattern=rf"^({_HUB_ALTERNATIVES}):.+@{SHA_PATTERN}$")]
     hub: Hub
-    model: str = Field(description="_id of the model document")
+    model: Annotated[str, Field(description="_id of the model document")]
     sha: Annotated[str, Field(pattern=rf"^{SHA_PATTERN}$")]
     date: DateTime | None = None
-    authors: list[str] = Field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
     title: str | None = None
     signature: Signature = "unknown"
-    signed: bool | None = Field(default=None,
-                                description="null when the method cannot tell (api)")
+    signed: Annotated[bool | None, Field(
+        description="null when the method cannot tell (api)")] = None
     signer: str | None = None
     signing_key: str | None = None
-    signature_code: str | None = Field(default=None, description="git's %G? letter")
+    signature_code: Annotated[str | None, Field(description="git's %G? letter")] = None
     signature_method: SignatureMethod = "api"
-    crawl: CrawlDoc = Field(default_factory=dict)
+    crawl: CrawlDoc = field(default_factory=dict)
 
 
-class PackageItem(Document):
+@dataclass(slots=True, kw_only=True)
+class PackageItem:
     """The files of one model at one revision, as downloaded (collection ``packages``);
     ``_id`` is the model's ``_id``. See ``ptmspiders/packages``."""
 
@@ -394,86 +344,78 @@ class PackageItem(Document):
     schema_name: ClassVar[str] = "package"
     schema_title: ClassVar[str] = "PTM package: the files of one model at one revision"
     schema_description: ClassVar[str] = "The files of one model at one revision, as downloaded."
+    __pydantic_config__: ClassVar[ConfigDict] = _CONFIG
 
+    _id: HubId
     hub: Hub
     hub_id: NonEmpty
     revision: str | None
     source_url: str | None = None
     # The package folder, relative to dest: <hub>/<owner>/<name>/<revision>.
     path: str | None = None
-    files: PackageFilesDoc = Field(default_factory=list)
+    files: PackageFilesDoc = field(default_factory=list)
     bytes: NonNegative = 0
     new_bytes: NonNegative = 0
     complete: bool = False
     downloaded_at: DateTime | None = None
-    scan: ScanDoc = Field(default_factory=dict)
+    scan: ScanDoc = field(default_factory=dict)
     reason: str | None = None
-    crawl: Doc = Field(default_factory=dict)
+    crawl: Doc = field(default_factory=dict)
 
+
+Document = ModelItem | OwnerItem | CollectionItem | CommitItem | PackageItem
 
 DOCUMENTS: dict[str, type[Document]] = {
     cls.schema_name: cls for cls in (ModelItem, OwnerItem, CollectionItem, CommitItem, PackageItem)}
 """Every document class by schema name."""
 
 
-def field_names(cls: type[Document]) -> tuple[str, ...]:
-    """The document's keys, in order (``_id`` first)."""
-    return cls.doc_names
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+
+
+def adapter(cls: type[Document]) -> TypeAdapter[Any]:
+    """Pydantic's view of a document class: its JSON Schema and its validator."""
+    found = _ADAPTERS.get(cls.schema_name)
+    if found is None:
+        found = _ADAPTERS[cls.schema_name] = TypeAdapter(cls)
+    return found
+
+
+def validate(item: Document) -> None:
+    """Raise pydantic's ``ValidationError`` unless every value of ``item`` is valid."""
+    adapter(type(item)).validate_python(item)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+_READERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+
+
+def _reader(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """All field values of an instance in one ``attrgetter`` call (as a tuple, even for one)."""
+    reader = _READERS.get(cls)
+    if reader is None:
+        names = field_names(cls)
+        get = operator.attrgetter(*names)
+        reader = _READERS[cls] = get if len(names) > 1 else (lambda item: (get(item),))
+    return reader
 
 
 def to_doc(item: Any) -> Doc:
-    """The item's document: a shallow dict of its fields (``model_dump`` copies ``raw``)."""
+    """Shallow dict of an item: ``dataclasses.asdict`` deep-copies ``raw``, which costs."""
     if isinstance(item, dict):
         return item
-    doc = {"_id": item.id}
-    doc.update(item.__dict__)
-    del doc["id"]
-    return doc
+    cls = type(item)
+    return dict(zip(field_names(cls), _reader(cls)(item), strict=True))
 
 
 def make_id(hub: str, hub_id: str) -> str:
     return f"{hub}:{hub_id}"
-
-
-def _attribute(key: str) -> str:
-    return "id" if key == "_id" else key
-
-
-class DocumentAdapter(PydanticAdapter):
-    """itemadapter (feed exports) by the documents' own keys: ``_id``, not the attribute."""
-
-    @classmethod
-    def is_item_class(cls, item_class: type) -> bool:
-        return issubclass(item_class, Document)
-
-    @classmethod
-    def get_field_names_from_class(cls, item_class: type) -> list[str] | None:
-        return list(item_class.doc_names)  # type: ignore[attr-defined]
-
-    @classmethod
-    def get_field_meta_from_class(cls, item_class: type, field_name: str) -> MappingProxyType:
-        return super().get_field_meta_from_class(item_class, _attribute(field_name))
-
-    def field_names(self) -> KeysView[str]:
-        return dict.fromkeys(self.item.doc_names).keys()
-
-    def __getitem__(self, field_name: str) -> Any:
-        return super().__getitem__(_attribute(field_name))
-
-    def __setitem__(self, field_name: str, value: Any) -> None:
-        super().__setitem__(_attribute(field_name), value)
-
-    def __delitem__(self, field_name: str) -> None:
-        super().__delitem__(_attribute(field_name))
-
-    def __iter__(self) -> Any:
-        return iter(self.item.doc_names)
-
-    def __len__(self) -> int:
-        return len(self.item.doc_names)
-
-
-# itemadapter's documented extension point (a deque), checked before its PydanticAdapter.
-if DocumentAdapter not in ItemAdapter.ADAPTER_CLASSES:
-    cast("deque[type[AdapterInterface]]", ItemAdapter.ADAPTER_CLASSES).appendleft(DocumentAdapter)
-

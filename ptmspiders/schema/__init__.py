@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ptmspiders.items import DOCUMENTS, Document
+from ptmspiders.items import DOCUMENTS, Document, adapter
 
 FOLDER = Path(__file__).parent
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -23,7 +23,7 @@ _DROPPED = frozenset({"title", "default", "additionalProperties"})
 
 def json_schema(cls: type[Document]) -> dict[str, Any]:
     """The published schema of one document class."""
-    generated = cls.model_json_schema(by_alias=True)
+    generated = adapter(cls).json_schema()
     defs = generated.pop("$defs", {})
     body = _tidy(generated, defs)
     return {
