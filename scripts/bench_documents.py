@@ -2,7 +2,7 @@
 """Benchmark the document layer per model, outside a crawl: building the item in the parser
 (``parse_model``), its document (``to_doc``), and validating it, by the crawl's validator
 (jsonschema-rs against the generated schema, ``schema_error``) and by pydantic with the same
-class (``ModelItem.model_validate``, which the crawl does not use: this shows why).
+class (``items.validate``, which the crawl does not use: this shows why).
 
 Synthetic list pages (``tests.mockhub.synthetic``) as in ``scripts/bench_stages.py``; thread
 CPU time, the best of ``--repeat`` passes, microseconds per model::
@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ptmspiders.hub_answers import load_json
-    from ptmspiders.items import ModelItem, to_doc
+    from ptmspiders.items import to_doc
+    from ptmspiders.items import validate as validate_item
     from ptmspiders.parsers import huggingface as hf
     from ptmspiders.pipelines.normalize import normalize_model
     from ptmspiders.pipelines.validate import schema_error
@@ -58,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
             schema_error("model", d)
 
     def validate_pydantic() -> None:
-        for d in docs:
-            ModelItem.model_validate(d)
+        for i in items:
+            validate_item(i)
 
     print(f"{len(docs):,} models, best of {args.repeat}: microseconds per model (thread CPU)")
     for name, step in (("parse_model", build), ("to_doc", dump), ("validate", validate),
-                       ("pydantic model_validate", validate_pydantic)):
+                       ("pydantic validate", validate_pydantic)):
         best = float("inf")
         for _ in range(args.repeat):
             t0 = time.thread_time()
