@@ -25,6 +25,19 @@ def test_every_field_is_published_and_required(cls):
     assert field_names(cls)[0] == "_id"
 
 
+# The fields the model document was specified with (the project's founding issue).
+SPECIFIED_MODEL_FIELDS = {
+    "_id", "hub", "hub_id", "name", "owner", "url", "owner_url", "tasks", "libraries",
+    "architectures", "tags", "datasets", "papers", "github_repos", "license", "downloads",
+    "likes", "created_at", "last_modified", "latest_commit_sha", "gated", "private", "files",
+    "card", "raw", "crawl",
+}
+
+
+def test_model_schema_requires_every_specified_field():
+    assert set(load_schema("model")["required"]) >= SPECIFIED_MODEL_FIELDS
+
+
 def _model(**kw):
     base = dict(_id="huggingface:a/b", hub="huggingface", hub_id="a/b", name="b",
                 crawl={"first_seen": "2026-01-01T00:00:00Z", "last_seen": "2026-01-01T00:00:00Z",
