@@ -3,8 +3,8 @@
 One validator: jsonschema-rs against the JSON Schemas generated from the document classes
 (``ptmspiders/items.py``), once per item, after normalisation. Invalid items are dropped with a
 reason and counted as ``ptm/dropped/<reason>``. Pydantic's own validation of the same classes
-would do, but it builds a copy of every nested object it checks (each file entry, ``raw``):
-4 to 7 times the cost per model (docs/performance.md, "Model layer").
+(``items.validate``) would do, but it builds a copy of every object it checks (each file entry,
+``raw``): 2.5 to 7 times the cost per model (docs/performance.md, "Model layer").
 """
 
 from __future__ import annotations
