@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import fields
 from typing import Any
 
 from scrapy import Request
@@ -13,7 +12,7 @@ from scrapy.http import TextResponse
 
 from ptmspiders.context import crawl_context
 from ptmspiders.github import git_blob_sha
-from ptmspiders.items import CollectionItem, ModelItem, to_doc
+from ptmspiders.items import CollectionItem, ModelItem, field_names, to_doc
 from ptmspiders.pipelines.validate import load_schema, schema_error
 from ptmspiders.spiders.pytorch_hub import PytorchHubSpider
 from ptmspiders.stores import Store
@@ -126,7 +125,7 @@ def test_unusable_tree_marks_the_crawl_incomplete():
 
 def test_collection_item_mirrors_its_schema():
     schema = load_schema("collection")
-    assert {f.name for f in fields(CollectionItem)} == set(schema["properties"])
+    assert set(field_names(CollectionItem)) == set(schema["properties"])
     item = CollectionItem(_id="tfhub:g/collections/x/1", hub="tfhub", hub_id="g/collections/x/1",
                           name="x/1", members=["g/m/1"],
                           crawl={"first_seen": "a", "last_seen": "a", "source_url": None})

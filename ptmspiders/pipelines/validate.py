@@ -1,6 +1,10 @@
-"""JSON Schema validation: what reaches a store is what the README promises.
+"""Validation: what reaches a store is what the published schemas promise.
 
-Invalid items are dropped with a reason and counted as ``ptm/dropped/<reason>``.
+One validator: jsonschema-rs against the JSON Schemas generated from the document classes
+(``ptmspiders/items.py``), once per item, after normalisation. Invalid items are dropped with a
+reason and counted as ``ptm/dropped/<reason>``. Pydantic's own validation of the same classes
+(``items.validate``) would do, but it builds a copy of every object it checks (each file entry,
+``raw``): 2.5 to 7 times the cost per model (docs/performance.md, "Model layer").
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-import fastjsonschema
 import jsonschema_rs
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
@@ -20,50 +23,50 @@ from ptmspiders.items import to_doc
 
 logger = logging.getLogger(__name__)
 
-Validator = Callable[[Any], Any]
-_VALIDATORS: dict[str, Validator] = {}
-_FAST: dict[str, Callable[[Any], bool]] = {}
+_VALIDATORS: dict[str, Any] = {}
+_PLAIN = (str, int, float, bool, type(None))
 
 
 def load_schema(name: str) -> dict[str, Any]:
+    """The published JSON Schema ``name`` (generated from its document class)."""
     text = resources.files("ptmspiders").joinpath(f"schema/{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
-def validator(name: str) -> Validator:
-    """Compiled once per process: fastjsonschema generates Python code for the schema."""
+def validator(name: str) -> Any:
+    """Built once per process."""
     v = _VALIDATORS.get(name)
     if v is None:
-        v = _VALIDATORS[name] = fastjsonschema.compile(load_schema(name))
+        v = _VALIDATORS[name] = jsonschema_rs.validator_for(load_schema(name))
     return v
 
 
-def fast_check(name: str) -> Callable[[Any], bool]:
-    """jsonschema-rs (Rust) for the common case, a valid document: about 5x faster than the
-    generated Python code. Its verdict "invalid" is never trusted alone (see schema_error)."""
-    check = _FAST.get(name)
-    if check is None:
-        check = _FAST[name] = jsonschema_rs.validator_for(load_schema(name)).is_valid
-    return check
-
-
 def schema_error(name: str, doc: dict[str, Any]) -> str | None:
-    """``None`` when valid, else a short reason such as ``invalid_downloads``."""
+    """``None`` when ``doc`` is a valid ``name`` document, else a short reason:
+    ``missing_field``, or ``invalid_<field>`` for the top-level field in error."""
+    check = validator(name)
     try:
-        if fast_check(name)(doc):
+        if check.is_valid(doc):
             return None
-    except (ValueError, TypeError):  # a value that is not JSON: the full validator decides
-        pass
-    try:
-        validator(name)(doc)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        path = [p for p in (exc.path or []) if p != "data"]
-        if exc.rule == "required":
-            return "missing_field"
-        field = str(path[0]) if path else (exc.rule or "document")
-        return f"invalid_{field}"
-    return None
+        error = next(iter(check.iter_errors(doc)))
+    except (ValueError, TypeError):  # a value that is not JSON (a set, an object)
+        field = next((k for k, v in doc.items() if not _is_json(v)), None)
+        return None if field is None else f"invalid_{field}"
+    if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
+        return "missing_field"
+    path = error.instance_path
+    return f"invalid_{path[0]}" if path else "invalid_document"
+
+
+def _is_json(value: Any, is_plain: Callable[[Any, Any], bool] = isinstance) -> bool:
+    if is_plain(value, _PLAIN):
+        return True
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    return False
 
 
 class ValidatePipeline:
