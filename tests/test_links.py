@@ -20,7 +20,7 @@ from ptmspiders.github import TreeEntry
 from ptmspiders.hf_enrichment import enricher
 from ptmspiders.hub_answers import BadResponse, UndecodableEntry, load_json
 from ptmspiders.items import ModelItem, to_doc
-from ptmspiders.middlewares.origin import SameOriginRedirectMiddleware
+from ptmspiders.middlewares.origin import FLOW_META, SameOriginRedirectMiddleware
 from ptmspiders.middlewares.retry import malformed_reason
 from ptmspiders.middlewares.urllength import UrlLengthMiddleware
 from ptmspiders.origins import RefusedLink, next_link, same_origin
@@ -31,6 +31,7 @@ from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.spiders.modelhub import ModelhubSpider
 from ptmspiders.spiders.modelzoo import ModelzooSpider
+from ptmspiders.spiders.packages import PackagesSpider
 from ptmspiders.stores import open_store
 from tests.conftest import FIXTURES, crawl_stats, hub_env, ptm_crawler, run_crawl
 from tests.mockhub import MockHub, MockRequest, MockResponse
@@ -181,8 +182,10 @@ def test_no_spider_can_read_files_s3_ftp_or_data_urls() -> None:
     for name in names:
         crawler = ptm_crawler(loader.load(name), project_settings())
         handlers = crawler.settings.getwithbase("DOWNLOAD_HANDLERS")
-        for scheme in ("file", "s3", "ftp", "data"):
+        for scheme in ("file", "s3", "ftp"):
             assert handlers[scheme] is None, (name, scheme)
+        # packages answers its own in-process flows with data: URIs; nothing else may use it
+        assert (handlers["data"] is None) == (name != "packages"), name
         mws = crawler.settings.getwithbase("DOWNLOADER_MIDDLEWARES")
         assert mws["ptmspiders.middlewares.origin.SameOriginRedirectMiddleware"] is not None
 
@@ -413,3 +416,18 @@ def test_modelzoo_and_modelhub_store_a_model_whose_url_would_be_too_long() -> No
         f"{EP}/raw/acme/short/master/contrib_src/model/config.json"]
     for c in (zoo_crawler, hub_crawler):
         assert c.stats.get_value("ptm/gaps/url_too_long") == 1  # type: ignore[union-attr]
+
+
+def test_only_the_packages_flows_may_use_a_data_uri() -> None:
+    crawler = ptm_crawler(PackagesSpider, project_settings())
+    mw = SameOriginRedirectMiddleware(crawler)
+    for url in ("data:text/plain,evil", "file:///etc/passwd", "ftp://x/y", "s3://b/k"):
+        with pytest.raises(RefusedLink):
+            mw.process_request(Request(url))
+    for url in ("file:///etc/passwd", "ftp://x/y", "s3://b/k"):
+        with pytest.raises(RefusedLink):  # a flow's mark lets no other scheme through
+            mw.process_request(Request(url, meta={FLOW_META: "onnx_package"}))
+    mw.process_request(Request("data:,", meta={FLOW_META: "onnx_package"}))  # its own flows
+    mw.process_request(Request("https://hub.example/x"))
+    assert crawler.stats is not None
+    assert crawler.stats.get_value("ptm/refused_link") == 7

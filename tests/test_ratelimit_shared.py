@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ from ptmspiders.middlewares.ratelimit_redis import (
     credential_hash,
     hub_identities,
 )
+from tests.conftest import ROOT, crawl_command
 from tests.redis_server import free_port, redis_url
 from tests.test_ratelimit import HF, FakeClock, answer, crawler_for
 
@@ -233,3 +237,17 @@ def test_each_hub_is_named_by_the_credential_its_requests_carry() -> None:
     # Kaggle's user name without its key sends no credential; auth off sends none at all.
     assert hub_identities({"KAGGLE_USERNAME": "carol"})["kaggle"] == "anon"
     assert set(hub_identities(env, auth_enabled=False).values()) == {"anon"}
+
+
+def test_scrapy_crawl_with_redis_down_is_one_line(tmp_path: Path) -> None:
+    """Before: the middleware's error surfaced as a "Task exception was never retrieved"
+    traceback; the command now asks Redis first."""
+    url = f"redis://user:hunter2@127.0.0.1:{free_port()}/0"
+    env = {**os.environ, "PTM_FRONTIER": url}
+    result = subprocess.run(crawl_command("packages", tmp_path), cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "Redis does not answer" in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
+    assert not (tmp_path / "ptm.sqlite").exists()  # no store opened, no crawl record

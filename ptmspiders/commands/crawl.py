@@ -23,6 +23,7 @@ from scrapy.exceptions import UsageError
 
 from ptmspiders.args import ArgumentError
 from ptmspiders.config import PtmSettings, SettingsError
+from ptmspiders.middlewares.ratelimit_redis import ping_frontier
 from ptmspiders.outcome import EXIT_USAGE, crawl_problems, exit_status
 from ptmspiders.spiders.base import PtmSpider
 
@@ -42,11 +43,18 @@ class Command(ScrapyCrawlCommand):
         assert self.crawler_process is not None
         try:
             crawler = self.crawler_process.create_crawler(args[0])
-            PtmSettings.from_settings(crawler.settings)  # each component reads them later
+            config = PtmSettings.from_settings(crawler.settings)  # components read it later
         except SettingsError as exc:
             logger.error("%s", exc)
             self.exitcode = EXIT_USAGE
             return
+        if config.frontier:
+            try:
+                ping_frontier(config.frontier)
+            except ValueError as exc:  # Redis down or unreachable: the crawl cannot start
+                logger.error("%s", exc)
+                self.exitcode = 1
+                return
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
         if self.crawler_process.bootstrap_failed:

@@ -8,6 +8,10 @@ before it is sent when its origin differs from the URL first asked: logged, coun
 listing records the crawl incomplete). Same-origin redirects (the Hub's 307 for a renamed
 repository) go on. Other requests (a README the Hub redirects to its CDN) are not affected.
 ``PTM_SAME_ORIGIN_REDIRECTS_ENABLED`` switches it off.
+
+It also keeps every request on http(s): the ``packages`` spider enables Scrapy's ``data:``
+handler for its in-process flows only (``PackageCrawler.flow_request``, marked with
+``meta["ptm_flow"]``); any other non-http(s) request is refused the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from ptmspiders.config import ptm_settings
 from ptmspiders.origins import RefusedLink, refuse, same_origin
 
 EXPECT_META = "ptm_expect"  # set by PtmSpider.json_request on every hub API request
+FLOW_META = "ptm_flow"  # set only by PackageCrawler.flow_request (a data: URI, no download)
+WEB_SCHEMES = ("http://", "https://")
 
 
 class SameOriginRedirectMiddleware:
@@ -33,6 +39,11 @@ class SameOriginRedirectMiddleware:
         return cls(crawler)
 
     def process_request(self, request: Request) -> None:
+        if not request.url.startswith(WEB_SCHEMES) and not (
+                request.url.startswith("data:") and request.meta.get(FLOW_META)):
+            exc = RefusedLink(request.url, request.meta.get("redirect_urls", [request.url])[0])
+            refuse(self.crawler.stats, exc, what="request")
+            raise exc
         redirected_from = request.meta.get("redirect_urls")
         if not redirected_from or not request.meta.get(EXPECT_META):
             return

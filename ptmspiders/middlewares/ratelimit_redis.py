@@ -83,6 +83,18 @@ def check_frontier(url: str) -> str:
     return url
 
 
+def ping_frontier(url: str) -> None:
+    """That ``PTM_FRONTIER`` is a Redis URL and Redis answers; else a ValueError of one line
+    (``scrapy crawl`` asks before the crawl starts: ptmspiders/commands/crawl.py)."""
+    check_frontier(url)
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5) as r:
+            r.ping()
+    except (RedisError, OSError, ValueError) as exc:
+        raise ValueError(f"PTM_FRONTIER={redacted(url)}: Redis does not answer ({exc}); "
+                         "the crawl needs it for its frontier and shared rate limits") from None
+
+
 class SharedRateLimitMiddleware(RateLimitMiddleware):
     """The throttle with its buckets in Redis, shared by every worker that names the same
     ``PTM_FRONTIER``."""
@@ -109,13 +121,7 @@ class SharedRateLimitMiddleware(RateLimitMiddleware):
     def connect(cls, crawler: Crawler, rules: list[HubRule], url: str,
                 env: Mapping[str, str], **options: Any) -> SharedRateLimitMiddleware:
         """Check the URL and that Redis answers, before the crawl starts."""
-        check_frontier(url)
-        try:
-            with redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5) as r:
-                r.ping()
-        except (RedisError, OSError, ValueError) as exc:
-            raise ValueError(f"PTM_FRONTIER={redacted(url)}: Redis does not answer ({exc}); "
-                             "the crawl needs it to share the rate limits") from None
+        ping_frontier(url)
         auth = ptm_settings(crawler).auth_enabled
         mw = cls(crawler, rules, url=url, identities=hub_identities(env, auth), **options)
         logger.info("Rate limits shared through Redis at %s", redacted(url))

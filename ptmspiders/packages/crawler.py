@@ -38,6 +38,7 @@ from ptmspiders.config import ptm_settings
 from ptmspiders.github import RepoRef, TreeEntry
 from ptmspiders.items import PackageItem
 from ptmspiders.middlewares.auth import credentials_from, origin
+from ptmspiders.middlewares.origin import FLOW_META
 from ptmspiders.packages import archive as archives
 from ptmspiders.packages.bandwidth import Bandwidth
 from ptmspiders.packages.blobs import git_blob_sha1, open_blobs
@@ -55,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 JOB = "ptm_package"
 FILE = "ptm_file"
-FLOW = "ptm_flow"
+FLOW = FLOW_META  # only these data: requests pass SameOriginRedirectMiddleware
 FLOW_URL = "data:,"  # no download: the flow makes its own hub calls
 
 
