@@ -191,7 +191,19 @@ _CONFIG = ConfigDict(strict=True, revalidate_instances="always")
 
 
 @dataclass(slots=True, kw_only=True)
-class ModelItem:
+class _HubEntry:
+    """The identity fields every model and collection document starts with."""
+
+    _id: HubId
+    hub: Hub
+    hub_id: NonEmpty
+    name: NonEmpty
+    owner: str | None = None
+    url: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class ModelItem(_HubEntry):
     """One model package on one hub (collection ``models``)."""
 
     collection: ClassVar[str] = "models"
@@ -201,12 +213,6 @@ class ModelItem:
                                          "so one query spans all hubs.")
     __pydantic_config__: ClassVar[ConfigDict] = _CONFIG
 
-    _id: HubId
-    hub: Hub
-    hub_id: NonEmpty
-    name: NonEmpty
-    owner: str | None = None
-    url: str | None = None
     owner_url: str | None = None
     hub_uid: str | None = None
     title: str | None = None
@@ -276,7 +282,7 @@ class OwnerItem:
 
 
 @dataclass(slots=True, kw_only=True)
-class CollectionItem:
+class CollectionItem(_HubEntry):
     """A curated group of models on a hub (collection ``collections``), e.g. a TF Hub
     Collection; ``members`` are the hub's own model handles as the hub lists them."""
 
@@ -287,12 +293,6 @@ class CollectionItem:
                                          "Collection); members are the hub's model handles.")
     __pydantic_config__: ClassVar[ConfigDict] = _CONFIG
 
-    _id: HubId
-    hub: Hub
-    hub_id: NonEmpty
-    name: NonEmpty
-    owner: str | None = None
-    url: str | None = None
     title: str | None = None
     description: str | None = None
     members: list[NonEmpty] = field(default_factory=list)
