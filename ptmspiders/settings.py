@@ -22,12 +22,6 @@ USER_AGENT = "ptmspiders/0.1 (research crawler of pre-trained model hubs)"
 ROBOTSTXT_OBEY = False
 TELNETCONSOLE_ENABLED = False
 LOG_LEVEL = os.environ.get("PTM_LOG_LEVEL", "INFO")
-# Drops Scrapy's per-item/per-response DEBUG records unless LOG_LEVEL shows them (~5% CPU).
-LOG_FORMATTER = "ptmspiders.logformatter.PtmLogFormatter"
-# Scrapy re-reads and parses a callback's source on every response to warn about generators
-# that return values (its cache is keyed by the short-lived bound method): 8.6% of a crawl
-# with owner look-ups. A development lint; ruff and the tests cover it here.
-WARN_ON_GENERATOR_RETURN_VALUE = False
 FEED_EXPORT_ENCODING = "utf-8"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 
@@ -199,17 +193,9 @@ PTM_LOCK_ENABLED = True
 PTM_LOCK_WAIT = 30.0
 PTM_LOCK_TTL = 120.0
 
-# Scraped items are counted as the item processor returns them, not through a receiver of the
-# item_scraped signal: Scrapy dispatches each signal through asyncio Tasks, per receiver and item,
-# which took a fifth of a sweep's crawl thread (ptmspiders/itemcount.py).
-ITEM_PROCESSOR = "ptmspiders.itemcount.CountingItemProcessor"
-
 EXTENSIONS = {
-    "scrapy.extensions.corestats.CoreStats": None,
-    "ptmspiders.itemcount.CoreStats": 0,
     # Built before the scheduler opens JOBDIR: it must reset what a killed run left there.
     "ptmspiders.checkpoint.KilledRunRecovery": 50,
-    "ptmspiders.tuning.InterpreterTuning": 100,
     # Before history: its spider_opened takes the hub's lock before history writes, its
     # spider_closed tells history whether the lock held to the end.
     "ptmspiders.crawllock.CrawlLock": 450,
@@ -234,10 +220,10 @@ PTM_HEALTH_MAX_REFUSED_LINKS = 0
 # (ptmspiders/checkpoint.py); listings resume from their checkpoints.
 PTM_KILLED_RUN_RECOVERY_ENABLED = True
 
-# Interpreter tuning (ptmspiders/tuning.py): a list page decodes into ~50k containers, and with
-# CPython's default GC thresholds the collector took a quarter of a sweep's time; the store's
-# writer thread waited up to the 5 ms default switch interval for the GIL after every SQLite call.
-PTM_TUNING_ENABLED = True
+# The speed work (ptmspiders/perf, docs/performance.md): a Scrapy add-on that configures each
+# piece whose PTM_PERF_<PIECE> switch is on (all are, by default).
+ADDONS = {"ptmspiders.perf.PerfAddon": 0}
+# Its garbage-collector piece (PTM_PERF_GC) and switch-interval piece (PTM_PERF_SWITCH_INTERVAL).
 PTM_GC_THRESHOLDS = (50_000, 20, 10)
 PTM_GC_FREEZE = True
 PTM_SWITCH_INTERVAL = 0.001

@@ -1,4 +1,4 @@
-"""The interpreter tuning extension (``ptmspiders.tuning``) as a component."""
+"""The interpreter tuning extension (``ptmspiders.perf.tuning``) as a component."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
+from ptmspiders.perf.tuning import InterpreterTuning, parse_switch_interval, parse_thresholds
 from ptmspiders.spiders.hf_models import HfModelsSpider
-from ptmspiders.tuning import InterpreterTuning, parse_switch_interval, parse_thresholds
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,21 @@ def extension(**settings: object) -> InterpreterTuning:
 
 def test_disabled_raises_not_configured() -> None:
     with pytest.raises(NotConfigured):
-        extension(PTM_TUNING_ENABLED=False)
+        extension(PTM_PERF_GC=False, PTM_PERF_SWITCH_INTERVAL=False)
+
+
+def test_a_piece_switched_off_is_left_as_it_is() -> None:
+    gc.set_threshold(700, 10, 10)
+    sys.setswitchinterval(0.005)
+    only_gc = extension(PTM_PERF_SWITCH_INTERVAL=False, PTM_GC_FREEZE=False)
+    only_gc.engine_started()
+    assert (gc.get_threshold(), sys.getswitchinterval()) == ((50_000, 20, 10), 0.005)
+    only_gc.engine_stopped()
+    only_switch = extension(PTM_PERF_GC=False)
+    only_switch.engine_started()
+    assert (gc.get_threshold(), sys.getswitchinterval()) == ((700, 10, 10), 0.001)
+    assert gc.get_freeze_count() == 0  # no freeze without the collector piece
+    only_switch.engine_stopped()
 
 
 @pytest.mark.parametrize("value", ["50000,20", "a,b,c", [0, 10, 10], [100, -1, 10], None])

@@ -75,7 +75,8 @@ class StorePipeline:
     def open_spider(self) -> None:
         logger.info("Storing items in %s", redact_uri(crawler_store(self.crawler).uri))
         self.writer = crawler_writer(self.crawler)
-        self.validated = self._validate_stage_before()
+        if self.crawler.settings.getbool("PTM_PERF_REUSE_VALIDATED", True):
+            self.validated = self._validate_stage_before()
 
     def _validate_stage_before(self) -> ValidatePipeline | None:
         """The ValidatePipeline right before this stage, if any: with no stage in between

@@ -69,27 +69,32 @@ class InterpreterTuning:
     """Raises the collector's thresholds, freezes start-up objects and shortens the GIL's
     switch interval for the crawl; counts collections and their seconds (``ptm/gc/...``)."""
 
-    def __init__(self, stats: StatsCollector, thresholds: tuple[int, int, int],
-                 freeze: bool, switch_interval: float) -> None:
+    def __init__(self, stats: StatsCollector, thresholds: tuple[int, int, int] | None,
+                 freeze: bool, switch_interval: float | None) -> None:
         self.stats = stats
-        self.thresholds = thresholds
-        self.freeze = freeze
-        self.switch_interval = switch_interval
+        self.thresholds = thresholds  # None: the collector as it is
+        self.freeze = freeze and thresholds is not None
+        self.switch_interval = switch_interval  # None: the interval as it is
         self.seconds = 0.0
         self.collections = 0
         self._started: float | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> InterpreterTuning:
+        from ptmspiders.perf.addon import enabled
+
         s = crawler.settings
-        if not s.getbool("PTM_TUNING_ENABLED", True):
-            raise NotConfigured("PTM_TUNING_ENABLED is off")
+        gc_on = enabled(s, "PTM_PERF_GC")
+        switch_on = enabled(s, "PTM_PERF_SWITCH_INTERVAL")
+        if not gc_on and not switch_on:
+            raise NotConfigured("PTM_PERF_GC and PTM_PERF_SWITCH_INTERVAL are off")
         assert crawler.stats is not None
         ext = cls(crawler.stats,
-                  parse_thresholds(s.get("PTM_GC_THRESHOLDS", DEFAULT_THRESHOLDS)),
+                  parse_thresholds(s.get("PTM_GC_THRESHOLDS", DEFAULT_THRESHOLDS))
+                  if gc_on else None,
                   s.getbool("PTM_GC_FREEZE", True),
-                  parse_switch_interval(s.get("PTM_SWITCH_INTERVAL",
-                                              DEFAULT_SWITCH_INTERVAL)))
+                  parse_switch_interval(s.get("PTM_SWITCH_INTERVAL", DEFAULT_SWITCH_INTERVAL))
+                  if switch_on else None)
         crawler.signals.connect(ext.engine_started, signal=signals.engine_started)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(ext.engine_stopped, signal=signals.engine_stopped)
@@ -102,8 +107,10 @@ class InterpreterTuning:
             if self.freeze:
                 gc.collect()  # what is garbage now must not be frozen
                 gc.freeze()
-            gc.set_threshold(*self.thresholds)
-            sys.setswitchinterval(self.switch_interval)
+            if self.thresholds is not None:
+                gc.set_threshold(*self.thresholds)
+            if self.switch_interval is not None:
+                sys.setswitchinterval(self.switch_interval)
             logger.debug("GC thresholds %s, switch interval %s s (were %s), %d objects frozen",
                          self.thresholds, self.switch_interval, _saved, gc.get_freeze_count())
         _active.append(self)

@@ -1,0 +1,13 @@
+"""The speed work, in one place: pieces that make a hub-scale crawl faster without changing
+what it stores.
+
+:class:`PerfAddon` (a Scrapy add-on, enabled in ``ADDONS``) switches each piece on through
+Scrapy's public settings; each has its own ``PTM_PERF_*`` switch (:data:`SWITCHES`) so it can
+be measured alone (``scripts/bench_pieces.py``). What each gains: ``docs/performance.md``.
+Nothing else in the project depends on a piece: with every switch off the crawl is the same,
+only slower.
+"""
+
+from ptmspiders.perf.addon import SWITCHES, PerfAddon, enabled
+
+__all__ = ["SWITCHES", "PerfAddon", "enabled"]
