@@ -223,7 +223,6 @@ PTM_KILLED_RUN_RECOVERY_ENABLED = True
 # The speed work (ptmspiders/perf, docs/performance.md): a Scrapy add-on that configures each
 # piece whose PTM_PERF_<PIECE> switch is on (all are, by default).
 ADDONS = {"ptmspiders.perf.PerfAddon": 0}
-# Its garbage-collector piece (PTM_PERF_GC) and switch-interval piece (PTM_PERF_SWITCH_INTERVAL).
+# Its garbage-collector piece (PTM_PERF_GC).
 PTM_GC_THRESHOLDS = (50_000, 20, 10)
 PTM_GC_FREEZE = True
-PTM_SWITCH_INTERVAL = 0.001

@@ -30,15 +30,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench
 
-# Piece -> the settings that switch it off.
+# Piece -> the settings that switch it off (ptmspiders.perf.SWITCHES).
 PIECES: dict[str, list[str]] = {
     "gc": ["PTM_PERF_GC=False"],
-    "switch_interval": ["PTM_PERF_SWITCH_INTERVAL=False"],
     "item_count": ["PTM_PERF_ITEM_COUNT=False"],
     "log_formatter": ["PTM_PERF_LOG_FORMATTER=False"],
-    "generator_check_off": ["PTM_PERF_NO_GENERATOR_CHECK=False"],
     "decode_once": ["PTM_PERF_DECODE_ONCE=False"],
-    "reuse_validated": ["PTM_PERF_REUSE_VALIDATED=False"],
 }
 
 

@@ -38,7 +38,6 @@ def test_every_piece_is_on_in_the_project() -> None:
     assert load_object(c.settings["LOG_FORMATTER"]) is PtmLogFormatter
     assert load_object(c.settings["ITEM_PROCESSOR"]) is CountingItemProcessor
     assert counted_by_processor(c.settings)
-    assert c.settings.getbool("WARN_ON_GENERATOR_RETURN_VALUE") is False
     exts = extensions(c)
     assert CoreStats in exts and ScrapyCoreStats not in exts
     assert InterpreterTuning in exts
@@ -48,25 +47,20 @@ def test_every_piece_is_on_in_the_project() -> None:
 def test_a_switch_leaves_its_piece_out_and_only_it(switch: str) -> None:
     on, off = crawler(), crawler(**{switch: False})
     assert not enabled(off.settings, switch)
-    changed = {name for name in ("LOG_FORMATTER", "ITEM_PROCESSOR",
-                                 "WARN_ON_GENERATOR_RETURN_VALUE")
+    changed = {name for name in ("LOG_FORMATTER", "ITEM_PROCESSOR")
                if off.settings[name] != on.settings[name]}
     expected = {"PTM_PERF_LOG_FORMATTER": {"LOG_FORMATTER"},
-                "PTM_PERF_ITEM_COUNT": {"ITEM_PROCESSOR"},
-                "PTM_PERF_NO_GENERATOR_CHECK": {"WARN_ON_GENERATOR_RETURN_VALUE"}}
+                "PTM_PERF_ITEM_COUNT": {"ITEM_PROCESSOR"}}
     assert changed == expected.get(switch, set())
     if switch == "PTM_PERF_LOG_FORMATTER":
         assert load_object(off.settings["LOG_FORMATTER"]) is LogFormatter
     if switch == "PTM_PERF_ITEM_COUNT":
         assert load_object(off.settings["ITEM_PROCESSOR"]) is ItemPipelineManager
         assert ScrapyCoreStats in extensions(off) and CoreStats not in extensions(off)
-    if switch == "PTM_PERF_NO_GENERATOR_CHECK":
-        assert off.settings.getbool("WARN_ON_GENERATOR_RETURN_VALUE") is True
 
 
-def test_the_tuning_extension_goes_with_both_of_its_switches() -> None:
-    c = crawler(PTM_PERF_GC=False, PTM_PERF_SWITCH_INTERVAL=False)
-    assert InterpreterTuning not in extensions(c)
+def test_the_tuning_extension_goes_with_its_switch() -> None:
+    assert InterpreterTuning not in extensions(crawler(PTM_PERF_GC=False))
 
 
 def test_a_project_setting_wins_over_the_add_on() -> None:

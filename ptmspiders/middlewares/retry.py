@@ -53,6 +53,7 @@ from twisted.web.client import ResponseFailed
 from ptmspiders import settings as defaults
 from ptmspiders.github import git_blob_sha
 from ptmspiders.hub_answers import BadResponse, load_json
+from ptmspiders.perf import enabled
 from ptmspiders.ratelimit_headers import parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class RetryMiddleware(ScrapyRetryMiddleware):
         self.base = settings.getfloat("PTM_RETRY_BACKOFF_BASE")
         self.cap = settings.getfloat("PTM_RETRY_BACKOFF_MAX")
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # replaceable in tests
-        self.decode_once = settings.getbool("PTM_PERF_DECODE_ONCE", True)
+        self.decode_once = enabled(settings, "PTM_PERF_DECODE_ONCE")
         self.stats: StatsCollector
 
     @classmethod

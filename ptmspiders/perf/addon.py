@@ -15,18 +15,12 @@ SCRAPY_CORE_STATS = "scrapy.extensions.corestats.CoreStats"
 SWITCHES: dict[str, str] = {
     "PTM_PERF_GC": "raise the garbage collector's thresholds and freeze start-up objects "
                    "(perf/tuning.py)",
-    "PTM_PERF_SWITCH_INTERVAL": "a 1 ms GIL switch interval, so the store's writer thread "
-                                "gets the GIL back sooner (perf/tuning.py)",
     "PTM_PERF_ITEM_COUNT": "count scraped items in the item processor instead of a receiver "
                            "of the item_scraped signal (perf/itemcount.py)",
     "PTM_PERF_LOG_FORMATTER": "build no per-item/per-response DEBUG records when the log level "
                               "hides them (perf/logformatter.py)",
-    "PTM_PERF_NO_GENERATOR_CHECK": "WARN_ON_GENERATOR_RETURN_VALUE=False: Scrapy does not "
-                                   "re-parse each callback's source per response",
     "PTM_PERF_DECODE_ONCE": "a list page checked by the retry middleware is decoded once, not "
                             "again by the spider (perf/decoded.py)",
-    "PTM_PERF_REUSE_VALIDATED": "the store encodes the document the validation stage built "
-                                "instead of building it again (perf/reuse.py)",
 }
 
 
@@ -54,7 +48,5 @@ class PerfAddon:
             settings.set_in_component_priority_dict("EXTENSIONS", CoreStats, 0)
         if enabled(settings, "PTM_PERF_LOG_FORMATTER"):
             settings.set("LOG_FORMATTER", PtmLogFormatter, priority="addon")
-        if enabled(settings, "PTM_PERF_NO_GENERATOR_CHECK"):
-            settings.set("WARN_ON_GENERATOR_RETURN_VALUE", False, priority="addon")
-        if enabled(settings, "PTM_PERF_GC") or enabled(settings, "PTM_PERF_SWITCH_INTERVAL"):
+        if enabled(settings, "PTM_PERF_GC"):
             settings.set_in_component_priority_dict("EXTENSIONS", InterpreterTuning, 100)

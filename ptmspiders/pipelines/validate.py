@@ -77,9 +77,6 @@ class ValidatePipeline:
         self.stats = crawler.stats
         self.valid: dict[str, int] = {}
         self.unreported = 0
-        # The last valid item and its document: StorePipeline, when it comes right after this
-        # stage, stores that document instead of building it again.
-        self.last: tuple[Any, dict[str, Any]] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ValidatePipeline:
@@ -100,7 +97,6 @@ class ValidatePipeline:
         self.unreported += 1
         if self.unreported >= self.REPORT_EVERY:
             self.report()
-        self.last = (item, doc)
         return item
 
     def report(self) -> None:
@@ -111,4 +107,3 @@ class ValidatePipeline:
 
     def close_spider(self) -> None:
         self.report()
-        self.last = None
