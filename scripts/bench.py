@@ -126,8 +126,7 @@ def calibrate(rounds: int = 3) -> float:
 
     The same commands have run at half the speed from one hour to the next on these shared
     machines, so each run's speed is reported with this number: it shows when the machine
-    was slow before a run, though it does not foresee the run's own speed (docs/benchmark-log.md,
-    2026-11-27)."""
+    was slow before a run, though it does not foresee the run's own speed."""
     best = float("inf")
     for _ in range(rounds):
         t0 = time.perf_counter()
