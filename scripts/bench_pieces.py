@@ -47,13 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(PIECES), default=[],
                         help="measure this piece (repeatable; default: all)")
     parser.add_argument("--json", metavar="PATH", help="write the results here")
+    parser.add_argument("--workdir", help="logs go here (default: a temp dir)")
     parser.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE",
                         help="extra Scrapy setting for every crawl")
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeat < 1:
         parser.error("--n and --repeat must be >= 1")
     pieces = {k: PIECES[k] for k in (args.only or PIECES)}
-    workdir = Path(tempfile.mkdtemp(prefix="ptm-bench-pieces-"))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ptm-bench-pieces-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     mock, url = bench.start_mock(args.n, 0, workdir)
     env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
     env.update(HF_ENDPOINT=url, PYTHONPATH=str(bench.ROOT))

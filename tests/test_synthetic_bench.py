@@ -121,3 +121,20 @@ def test_bench_stages_rejects_bad_arguments():
     result = subprocess.run([sys.executable, "scripts/bench_stages.py", "--pages", "0"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--pages" in result.stderr
+
+
+@pytest.mark.crawl
+def test_bench_pieces_reports_each_piece_against_every_piece_on(tmp_path: Path):
+    out = tmp_path / "pieces.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_pieces.py", "--n", "1500", "--repeat", "1",
+         "--only", "gc", "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert set(r["runs"]) == {"all_on", "gc"}
+    gc = r["pieces"]["gc"]
+    assert gc["switch"] == ["PTM_PERF_GC=False"]
+    assert gc["off_models_per_s"] > 0 and gc["off_cpu_s"] > 0 and r["all_on_cpu_s"] > 0
+    assert gc["cpu_gain_percent"] == round(100 * (gc["off_cpu_s"] / r["all_on_cpu_s"] - 1), 1)
+    assert "decode_once" not in r["pieces"]  # --only
