@@ -438,16 +438,21 @@ class PtmSettings(BaseModel):
                                                 "#resuming-a-killed-crawl))")
 
     # -- interpreter tuning (ptmspiders/tuning.py) -------------------------------------------
-    tuning_enabled: bool = setting(True, "interpreter tuning for the crawl: the three settings "
-                                   "below (stats `ptm/gc/*`)")
+    # The speed work (ptmspiders/perf, docs/performance.md): one switch per piece.
+    perf_gc: bool = setting(True, "raise the garbage collector's thresholds (below) and freeze "
+                            "start-up objects during a crawl (stats `ptm/gc/*`)")
+    perf_item_count: bool = setting(True, "count scraped items in the item processor instead "
+                                    "of a receiver of the `item_scraped` signal")
+    perf_log_formatter: bool = setting(True, "build no per-item/per-response DEBUG records "
+                                       "when the log level hides them")
+    perf_decode_once: bool = setting(True, "a list page checked by the retry middleware is "
+                                     "decoded once, not again by the spider")
     gc_thresholds: Annotated[tuple[int, int, int], BeforeValidator(_three),
                              AfterValidator(_gc_thresholds)] = setting(
         (50_000, 20, 10), "`gc.set_threshold` during a crawl (CPython's default is 700, 10, 10)")
     gc_freeze: bool = setting(True, "`gc.freeze()` what start-up allocated, so full "
                               "collections skip it")
-    switch_interval: Annotated[float, Field(gt=0, le=1)] = setting(
-        0.001, "`sys.setswitchinterval` during a crawl (CPython's default 0.005): how long the "
-        "store's writer thread may wait for the GIL")
+
 
     @model_validator(mode="after")
     def _rules_across_settings(self) -> PtmSettings:

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from ptmspiders.perf import decoded
+
 
 class BadResponse(ValueError):
     """A hub answer that cannot be used; ``reason`` is a short stats-friendly word."""
@@ -22,29 +24,22 @@ class BadResponse(ValueError):
         self.detail = detail
 
 
-# Bodies a downloader middleware decoded only to check them (``keep=True``), handed to the next
-# ``load_json`` of the same bytes object (the spider's): a 1,000-model list page is decoded once.
-_KEPT: dict[int, tuple[bytes, Any]] = {}
-_KEPT_MAX = 4
-
-
 def load_json(body: bytes, expect: type | tuple[type, ...] | None = None, *,
               keep: bool = False) -> Any:
     """Decode a JSON body, classifying the failure when it is not one.
 
     ``keep``: the caller does not use or change the result; the next call for the same body
-    object receives it instead of decoding again.
+    object receives it instead of decoding again (:mod:`ptmspiders.perf.decoded`).
     """
-    kept = _KEPT.pop(id(body), None)
-    data = kept[1] if kept is not None and kept[0] is body else _decode(body)
+    data = decoded.take(body)
+    if data is decoded.MISSING:
+        data = _decode(body)
     if expect is not None and not isinstance(data, expect):
         kinds = (expect,) if isinstance(expect, type) else expect
         names = "/".join(t.__name__ for t in kinds)
         raise BadResponse("wrong_shape", f"expected {names}, got {type(data).__name__}")
     if keep:
-        if len(_KEPT) >= _KEPT_MAX:  # never consumed (an error path): let them go
-            _KEPT.clear()
-        _KEPT[id(body)] = (body, data)
+        decoded.keep(body, data)
     return data
 
 

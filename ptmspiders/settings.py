@@ -22,12 +22,6 @@ USER_AGENT = "ptmspiders/0.1 (research crawler of pre-trained model hubs)"
 ROBOTSTXT_OBEY = False
 TELNETCONSOLE_ENABLED = False
 LOG_LEVEL = os.environ.get("PTM_LOG_LEVEL", "INFO")
-# Drops Scrapy's per-item/per-response DEBUG records unless LOG_LEVEL shows them (~5% CPU).
-LOG_FORMATTER = "ptmspiders.logformatter.PtmLogFormatter"
-# Scrapy re-reads and parses a callback's source on every response to warn about generators
-# that return values (its cache is keyed by the short-lived bound method): 8.6% of a crawl
-# with owner look-ups. A development lint; ruff and the tests cover it here.
-WARN_ON_GENERATOR_RETURN_VALUE = False
 FEED_EXPORT_ENCODING = "utf-8"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 
@@ -64,20 +58,12 @@ ITEM_PIPELINES = {
     "ptmspiders.pipelines.StorePipeline": 800,
 }
 
-# Scraped items are counted as the item processor returns them, not through a receiver of the
-# item_scraped signal: Scrapy dispatches each signal through asyncio Tasks, per receiver and item,
-# which took a fifth of a sweep's crawl thread (ptmspiders/itemcount.py).
-ITEM_PROCESSOR = "ptmspiders.itemcount.CountingItemProcessor"
-
 EXTENSIONS = {
-    "scrapy.extensions.corestats.CoreStats": None,
-    "ptmspiders.itemcount.CoreStats": 0,
     # What the crawl's components share: the store, its writer, checkpoints, history state
     # (ptmspiders/context.py). Its own signals connect as it is used, not in this order.
     "ptmspiders.context.CrawlContext": 10,
     # Built before the scheduler opens JOBDIR: it must reset what a killed run left there.
     "ptmspiders.checkpoint.KilledRunRecovery": 50,
-    "ptmspiders.tuning.InterpreterTuning": 100,
     # Before history: its spider_opened takes the hub's lock before history writes, its
     # spider_closed tells history whether the lock held to the end.
     "ptmspiders.crawllock.CrawlLock": 450,
@@ -91,3 +77,7 @@ EXTENSIONS = {
 SPIDERMON_ENABLED = True
 SPIDERMON_SPIDER_CLOSE_MONITORS = ["ptmspiders.monitors.CrawlHealthSuite"]
 SPIDERMON_EXPECTED_FINISH_REASONS = ["finished"]
+
+# The speed work (ptmspiders/perf, docs/performance.md): a Scrapy add-on that configures each
+# piece whose PTM_PERF_<PIECE> switch is on (all are, by default).
+ADDONS = {"ptmspiders.perf.addon.PerfAddon": 0}

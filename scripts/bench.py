@@ -25,7 +25,6 @@ the crawls (every ``PTM_*_ENABLED`` switch of a throttle or rate-limit component
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -43,6 +42,9 @@ from typing import Any
 import scrapy
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests import statsfile  # noqa: E402
+
 HUB_MODELS = 2_000_000  # the Hub's size, roughly (HUBS.md)
 PAGE = 1000  # models per list call
 WINDOW = 300  # seconds of the Hub's fixed rate-limit window
@@ -111,19 +113,6 @@ def mock_counts(url: str) -> dict[str, int]:
         return {str(k): int(v) for k, v in json.loads(resp.read()).items()}
 
 
-def crawl_stats(log: str) -> dict[str, Any]:
-    """The final ``Dumping Scrapy stats`` block of a crawl log."""
-    start = log.rfind("Dumping Scrapy stats:")
-    if start < 0:
-        return {}
-    body = log[log.index("{", start): log.index("}\n", start) + 1]
-    body = re.sub(r"datetime\.datetime\([^)]*\)", "None", body)
-    try:
-        return dict(ast.literal_eval(body))
-    except (ValueError, SyntaxError):
-        return {}
-
-
 def baseline_profile(py_spy: str | None) -> str | None:
     """Where the baseline's profile goes: the sweep's cost is read against it."""
     if not py_spy:
@@ -138,8 +127,7 @@ def calibrate(rounds: int = 3) -> float:
 
     The same commands have run at half the speed from one hour to the next on these shared
     machines, so each run's speed is reported with this number: it shows when the machine
-    was slow before a run, though it does not foresee the run's own speed (docs/benchmark-log.md,
-    2026-11-27)."""
+    was slow before a run, though it does not foresee the run's own speed."""
     best = float("inf")
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -158,6 +146,11 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
     import psutil
 
     mock = psutil.Process(mock_pid)
+    # The crawl's final stats, written by the crawl itself (tests/statsfile.py).
+    stats_path = workdir / f"{label}.stats.json"
+    stats_path.unlink(missing_ok=True)
+    cmd = [*cmd, "-s", "STATS_CLASS=tests.statsfile.JsonFileStatsCollector",
+           "-s", f"{statsfile.SETTING}={stats_path}"]
     if py_spy:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         cmd = [spy, "record", "--rate", "200", "--format", "speedscope", "-o", py_spy, "--",
@@ -181,7 +174,7 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
     if proc.returncode != 0:
         raise SystemExit(f"{label} crawl failed ({proc.returncode}); log {log_path}:\n"
                          f"{text[-3000:]}")
-    stats = crawl_stats(text)
+    stats = statsfile.read_stats(stats_path)
     # ru_maxrss of the waited-for child is its own peak (KiB on Linux); under py-spy the child
     # is py-spy itself, so the sampled peak of its child (the crawler) is used instead.
     rss_mb = (peak if peak is not None else usage.ru_maxrss * 1024) / 2**20

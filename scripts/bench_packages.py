@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ptmspiders.stores import open_store  # noqa: E402
+from tests import statsfile  # noqa: E402
 from tests.conftest import crawl_stats  # noqa: E402
 from tests.mockhub import MockHub  # noqa: E402
 from tests.mockhub.packages import Generated, PkgFile, attach_cdn  # noqa: E402
@@ -82,7 +83,10 @@ def run_crawl(hub: MockHub, work: Path, concurrency: int) -> dict[str, Any]:
     env.update(HF_ENDPOINT=hub.url, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={work / 'pk'}",
            "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO",
-           "-s", "PTM_RATELIMIT_ENABLED=0", "-s", f"PTM_PACKAGES_CONCURRENCY={concurrency}", *EXTRA]
+           "-s", "PTM_RATELIMIT_ENABLED=0", "-s", f"PTM_PACKAGES_CONCURRENCY={concurrency}",
+           # the crawl writes its final stats to a file (tests/statsfile.py)
+           "-s", "STATS_CLASS=tests.statsfile.JsonFileStatsCollector",
+           "-s", f"{statsfile.SETTING}={work / 'stats.json'}", *EXTRA]
     log = work / "crawl.log"
     started = time.monotonic()
     with log.open("w") as err:
@@ -95,7 +99,7 @@ def run_crawl(hub: MockHub, work: Path, concurrency: int) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"crawl failed:\n{stderr[-3000:]}")
     rss = usage.ru_maxrss / 1024
-    stats = crawl_stats(stderr)
+    stats = crawl_stats(proc)
     with open_store(uri) as store:
         docs = list(store.find("packages"))
     files = [f for d in docs for f in d["files"]]

@@ -7,7 +7,7 @@ decoding the page (``load_json``), parsing its models (``parse_model``), normali
 (``normalize_model``), building and validating the document (``to_doc``, ``schema_error``) and
 encoding it for SQLite (``SQLiteStore.encode``, on an in-memory store). Prints the
 microseconds per model of each, the best of ``--repeat`` passes over the pages, with the
-garbage collector tuned as in a crawl (``ptmspiders.tuning``)::
+garbage collector tuned as in a crawl (``ptmspiders.perf.tuning``)::
 
     .venv/bin/python scripts/bench_stages.py
     .venv/bin/python scripts/bench_stages.py --pages 50 --repeat 7 --json stages.json
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--pages and --repeat must be at least 1, --offset at least 0")
 
     from ptmspiders.parsers import huggingface as hf
-    from ptmspiders.tuning import DEFAULT_THRESHOLDS
+    from ptmspiders.perf.tuning import DEFAULT_THRESHOLDS
     from tests.mockhub.synthetic import PAGE_SIZE, SyntheticCatalogue
 
     n_models = args.offset + args.pages * PAGE_SIZE

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from scrapy.crawler import Crawler
 from scrapy.utils.test import get_crawler
 
 from ptmspiders.stores import Store, open_store
+from tests import statsfile
 from tests.gnupg_daemons import stop_gnupg_daemons
 from tests.mockhub import MockHub
 
@@ -119,31 +121,26 @@ def run_crawl(spider: str, hub: MockHub, tmp_path: Path, *args: str,
 
 def crawl_command(spider: str, tmp_path: Path, *args: str, store_uri: str | None = None
                   ) -> list[str]:
-    """The ``scrapy crawl`` command line ``run_crawl`` runs (for crawls run side by side)."""
+    """The ``scrapy crawl`` command line ``run_crawl`` runs (for crawls run side by side); the
+    crawl writes its final stats to a file of its own in ``tmp_path`` (:func:`crawl_stats`)."""
+    stats_file = tmp_path / f"stats-{uuid.uuid4().hex[:12]}.json"
     return [sys.executable, "-m", "scrapy", "crawl", spider,
             "-s", f"PTM_STORE_URI={store_uri or f'sqlite:///{tmp_path}/ptm.sqlite'}",
-            "-s", "LOG_LEVEL=INFO", "-s", "LOGSTATS_INTERVAL=0", *args]
+            "-s", "LOG_LEVEL=INFO", "-s", "LOGSTATS_INTERVAL=0",
+            "-s", "STATS_CLASS=tests.statsfile.JsonFileStatsCollector",
+            "-s", f"{statsfile.SETTING}={stats_file}", *args]
 
 
-def crawl_stats(stderr: str) -> dict[str, Any]:
-    """The final stats dump of a crawl log, as a dict."""
-    start = stderr.rfind("Dumping Scrapy stats:")
-    if start < 0:
-        return {}
-    body = stderr[stderr.index("{", start): stderr.index("}\n", start) + 1]
-    import ast
-
-    text = body.replace("datetime.datetime", "dt").replace("datetime.timezone.utc", "None")
-    try:
-        return dict(ast.literal_eval(_strip_calls(text)))
-    except (ValueError, SyntaxError):
-        return {}
-
-
-def _strip_calls(text: str) -> str:
-    import re
-
-    return re.sub(r"dt\([^)]*\)", "None", text)
+def crawl_stats(crawl: subprocess.CompletedProcess[str] | subprocess.Popen[str]
+                ) -> dict[str, Any]:
+    """The final stats of a crawl started with :func:`crawl_command` (or :func:`run_crawl`),
+    as the crawl wrote them (tests/statsfile.py); empty if it wrote none."""
+    args = crawl.args
+    assert isinstance(args, list), "a crawl_command() command line"
+    prefix = f"{statsfile.SETTING}="
+    paths = [a[len(prefix):] for a in args if isinstance(a, str) and a.startswith(prefix)]
+    assert paths, "not a crawl_command() crawl: it writes no stats file"
+    return statsfile.read_stats(Path(paths[-1]))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ def test_full_crawl_stores_every_listed_model_across_pages(mockhub, tmp_path):
     assert [r.arg("limit") for r in list_calls] == ["7"] * 4  # 25 models, pages of 7
     assert all(r.args("expand") for r in list_calls)
     assert not [r for r in list_calls if r.path != "/api/models"]  # no per-model requests
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["ptm/stored/models"] == 25 and stats["finish_reason"] == "finished"
 
     # every field the schema takes from the API
@@ -42,7 +42,7 @@ def test_full_crawl_stores_every_listed_model_across_pages(mockhub, tmp_path):
     feed = read_jsonl(tmp_path / "hf.jsonl")
     exported = {d["_id"]: d for d in feed if "hub_id" in d}
     assert exported.keys() == docs.keys()
-    # counted by the item processor (ptmspiders/itemcount.py), the feed by its own receiver
+    # counted by the item processor (ptmspiders/perf/itemcount.py), the feed by its own receiver
     assert stats["item_scraped_count"] == len(feed)
     assert exported["huggingface:vision-works/resnet-50"] == doc
 

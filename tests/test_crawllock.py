@@ -23,7 +23,7 @@ from ptmspiders.outcome import EXIT_INCOMPLETE, EXIT_LOCKED, crawl_problems, exi
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.spiders.hf_models import HfModelsSpider
 from ptmspiders.stores import Store, StoreError, open_store
-from tests.conftest import ROOT, crawl_stats, hub_env, ptm_crawler, run_crawl
+from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env, ptm_crawler, run_crawl
 from tests.mockhub import MockHub
 from tests.mockhub.faults import fill_models
 
@@ -301,9 +301,7 @@ class HeldListing:
 
 
 def start_crawl(mockhub: MockHub, tmp_path: Path, *args: str, log: Path) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "hf_models",
-           "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite", "-s", "LOG_LEVEL=INFO",
-           "-s", "LOGSTATS_INTERVAL=0", *FAST, *args]
+    cmd = crawl_command("hf_models", tmp_path, *FAST, *args)
     with log.open("w") as err:  # the child writes to its own copy of the descriptor
         return subprocess.Popen(cmd, cwd=ROOT, env=hub_env(mockhub), stdout=subprocess.DEVNULL,
                                 stderr=err, text=True)
@@ -352,7 +350,7 @@ def test_a_crawl_of_a_hub_another_crawl_is_writing_is_refused(
         crawls = list(store.find("crawls"))
         assert [c["complete"] for c in crawls] == [True, True]  # no record of the refused one
         assert store.get("locks", NAME) is None
-    first_stats = crawl_stats((tmp_path / "first.log").read_text())
+    first_stats = crawl_stats(first)
     assert not [k for k in first_stats if k.startswith("ptm/store/failed")]
     assert first_stats["ptm/stored/models"] == N_MODELS
     assert removed(tmp_path) == []
@@ -378,8 +376,8 @@ def test_a_second_crawl_waits_for_the_first_and_removes_nothing_still_listed(
         crawls = sorted(store.find("crawls"), key=lambda c: c["started_at"])
     assert [c["complete"] for c in crawls] == [True, True, True]
     assert crawls[2]["locked"] is True
-    for log in ("first.log", "second.log"):
-        stats = crawl_stats((tmp_path / log).read_text())
+    for proc in (first, second):
+        stats = crawl_stats(proc)
         assert stats["ptm/stored/models"] == N_MODELS
         assert not [k for k in stats if k.startswith("ptm/store/failed")]
     assert removed(tmp_path) == []
@@ -453,7 +451,7 @@ def test_a_crawl_whose_store_writes_failed_is_incomplete_removes_nothing_and_fai
     assert any("model-00033" in m["id"] for m in models)
     result = run_crawl("hf_models", mockhub, tmp_path, *FAST, "-s", "PTM_STORE_BATCH_SIZE=5",
                        check=False)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["ptm/store/failed/models"] == 5  # the batch with the failing model
     assert result.returncode == EXIT_INCOMPLETE, result.stderr[-4000:]
     assert "store_write_failed" in result.stderr

@@ -58,7 +58,7 @@ def test_a_whole_crawl_of_the_clean_hub_logs_no_warning(spider: str, clean_hub: 
                        "-s", f"PTM_PACKAGES_DIR={tmp_path / 'packages'}",
                        env=hub_env(clean_hub, GITHUB_MEDIA_URL=f"{clean_hub.url}/media",
                                    **DEMO_ENV), timeout=120)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats.get("finish_reason") == "finished"
     assert stats.get("item_scraped_count", 0) > 0
     assert PROBLEM.findall(result.stderr) == []
@@ -71,7 +71,7 @@ def test_modelzoo_without_a_browser_as_the_demo_runs_it(clean_hub: MockHub,
     result = run_crawl("modelzoo", clean_hub, tmp_path, "-a", "render=never",
                        "-s", f"PTM_CHROMIUM_PATH={tmp_path / 'no-chromium'}",
                        env=hub_env(clean_hub, **DEMO_ENV))
-    assert crawl_stats(result.stderr).get("item_scraped_count", 0) > 0
+    assert crawl_stats(result).get("item_scraped_count", 0) > 0
     assert PROBLEM.findall(result.stderr) == []
 
 

@@ -254,7 +254,7 @@ def test_crawl_with_git_signatures(mockhub: MockHub, tmp_path: Path) -> None:
     clones.mkdir()
     result = run_crawl("hf_models", mockhub, tmp_path, *enrich_args("git", keyring),
                        "-a", "owners=0", env=hub_env(mockhub, TMPDIR=str(clones)))
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
         models = {d["_id"]: d for d in store.find("models")}
         commits = list(store.find("commits"))
@@ -387,7 +387,7 @@ def test_git_redirect_to_a_foreign_host_is_a_gap_and_keeps_the_token(
     assert TOKEN not in result.stderr
     hub_git = mockhub.requests(f"/{victim}.git/info/refs")
     assert hub_git and all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in hub_git)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
         models = {d["_id"]: d for d in store.find("models")}
         commits = list(store.find("commits"))

@@ -65,7 +65,7 @@ def test_transient_faults_lose_nothing(mockhub: MockHub, tmp_path: Path, kind: s
     fault = mockhub.faults.add(kind, rate=rate, attempts=attempts,  # type: ignore[attr-defined]
                                **options)
     result = run_crawl("hf_models", mockhub, tmp_path, *FAST)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert fault.hits > 0
     assert stored(tmp_path) == ids(models)
     assert len(stored(tmp_path, "owners")) == 6
@@ -93,7 +93,7 @@ def test_a_list_page_that_never_works_ends_the_listing_clearly(
     # An incomplete crawl exits non-zero, so that cron notices.
     result = run_crawl("hf_models", mockhub, tmp_path, *FAST,
                        "-s", "PTM_RATELIMIT_MAX_WAITS=3", expect_exit=EXIT_INCOMPLETE)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert fault.hits == 4  # the first attempt and three retries (or waits)
     # Every model the hub could serve is stored; the listing ended at the broken page.
     assert stored(tmp_path) == ids(models[: 5 * PAGE])
@@ -110,7 +110,7 @@ def test_owners_that_never_answer_are_named_and_counted(mockhub: MockHub,
     models = fill_models(mockhub, N_MODELS, owners=6)
     mockhub.faults.add("503", attempts=None, prefix="/api/users/")  # type: ignore[attr-defined]
     result = run_crawl("hf_models", mockhub, tmp_path, *FAST, "-a", "owners=full")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stored(tmp_path) == ids(models)  # the models are all there
     assert len(stored(tmp_path, "owners")) == 3  # the organizations; the users failed
     assert stats["ptm/failed/owner"] == 3
@@ -133,7 +133,7 @@ def test_a_cursor_loop_ends_the_listing(mockhub: MockHub, tmp_path: Path) -> Non
 
     mockhub.after.append(loop_back)
     result = run_crawl("hf_models", mockhub, tmp_path, *FAST, expect_exit=EXIT_INCOMPLETE)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stored(tmp_path) == ids(models[: 3 * PAGE])
     assert stats["ptm/incomplete/list_cursor_loop"] == 1
     assert "points back to" in result.stderr

@@ -69,7 +69,7 @@ def test_kaggle_list_pages_malformed_once_lose_nothing(mockhub: MockHub, tmp_pat
     fault = mockhub.faults.add(kind, prefix="/api/v1/models/list")  # type: ignore[attr-defined]
     result = run_crawl("kaggle_models", mockhub, tmp_path, *FAST,
                        "-s", "PTM_KAGGLE_PAGE_SIZE=10")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert fault.hits == 5  # every page's first attempt
     assert_retried(stats, fault.hits)
     assert set(stored(tmp_path, "kaggle")) == kaggle_ids(models)
@@ -85,7 +85,7 @@ def test_kaggle_list_page_malformed_for_good_is_named_and_ends_the_listing(
                                prefix="/api/v1/models/list", contains=third)
     result = run_crawl("kaggle_models", mockhub, tmp_path, *FAST,
                        "-s", "PTM_KAGGLE_PAGE_SIZE=10", expect_exit=EXIT_INCOMPLETE)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["finish_reason"] == "finished"
     assert fault.hits == 4  # the first attempt and three retries
     assert set(stored(tmp_path, "kaggle")) == kaggle_ids(models[:20])
@@ -112,7 +112,7 @@ def test_catalogue_tree_and_raw_json_malformed_once_lose_nothing(mockhub: MockHu
     tree = mockhub.faults.add(kind, prefix="/repos/")  # type: ignore[attr-defined]
     raw = mockhub.faults.add(kind, prefix="/raw/")  # type: ignore[attr-defined]
     result = run_crawl("modelhub", mockhub, tmp_path, *FAST)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     # models.json and five configs (a body fault spares the one answered 404)
     assert tree.hits == 1 and raw.hits == (5 if kind == "invalid_json" else 6)
     assert_retried(stats, tree.hits + raw.hits)
@@ -128,7 +128,7 @@ def test_catalogue_raw_json_malformed_for_good_is_named_and_counted(mockhub: Moc
     url = "/raw/modelhub-ai/cxr-risk/main/contrib_src/model/config.json"
     fault = mockhub.faults.add("html", attempts=None, prefix=url)  # type: ignore[attr-defined]
     result = run_crawl("modelhub", mockhub, tmp_path, *FAST)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert fault.hits == 4
     docs = stored(tmp_path, "modelhub")
     assert len(docs) == 5  # stored from the index alone; the others complete
@@ -145,7 +145,7 @@ def test_catalogue_manifest_malformed_for_good_is_skipped_and_counted(mockhub: M
     fault = mockhub.faults.add("invalid_json", attempts=None,  # type: ignore[attr-defined]
                                prefix="/raw/onnx/models/main/ONNX_HUB_MANIFEST.json")
     result = run_crawl("onnx_zoo", mockhub, tmp_path, *FAST)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert fault.hits == 4  # not as committed (another blob sha): retried
     assert stats["ptm/skipped/invalid_json"] == 1
     assert "Skipped catalogue file ONNX_HUB_MANIFEST.json: invalid_json" in result.stderr
@@ -165,7 +165,7 @@ def test_modelzoo_api_malformed_once_loses_nothing(mockhub: MockHub, tmp_path: P
                                                    kind: str) -> None:
     fault = mockhub.faults.add(kind, prefix="/api/models/")  # type: ignore[attr-defined]
     result = run_crawl("modelzoo", mockhub, tmp_path, *FAST, "-a", "render=never")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert fault.hits == 1 + len(MODELZOO_SLUGS)  # the list and every detail
     assert_retried(stats, fault.hits)
     docs = stored(tmp_path, "modelzoo")
@@ -179,7 +179,7 @@ def test_modelzoo_detail_malformed_for_good_falls_back_after_bounded_retries(
     path = "/api/models/bert-tensorflow/"
     fault = mockhub.faults.add("html", attempts=None, prefix=path)  # type: ignore[attr-defined]
     result = run_crawl("modelzoo", mockhub, tmp_path, *FAST, "-a", "render=never")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert fault.hits == 3  # PTM_MODELZOO_API_RETRIES=2, below PTM_RETRY_TIMES
     assert stats["ptm/bad_response/html_instead_of_json"] == 1
     assert f"Unusable model detail from {mockhub.url}{path}" in result.stderr
@@ -206,7 +206,7 @@ def test_enrichment_apis_malformed_once_lose_nothing(mockhub: MockHub, tmp_path:
                                                      kind: str) -> None:
     fault = mockhub.faults.add(kind, prefix="/api/models/acme-ai/")  # type: ignore[attr-defined]
     result = run_crawl("hf_models", mockhub, tmp_path, *FAST, *ENRICH)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     docs = stored(tmp_path, "huggingface")
     assert docs and fault.hits == 2 * len(docs)  # a tree and a commits call per model
     assert_retried(stats, fault.hits)
@@ -223,7 +223,7 @@ def test_enrichment_api_malformed_for_good_leaves_a_named_gap(mockhub: MockHub,
     prefix = "/api/models/acme-ai/bert-base-cased/tree/"
     fault = mockhub.faults.add("html", attempts=None, prefix=prefix)  # type: ignore[attr-defined]
     result = run_crawl("hf_models", mockhub, tmp_path, *FAST, *ENRICH)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert fault.hits == 4
     docs = stored(tmp_path, "huggingface")
     bert = docs.pop("huggingface:acme-ai/bert-base-cased")

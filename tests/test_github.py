@@ -158,7 +158,7 @@ def test_crawl_sends_token_to_api_but_not_to_raw_host(mockhub, tmp_path):
     assert trees[0].headers.get("authorization") == "Bearer ghp_secret_for_test"
     assert all("authorization" not in r.headers for r in raws)
     assert "ghp_secret_for_test" not in result.stderr
-    assert crawl_stats(result.stderr)["ptm/valid/models"] == 5
+    assert crawl_stats(result)["ptm/valid/models"] == 5
 
 
 def test_scrapy_list_shows_the_catalogue_spiders():

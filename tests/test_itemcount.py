@@ -13,13 +13,12 @@ from scrapy.extensions.corestats import CoreStats as ScrapyCoreStats
 from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
-from ptmspiders import settings as project_settings
-from ptmspiders.itemcount import CoreStats, CountingItemProcessor, counted_by_processor
+from ptmspiders.perf.itemcount import CoreStats, CountingItemProcessor, counted_by_processor
 
 COUNTING = {
-    "ITEM_PROCESSOR": "ptmspiders.itemcount.CountingItemProcessor",
+    "ITEM_PROCESSOR": "ptmspiders.perf.itemcount.CountingItemProcessor",
     "EXTENSIONS": {"scrapy.extensions.corestats.CoreStats": None,
-                   "ptmspiders.itemcount.CoreStats": 0},
+                   "ptmspiders.perf.itemcount.CoreStats": 0},
 }
 
 
@@ -32,12 +31,6 @@ class DropOdd:
 
 def receivers(crawler: Any, signal: object) -> list[Any]:
     return list(liveReceivers(getAllReceivers(crawler.signals.sender, signal)))
-
-
-def test_the_project_settings_count_in_the_processor() -> None:
-    s = Settings()
-    s.setmodule(project_settings, priority="project")
-    assert counted_by_processor(s)
 
 
 class OurStats(CoreStats):
@@ -55,10 +48,10 @@ def test_a_subclass_of_our_core_stats_is_ours() -> None:
 
 @pytest.mark.parametrize("override", [
     {"ITEM_PROCESSOR": "scrapy.pipelines.ItemPipelineManager"},  # the processor does not count
-    {"EXTENSIONS": {"ptmspiders.itemcount.CoreStats": 0}},  # Scrapy's CoreStats still on
+    {"EXTENSIONS": {"ptmspiders.perf.itemcount.CoreStats": 0}},  # Scrapy's CoreStats still on
     {"EXTENSIONS": {"scrapy.extensions.corestats.CoreStats": None}},  # no CoreStats of ours
     {"EXTENSIONS": {"scrapy.extensions.corestats.CoreStats": None,  # a subclass of Scrapy's
-                    "ptmspiders.itemcount.CoreStats": 0, TheirStats: 1}},
+                    "ptmspiders.perf.itemcount.CoreStats": 0, TheirStats: 1}},
 ])
 def test_any_other_configuration_counts_the_signal(override: dict[str, Any]) -> None:
     assert not counted_by_processor(Settings({**COUNTING, **override}))
@@ -81,7 +74,7 @@ def test_core_stats_count_the_signal_under_another_processor() -> None:
 
 def test_core_stats_step_aside_for_scrapys() -> None:
     crawler = get_crawler(settings_dict={
-        "EXTENSIONS": {"ptmspiders.itemcount.CoreStats": 0}})  # Scrapy's is in the base
+        "EXTENSIONS": {"ptmspiders.perf.itemcount.CoreStats": 0}})  # Scrapy's is in the base
     with pytest.raises(NotConfigured):
         CoreStats.from_crawler(crawler)
 

@@ -55,7 +55,7 @@ def test_credentials_go_to_the_kaggle_api_origin_only(monkeypatch):
 @pytest.mark.crawl
 def test_whole_crawl_pages_by_token_and_reruns_idempotently(mockhub, tmp_path):
     result = run_crawl("kaggle_models", mockhub, tmp_path, "-s", "PTM_KAGGLE_PAGE_SIZE=3")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     docs = stored(tmp_path)
     assert {d["_id"] for d in docs} == FIXTURE_IDS
     assert len(docs) == len(FIXTURE_IDS)
@@ -99,7 +99,7 @@ def test_basic_auth_reaches_the_mock_and_nothing_else(mockhub, tmp_path):
 def test_refused_credentials_end_cleanly(mockhub, tmp_path):
     mockhub.kaggle.credentials = ("ptm-user", "s3cret-key")
     result = run_crawl("kaggle_models", mockhub, tmp_path, expect_exit=EXIT_INCOMPLETE)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["ptm/auth_refused/401"] == 1
     assert stats["ptm/incomplete"] is True
     assert "set KAGGLE_USERNAME and KAGGLE_KEY" in result.stderr
@@ -113,7 +113,7 @@ def test_malformed_entries_and_a_broken_page_are_counted(mockhub, tmp_path):
     result = run_crawl("kaggle_models", mockhub, tmp_path, "-s", "PTM_KAGGLE_PAGE_SIZE=3",
                        "-s", "PTM_RETRY_TIMES=1", "-s", "PTM_RETRY_BACKOFF_BASE=0.01",
                        expect_exit=EXIT_INCOMPLETE)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     # Retried once as a malformed answer, then logged and counted by the spider.
     assert stats["ptm/retry/reason_count/bad_response/truncated_json"] == 1
     # pages 0 and 1 hold 4 good models and the 3 malformed entries; page 2 is cut short

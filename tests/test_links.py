@@ -313,7 +313,7 @@ def test_a_hostile_hub_cannot_send_the_crawl_elsewhere(tmp_path: Path, mode: str
             m["id"] = "foreign-" + m["id"]
         args = ("-s", "PTM_HF_PAGE_SIZE=20", "-a", "owners=off")
         first = run_crawl("hf_models", hub, tmp_path, *args)
-        assert "ptm/incomplete" not in crawl_stats(first.stderr)
+        assert "ptm/incomplete" not in crawl_stats(first)
         # The third page (the models after the first 40) is where the hub turns hostile.
         hostile = hub.hostile  # type: ignore[attr-defined]
         hostile.when = f"cursor={encode_cursor(40)}"
@@ -327,7 +327,7 @@ def test_a_hostile_hub_cannot_send_the_crawl_elsewhere(tmp_path: Path, mode: str
                            expect_exit=EXIT_INCOMPLETE)
         foreign_requests = foreign.requests()
 
-    stats = crawl_stats(second.stderr)
+    stats = crawl_stats(second)
     assert stats["ptm/refused_link"] == 1
     assert stats["ptm/incomplete/refused_link"] == 1
     assert foreign_requests == []
@@ -355,7 +355,7 @@ def test_a_crawl_stores_the_valid_models_of_a_page_with_a_deep_entry(tmp_path: P
                            "-s", "PTM_HF_FILES=1", env=hub_env(hub), timeout=300)
         too_long = [r for r in hub.requests() if LONG_OWNER in r.raw_target]
 
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     docs = stored_models(tmp_path)
     assert set(docs) == {f"huggingface:{m['id']}" for m in models} | {f"huggingface:{long_id}"}
     assert stats["ptm/rejected/entry_too_deep"] == 1
@@ -380,7 +380,7 @@ def test_a_file_tree_cannot_send_the_crawl_elsewhere(tmp_path: Path) -> None:
         trees = hub.requests("/api/models/acme-ai/")
         foreign_requests = foreign.requests()
 
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     docs = stored_models(tmp_path)
     assert trees and foreign_requests == []
     gaps = {i: d["enrichment"]["gaps"] for i, d in docs.items()}

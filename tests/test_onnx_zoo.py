@@ -102,7 +102,7 @@ def test_unusable_manifest(body, reason):
 @pytest.mark.crawl
 def test_crawl_one_document_per_entry_and_unchanged_manifest_is_not_read(mockhub, tmp_path):
     uri = f"sqlite:///{tmp_path}/ptm.sqlite"
-    stats = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path))
     assert stats["ptm/catalogue_files"] == 1
     assert stats["ptm/valid/models"] == 5
     assert stats["ptm/rejected/entry_without_model_path"] == 1
@@ -112,7 +112,7 @@ def test_crawl_one_document_per_entry_and_unchanged_manifest_is_not_read(mockhub
     assert len(ids) == 5
 
     mockhub.clear_log()
-    stats = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path))
     assert mockhub.requests("/raw/") == []
     assert stats["ptm/unchanged_documents"] == 5
     with open_store(uri) as store:
@@ -123,7 +123,7 @@ def test_crawl_one_document_per_entry_and_unchanged_manifest_is_not_read(mockhub
 def test_crawl_of_a_broken_manifest_is_logged_and_counted(mockhub, tmp_path):
     mockhub.github.put("onnx", "models", "main", "ONNX_HUB_MANIFEST.json", "[{\"model\": ")
     result = run_crawl("onnx_zoo", mockhub, tmp_path)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["ptm/skipped/truncated_json"] == 1
     assert "Skipped catalogue file ONNX_HUB_MANIFEST.json: truncated_json" in result.stderr
     # Malformed as committed (the tree's blob sha): no retry can change it.
@@ -137,6 +137,6 @@ def test_crawl_of_a_broken_manifest_is_logged_and_counted(mockhub, tmp_path):
 def test_crawl_of_a_truncated_tree_is_marked_incomplete(mockhub, tmp_path):
     mockhub.github.truncate_at = 1  # the manifest sorts first: it is still listed
     stats = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path,
-                                  expect_exit=EXIT_INCOMPLETE).stderr)
+                                  expect_exit=EXIT_INCOMPLETE))
     assert stats["ptm/incomplete/tree_truncated"] == 1
     assert stats["ptm/valid/models"] == 5

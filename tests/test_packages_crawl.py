@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ptmspiders.stores import open_store
-from tests.conftest import ROOT, crawl_stats, hub_env, run_crawl
+from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env, run_crawl
 from tests.mockhub import MockHub
 from tests.mockhub.packages import BLOCK, EVIL_PICKLE, Generated, PkgFile, attach_cdn, hostile_repos
 
@@ -50,7 +50,7 @@ def crawl(hub: MockHub, tmp_path: Path, *args: str, env: dict[str, str] | None =
         raise AssertionError(f"crawl failed ({result.returncode}):\n{result.stderr[-4000:]}")
     if status is not None:
         assert result.returncode == status, result.stderr[-3000:]
-    return crawl_stats(result.stderr), result.stderr
+    return crawl_stats(result), result.stderr
 
 
 def packages(tmp_path: Path) -> dict[str, dict[str, Any]]:
@@ -544,8 +544,7 @@ def test_sigterm_mid_transfer_ends_the_crawl_in_seconds_marked_incomplete(hubs, 
         "extra": {"pinned_ref": "v1"}}])
     dest = tmp_path / "pk"
     part = dest / "blobs" / "tmp" / f"{big.sha256}.part"
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={dest}",
-           "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO"]
+    cmd = crawl_command("packages", tmp_path, "-a", f"dest={dest}", store_uri=uri)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -569,7 +568,7 @@ def test_sigterm_mid_transfer_ends_the_crawl_in_seconds_marked_incomplete(hubs, 
             proc.communicate()
     assert proc.returncode == 3, err[-3000:]
     assert 0 < part.stat().st_size < big.size  # left for the next run to resume
-    stats = crawl_stats(err)
+    stats = crawl_stats(proc)
     assert stats["finish_reason"] == "shutdown"
     assert stats["ptm/ratelimit/dropped_at_shutdown"] == 1  # the GitHub call, not waited for
     held = by_path(packages(tmp_path)["huggingface:acme/held"])["big.safetensors"]

@@ -72,38 +72,6 @@ def test_valid_items_reach_the_stats_in_thousands(tmp_path):
     assert crawler.stats.get_value("ptm/valid/models") == ValidatePipeline.REPORT_EVERY + 1
 
 
-@pytest.mark.parametrize("between", [False, True])
-def test_store_takes_the_validated_document_only_right_after_validation(tmp_path, between):
-    """Validate and Store would each build the item's document; with no stage between them
-    (one that could change the item), Store takes the one Validate checked, and lets Validate
-    drop it once it is encoded."""
-    from types import SimpleNamespace
-
-    crawler = crawler_for(tmp_path, PTM_STORE_FLUSH_SECONDS=3600)
-    validate = build_from_crawler(ValidatePipeline, crawler)
-    store = build_from_crawler(StorePipeline, crawler)
-    stages = [validate, build_from_crawler(NormalizePipeline, crawler), store] if between \
-        else [validate, store]
-    crawler.engine = SimpleNamespace(scraper=SimpleNamespace(
-        itemproc=SimpleNamespace(middlewares=stages)))
-    store.open_spider()
-    encoded = []
-    encode = store.writer.encode
-    store.writer.encode = lambda doc: encoded.append(doc) or encode(doc)
-    item = model(1)
-    process(validate, item)
-    checked = validate.last[1]
-    for stage in stages[1:]:
-        process(stage, item)
-    other = model(2)
-    process(store, other)  # not the item validate saw last: its own document
-    assert (encoded[0] is checked) is not between
-    assert encoded[0] == checked and encoded[1]["_id"] == "huggingface:o/m2"
-    assert (validate.last is None) is not between
-    store.close_spider()
-    assert crawler_store(crawler).count("models") == 2
-
-
 def test_store_pipeline_batches_and_flushes_on_close(tmp_path):
     crawler = crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=3, PTM_STORE_FLUSH_SECONDS=3600)
     pipe = build_from_crawler(StorePipeline, crawler)

@@ -111,7 +111,7 @@ EXPECTED_IDS = {f"pytorch_hub:{s}" for s in (
 @pytest.mark.crawl
 def test_crawl_stores_each_entry_once_and_skips_unchanged_files(mockhub, tmp_path):
     uri = f"sqlite:///{tmp_path}/ptm.sqlite"
-    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path))
     assert stats["ptm/catalogue_files"] == 6
     assert stats["ptm/valid/models"] == 5
     assert stats["ptm/skipped/bad_front_matter"] == 1
@@ -124,7 +124,7 @@ def test_crawl_stores_each_entry_once_and_skips_unchanged_files(mockhub, tmp_pat
 
     # Unchanged: only the file that never produced a document is read again.
     mockhub.clear_log()
-    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path))
     assert [r.path for r in mockhub.requests("/raw/")] == [
         "/raw/pytorch/hub/master/broken_front_matter.md"]
     assert stats["ptm/unchanged_documents"] == 5
@@ -135,7 +135,7 @@ def test_crawl_stores_each_entry_once_and_skips_unchanged_files(mockhub, tmp_pat
     mockhub.github.put("pytorch", "hub", "master", "ultralytics_yolov5.md",
                        changed.replace("title: YOLOv5", "title: YOLOv5 v7"))
     mockhub.clear_log()
-    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path))
     assert sorted(r.path for r in mockhub.requests("/raw/")) == [
         "/raw/pytorch/hub/master/broken_front_matter.md",
         "/raw/pytorch/hub/master/ultralytics_yolov5.md"]
@@ -149,7 +149,7 @@ def test_crawl_stores_each_entry_once_and_skips_unchanged_files(mockhub, tmp_pat
 
     # -a full=1 reads everything again.
     mockhub.clear_log()
-    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path, "-a", "full=1").stderr)
+    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path, "-a", "full=1"))
     assert len(mockhub.requests("/raw/")) == 6 and stats["ptm/valid/models"] == 5
 
 
@@ -159,7 +159,7 @@ def test_crawl_refuses_a_billion_laughs_entry_and_stores_the_good_ones(mockhub, 
     mockhub.github.put("pytorch", "hub", "master", "evil_laughs.md",
                        entry("title: Evil\n" + laughs()))
     result = run_crawl("pytorch_hub", mockhub, tmp_path)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["ptm/catalogue_files"] == 7
     assert stats["ptm/valid/models"] == 5
     assert stats["ptm/skipped/yaml_expands"] == 1
@@ -181,7 +181,7 @@ def test_crawl_with_a_bad_repo_setting_fails_clearly(mockhub, tmp_path):
 def test_crawl_of_another_ref_that_does_not_exist_is_incomplete(mockhub, tmp_path):
     result = run_crawl("pytorch_hub", mockhub, tmp_path, "-s", "PTM_PYTORCH_HUB_REF=gone",
                        expect_exit=EXIT_INCOMPLETE)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["ptm/incomplete"] is True
     assert stats["ptm/incomplete/list_request_failed"] == 1
     assert not mockhub.requests("/raw/")
@@ -198,7 +198,7 @@ def test_history_sees_unchanged_files_and_infers_removals_only_from_whole_crawls
     with open_store(uri) as store:
         assert store.get("models", "pytorch_hub:intelisl_midas_v2").get("removed_at") is None
     # A whole crawl: the unchanged (skipped) files count as seen, the deleted one is removed.
-    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("pytorch_hub", mockhub, tmp_path))
     assert stats["ptm/history/missing"] == 1
     with open_store(uri) as store:
         removed = {d["_id"] for d in store.find("models", {"hub": "pytorch_hub"})

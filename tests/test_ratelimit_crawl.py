@@ -26,7 +26,7 @@ def test_thousands_of_models_within_a_small_quota(mockhub: MockHub, tmp_path: Pa
     models = fill_models(mockhub, 2000, owners=30)
     quota = mockhub.quota(20, 2.0, prefix="/api/")  # type: ignore[attr-defined]
     result = run_crawl("hf_models", mockhub, tmp_path, "-s", "PTM_HF_PAGE_SIZE=50")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     ids = stored_ids(tmp_path)
     assert sorted(ids) == sorted(f"huggingface:{m['id']}" for m in models)
     assert len(stored_ids(tmp_path, "owners")) == 30
@@ -50,7 +50,7 @@ def test_github_quota_headers_pace_the_rest_api(mockhub: MockHub, tmp_path: Path
                        "-s", "PTM_HF_WINDOW=2")
     assert len(stored_ids(tmp_path)) == 300
     assert quota.excess(probes=1) == {}, quota.counts
-    assert "ptm/incomplete" not in crawl_stats(result.stderr)
+    assert "ptm/incomplete" not in crawl_stats(result)
 
 
 def test_a_waiting_api_bucket_does_not_stop_the_resolvers(mockhub: MockHub,

@@ -50,7 +50,7 @@ def crawl_side_by_side(hub: MockHub, tmp_path: Path, frontier: str
         for n, proc in enumerate(procs):
             _, stderr = proc.communicate(timeout=180)
             assert proc.returncode == 0, stderr[-4000:]
-            stats.append(crawl_stats(stderr))
+            stats.append(crawl_stats(proc))
             with open_store(f"sqlite:///{tmp_path}/worker{n}/ptm.sqlite") as store:
                 stored += [d["_id"] for d in store.find("models")]
     finally:
@@ -128,7 +128,7 @@ def test_losing_redis_mid_crawl_closes_the_crawl_and_keeps_what_it_stored(
                        "-a", "ids=" + ",".join(m["id"] for m in models), "-a", "owners=off",
                        "-s", f"PTM_HF_WINDOW={WINDOW:g}",
                        env=hub_env(mockhub, PTM_FRONTIER=redis_url), expect_exit=EXIT_INCOMPLETE)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["finish_reason"] == "shared_ratelimit_unavailable"
     assert stats["ptm/ratelimit/shared_errors"] >= 1
     assert "Traceback" not in result.stderr

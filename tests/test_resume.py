@@ -159,7 +159,7 @@ def test_sigkill_and_resume_stores_every_model_once(mockhub: MockHub, tmp_path: 
     list_requests_before = len(mockhub.requests("/api/models"))
 
     result = run_crawl("hf_models", mockhub, tmp_path, *args, store_uri=f"sqlite:///{db}")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     with sqlite3.connect(db) as conn:
         rows = [r[0] for r in conn.execute('SELECT _id FROM "models"')]
     assert len(rows) == len(set(rows)) == len(models), result.stderr[-6000:]
@@ -202,7 +202,7 @@ def test_resume_after_a_kill_discards_scrapys_unsaved_queue(mockhub: MockHub,
     job = stop_after_pages_and_fake_a_kill(mockhub, tmp_path, args)
 
     result = run_crawl("hf_models", mockhub, tmp_path, *args)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert "did not stop cleanly" in result.stderr
     assert stats["ptm/jobdir/killed_run_state_discarded"] == 2  # the queue and requests.seen
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -223,7 +223,7 @@ def test_a_listing_page_lost_inside_scrapy_marks_the_crawl_incomplete(mockhub: M
     # for a complete crawl.
     result = run_crawl("hf_models", mockhub, tmp_path, *args,
                        "-s", "PTM_KILLED_RUN_RECOVERY_ENABLED=0", expect_exit=EXIT_INCOMPLETE)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert "struct.error" in result.stderr
     assert count_models(tmp_path / "ptm.sqlite") < 200
     assert stats["ptm/incomplete/list_request_lost"] == 1
@@ -275,7 +275,7 @@ def test_graceful_stop_and_resume_follows_the_listing_once(mockhub: MockHub,
     assert count_models(db) < len(models)
     before = len(mockhub.requests("/api/models"))
     result = run_crawl("hf_models", mockhub, tmp_path, *args, store_uri=f"sqlite:///{db}")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert count_models(db) == len(models)
     second_run = [r.raw_target for r in mockhub.requests("/api/models")[before:]]
     # No page is followed twice: at most one extra request, for the page both the checkpoint

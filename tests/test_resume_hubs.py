@@ -34,7 +34,7 @@ def test_kaggle_sigkill_and_resume_stores_every_model_once(mockhub: MockHub,
     before = len(mockhub.requests("/api/v1/models/list"))
 
     result = run_crawl("kaggle_models", mockhub, tmp_path, *args, store_uri=f"sqlite:///{db}")
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     with sqlite3.connect(db) as conn:
         rows = [r[0] for r in conn.execute('SELECT _id FROM "models"')]
     assert len(rows) == len(set(rows)) == len(models)
@@ -48,7 +48,7 @@ def test_kaggle_sigkill_and_resume_stores_every_model_once(mockhub: MockHub,
 
     # The listing is complete in this JOBDIR: a third run has nothing to resume.
     again = crawl_stats(run_crawl("kaggle_models", mockhub, tmp_path, *args,
-                                  store_uri=f"sqlite:///{db}").stderr)
+                                  store_uri=f"sqlite:///{db}"))
     assert len(mockhub.requests("/api/v1/models/list")) == before + stats["ptm/list_pages"]
     assert "ptm/list_pages" not in again
 
@@ -56,7 +56,7 @@ def test_kaggle_sigkill_and_resume_stores_every_model_once(mockhub: MockHub,
 def test_catalogue_restarted_in_a_finished_jobdir_crawls_again(mockhub: MockHub,
                                                                tmp_path: Path) -> None:
     job = ["-s", f"JOBDIR={tmp_path / 'job'}"]
-    first = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path, *job).stderr)
+    first = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path, *job))
     assert first["ptm/valid/models"] == 5
     assert len(mockhub.requests("/raw/")) == 1
     # The manifest changes at the same raw URL the finished crawl already read.
@@ -66,7 +66,7 @@ def test_catalogue_restarted_in_a_finished_jobdir_crawls_again(mockhub: MockHub,
     body = json.dumps(manifest).encode()
     mockhub.github.put("onnx", "models", "main",  # type: ignore[attr-defined]
                        "ONNX_HUB_MANIFEST.json", body)
-    second = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path, *job).stderr)
+    second = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path, *job))
     assert len(mockhub.requests("/repos/")) == 2  # the tree is read again
     assert len(mockhub.requests("/raw/")) == 2  # and the changed file
     assert second["ptm/valid/models"] == 5

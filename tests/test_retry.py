@@ -142,6 +142,21 @@ def test_good_json_and_requests_without_expectation_pass() -> None:
         malformed_reason(answer(ok, 200, b"[]"), "table")
 
 
+@pytest.mark.parametrize("decode_once", [True, False])
+def test_the_checked_body_is_kept_for_the_spider_with_the_perf_switch_on(
+        decode_once: bool) -> None:
+    from ptmspiders.perf import decoded
+
+    mw = middleware(PTM_PERF_DECODE_ONCE=decode_once)
+    ok = Request(URL, meta={"ptm_expect": "list"})
+    response = answer(ok, 200, b'[{"id": "a"}]')
+    assert mw.process_response(ok, response) is response
+    kept = decoded.take(response.body)
+    assert (kept is not decoded.MISSING) is decode_once
+    if decode_once:
+        assert kept == [{"id": "a"}]
+
+
 def test_dont_retry_is_honoured() -> None:
     mw = middleware()
     request = Request(URL, meta={"dont_retry": True})

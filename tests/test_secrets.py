@@ -59,7 +59,7 @@ def test_tokens_stay_with_their_hub_and_out_of_every_output(tmp_path: Path) -> N
     # another origin is no Hub data), so the other origin saw no request, let alone a
     # credential. Authorization is stripped off other redirects (test_kaggle_crawl.py).
     assert other_requests == [] and other_auth == set()
-    assert crawl_stats(details.stderr)["ptm/refused_link"] == 1
+    assert crawl_stats(details)["ptm/refused_link"] == 1
 
     kaggle_basic = base64.b64encode(f"someone:{KAGGLE_KEY}".encode()).decode()
     outputs = {

@@ -4,12 +4,13 @@ consistent (never how fast: no timed assertions)."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from ptmspiders.stores import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,12 +59,14 @@ def test_bench_reports_requests_memory_and_quota_times(tmp_path: Path):
     assert f["owners_stored"] <= f["owner_requests"] <= 2 * f["owners_stored"]
     assert f["users_without_overview"] == 0
     assert f["recrawl_owner_requests"] == 0
-    # The sweep's own stats reach the report: the writer's commits were checkpointed beside it.
-    sweep_log = (tmp_path / "work" / "sweep.log").read_text()
-    logged = dict(re.findall(r"'ptm/store/(\w+)': ([\d.]+)", sweep_log))
-    assert int(logged["checkpoints"]) >= 1
-    assert r["store_checkpoint_seconds"] == float(logged["checkpoint_seconds"])
-    assert r["store_wait_seconds"] == float(logged["wait_seconds"])
+    # The sweep's own stats reach the report, as its crawl record has them: the writer's
+    # commits were checkpointed beside it.
+    with open_store(f"sqlite:///{tmp_path / 'work' / 'sweep.sqlite'}") as store:
+        (record,) = store.find("crawls")
+    recorded = record["stats"]
+    assert recorded["ptm/store/checkpoints"] >= 1
+    assert r["store_checkpoint_seconds"] == recorded["ptm/store/checkpoint_seconds"]
+    assert r["store_wait_seconds"] == recorded["ptm/store/wait_seconds"]
     assert r["runs"]["baseline"]["requests"] == {"list": 3}
     # The machine's speed before each run, so runs on different days compare.
     assert set(r["runs"]) == {"sweep", "baseline", "owners-orgs", "recrawl-orgs",
@@ -118,3 +121,20 @@ def test_bench_stages_rejects_bad_arguments():
     result = subprocess.run([sys.executable, "scripts/bench_stages.py", "--pages", "0"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--pages" in result.stderr
+
+
+@pytest.mark.crawl
+def test_bench_pieces_reports_each_piece_against_every_piece_on(tmp_path: Path):
+    out = tmp_path / "pieces.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_pieces.py", "--n", "1500", "--repeat", "1",
+         "--only", "gc", "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert set(r["runs"]) == {"all_on", "gc"}
+    gc = r["pieces"]["gc"]
+    assert gc["switch"] == ["PTM_PERF_GC=False"]
+    assert gc["off_models_per_s"] > 0 and gc["off_cpu_s"] > 0 and r["all_on_cpu_s"] > 0
+    assert gc["cpu_gain_percent"] == round(100 * (gc["off_cpu_s"] / r["all_on_cpu_s"] - 1), 1)
+    assert "decode_once" not in r["pieces"]  # --only

@@ -144,7 +144,7 @@ COLLECTION = "tfhub:google/collections/mobilenet_v3/1"
 def test_crawl_accounts_for_every_file_and_links_collections(mockhub, tmp_path):
     uri = f"sqlite:///{tmp_path}/ptm.sqlite"
     result = run_crawl("tfhub", mockhub, tmp_path)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["ptm/catalogue_files"] == 13
     # every catalogue file is either stored or counted with its reason
     assert stats["ptm/files_parsed"] + stats["ptm/skipped"] == 13
@@ -165,7 +165,7 @@ def test_crawl_accounts_for_every_file_and_links_collections(mockhub, tmp_path):
 
     # Second run: nothing changed, so only the files without a document are read again.
     mockhub.clear_log()
-    stats = crawl_stats(run_crawl("tfhub", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("tfhub", mockhub, tmp_path))
     assert sorted(r.path.rsplit("/", 2)[-2] for r in mockhub.requests("/raw/")) == [
         "broken", "cifar"]
     assert stats["ptm/unchanged_documents"] == 10
@@ -178,7 +178,7 @@ def test_crawl_accounts_for_every_file_and_links_collections(mockhub, tmp_path):
                        text.replace("| [edge](https://tfhub.dev/google/yamnet_edgetpu/1) | "
                                     "Placeholder |\n", ""))
     mockhub.clear_log()
-    stats = crawl_stats(run_crawl("tfhub", mockhub, tmp_path).stderr)
+    stats = crawl_stats(run_crawl("tfhub", mockhub, tmp_path))
     read = {r.path.split("/docs/", 1)[1] for r in mockhub.requests("/raw/")}
     assert read == {"google/collections/mobilenet_v3/1.md", "google/models/yamnet_edgetpu/1.md",
                     "google/models/broken/1.md", "google/models/datasets/cifar/1.md"}
@@ -198,7 +198,7 @@ def test_crawl_goes_on_when_a_collection_cannot_be_read(mockhub, tmp_path):
 
     mockhub.before.append(gone)
     result = run_crawl("tfhub", mockhub, tmp_path, expect_exit=EXIT_INCOMPLETE)
-    stats = crawl_stats(result.stderr)
+    stats = crawl_stats(result)
     assert stats["ptm/failed/raw"] == 1
     assert stats["ptm/incomplete/raw_failed"] == 1
     assert "Catalogue file assets/docs/google/collections/mobilenet_v3/1.md could not be read" \

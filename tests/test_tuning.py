@@ -1,26 +1,24 @@
-"""The interpreter tuning extension (``ptmspiders.tuning``) as a component."""
+"""The garbage-collector tuning extension (``ptmspiders.perf.tuning``) as a component."""
 
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Iterator
 
 import pytest
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
+from ptmspiders.perf.tuning import InterpreterTuning
 from ptmspiders.spiders.hf_models import HfModelsSpider
-from ptmspiders.tuning import InterpreterTuning
 
 
 @pytest.fixture(autouse=True)
 def gc_state() -> Iterator[None]:
     """Every test leaves the interpreter's collector as it found it."""
-    before, interval = gc.get_threshold(), sys.getswitchinterval()
+    before = gc.get_threshold()
     yield
     gc.set_threshold(*before)
-    sys.setswitchinterval(interval)
     gc.unfreeze()
 
 
@@ -32,7 +30,7 @@ def extension(**settings: object) -> InterpreterTuning:
 
 def test_disabled_raises_not_configured() -> None:
     with pytest.raises(NotConfigured):
-        extension(PTM_TUNING_ENABLED=False)
+        extension(PTM_PERF_GC=False)
 
 
 @pytest.mark.parametrize("value", ["50000,20", "a,b,c", [0, 10, 10], [100, -1, 10]])
@@ -48,11 +46,9 @@ def test_thresholds_from_a_string_or_a_list() -> None:
 
 def test_applies_for_the_crawl_and_restores_after() -> None:
     gc.set_threshold(700, 10, 10)
-    sys.setswitchinterval(0.005)
-    ext = extension(PTM_GC_THRESHOLDS="40000,5,7", PTM_SWITCH_INTERVAL="0.002")
+    ext = extension(PTM_GC_THRESHOLDS="40000,5,7")
     ext.engine_started()
     assert gc.get_threshold() == (40000, 5, 7)
-    assert sys.getswitchinterval() == pytest.approx(0.002)
     assert gc.get_freeze_count() > 0
     gc.collect(0)
     ext.spider_closed()
@@ -60,7 +56,6 @@ def test_applies_for_the_crawl_and_restores_after() -> None:
     assert ext.stats.get_value("ptm/gc/seconds") >= 0
     ext.engine_stopped()
     assert gc.get_threshold() == (700, 10, 10)
-    assert sys.getswitchinterval() == pytest.approx(0.005)
     assert gc.get_freeze_count() == 0
     assert ext._measure not in gc.callbacks
 
@@ -82,9 +77,3 @@ def test_crawls_side_by_side_restore_after_the_last() -> None:
     assert gc.get_threshold() == (50_000, 20, 10)
     second.engine_stopped()
     assert gc.get_threshold() == (700, 10, 10)
-
-
-@pytest.mark.parametrize("value", [0, -1, 2, "fast"])
-def test_bad_switch_interval_is_a_clear_error(value: object) -> None:
-    with pytest.raises(ValueError, match=r"^PTM_SWITCH_INTERVAL="):
-        extension(PTM_SWITCH_INTERVAL=value)

@@ -53,6 +53,7 @@ from twisted.web.client import ResponseFailed
 from ptmspiders.config import ptm_settings
 from ptmspiders.github import git_blob_sha
 from ptmspiders.hub_answers import BadResponse, load_json
+from ptmspiders.perf.addon import enabled
 from ptmspiders.ratelimit_headers import parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,10 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = N
     return delay / 2 + (rng or random).uniform(0, delay / 2)
 
 
-def malformed_reason(response: Response, expect: str | None) -> str | None:
-    """Why a 2xx answer that should be JSON is unusable, or ``None`` if it is fine."""
+def malformed_reason(response: Response, expect: str | None, *, keep: bool = True
+                     ) -> str | None:
+    """Why a 2xx answer that should be JSON is unusable, or ``None`` if it is fine; ``keep``:
+    hand the decoded body to the spider's decoding (:func:`ptmspiders.hub_answers.load_json`)."""
     if expect is None or not 200 <= response.status < 300:
         return None
     if expect not in EXPECT:
@@ -111,7 +114,7 @@ def malformed_reason(response: Response, expect: str | None) -> str | None:
     if "dataloss" in response.flags:
         return "truncated_body"
     try:
-        load_json(response.body, EXPECT[expect], keep=True)
+        load_json(response.body, EXPECT[expect], keep=keep)
     except BadResponse as exc:
         return exc.reason
     return None
@@ -142,6 +145,7 @@ class RetryMiddleware(ScrapyRetryMiddleware):
         self.base = backoff_base
         self.cap = backoff_max
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # replaceable in tests
+        self.decode_once = enabled(settings, "PTM_PERF_DECODE_ONCE")
         self.stats: StatsCollector
 
     @classmethod
@@ -170,7 +174,8 @@ class RetryMiddleware(ScrapyRetryMiddleware):
         elif "dataloss" in response.flags:  # with DOWNLOAD_FAIL_ON_DATALOSS off
             reason = "data_loss"
         else:
-            bad = malformed_reason(response, request.meta.get("ptm_expect"))
+            bad = malformed_reason(response, request.meta.get("ptm_expect"),
+                                   keep=self.decode_once)
             if bad is None:
                 return response
             blob = request.meta.get(GIT_BLOB_META)

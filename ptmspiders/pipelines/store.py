@@ -15,7 +15,6 @@ counted as ``ptm/truncated/<field>``. The SQLite store's encoding gives the size
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from ptmspiders import doc_size
 from ptmspiders.config import ptm_settings
 from ptmspiders.context import CrawlContext, crawl_context
 from ptmspiders.items import to_doc
-from ptmspiders.pipelines.validate import ValidatePipeline, schema_error
+from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.spiders.base import mark_crawl_incomplete
 from ptmspiders.stores import redact_uri
 from ptmspiders.stores.base import Doc, Encoded, WriteDoc, doc_id
@@ -50,7 +49,6 @@ class StorePipeline:
         self.last_flush = time.monotonic()
         self.context: CrawlContext | None = None
         self.writer: BackgroundWriter | None = None
-        self.validated: ValidatePipeline | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
@@ -63,31 +61,13 @@ class StorePipeline:
         self.context = crawl_context(self.crawler)
         logger.info("Storing items in %s", redact_uri(self.context.store.uri))
         self.writer = self.context.writer
-        self.validated = self._validate_stage_before()
-
-    def _validate_stage_before(self) -> ValidatePipeline | None:
-        """The ValidatePipeline right before this stage, if any: with no stage in between
-        (that could change the item), its document is this item's document."""
-        try:
-            stages = list(self.crawler.engine.scraper.itemproc.middlewares)
-        except RuntimeError:  # no engine: a pipeline used on its own
-            return None
-        for before, stage in itertools.pairwise(stages):
-            if stage is self and isinstance(before, ValidatePipeline):
-                return before
-        return None
 
     async def process_item(self, item: Any) -> Any:
         collection = getattr(item, "collection", None)
         if collection is None:
             return item
         assert self.writer is not None
-        validated = self.validated
-        if validated is not None and validated.last is not None and validated.last[0] is item:
-            doc = validated.last[1]
-            validated.last = None  # to be encoded: its objects go now, while still cached
-        else:
-            doc = to_doc(item)
+        doc = to_doc(item)
         try:
             encoded = self.writer.encode(doc)
             if self.max_doc_bytes:

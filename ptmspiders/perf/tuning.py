@@ -1,28 +1,21 @@
-"""Interpreter tuning for long sweeps: the garbage collector and the GIL's switch interval.
+"""The garbage collector tuned for long sweeps (``PTM_PERF_GC``).
 
 A list page of the Hub decodes into about fifty thousand dicts and lists, and a sweep keeps a
 few pages of them alive (items in the pipelines, batches waiting for the store). With
 CPython's default thresholds (700, 10, 10) the collector then runs dozens of times per page and
-every full collection walks every live object: measured with ``scripts/bench.py``, a quarter
-of the crawl's time. Raising the young threshold to about one page of containers, and freezing
-what start-up allocated (modules, classes, settings: objects that never become garbage), keeps
-the collector's cost small without turning it off: cycles are still found, a page later.
+every full collection walks every live object. Raising the young threshold to about one page
+of containers, and freezing what start-up allocated (modules, classes, settings: objects that
+never become garbage), keeps the collector's cost small without turning it off: cycles are
+still found, a page later.
 
-The store's writer thread (:mod:`ptmspiders.stores.writer`) releases the GIL for every SQLite
-call and needs it back after; while the crawl's thread runs Python, it waits up to the switch
-interval each time (5 ms by default, so up to tens of milliseconds per batch). At 1 ms the
-writer keeps up: measured with ``scripts/bench.py``, +7% models per second at N=100,000 and
-300,000 and half the time the crawl waited for the store.
-
-The process-wide state is applied when the first crawl in a process starts and restored when
-the last one stops, so crawls run side by side (tests, ``CrawlerProcess``) share it.
+The thresholds are process-wide: applied when the first crawl in a process starts and restored
+when the last one stops, so crawls run side by side (tests, ``CrawlerProcess``) share them.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import sys
 import time
 from typing import Any
 
@@ -31,27 +24,25 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.statscollectors import StatsCollector
 
-from ptmspiders.config import PtmSettings, ptm_settings
+from ptmspiders.config import ptm_settings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLDS: tuple[int, int, int] = PtmSettings.model_fields["gc_thresholds"].default
 
-# Crawls of this process that applied the tuning, and the state to restore after the last.
+# Crawls of this process that applied the tuning, and the thresholds to restore after the last.
 _active: list[InterpreterTuning] = []
-_saved: tuple[tuple[int, ...], float] | None = None
+_saved: tuple[int, ...] | None = None
 
 
 class InterpreterTuning:
-    """Raises the collector's thresholds, freezes start-up objects and shortens the GIL's
-    switch interval for the crawl; counts collections and their seconds (``ptm/gc/...``)."""
+    """Raises the collector's thresholds and freezes start-up objects for the crawl; counts
+    collections and their seconds (``ptm/gc/...``)."""
 
     def __init__(self, stats: StatsCollector, thresholds: tuple[int, int, int],
-                 freeze: bool, switch_interval: float) -> None:
+                 freeze: bool) -> None:
         self.stats = stats
         self.thresholds = thresholds
         self.freeze = freeze
-        self.switch_interval = switch_interval
         self.seconds = 0.0
         self.collections = 0
         self._started: float | None = None
@@ -59,10 +50,10 @@ class InterpreterTuning:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> InterpreterTuning:
         s = ptm_settings(crawler)
-        if not s.tuning_enabled:
-            raise NotConfigured("PTM_TUNING_ENABLED is off")
+        if not s.perf_gc:
+            raise NotConfigured("PTM_PERF_GC is off")
         assert crawler.stats is not None
-        ext = cls(crawler.stats, s.gc_thresholds, s.gc_freeze, s.switch_interval)
+        ext = cls(crawler.stats, s.gc_thresholds, s.gc_freeze)
         crawler.signals.connect(ext.engine_started, signal=signals.engine_started)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(ext.engine_stopped, signal=signals.engine_stopped)
@@ -71,14 +62,13 @@ class InterpreterTuning:
     def engine_started(self) -> None:
         global _saved
         if not _active:
-            _saved = (gc.get_threshold(), sys.getswitchinterval())
+            _saved = gc.get_threshold()
             if self.freeze:
                 gc.collect()  # what is garbage now must not be frozen
                 gc.freeze()
             gc.set_threshold(*self.thresholds)
-            sys.setswitchinterval(self.switch_interval)
-            logger.debug("GC thresholds %s, switch interval %s s (were %s), %d objects frozen",
-                         self.thresholds, self.switch_interval, _saved, gc.get_freeze_count())
+            logger.debug("GC thresholds %s (were %s), %d objects frozen",
+                         self.thresholds, _saved, gc.get_freeze_count())
         _active.append(self)
         gc.callbacks.append(self._measure)
 
@@ -95,8 +85,7 @@ class InterpreterTuning:
         if self in _active:
             _active.remove(self)
             if not _active and _saved is not None:
-                gc.set_threshold(*_saved[0])
-                sys.setswitchinterval(_saved[1])
+                gc.set_threshold(*_saved)
                 gc.unfreeze()
                 _saved = None
 
