@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.pages < 1 or args.repeat < 1 or args.offset < 0:
         parser.error("--pages and --repeat must be at least 1, --offset at least 0")
 
+    from ptmspiders.config import default
     from ptmspiders.parsers import huggingface as hf
-    from ptmspiders.perf.tuning import DEFAULT_THRESHOLDS
+
+    DEFAULT_THRESHOLDS = default("PTM_GC_THRESHOLDS")
     from tests.mockhub.synthetic import PAGE_SIZE, SyntheticCatalogue
 
     n_models = args.offset + args.pages * PAGE_SIZE

@@ -76,17 +76,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from scrapy.utils.test import get_crawler
 
+    from ptmspiders.config import default
     from ptmspiders.history import ModelHistory, crawl_state
     from ptmspiders.items import to_doc
     from ptmspiders.parsers import huggingface as hf
-    from ptmspiders.perf.tuning import DEFAULT_THRESHOLDS
     from ptmspiders.pipelines.normalize import normalize_model
     from ptmspiders.spiders.hf_models import HfModelsSpider
     from ptmspiders.stores import sqlite as sqlite_store
     from ptmspiders.stores.sqlite import SQLiteStore
     from tests.mockhub.synthetic import SyntheticCatalogue
 
-    gc.set_threshold(*DEFAULT_THRESHOLDS)  # as a crawl runs (ptmspiders.perf.tuning)
+    gc.set_threshold(*default("PTM_GC_THRESHOLDS"))  # as a crawl runs (ptmspiders.perf.tuning)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ptm-bench-store-"))
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "store.sqlite"

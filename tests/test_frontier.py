@@ -69,7 +69,7 @@ def finish(procs: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
             _, stderr = proc.communicate(timeout=240)
             assert proc.returncode == 0, stderr[-4000:]
             assert "Traceback" not in stderr, stderr[-4000:]
-            stats.append(crawl_stats(stderr))
+            stats.append(crawl_stats(proc))
     finally:
         stop(procs)
     return stats
@@ -294,7 +294,7 @@ def test_a_stopped_worker_gives_its_work_back(mockhub: MockHub, tmp_path: Path,
                     r.hlen(k) for k in r.scan_iter("ptm:frontier:packages:*:owners")):
                 time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)  # as Ctrl-C: a graceful stop
-            _, stderr = proc.communicate(timeout=120)
+            proc.communicate(timeout=120)
             queue = next(r.scan_iter("ptm:frontier:packages:*:queue"))
             prefix = queue.decode().rsplit(":", 1)[0]
             waiting = r.llen(queue)
@@ -302,7 +302,7 @@ def test_a_stopped_worker_gives_its_work_back(mockhub: MockHub, tmp_path: Path,
             assert waiting + r.scard(f"{prefix}:done") == len(ids)
     finally:
         stop([proc])
-    stats = crawl_stats(stderr)
+    stats = crawl_stats(proc)
     assert stats["finish_reason"] == "shutdown"
     assert waiting > 0 and stats.get("ptm/frontier/released", 0) >= 1, stats
     # The same command again takes the rest (the frontier is not finished: it joins it).

@@ -758,8 +758,8 @@ def test_sigterm_records_every_package_it_started(hubs, tmp_path):
              {"framework": "jax", "slug": "base", "version_number": 1}]}}
         for n, d in (("quick", 2), ("held", 1))])
     dest = tmp_path / "pk"
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "packages", "-a", f"dest={dest}",
-           "-a", "sort=-downloads", "-s", f"PTM_STORE_URI={uri}", "-s", "LOG_LEVEL=INFO"]
+    cmd = crawl_command("packages", tmp_path, "-a", f"dest={dest}", "-a", "sort=-downloads",
+                        store_uri=uri)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     linked = dest / "kaggle" / "acme" / "quick"
@@ -788,7 +788,7 @@ def test_sigterm_records_every_package_it_started(hubs, tmp_path):
     assert got["kaggle:acme/quick"]["complete"] is True
     held_rec = by_path(got["kaggle:acme/held"])["jax/base/1"]
     assert (held_rec["status"], held_rec["reason"]) == ("failed", "cancelled")
-    assert crawl_stats(err)["finish_reason"] == "shutdown"
+    assert crawl_stats(proc)["finish_reason"] == "shutdown"
 
 
 @pytest.mark.crawl

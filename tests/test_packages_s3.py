@@ -85,7 +85,7 @@ def crawl(hub: MockHub, tmp_path: Path, s3env: dict[str, str], *args: str
                        "-s", "PTM_PACKAGES_RETRY_WAIT=0.01", *args, env=env, check=False)
     if result.returncode not in (0, 3):
         raise AssertionError(f"crawl failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return crawl_stats(result.stderr), result.stderr
+    return crawl_stats(result), result.stderr
 
 
 def objects(client: Any) -> dict[str, list[dict[str, Any]]]:
@@ -310,7 +310,7 @@ def test_an_unusable_location_is_one_line(hubs, s3, tmp_path, capsys):
                      check=False)
     assert gone.returncode == 3 and "Traceback" not in gone.stderr
     assert "s3://no-such-bucket/x: the bucket cannot be used (404)" in gone.stderr
-    assert crawl_stats(gone.stderr)["finish_reason"] == "blob_store_unavailable"
+    assert crawl_stats(gone)["finish_reason"] == "blob_store_unavailable"
     assert not hub.log
 
 

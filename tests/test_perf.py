@@ -21,7 +21,10 @@ from ptmspiders.perf.itemcount import CoreStats, CountingItemProcessor, counted_
 from ptmspiders.perf.logformatter import PtmLogFormatter
 from ptmspiders.perf.tuning import InterpreterTuning
 
-PROJECT = {k: getattr(project_settings, k) for k in dir(project_settings) if k.isupper()}
+# The project's settings but the reactor (a test process has its own, installed by whichever
+# test came first).
+PROJECT = {k: getattr(project_settings, k) for k in dir(project_settings)
+           if k.isupper() and k != "TWISTED_REACTOR"}
 
 
 def crawler(**settings: Any) -> Crawler:
