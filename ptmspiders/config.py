@@ -437,8 +437,8 @@ class PtmSettings(BaseModel):
                                                 "(see [Resuming a killed crawl](rate-limits.md"
                                                 "#resuming-a-killed-crawl))")
 
-    # -- interpreter tuning (ptmspiders/tuning.py) -------------------------------------------
-    # The speed work (ptmspiders/perf, docs/performance.md): one switch per piece.
+    # -- the speed work (ptmspiders/perf) ----------------------------------------------------
+    # One switch per piece; what each gains: docs/performance.md.
     perf_gc: bool = setting(True, "raise the garbage collector's thresholds (below) and freeze "
                             "start-up objects during a crawl (stats `ptm/gc/*`)")
     perf_item_count: bool = setting(True, "count scraped items in the item processor instead "

@@ -44,8 +44,9 @@ python -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.ur
 # none, so without a usable Chromium the demo crawls it without the fallback, and says why.
 modelzoo_args=()
 no_browser=$(python -c 'from scrapy.utils.project import get_project_settings
+from ptmspiders.config import PtmSettings
 from ptmspiders.spiders.modelzoo import browser_problem
-print(browser_problem(get_project_settings()) or "")')
+print(browser_problem(PtmSettings.from_settings(get_project_settings())) or "")')
 if [ -n "$no_browser" ]; then
   echo "(modelzoo runs without its browser fallback, which this demo does not need: $no_browser)"
   modelzoo_args=(-a render=never)
