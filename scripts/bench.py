@@ -74,6 +74,16 @@ class RawListSpider(scrapy.Spider):
             yield scrapy.Request(response.urljoin(next_url))
 
 
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 10 s: the mock hub never outlives a benchmark."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def rate_limit_switches() -> list[str]:
     """``-s NAME=False`` for every rate-limit / throttle switch the project settings define."""
     sys.path.insert(0, str(ROOT))
@@ -309,12 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             drop_stores(workdir)
         raise
     finally:
-        mock.send_signal(signal.SIGTERM)
-        try:
-            mock.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            mock.kill()
-            mock.wait()
+        stop_process(mock)
 
     result = summarise(args.n, runs, sweep_store, workdir, owner_modes)
     if args.repeat > 1:

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {k + 1} {variant}: {speeds[variant][-1]:,.0f} models/s, "
                       f"{cpu[variant][-1]:.1f} CPU s", flush=True)
     finally:
-        mock.send_signal(signal.SIGTERM)
-        try:
-            mock.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            mock.kill()
-            mock.wait()
+        bench.stop_process(mock)
         bench.drop_stores(workdir)
     on = statistics.median(speeds["all_on"])
     on_cpu = statistics.median(cpu["all_on"])

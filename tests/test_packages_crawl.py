@@ -53,6 +53,17 @@ def crawl(hub: MockHub, tmp_path: Path, *args: str, env: dict[str, str] | None =
     return crawl_stats(result), result.stderr
 
 
+def sigterm(proc: subprocess.Popen[str], timeout: float) -> str:
+    """Stop a crawl as Ctrl-C does; its stderr. Fails if it takes over ``timeout`` s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"SIGTERM did not end the crawl within {timeout:g} s") from None
+
+
 def packages(tmp_path: Path) -> dict[str, dict[str, Any]]:
     with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
         return {d["_id"]: d for d in store.find("packages")}
@@ -554,13 +565,7 @@ def test_sigterm_mid_transfer_ends_the_crawl_in_seconds_marked_incomplete(hubs, 
                 and any(r.path.startswith("/repos/acme/vision/") for r in hub.log)):
             time.sleep(0.05)
         assert part.exists() and part.stat().st_size >= BLOCK, "the transfer never started"
-        proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-            raise AssertionError("SIGTERM did not end the crawl within 15 s") from None
+        err = sigterm(proc, 15)
     finally:
         stall.set()
         if proc.poll() is None:
@@ -770,13 +775,7 @@ def test_sigterm_records_every_package_it_started(hubs, tmp_path):
                 and any((dest / "blobs" / "tmp").glob("archive.*.part"))):
             time.sleep(0.05)
         assert any((dest / "blobs" / "tmp").glob("archive.*.part")), "no transfer held"
-        proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-            raise AssertionError("SIGTERM did not end the crawl within 30 s") from None
+        err = sigterm(proc, 30)
     finally:
         stall.set()
         if proc.poll() is None:
