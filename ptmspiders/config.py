@@ -393,7 +393,7 @@ class PtmSettings(BaseModel):
     frontier_idle_s: Annotated[float, Field(ge=0)] = setting(
         30.0, "a frontier worker stops when no work was queued, leased or being listed "
         "anywhere for this many seconds", env=True)
-    frontier_lease_s: Seconds = setting(
+    frontier_lease_s: Annotated[float, Field(ge=3)] = setting(
         60.0, "a work item whose worker stopped renewing its lease goes to another worker "
         "after this many seconds")
     frontier_items: AtLeastOne = setting(

@@ -52,7 +52,7 @@ from scrapy.exceptions import CloseSpider
 from scrapy.statscollectors import StatsCollector
 
 from ptmspiders.config import ptm_settings, redacted
-from ptmspiders.middlewares.ratelimit_redis import check_frontier
+from ptmspiders.middlewares.ratelimit_redis import check_frontier, ping_frontier
 from ptmspiders.stopping import stopping
 
 logger = logging.getLogger(__name__)
@@ -359,16 +359,8 @@ class FrontierWorker:
         """Check the settings and that Redis answers, before any work: else one error line
         and the crawl closes (``frontier_unavailable``)."""
         try:
-            if self.lease < 3 or self.idle < 0:
-                raise ValueError("PTM_FRONTIER_LEASE_S must be >= 3 and PTM_FRONTIER_IDLE_S "
-                                 ">= 0 (seconds)")
+            ping_frontier(self.url)  # the lease and idle bounds are the settings' rules
             frontier = Frontier(self.url, self.prefix, lease=self.lease, idle=self.idle)
-            try:
-                frontier.client.ping()
-            except (RedisError, OSError) as exc:
-                frontier.close()
-                raise ValueError(f"PTM_FRONTIER={redacted(self.url)}: Redis does not answer "
-                                 f"({exc}); the crawl needs it for its shared frontier") from None
         except ValueError as exc:
             self.failed = True
             self.stats.inc_value("ptm/frontier/errors")

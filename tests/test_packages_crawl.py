@@ -3,6 +3,7 @@ origin, 127.0.0.2) as the CDN: every hostile case of issue 25, dedupe, the token
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,21 @@ def crawl(hub: MockHub, tmp_path: Path, *args: str, env: dict[str, str] | None =
     if status is not None:
         assert result.returncode == status, result.stderr[-3000:]
     return crawl_stats(result), result.stderr
+
+
+@contextlib.contextmanager
+def stalled_crawl(cmd: list[str], env: dict[str, str], stall: threading.Event
+                  ) -> Iterator[subprocess.Popen[str]]:
+    """A crawl whose mock transfer is held by ``stall``; released and stopped on the way out."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        stall.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def sigterm(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -556,9 +573,7 @@ def test_sigterm_mid_transfer_ends_the_crawl_in_seconds_marked_incomplete(hubs, 
     dest = tmp_path / "pk"
     part = dest / "blobs" / "tmp" / f"{big.sha256}.part"
     cmd = crawl_command("packages", tmp_path, "-a", f"dest={dest}", store_uri=uri)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
+    with stalled_crawl(cmd, hub_env(hub), stall) as proc:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (
                 part.exists() and part.stat().st_size >= BLOCK
@@ -566,11 +581,6 @@ def test_sigterm_mid_transfer_ends_the_crawl_in_seconds_marked_incomplete(hubs, 
             time.sleep(0.05)
         assert part.exists() and part.stat().st_size >= BLOCK, "the transfer never started"
         err = sigterm(proc, 15)
-    finally:
-        stall.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 3, err[-3000:]
     assert 0 < part.stat().st_size < big.size  # left for the next run to resume
     stats = crawl_stats(proc)
@@ -765,10 +775,8 @@ def test_sigterm_records_every_package_it_started(hubs, tmp_path):
     dest = tmp_path / "pk"
     cmd = crawl_command("packages", tmp_path, "-a", f"dest={dest}", "-a", "sort=-downloads",
                         store_uri=uri)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=hub_env(hub), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
     linked = dest / "kaggle" / "acme" / "quick"
-    try:
+    with stalled_crawl(cmd, hub_env(hub), stall) as proc:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (
                 any(p.name == "saved_model.pb" for p in linked.rglob("*"))
@@ -776,11 +784,6 @@ def test_sigterm_records_every_package_it_started(hubs, tmp_path):
             time.sleep(0.05)
         assert any((dest / "blobs" / "tmp").glob("archive.*.part")), "no transfer held"
         err = sigterm(proc, 30)
-    finally:
-        stall.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 3, err[-3000:]
     got = packages(tmp_path)
     assert set(got) == {"kaggle:acme/quick", "kaggle:acme/held"}, err[-3000:]
