@@ -137,9 +137,10 @@ def open_blobs(location: str, staging: Path | str | None = None) -> BlobStore:
     transfers stay in the local folder ``staging``). Sends nothing: :meth:`BlobStore.check`
     does. Raises ``ValueError`` for a malformed ``s3://`` location."""
     if location.startswith("s3://"):
+        from ptmspiders.config import default
         from ptmspiders.packages.s3 import S3BlobStore
 
-        return S3BlobStore(location, staging or "data/packages-staging")
+        return S3BlobStore(location, staging or default("PTM_PACKAGES_STAGING_DIR"))
     return BlobStore(location)
 
 
