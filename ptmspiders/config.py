@@ -391,11 +391,12 @@ class PtmSettings(BaseModel):
         "[Scaling out](scaling-out.md)); empty: each crawl paces itself; with it, "
         "`packages` and Hugging Face enrichment take their work from there", env=True, secret=True)
     frontier_idle_s: Annotated[float, Field(ge=0)] = setting(
-        30.0, "a frontier worker stops when no work was queued, leased or being listed "
-        "anywhere for this many seconds", env=True)
+        30.0, "a frontier worker stops when no work was queued, nor being seeded or listed, "
+        "for this many seconds", env=True)
     frontier_lease_s: Annotated[float, Field(ge=3)] = setting(
-        60.0, "a work item whose worker stopped renewing its lease goes to another worker "
-        "after this many seconds")
+        60.0, "a frontier worker renews its membership every third of this; one that stops "
+        "(killed) counts as gone after this many seconds, and a run with no worker left is "
+        "seeded anew by the next one to start")
     frontier_items: AtLeastOne = setting(
         16, "`hf_models` with enrichment on a frontier: models a worker enriches at a time")
     # These stand for Scrapy's RETRY_ENABLED, RETRY_TIMES and RETRY_HTTP_CODES (refused if

@@ -1,55 +1,56 @@
-"""Many workers, one crawl: a shared frontier of work items in Redis (``PTM_FRONTIER``).
+"""Many workers, one crawl: scrapy-redis's scheduler and duplicate filter on a shared Redis
+(``PTM_FRONTIER``).
 
-A package job spans many requests whose state (:class:`ptmspiders.packages.crawler.Job`: file
-specs, counters, the budget) lives in the worker's memory and cannot be serialised, so what the
-workers share is not Scrapy requests but **work items**, one per selected model; each job's own
-requests stay in the worker's scheduler. Keys, under ``ptm:frontier:<spider>:<run>`` (``run``:
-a hash of the crawl's arguments, so that every worker started with the same command shares one
-frontier and another command gets its own):
+What the workers share is **work items**, one per model: the request that starts a model's
+work (a package, or a Hugging Face model's enrichment chain), marked with ``meta[WORK]`` (the
+model's id). :class:`FrontierScheduler`, a subclass of scrapy-redis's ``Scheduler``, sends those
+requests through scrapy-redis's ``RFPDupeFilter`` into its ``FifoQueue`` in Redis, and takes one
+from there only when the worker has room for another model; every other request (the tree
+listing, resolve calls, the chain's next steps) stays in the worker's own Scrapy scheduler,
+since the model's state (file specs, budget, the item in ``cb_kwargs``) lives in the worker
+that took it. Keys, under ``ptm:frontier:<spider>:<run>`` (``run``: a hash of the crawl's
+arguments, so that every worker started with the same command shares one frontier and another
+command gets its own):
 
-- ``queue`` (list): model ids waiting for a worker;
-- ``leases`` (sorted set, id -> expiry) and ``owners`` (hash, id -> worker): items in progress.
-  A worker renews its leases every third of ``PTM_FRONTIER_LEASE_S``; one that was killed stops
-  renewing, and the next worker asking for work puts its expired items back at the head of the
-  queue and takes them over;
-- ``done`` (set): items this frontier finished (their record reached the store pipeline), the
-  duplicate filter of the work items: an item is taken only if it is neither done nor leased;
-- ``seeded`` (the seeding's id), ``seeding`` (a lock, ``SET NX`` with an expiry) and
-  ``finished`` (the id of the seeding that ran out of work);
-- for work that one worker adds as it lists (Hugging Face enrichment,
-  :mod:`ptmspiders.hf_frontier`) rather than seeded from the store: ``items`` (hash, id ->
-  the item's data), ``lister`` (the listing role, ``SET NX`` with an expiry its holder
-  renews) and ``listed``.
+- ``requests`` and ``dupefilter``: scrapy-redis's queue and fingerprints;
+- ``workers`` (sorted set, worker -> heartbeat expiry) and ``held`` (hash, worker -> work items
+  in hand): who is running, for the seeding rule and for watching progress;
+- ``adding`` (``SET NX`` with an expiry its holder renews): a worker is seeding or listing, so
+  the queue may still grow.
 
-The first worker to start takes ``seeding``, reads the store (the selected models whose package
-is not yet complete) and pushes them with ``seeded`` in one transaction; the others wait for
-``seeded`` and join. A worker stops when the queue has been empty and no item leased anywhere
-(and no worker listing) for ``PTM_FRONTIER_IDLE_S`` seconds, and marks the frontier finished
-(dropping ``done``, ``items`` and ``owners``): the next run of the command seeds it again
-from the store, so a rerun after a crash does exactly what is not yet complete. Taking,
-renewing, finishing and giving back are Lua scripts: atomic in Redis.
+The first worker to join a frontier that has no live worker clears the queue and the
+fingerprints and adds the work (``packages``: the selected models whose package is not
+complete in the store; ``hf_models``: it lists the hub); the others join. A worker stops when
+the queue has been empty, with nobody adding, for ``PTM_FRONTIER_IDLE_S`` seconds. A graceful
+stop gives the worker's unfinished items back to the queue. A worker killed outright loses the
+items it held for this run: the next run of the command, started when no worker is left,
+re-seeds from the store exactly what is not complete. Requests are stored pickled, as
+scrapy-redis does: the Redis server must be one the workers trust.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import os
+import pickle
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Self
 
 import redis
 from itemadapter import ItemAdapter
 from redis.exceptions import RedisError
-from scrapy import Spider, signals
+from scrapy import Request, Spider, signals
+from scrapy.core.scheduler import BaseScheduler, Scheduler
 from scrapy.crawler import Crawler
-from scrapy.exceptions import CloseSpider
+from scrapy.exceptions import CloseSpider, DontCloseSpider
 from scrapy.statscollectors import StatsCollector
+from scrapy_redis.dupefilter import RFPDupeFilter
+from scrapy_redis.scheduler import Scheduler as RedisScheduler
 
 from ptmspiders.config import ptm_settings, redacted
 from ptmspiders.middlewares.ratelimit_redis import check_frontier, ping_frontier
@@ -59,77 +60,38 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "ptm:frontier"
 CLOSE_REASON = "frontier_unavailable"
-_SEED_PUSH = 10_000  # ids per RPUSH when seeding
+WORK = "ptm_work"  # meta: the work item's id, on the request that starts its work
+SCHEDULER = f"{__name__}.FrontierScheduler"
+_REDIS_ERRORS = (RedisError, OSError)
 
-# KEYS: queue, leases, owners, done; ARGV: now, lease expiry, worker.
-# Expired leases go back to the head of the queue; then the first item neither done nor leased.
-_TAKE = """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-for i = #expired, 1, -1 do
-  redis.call('ZREM', KEYS[2], expired[i])
-  redis.call('HDEL', KEYS[3], expired[i])
-  redis.call('LPUSH', KEYS[1], expired[i])
+# KEYS: workers, held, adding, requests, dupefilter; ARGV: now, expiry, worker, adding ttl.
+# Forgets the workers whose heartbeat expired, then joins; the first live worker clears the
+# queue and fingerprints of an earlier run and takes the adding role (returns 1).
+_JOIN = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for i = 1, #gone do redis.call('HDEL', KEYS[2], gone[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local first = redis.call('ZCARD', KEYS[1]) == 0
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[3], 0)
+if first then
+  redis.call('DEL', KEYS[4], KEYS[5])
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+  return 1
 end
-while true do
-  local id = redis.call('LPOP', KEYS[1])
-  if not id then return {#expired, ''} end
-  if redis.call('SISMEMBER', KEYS[4], id) == 0 and not redis.call('ZSCORE', KEYS[2], id) then
-    redis.call('ZADD', KEYS[2], ARGV[2], id)
-    redis.call('HSET', KEYS[3], id, ARGV[3])
-    return {#expired, id}
-  end
-end
+return 0
 """
-# KEYS: leases, owners; ARGV: expiry, worker, ids...: the leases still this worker's, renewed.
-_RENEW = """
-local lost = 0
-for i = 3, #ARGV do
-  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[2] then
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[i])
-  else
-    lost = lost + 1
-  end
-end
-return lost
-"""
-# KEYS: lister; ARGV: worker, seconds: the listing role renewed, if it is still this worker's.
-_KEEP_LISTER = """
+# KEYS: adding; ARGV: worker, seconds: the adding role renewed, if it is still this worker's.
+_KEEP_ADDING = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
-# KEYS: leases, owners, done; ARGV: worker, id. Done; the lease goes if it is still ours.
-_ACK = """
-if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then
-  redis.call('ZREM', KEYS[1], ARGV[2])
-  redis.call('HDEL', KEYS[2], ARGV[2])
-end
-return redis.call('SADD', KEYS[3], ARGV[2])
-"""
-# KEYS: queue, leases, owners; ARGV: worker, ids...: this worker's unfinished items, given back.
-_RELEASE = """
-local n = 0
-for i = 2, #ARGV do
-  if redis.call('HGET', KEYS[3], ARGV[i]) == ARGV[1] then
-    redis.call('ZREM', KEYS[2], ARGV[i])
-    redis.call('HDEL', KEYS[3], ARGV[i])
-    redis.call('LPUSH', KEYS[1], ARGV[i])
-    n = n + 1
-  end
-end
-return n
-"""
-# KEYS: queue, leases, seeded, finished, lister, done, items, owners: marks the seeding finished
-# if there is no work left and no worker is still listing (adding work); what only a running
-# frontier needs (done ids, items' data) goes, so that a finished crawl leaves little in Redis.
-_FINISH = """
-if redis.call('LLEN', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0
-    and redis.call('EXISTS', KEYS[5]) == 0 then
-  local seeded = redis.call('GET', KEYS[3])
-  if seeded then redis.call('SET', KEYS[4], seeded) end
-  redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
-  return 1
+# KEYS: adding; ARGV: worker: the adding role given up, if it is still this worker's.
+_STOP_ADDING = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
 end
 return 0
 """
@@ -141,208 +103,109 @@ def run_key(spider: str, params: dict[str, Any]) -> str:
     return f"{KEY_PREFIX}:{spider}:{digest.hexdigest()[:12]}"
 
 
-class FrontierError(Exception):
-    """Redis could not be reached or answered an error."""
-
-
 class Frontier:
-    """One worker's handle on the shared frontier (sync Redis calls: each is one short step)."""
+    """One worker's membership of a shared frontier: joining, heartbeats, the adding role and
+    what it holds (sync Redis calls, each one short step). The work items themselves go
+    through :class:`FrontierScheduler`."""
 
-    def __init__(self, url: str, prefix: str, *, lease: float = 60.0, idle: float = 30.0,
-                 poll: float = 0.5) -> None:
+    def __init__(self, url: str, prefix: str, *, lease: float = 60.0) -> None:
         check_frontier(url)
         self.url = url
         self.prefix = prefix
         self.lease = lease
-        self.idle = idle
-        self.poll = poll
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.client = redis.Redis.from_url(url, socket_connect_timeout=10, socket_timeout=30)
-        self.keys = {k: f"{prefix}:{k}" for k in ("queue", "leases", "owners", "done",
-                                                  "seeded", "seeding", "finished", "items",
-                                                  "lister", "listed")}
-        self._take = self.client.register_script(_TAKE)
-        self._renew = self.client.register_script(_RENEW)
-        self._ack = self.client.register_script(_ACK)
-        self._release = self.client.register_script(_RELEASE)
-        self._finish = self.client.register_script(_FINISH)
-        self._keep_lister = self.client.register_script(_KEEP_LISTER)
-        self.lister = False  # this worker lists (adds work items as it goes)
-        self.held: set[str] = set()  # ids this worker has taken and not yet finished
-        self.counts: dict[str, int] = {}
+        self.keys = {k: f"{prefix}:{k}" for k in ("workers", "held", "adding", "requests",
+                                                  "dupefilter")}
+        self._join = self.client.register_script(_JOIN)
+        self._keep_adding = self.client.register_script(_KEEP_ADDING)
+        self._stop_adding = self.client.register_script(_STOP_ADDING)
+        self.adding = False  # this worker seeds or lists: the queue may still grow
 
     def k(self, *names: str) -> list[str]:
         return [self.keys[n] for n in names]
 
-    def note(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
+    @property
+    def adding_ttl(self) -> int:
+        return max(int(self.lease), 3)
 
-    # -- seeding -----------------------------------------------------------------------------
-    def needs_seed(self) -> bool:
-        """No seeding yet, or the last one ran out of work (a rerun): seed (again)."""
-        seeded, finished = self.client.mget(self.k("seeded", "finished"))
-        return seeded is None or seeded == finished
-
-    def try_seed(self, todo: Callable[[], list[str]]) -> bool | None:
-        """Seed with ``todo()`` if this worker gets the seeding lock (True), or None while
-        another worker seeds; False when seeding is no longer needed."""
-        if not self.needs_seed():
-            return False
-        lock_ttl = max(int(self.lease * 10), 600)
-        if not self.client.set(self.keys["seeding"], self.worker, nx=True, ex=lock_ttl):
-            return None
-        try:
-            if not self.needs_seed():  # seeded between the look and the lock
-                return False
-            ids = todo()
-            seeding = uuid.uuid4().hex
-            with self.client.pipeline(transaction=True) as pipe:
-                pipe.delete(*self.k("queue", "leases", "owners", "done", "items", "listed"))
-                for first in range(0, len(ids), _SEED_PUSH):
-                    pipe.rpush(self.keys["queue"], *ids[first:first + _SEED_PUSH])
-                pipe.set(self.keys["seeded"], seeding)
-                pipe.delete(self.keys["finished"])
-                pipe.execute()
-            self.note("seeded", len(ids))
-            logger.info("Frontier %s seeded with %d work items", self.prefix, len(ids))
-            return True
-        finally:
-            self.client.delete(self.keys["seeding"])
-
-    # -- a worker that lists as it goes (Hugging Face enrichment) ----------------------------
-    def claim_lister(self) -> bool:
-        """Become the one worker that lists and adds work items (True), starting a new seeding
-        when there is none or the last one finished; False when another worker lists, or the
-        current seeding has been listed already (then this worker only takes items)."""
-        if not self.client.set(self.keys["lister"], self.worker, nx=True,
-                               ex=max(int(self.lease), 3)):
-            return False
-        seeded, finished, listed = self.client.mget(self.k("seeded", "finished", "listed"))
-        if seeded is not None and seeded != finished and listed is not None:
-            self.client.delete(self.keys["lister"])
-            return False
-        if seeded is None or seeded == finished:
-            self.try_seed(list)
-        self.lister = True
-        return True
-
-    def push(self, docs: dict[str, bytes]) -> None:
-        """Work items with their data (id -> bytes), at the end of the queue."""
-        if not docs:
-            return
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys["items"], mapping=docs)  # type: ignore[arg-type]
-            pipe.rpush(self.keys["queue"], *docs)
-            pipe.execute()
-        self.note("pushed", len(docs))
-
-    def listing_done(self) -> None:
-        """This worker's listing is over: no more items will come from it."""
-        if not self.lister:
-            return
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys["listed"], self.worker)
-            pipe.delete(self.keys["lister"])
-            pipe.execute()
-        self.lister = False
-
-    def data(self, _id: str) -> bytes | None:
-        """The data pushed with work item ``_id``."""
-        found = self.client.hget(self.keys["items"], _id)
-        return found if isinstance(found, bytes) else None
-
-    # -- work items --------------------------------------------------------------------------
-    def take(self) -> str | None:
+    def join(self) -> bool:
+        """Join the frontier; True when this worker is the first live one (then it adds the
+        work, on a queue and duplicate filter cleared of any earlier run)."""
         now = time.time()
-        expired, found = self._take(keys=self.k("queue", "leases", "owners", "done"),
-                                    args=[now, now + self.lease, self.worker])
-        if expired:
-            self.note("expired_leases", int(expired))
-            logger.warning("Frontier: %d work items of a worker that stopped renewing its "
-                           "leases are back in the queue", expired)
-        if not found:
-            return None
-        _id = found.decode() if isinstance(found, bytes) else str(found)
-        self.held.add(_id)
-        self.note("taken")
-        return _id
+        first = bool(self._join(keys=self.k("workers", "held", "adding", "requests",
+                                            "dupefilter"),
+                                args=[now, now + self.lease, self.worker, self.adding_ttl]))
+        self.adding = first
+        return first
 
-    def renew(self) -> None:
-        if self.lister:
-            self._keep_lister(keys=self.k("lister"), args=[self.worker, max(int(self.lease), 3)])
-        if not self.held:
-            return
-        lost = self._renew(keys=self.k("leases", "owners"),
-                           args=[time.time() + self.lease, self.worker, *sorted(self.held)])
-        if lost:
-            self.note("leases_lost", int(lost))
-            logger.warning("Frontier: %d leases of this worker expired and went to another "
-                           "worker (was this worker stalled longer than PTM_FRONTIER_LEASE_S?)",
-                           lost)
+    def heartbeat(self) -> None:
+        """This worker is alive (and, if it adds work, still adding)."""
+        self.client.zadd(self.keys["workers"], {self.worker: time.time() + self.lease})
+        if self.adding:
+            self._keep_adding(keys=self.k("adding"), args=[self.worker, self.adding_ttl])
 
-    def ack(self, _id: str) -> None:
-        if _id not in self.held:
-            return
-        self.held.discard(_id)
-        self._ack(keys=self.k("leases", "owners", "done"), args=[self.worker, _id])
-        self.note("done")
+    def adding_done(self) -> None:
+        """This worker adds no more work."""
+        if self.adding:
+            self.adding = False
+            self._stop_adding(keys=self.k("adding"), args=[self.worker])
 
-    def release(self, ids: Iterable[str] | None = None) -> int:
-        """Give back unfinished items (all held ones by default) to the head of the queue."""
-        ids = sorted(self.held if ids is None else ids)
-        self.held.difference_update(ids)
-        if not ids:
-            return 0
-        n = int(self._release(keys=self.k("queue", "leases", "owners"), args=[self.worker, *ids]))
-        self.note("released", n)
-        return n
+    def holds(self, n: int) -> None:
+        self.client.hset(self.keys["held"], self.worker, n)
 
-    def sizes(self) -> tuple[int, int]:
-        """(items queued, items leased), across all workers."""
+    def sizes(self) -> tuple[int, bool]:
+        """(work items queued, whether some worker is still adding work)."""
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.llen(self.keys["queue"])
-            pipe.zcard(self.keys["leases"])
-            queued, leased = pipe.execute()
-        return int(queued), int(leased)
+            pipe.llen(self.keys["requests"])
+            pipe.exists(self.keys["adding"])
+            queued, adding = pipe.execute()
+        return int(queued), bool(adding)
 
-    def finish(self) -> bool:
-        """Mark the seeding finished if no work is left anywhere (True), atomically."""
-        return bool(self._finish(keys=self.k("queue", "leases", "seeded", "finished", "lister",
-                                             "done", "items", "owners")))
+    def leave(self) -> None:
+        self.adding_done()
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys["workers"], self.worker)
+            pipe.hdel(self.keys["held"], self.worker)
+            pipe.execute()
 
     def close(self) -> None:
         self.client.close()
 
 
 class FrontierWorker:
-    """Drives a spider's work from a :class:`Frontier`: seeds or joins, takes items as the
-    spider has room, renews leases, acks each item once its record has passed the pipelines,
-    gives back unfinished items at close, and stops when the frontier has stayed empty."""
+    """A spider's side of the frontier: joins when the spider opens, says which requests hold
+    how many work items, gives room for ``limit`` at a time, keeps the crawl open while work
+    may still come and closes it once the frontier has stayed empty for
+    ``PTM_FRONTIER_IDLE_S`` seconds."""
 
     def __init__(self, crawler: Crawler, url: str, prefix: str, *, lease: float,
-                 idle: float) -> None:
+                 idle: float, limit: int) -> None:
         self.crawler = crawler
-        self.release_on_ack: asyncio.Semaphore | None = None  # a slot per item, freed when done
-        self.url, self.prefix, self.lease, self.idle = url, prefix, lease, idle
+        self.url, self.prefix, self.lease, self.idle, self.limit = url, prefix, lease, idle, limit
         self._frontier: Frontier | None = None
         self.failed = False
-        self.renewer: Any = None
+        self.heart: Any = None
+        self.taken: dict[str, Request] = {}  # work items in hand, by id: given back at close
+        self.idle_since: float | None = None
+        self.scheduler: FrontierScheduler | None = None  # set when the crawl's engine opens
         crawler.signals.connect(self.opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.spider_idle, signal=signals.spider_idle)
         crawler.signals.connect(self.item_settled, signal=signals.item_scraped)
         crawler.signals.connect(self.item_settled, signal=signals.item_dropped)
         crawler.signals.connect(self.item_settled, signal=signals.item_error)
         crawler.signals.connect(self.closed, signal=signals.spider_closed)
 
     @classmethod
-    def from_settings(cls, crawler: Crawler, spider_name: str,
-                      params: dict[str, Any]) -> Self | None:
+    def from_settings(cls, crawler: Crawler, spider_name: str, params: dict[str, Any], *,
+                      limit: int) -> Self | None:
         """The worker for this crawl (Redis is asked when the spider opens), or None when
         ``PTM_FRONTIER`` is empty."""
         config = ptm_settings(crawler)
         if not config.frontier:
             return None
         return cls(crawler, config.frontier, run_key(spider_name, params),
-                   lease=config.frontier_lease_s, idle=config.frontier_idle_s)
+                   lease=config.frontier_lease_s, idle=config.frontier_idle_s, limit=limit)
 
     @property
     def frontier(self) -> Frontier:
@@ -351,31 +214,51 @@ class FrontierWorker:
         return self._frontier
 
     @property
+    def adding(self) -> bool:
+        return self._frontier is not None and self._frontier.adding and not self.failed
+
+    @property
     def stats(self) -> StatsCollector:
         assert self.crawler.stats is not None
         return self.crawler.stats
 
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats.inc_value(f"ptm/frontier/{key}", n)
+
     def opened(self, spider: Spider) -> None:
-        """Check the settings and that Redis answers, before any work: else one error line
-        and the crawl closes (``frontier_unavailable``)."""
+        """Check that Redis answers and join, before any work: else one error line and the
+        crawl closes (``frontier_unavailable``)."""
+        from twisted.internet import task
+
         try:
-            ping_frontier(self.url)  # the lease and idle bounds are the settings' rules
-            frontier = Frontier(self.url, self.prefix, lease=self.lease, idle=self.idle)
-        except ValueError as exc:
+            ping_frontier(self.url)
+            frontier = Frontier(self.url, self.prefix, lease=self.lease)
+            first = frontier.join()
+        except (ValueError, *_REDIS_ERRORS) as exc:
             self.failed = True
-            self.stats.inc_value("ptm/frontier/errors")
+            self.count("errors")
             from ptmspiders.spiders.base import mark_crawl_incomplete
 
             logger.error("%s", exc)
             mark_crawl_incomplete(self.crawler, CLOSE_REASON)
             raise CloseSpider(CLOSE_REASON) from None
         self._frontier = frontier
-        logger.info("Frontier at %s: work items under %s (worker %s)", redacted(self.url),
-                    frontier.prefix, frontier.worker)
+        logger.info("Frontier at %s: work items under %s (worker %s, %s)", redacted(self.url),
+                    frontier.prefix, frontier.worker,
+                    "the first: it adds the work" if first else "joining the running workers")
+        self.heart = task.LoopingCall(self.beat)
+        self.heart.start(self.lease / 3, now=False)
 
-    def _fail(self, exc: BaseException) -> None:
+    def beat(self) -> None:
+        try:
+            self.frontier.heartbeat()
+        except _REDIS_ERRORS as exc:
+            logger.warning("Frontier: no heartbeat (tried again in %.0f s): %s",
+                           self.lease / 3, exc)
+
+    def fail(self, exc: BaseException) -> None:
         """Redis went away: take no more work, end the crawl incomplete (once)."""
-        self.stats.inc_value("ptm/frontier/errors")
+        self.count("errors")
         if self.failed:
             return
         self.failed = True
@@ -385,75 +268,42 @@ class FrontierWorker:
                      redacted(self.url), exc)
         mark_crawl_incomplete(self.crawler, CLOSE_REASON)
 
-    async def items(self, todo: Callable[[], list[str]] | None, slots: asyncio.Semaphore,
-                    stopping: Callable[[], bool], tick: Callable[[], None] | None = None,
-                    ) -> AsyncIterator[str | None]:
-        """The ids this worker is to do, each with one of ``slots`` taken for it (the caller
-        releases it when the item is finished); ``None`` while it waits for work (a tick, so
-        that the caller can hand on finished records). The first worker seeds the frontier
-        with ``todo()`` (``None``: a listing worker adds the work; ``tick`` runs before each
-        look for work). Ends when the frontier has been empty, with no item leased and no
-        worker listing anywhere, for ``PTM_FRONTIER_IDLE_S`` seconds."""
-        from twisted.internet import task
-
-        if self._frontier is None or self.failed:
+    def adding_done(self) -> None:
+        if self._frontier is None or not self._frontier.adding:
             return
-        f = self._frontier
         try:
-            while todo is not None:  # seed, or wait for the worker that seeds
-                seeded = f.try_seed(todo)  # on the crawl's thread: the store is
-                if seeded is not None:
-                    break
-                if stopping():
-                    return
-                yield None
-                await asyncio.sleep(f.poll)
-        except (RedisError, OSError) as exc:
-            self._fail(exc)
-            return
-        self.renewer = task.LoopingCall(self._renew)
-        self.renewer.start(f.lease / 3, now=False)
-        idle_since: float | None = None
-        while not stopping():
-            await slots.acquire()
-            try:
-                if tick is not None:
-                    tick()
-                _id = f.take()
-                queued, leased = (0, 0) if _id else f.sizes()
-            except (RedisError, OSError) as exc:
-                slots.release()
-                self._fail(exc)
-                return
-            if _id is not None:
-                idle_since = None
-                yield _id
-                continue
-            slots.release()
-            if queued or leased:
-                idle_since = None
-            else:
-                idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since >= f.idle:
-                    try:
-                        if f.finish():
-                            logger.info("Frontier %s: no work left for %.0f s "
-                                        "(PTM_FRONTIER_IDLE_S): this worker stops", f.prefix,
-                                        f.idle)
-                            return
-                    except (RedisError, OSError) as exc:
-                        self._fail(exc)
-                        return
-                    idle_since = None
-            yield None
-            await asyncio.sleep(f.poll)
+            self._frontier.adding_done()
+        except _REDIS_ERRORS as exc:  # the role's expiry frees it
+            self.fail(exc)
 
-    def _renew(self) -> None:
+    # -- work items, for the scheduler ------------------------------------------------------
+    def room(self) -> bool:
+        """This worker may take another work item."""
+        return (self._frontier is not None and not self.failed and len(self.taken) < self.limit
+                and not stopping(self.crawler))
+
+    def took(self, request: Request) -> None:
+        self.taken[str(request.meta[WORK])] = request
+        self.count("taken")
+        self._held()
+
+    def done(self, _id: str) -> None:
+        """Work item ``_id`` is finished (if this worker holds it)."""
+        if self.taken.pop(_id, None) is None:
+            return
+        self.count("done")
+        self._held()
+
+    def _held(self) -> None:
         try:
-            self.frontier.renew()
-        except (RedisError, OSError) as exc:
-            logger.warning("Frontier: could not renew leases (tried again in %.0f s): %s",
-                           self.frontier.lease / 3, exc)
+            self.frontier.holds(len(self.taken))
+        except _REDIS_ERRORS as exc:
+            self.fail(exc)
+
+    def unfinished(self) -> list[Request]:
+        """The work items in hand, to give back (the worker is closing)."""
+        out, self.taken = list(self.taken.values()), {}
+        return out
 
     def item_settled(self, item: Any, **kwargs: Any) -> None:
         """An item's record has passed (or left) the pipelines: its work item is done."""
@@ -464,35 +314,150 @@ class FrontierWorker:
             return
         _id = ItemAdapter(item).get("_id") if ItemAdapter.is_item(item) else None
         if isinstance(_id, str):
-            self.ack(_id)
+            self.done(_id)
 
-    def ack(self, _id: str) -> None:
-        """Work item ``_id`` is done (if this worker holds it)."""
-        if self._frontier is None or _id not in self._frontier.held:
+    # -- when to stop -----------------------------------------------------------------------
+    def spider_idle(self, spider: Spider) -> None:
+        """Keep an idle worker open while work may still come; let it close once the queue
+        has been empty, with nobody adding, for ``PTM_FRONTIER_IDLE_S`` seconds."""
+        if self._frontier is None or self.failed or stopping(self.crawler):
             return
-        if self.release_on_ack is not None:
-            self.release_on_ack.release()
+        self.idle_check()
+        if self.taken and self.scheduler is not None:
+            # Idle with work in hand: its requests were lost on the way (an error in a
+            # callback); back to the queue, for this worker or another.
+            lost = self.scheduler.give_back(self.unfinished())
+            logger.warning("Frontier: %d work items were lost on the way in this worker; "
+                           "they are back in the queue", lost)
+            self.count("lost_on_the_way", lost)
         try:
-            self.frontier.ack(_id)
-        except (RedisError, OSError) as exc:  # its lease expires; another worker redoes it
-            self._fail(exc)
+            queued, adding = self.frontier.sizes()
+        except _REDIS_ERRORS as exc:
+            self.fail(exc)
+            return
+        if queued or adding or self.frontier.adding:
+            self.idle_since = None
+            raise DontCloseSpider
+        now = time.monotonic()
+        self.idle_since = self.idle_since or now
+        if now - self.idle_since < self.idle:
+            raise DontCloseSpider
+        logger.info("Frontier %s: no work left for %.0f s (PTM_FRONTIER_IDLE_S): this worker "
+                    "stops", self.prefix, self.idle)
+
+    def idle_check(self) -> None:
+        """Before an idle worker looks for work (a subclass ends its listing here)."""
 
     def closed(self, spider: Spider, reason: str) -> None:
         if self._frontier is None:
             return
-        if self.renewer is not None and self.renewer.running:
-            self.renewer.stop()
-        f = self.frontier
+        if self.heart is not None and self.heart.running:
+            self.heart.stop()
         try:
-            given_back = f.release()
-        except (RedisError, OSError) as exc:
-            given_back = 0
-            logger.warning("Frontier: could not give back %d unfinished items (their leases "
-                           "expire in %.0f s): %s", len(f.held), f.lease, exc)
+            self.frontier.leave()
+        except _REDIS_ERRORS as exc:
+            logger.warning("Frontier: could not leave (its heartbeat expires in %.0f s): %s",
+                           self.lease, exc)
+        self.frontier.close()
+
+
+class FrontierScheduler(RedisScheduler):
+    """scrapy-redis's scheduler for the work items (``meta[WORK]``), Scrapy's own for every
+    other request; a work item is taken from Redis only when the worker has room for it.
+    Without a frontier (``PTM_FRONTIER`` empty), :meth:`from_crawler` gives Scrapy's
+    scheduler."""
+
+    def __init__(self, crawler: Crawler, worker: FrontierWorker, local: BaseScheduler) -> None:
+        server = redis.Redis.from_url(worker.url, socket_connect_timeout=10, socket_timeout=30)
+        prefix = worker.prefix
+        super().__init__(server, persist=True, queue_key=f"{prefix}:requests",
+                         queue_cls="scrapy_redis.queue.FifoQueue",
+                         dupefilter=RFPDupeFilter(server, key=f"{prefix}:dupefilter"))
+        # scrapy-redis 0.9 passes ``spider=`` to the stats (deprecated since Scrapy 2.15): the
+        # worker counts what it would (``scheduler/enqueued/redis``, ``.../dequeued/redis``).
+        self.stats = None
+        self.worker = worker
+        self.local = local
+        worker.scheduler = self
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Any:
+        local = Scheduler.from_crawler(crawler)
+        worker = getattr(crawler.spider, "frontier", None)
+        if not isinstance(worker, FrontierWorker):
+            return local
+        return cls(crawler, worker, local)
+
+    def open(self, spider: Spider) -> Any:
+        super().open(spider)
+        return self.local.open(spider)
+
+    def close(self, reason: str) -> Any:
+        given_back = self.give_back(self.worker.unfinished())
         if given_back:
             logger.info("Frontier: %d unfinished work items given back to the queue",
                         given_back)
-        for key, value in f.counts.items():
-            self.stats.set_value(f"ptm/frontier/{key}", value)
-        f.close()
+        self.server.close()
+        return self.local.close(reason)
 
+    def give_back(self, requests: Iterable[Request]) -> int:
+        n = 0
+        try:
+            for request in requests:
+                self.queue.push(request)  # no duplicate filter: it was seen when first added
+                n += 1
+        except _REDIS_ERRORS as exc:
+            logger.warning("Frontier: could not give back unfinished work items (a rerun "
+                           "re-seeds them): %s", exc)
+        self.worker.count("given_back", n)
+        return n
+
+    def enqueue_request(self, request: Request) -> bool:
+        if WORK not in request.meta:
+            return self.local.enqueue_request(request)
+        try:
+            added = bool(super().enqueue_request(request))
+        except _REDIS_ERRORS as exc:
+            self.worker.count("add_failed")
+            self.worker.fail(exc)
+            return False
+        except (ValueError, TypeError, pickle.PicklingError) as exc:  # not serialisable: a bug
+            from ptmspiders.spiders.base import mark_crawl_incomplete
+
+            self.worker.count("add_failed")
+            logger.error("Frontier: work item %s could not be queued: %s",
+                         request.meta[WORK], exc)
+            mark_crawl_incomplete(self.worker.crawler, "frontier_add_failed")
+            return False
+        self.worker.count("added" if added else "filtered")
+        if added:
+            self.worker.stats.inc_value("scheduler/enqueued/redis")
+        return added
+
+    def next_request(self) -> Request | None:
+        request = self.local.next_request()
+        if request is not None or not self.worker.room():
+            return request
+        try:
+            request = super().next_request()
+        except _REDIS_ERRORS as exc:
+            self.worker.fail(exc)
+            return None
+        if request is not None:
+            self.worker.stats.inc_value("scheduler/dequeued/redis")
+            self.worker.took(request)
+        return request
+
+    def has_pending_requests(self) -> bool:
+        if self.local.has_pending_requests():
+            return True
+        if not self.worker.room():
+            return False  # busy with what it holds; idle with it: lost (see spider_idle)
+        try:
+            return len(self.queue) > 0
+        except _REDIS_ERRORS as exc:
+            self.worker.fail(exc)
+            return False
+
+    def __len__(self) -> int:
+        return len(self.local) + super().__len__()  # type: ignore[arg-type]

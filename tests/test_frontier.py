@@ -1,10 +1,11 @@
-"""Three ``scrapy crawl packages`` workers on one frontier (a real ``redis-server``) and one
-SQLite store against the mock hub: each package is done by one worker, within the quota the hub
-announced; a worker killed with SIGKILL loses nothing (its leased items go to the others, a
-rerun seeds what is still not complete)."""
+"""Three ``scrapy crawl packages`` workers on one frontier (scrapy-redis's scheduler and
+duplicate filter on a real ``redis-server``) and one SQLite store against the mock hub: each
+package is done by one worker, within the quota the hub announced; a worker killed with SIGKILL
+loses nothing (the next run of the command re-seeds what is still not complete)."""
 
 from __future__ import annotations
 
+import pickle
 import signal
 import subprocess
 import threading
@@ -15,8 +16,11 @@ from typing import Any
 
 import pytest
 import redis
+from scrapy import Request, Spider
+from scrapy.core.scheduler import Scheduler
+from scrapy.utils.test import get_crawler
 
-from ptmspiders.frontier import Frontier
+from ptmspiders.frontier import WORK, Frontier, FrontierScheduler, FrontierWorker
 from ptmspiders.stores import open_store
 from tests.conftest import ROOT, crawl_command, crawl_stats, hub_env
 from tests.mockhub import MockHub
@@ -82,7 +86,15 @@ def stop(procs: list[subprocess.Popen[str]]) -> None:
         proc.communicate()
 
 
-def hold_until_shared(hub: MockHub, url: str, workers: int = WORKERS) -> None:
+def workers_holding(r: redis.Redis, spider: str) -> dict[str, int]:
+    """Work items in hand per worker (``held``), across the frontiers of ``spider``."""
+    return {who.decode() if isinstance(who, bytes) else who: int(n)
+            for key in r.scan_iter(f"ptm:frontier:{spider}:*:held")
+            for who, n in r.hgetall(key).items() if int(n)}
+
+
+def hold_until_shared(hub: MockHub, url: str, spider: str = "packages",
+                      workers: int = WORKERS) -> None:
     """Hold the tree listings until ``workers`` workers hold work items: a worker that started
     seconds before the others (a busy machine) cannot take all the work, so the tests see it
     shared. Each worker holds few items at a time (PTM_PACKAGES_CONCURRENT_PACKAGES,
@@ -95,14 +107,25 @@ def hold_until_shared(hub: MockHub, url: str, workers: int = WORKERS) -> None:
         deadline = time.monotonic() + 60
         with redis.Redis.from_url(url) as r:
             while time.monotonic() < deadline and not shared.is_set():
-                owners = {who for key in r.scan_iter("ptm:frontier:*:owners")
-                          for who in r.hvals(key)}
-                if len(owners) >= workers:
+                if len(workers_holding(r, spider)) >= workers:
                     shared.set()
                 time.sleep(0.05)
         return None
 
     hub.before.insert(0, hold)
+
+
+def no_worker_left(url: str, spider: str) -> None:
+    """Wait until no worker of ``spider`` is alive (a killed one's heartbeat has expired), so
+    that the next worker started is the first of a new run."""
+    deadline = time.monotonic() + 60
+    with redis.Redis.from_url(url) as r:
+        while time.monotonic() < deadline:
+            keys = list(r.scan_iter(f"ptm:frontier:{spider}:*:workers"))
+            if not any(r.zcount(k, time.time(), "+inf") for k in keys):
+                return
+            time.sleep(0.2)
+    raise AssertionError("a worker's heartbeat never expired")
 
 
 def stored_packages(tmp_path: Path) -> dict[str, dict[str, Any]]:
@@ -134,7 +157,9 @@ def test_three_workers_do_each_package_once_within_one_quota(mockhub: MockHub, t
     assert_all_complete(tmp_path, ids)
     # Exactly one worker seeded; each package was done once, by one of them.
     assert [s.get("ptm/frontier/seeded", 0) for s in stats].count(len(ids)) == 1
-    assert sum(s.get("ptm/frontier/seeded", 0) for s in stats) == len(ids)
+    assert sum(s.get("ptm/frontier/added", 0) for s in stats) == len(ids)
+    assert sum(s.get("scheduler/enqueued/redis", 0) for s in stats) == len(ids)
+    assert sum(s.get("ptm/frontier/taken", 0) for s in stats) == len(ids)
     assert sum(s.get("ptm/frontier/done", 0) for s in stats) == len(ids)
     assert set(tree_calls(mockhub).values()) == {1}
     assert sum(s.get("ptm/packages/done", 0) for s in stats) == len(ids)
@@ -162,19 +187,23 @@ def test_a_worker_killed_half_way_loses_nothing(mockhub: MockHub, tmp_path: Path
     victim = procs[0]
     try:
         killed_holding = wait_and_kill(victim, redis_url, tmp_path, len(ids))
-        stats = finish(procs[1:])
+        finish(procs[1:])
     finally:
         stop(procs)
     assert victim.returncode == -signal.SIGKILL
-    assert killed_holding  # it held work items when it died: they were taken over
-    assert sum(s.get("ptm/frontier/expired_leases", 0) for s in stats) >= 1
-    # A rerun seeds whatever is still not complete in the store, and does it.
-    rerun = finish([worker(mockhub, tmp_path, redis_url)])
-    stats += rerun
+    assert killed_holding  # it held work items when it died
+    # The two others emptied the queue and stopped; what the killed one held is not complete.
+    missing = len(ids) - sum(d["complete"] for d in stored_packages(tmp_path).values())
+    assert missing >= 1
+    # The same command again, once no worker is left, re-seeds exactly what is not complete.
+    no_worker_left(redis_url, "packages")
+    rerun = finish([worker(mockhub, tmp_path, redis_url)])[0]
+    assert rerun["ptm/frontier/seeded"] == missing
     assert_all_complete(tmp_path, ids)
-    # Each package done once, except those the killed worker had begun.
+    # Each package done once, except those the killed worker had begun (its 2 package slots)
+    # or finished without its store having written them yet (flushed every 0.5 s).
     again = [repo for repo, n in tree_calls(mockhub).items() if n > 1]
-    assert len(again) <= 2 * 2, tree_calls(mockhub)  # its package slots, plus its unflushed
+    assert len(again) <= 2 * 2, tree_calls(mockhub)
     assert quota.excess(probes=0) == {}, quota.counts
     assert quota.rejected == {}, quota.counts
 
@@ -185,9 +214,8 @@ def wait_and_kill(victim: subprocess.Popen[str], url: str, tmp_path: Path, total
     deadline = time.monotonic() + 120
     with redis.Redis.from_url(url) as r:
         while time.monotonic() < deadline:
-            owners = [k for k in r.keys("ptm:frontier:packages:*:owners")]
-            held = sum(1 for key in owners for who in r.hvals(key)
-                       if who.decode().split(":")[1] == str(victim.pid))
+            held = sum(n for who, n in workers_holding(r, "packages").items()
+                       if who.split(":")[1] == str(victim.pid))
             if held and len(stored_packages(tmp_path)) >= total // 3:
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
@@ -198,48 +226,67 @@ def wait_and_kill(victim: subprocess.Popen[str], url: str, tmp_path: Path, total
     raise AssertionError("the worker to kill never held a work item mid-crawl")
 
 
-def test_frontier_seeds_once_and_hands_out_each_item_once(redis_url: str) -> None:
-    a = Frontier(redis_url, "ptm:frontier:test:x", lease=3.0)
-    b = Frontier(redis_url, "ptm:frontier:test:x", lease=3.0)
+def test_the_first_live_worker_adds_the_work(redis_url: str) -> None:
+    prefix = "ptm:frontier:test:x"
+    a, b, c = (Frontier(redis_url, prefix, lease=3.0) for _ in range(3))
     try:
-        assert a.try_seed(lambda: ["m1", "m2", "m3"]) is True
-        assert b.try_seed(lambda: ["never"]) is False  # seeded already: joins
-        got = [a.take(), b.take(), a.take()]
-        assert sorted(got) == ["m1", "m2", "m3"]  # type: ignore[type-var]
-        assert b.take() is None and a.sizes() == (0, 3)
-        assert not a.finish()  # work in progress
-        for _id in list(a.held):
-            a.ack(_id)
-        b.release()  # b stops early: its item goes back, first in line
-        assert a.sizes() == (1, 0)
-        again = a.take()
-        assert again is not None and again in got
-        a.ack(again)
-        assert a.finish()
-        # A rerun after the frontier finished seeds again.
-        assert b.try_seed(lambda: ["m9"]) is True and b.take() == "m9"
+        with redis.Redis.from_url(redis_url) as r:
+            r.rpush(f"{prefix}:requests", b"left by an earlier run")
+            assert a.join() is True and a.adding  # the first: a clean queue, it adds
+            assert r.llen(f"{prefix}:requests") == 0
+            assert b.join() is False and not b.adding  # joins the running crawl
+            assert a.sizes() == (0, True)  # a is still adding: the queue may grow
+            a.adding_done()
+            assert b.sizes() == (0, False)
+            b.holds(2)
+            assert r.hget(f"{prefix}:held", b.worker) == b"2"
+            # a is killed (its heartbeat runs out); b stops and leaves.
+            r.zadd(f"{prefix}:workers", {a.worker: time.time() - 1})
+            b.leave()
+            assert c.join() is True  # no live worker: c starts the next run
+            assert r.hkeys(f"{prefix}:held") == [c.worker.encode()]
     finally:
-        a.close()
-        b.close()
+        for f in (a, b, c):
+            f.close()
 
 
-def test_an_expired_lease_goes_to_another_worker(redis_url: str) -> None:
-    a = Frontier(redis_url, "ptm:frontier:test:y", lease=3.0)
-    b = Frontier(redis_url, "ptm:frontier:test:y", lease=3.0)
+def test_the_scheduler_takes_work_items_from_redis_only_with_room(redis_url: str) -> None:
+    # (Scrapy's default priority queue asks the engine, which runs no crawl here.)
+    crawler = get_crawler(Spider, {
+        "PTM_FRONTIER": redis_url,
+        "SCHEDULER_PRIORITY_QUEUE": "scrapy.pqueues.ScrapyPriorityQueue"})
+    spider = Spider("t")
+    crawler.spider = spider
+    worker = FrontierWorker(crawler, redis_url, "ptm:frontier:test:s", lease=3.0, idle=1.0,
+                            limit=1)
+    worker._frontier = Frontier(redis_url, worker.prefix, lease=3.0)
+    scheduler = FrontierScheduler(crawler, worker, Scheduler.from_crawler(crawler))
+    scheduler.open(spider)
     try:
-        a.try_seed(lambda: ["m1"])
-        assert a.take() == "m1"
-        assert b.take() is None
-        with redis.Redis.from_url(redis_url) as r:  # a's lease runs out (a was killed)
-            r.zadd(a.keys["leases"], {"m1": time.time() - 1})
-        assert b.take() == "m1" and b.counts["expired_leases"] == 1
-        a.renew()  # a, back from a stall, finds it lost
-        assert a.counts["leases_lost"] == 1
-        b.ack("m1")
-        assert b.finish()
+        def work(_id: str) -> Request:
+            return Request(f"data:,{_id}", meta={WORK: _id})
+
+        assert scheduler.enqueue_request(work("m1")) and scheduler.enqueue_request(work("m2"))
+        assert not scheduler.enqueue_request(work("m1"))  # scrapy-redis's duplicate filter
+        assert scheduler.enqueue_request(Request("http://127.0.0.1/tree"))  # stays local
+        assert len(scheduler.queue) == 2
+        assert scheduler.next_request().url == "http://127.0.0.1/tree"  # type: ignore[union-attr]
+        first = scheduler.next_request()
+        assert first is not None and first.meta[WORK] == "m1" and list(worker.taken) == ["m1"]
+        assert scheduler.next_request() is None  # no room: one item at a time
+        assert not scheduler.has_pending_requests()
+        worker.done("m1")
+        assert scheduler.has_pending_requests()
+        second = scheduler.next_request()
+        assert second is not None and second.meta[WORK] == "m2"
+        scheduler.close("shutdown")  # m2 unfinished: given back
+        assert len(scheduler.queue) == 1
+        assert crawler.stats.get_value("ptm/frontier/given_back") == 1
+        assert crawler.stats.get_value("ptm/frontier/filtered") == 1
     finally:
-        a.close()
-        b.close()
+        with redis.Redis.from_url(redis_url) as r:
+            r.delete(*r.keys("ptm:frontier:test:s:*"))
+        worker.frontier.close()
 
 
 # Hugging Face enrichment: one worker lists, all of them enrich ------------------------------
@@ -262,7 +309,7 @@ def test_one_worker_lists_and_all_of_them_enrich(mockhub: MockHub, tmp_path: Pat
 
     mockhub.before.append(slow_trees)
     quota = mockhub.quota(QUOTA, WINDOW, prefix="/api/")  # type: ignore[attr-defined]
-    hold_until_shared(mockhub, redis_url)
+    hold_until_shared(mockhub, redis_url, "hf_models")
     stats = finish([enrich_worker(mockhub, tmp_path, redis_url) for _ in range(WORKERS)])
     with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
         models = {d["_id"]: d for d in store.find("models")}
@@ -270,8 +317,8 @@ def test_one_worker_lists_and_all_of_them_enrich(mockhub: MockHub, tmp_path: Pat
     assert all(d["enrichment"]["steps"] == ["card", "files"] and not d["enrichment"]["gaps"]
                for d in models.values()), [d["enrichment"] for d in models.values()]
     # One worker listed (and held the store's lock); each model was enriched once.
-    listers = [s for s in stats if s.get("ptm/frontier/pushed")]
-    assert len(listers) == 1 and listers[0]["ptm/frontier/pushed"] == 25
+    listers = [s for s in stats if s.get("ptm/frontier/added")]
+    assert len(listers) == 1 and listers[0]["ptm/frontier/added"] == 25
     assert len([r for r in mockhub.log if r.path == "/api/models"]) == 5  # listed once
     assert set(tree_calls(mockhub).values()) == {1} and len(tree_calls(mockhub)) == 25
     assert sum(s.get("ptm/frontier/done", 0) for s in stats) == 25
@@ -290,24 +337,24 @@ def test_a_stopped_worker_gives_its_work_back(mockhub: MockHub, tmp_path: Path,
     try:
         with redis.Redis.from_url(redis_url) as r:
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not any(
-                    r.hlen(k) for k in r.scan_iter("ptm:frontier:packages:*:owners")):
+            while time.monotonic() < deadline and not workers_holding(r, "packages"):
                 time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)  # as Ctrl-C: a graceful stop
             proc.communicate(timeout=120)
-            queue = next(r.scan_iter("ptm:frontier:packages:*:queue"))
-            prefix = queue.decode().rsplit(":", 1)[0]
-            waiting = r.llen(queue)
-            assert r.zcard(f"{prefix}:leases") == 0  # nothing left leased
-            assert waiting + r.scard(f"{prefix}:done") == len(ids)
+            queue = next(r.scan_iter("ptm:frontier:packages:*:requests"))
+            waiting = {pickle.loads(raw)["meta"][WORK] for raw in r.lrange(queue, 0, -1)}
+            assert not workers_holding(r, "packages")  # it left, holding nothing
     finally:
         stop([proc])
     stats = crawl_stats(proc)
     assert stats["finish_reason"] == "shutdown"
-    assert waiting > 0 and stats.get("ptm/frontier/released", 0) >= 1, stats
-    # The same command again takes the rest (the frontier is not finished: it joins it).
+    complete = {i for i, d in stored_packages(tmp_path).items() if d["complete"]}
+    assert waiting and stats.get("ptm/frontier/given_back", 0) >= 1, stats
+    # Nothing lost: what it did not finish is queued (with any it finished while stopping).
+    assert waiting | complete == set(ids)
+    # The same command again does the rest.
     rerun = finish([worker(mockhub, tmp_path, redis_url)])[0]
-    assert rerun.get("ptm/frontier/seeded", 0) == 0
+    assert rerun["ptm/frontier/seeded"] == len(ids) - len(complete)
     assert_all_complete(tmp_path, ids)
 
 
@@ -333,8 +380,9 @@ def test_the_listing_worker_killed_half_way_loses_nothing(mockhub: MockHub, tmp_
     assert sum(s.get("ptm/frontier/done", 0) for s in stats) >= 1
     # The same command again lists again (the killed listing's store lock is taken over at
     # once: its process is gone), and enriches exactly what is still missing.
+    no_worker_left(redis_url, "hf_models")
     rerun = finish([enrich_worker(mockhub, tmp_path, redis_url)])[0]
-    assert rerun["ptm/frontier/pushed"] < 25
+    assert rerun["ptm/frontier/added"] < 25
     with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
         models = {d["_id"]: d for d in store.find("models")}
     assert len(models) == 25
@@ -350,10 +398,10 @@ def kill_the_lister(procs: list[subprocess.Popen[str]], url: str) -> subprocess.
     deadline = time.monotonic() + 120
     with redis.Redis.from_url(url) as r:
         while time.monotonic() < deadline:
-            for key in r.scan_iter("ptm:frontier:hf_models:*:lister"):
+            for key in r.scan_iter("ptm:frontier:hf_models:*:adding"):
                 holder = r.get(key)
                 prefix = key.decode().rsplit(":", 1)[0]
-                if holder and r.hlen(f"{prefix}:items") >= 5:
+                if holder and r.scard(f"{prefix}:dupefilter") >= 5:
                     pid = int(holder.decode().split(":")[1])
                     lister = next(p for p in procs if p.pid == pid)
                     lister.send_signal(signal.SIGKILL)

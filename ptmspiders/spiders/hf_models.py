@@ -20,10 +20,12 @@ from pydantic import (
 from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.http import Response
+from twisted.python.failure import Failure
 
-from ptmspiders import hf_enrichment, hf_incremental
+from ptmspiders import hf_enrichment, hf_frontier, hf_incremental
 from ptmspiders.args import RESTRICTS, Limit, Names, SpiderParams, Text, one_of
 from ptmspiders.config import DEFAULT_OWNER_MODE, OwnerMode, owners_mode, ptm_settings
+from ptmspiders.frontier import SCHEDULER
 from ptmspiders.hf_frontier import HfEnrichFrontier
 from ptmspiders.hub_answers import BadResponse, parse_link_header
 from ptmspiders.items import ModelItem, OwnerItem
@@ -89,6 +91,8 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
     name = "hf_models"
     hub = hf.HUB
     frontier: HfEnrichFrontier | None = None
+    # With PTM_FRONTIER: scrapy-redis's scheduler for the work items (ptmspiders/frontier.py).
+    custom_settings = {"SCHEDULER": SCHEDULER}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,9 +129,6 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
         if self.frontier is None or self.frontier.listing:
             async for request in self.list_hub():
                 yield request
-        if self.frontier is not None:
-            async for out in self.frontier.enrich(self, hf_enrichment.enricher(self).start):
-                yield out
 
     async def list_hub(self) -> AsyncIterator[Request]:
         config = ptm_settings(self.crawler)
@@ -267,9 +268,16 @@ class HfModelsSpider(PtmSpider[HfModelsParams]):
         """Requests that add what the list lacks (card, commits, files), ending in the item
         (with a frontier, the item goes to whichever worker takes it)."""
         if self.frontier is not None:
-            self.frontier.add(item)
+            yield from self.frontier.add(item)
             return
         yield from hf_enrichment.enricher(self).start(item)
+
+    def work_step(self, response: Response, **kwargs: Any) -> Any:
+        """A model's enrichment taken from the shared frontier: its first step."""
+        return hf_frontier.run_step(self, response, **kwargs)
+
+    def work_step_failed(self, failure: Failure) -> Any:
+        return hf_frontier.run_step_failed(self, failure)
 
     def carry_over(self, item: ModelItem) -> ModelItem:
         """An unchanged model: keep what earlier enrichment stored, refresh the list fields."""

@@ -11,13 +11,18 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, ClassVar
+from urllib.parse import quote
 
 from pydantic import AfterValidator, BeforeValidator, Field, NonNegativeInt, field_serializer
+from scrapy import Request
 from scrapy.crawler import Crawler
+from scrapy.http import Response
 
 from ptmspiders.args import Names, SpiderParams, Text, blank_is, one_of
-from ptmspiders.frontier import FrontierWorker
+from ptmspiders.config import ptm_settings
+from ptmspiders.frontier import SCHEDULER, WORK, FrontierWorker
 from ptmspiders.hubs import HUBS
+from ptmspiders.middlewares.origin import FLOW_META
 from ptmspiders.packages import archive as archives
 from ptmspiders.packages.blobs import check_location
 from ptmspiders.packages.crawl_github import GithubPackages
@@ -25,7 +30,7 @@ from ptmspiders.packages.crawl_huggingface import HuggingFacePackages
 from ptmspiders.packages.crawl_kaggle import KagglePackages
 from ptmspiders.packages.crawl_onnx import OnnxPackages
 from ptmspiders.packages.crawl_tfhub import TfhubPackages
-from ptmspiders.packages.crawler import FILE, JOB, Job, PackageCrawler, guarded
+from ptmspiders.packages.crawler import FILE, FLOW_URL, JOB, Job, PackageCrawler, guarded
 from ptmspiders.packages.selection import (
     MODEL_FIELDS,
     REVISION_MODES,
@@ -132,6 +137,8 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
         # data: URIs carry the packages that run as one flow (PackageCrawler.flow_request);
         # the project switches that handler off for the other spiders.
         "DOWNLOAD_HANDLERS": {"file": None, "s3": None, "ftp": None},
+        # With PTM_FRONTIER: scrapy-redis's scheduler for the work items (ptmspiders/frontier.py).
+        "SCHEDULER": SCHEDULER,
     }
     frontier: FrontierWorker | None = None
 
@@ -154,20 +161,22 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
         # PTM_FRONTIER: work items from Redis, shared by every worker run with these arguments
         # (where the packages go may be mounted elsewhere on each machine: not part of them).
         spider.frontier = FrontierWorker.from_settings(
-            crawler, spider.name, spider.args.model_dump(mode="json", exclude={"dest"}))
+            crawler, spider.name, spider.args.model_dump(mode="json", exclude={"dest"}),
+            limit=ptm_settings(crawler).packages_concurrent_packages)
         return spider
 
     # -- selection ---------------------------------------------------------------------------
     async def start(self) -> AsyncIterator[Any]:
         store = crawler_store(self.crawler)
-        models = self.stored_models(store) if self.frontier is None \
-            else self.frontier_models(store, self.frontier)
-        async for model in models:  # each with a package slot held (released in finish())
-            if model is not None:
-                for out in await self.begin(model):
-                    yield out
+        if self.frontier is not None:
+            if self.frontier.adding:
+                self.seed(store, self.frontier)
+            return
+        async for model in self.stored_models(store):  # each with a package slot held
+            for out in await self.begin(model):  # (released in finish())
+                yield out
 
-    async def stored_models(self, store: Store) -> AsyncIterator[dict[str, Any] | None]:
+    async def stored_models(self, store: Store) -> AsyncIterator[dict[str, Any]]:
         """The selected models, from the store, a batch at a time."""
         ids = self.selection.ids(store)
         self.progress.selected = len(ids)
@@ -180,30 +189,45 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
                 await self.package_slots.acquire()
                 yield model
 
-    async def frontier_models(self, store: Store, frontier: FrontierWorker
-                              ) -> AsyncIterator[dict[str, Any] | None]:
-        """The models the shared frontier hands this worker (docs/scaling-out.md); ``None``
-        while it waits for work."""
-        def todo() -> list[str]:
-            ids = not_complete(store, self.selection.ids(store), self.revision_mode)
-            logger.info("Packages: %d models selected from %s whose package is not complete",
-                        len(ids), ", ".join(self.selection.hubs))
-            return ids
+    # -- the shared frontier (docs/scaling-out.md) -------------------------------------------
+    def seed(self, store: Store, frontier: FrontierWorker) -> None:
+        """The first worker: one work item per selected model whose package is not complete,
+        into the frontier's queue, all at once (every worker takes from it as it has room)."""
+        ids = not_complete(store, self.selection.ids(store), self.revision_mode)
+        logger.info("Packages: %d models selected from %s whose package is not complete",
+                    len(ids), ", ".join(self.selection.hubs))
+        scheduler = frontier.scheduler
+        for n, _id in enumerate(ids):
+            if n % 1000 == 0:
+                frontier.beat()  # a long seeding keeps this worker alive to the others
+            if scheduler is None or not scheduler.enqueue_request(self.work_request(_id)):
+                break
+        else:
+            frontier.count("seeded", len(ids))
+        frontier.adding_done()
 
-        async for _id in frontier.items(todo, self.package_slots, self.stopping):
-            if _id is None:
-                yield None
-                continue
-            model = store.get_many("models", [_id], fields=MODEL_FIELDS).get(_id)
-            if model is None or not not_complete(store, [_id], self.revision_mode):
-                # Gone from the store, or completed by a worker that was stopped before it
-                # could say so (its lease expired): nothing to do.
-                self.count("frontier/already_complete" if model else "frontier/not_found")
-                self.slot_free()
-                frontier.ack(_id)
-                continue
-            self.progress.selected += 1
-            yield model
+    def work_request(self, _id: str) -> Request:
+        """The work item of model ``_id``: a ``data:`` URI answered in-process, whose callback
+        starts the package; scrapy-redis queues it and filters it by its URL."""
+        return Request(f"{FLOW_URL}{quote(_id, safe='')}", callback=self.take_work,
+                       meta={WORK: _id, FLOW_META: True})
+
+    async def take_work(self, response: Response) -> AsyncIterator[Any]:
+        """A work item this worker took from the frontier: its package, unless the store has
+        it complete already (a worker stopped before the frontier heard it was done)."""
+        _id = str(response.meta[WORK])
+        await self.package_slots.acquire()
+        store = crawler_store(self.crawler)
+        model = store.get_many("models", [_id], fields=MODEL_FIELDS).get(_id)
+        if model is None or not not_complete(store, [_id], self.revision_mode):
+            self.count("frontier/already_complete" if model else "frontier/not_found")
+            self.slot_free()
+            if self.frontier is not None:
+                self.frontier.done(_id)
+            return
+        self.progress.selected += 1
+        for out in await self.begin(model):
+            yield out
 
     async def begin(self, model: dict[str, Any]) -> list[Any]:
         """Start one package: its first requests (to yield), or its record when it has none."""
