@@ -66,7 +66,8 @@ _WRITER_BACKSTOP_PAGES = 4 * _WAL_AUTOCHECKPOINT_PAGES
 # models (PTM_STORE_TRANSACTION_SIZE) a small cache spills the transaction's dirty index pages
 # into the WAL before the commit and reads them back at the next insert that lands on them;
 # 64 MiB keeps the hot index pages. 1M-model sweep (scripts/bench.py --no-baseline): store
-# threads' CPU 60.6 -> 57.7 s, checkpoint time 24.8 -> 12.7 s, peak RSS 202 -> 275 MB.
+# threads' CPU 60.6 -> 57.7 s, checkpoint time 24.8 -> 12.7 s, peak RSS 202 -> 275 MB
+# (docs/performance.md, "The SQLite store").
 _WRITER_CACHE_KIB = 65_536
 # Several processes may write one file (two crawls of different hubs, ``ptm`` beside a crawl).
 # Every write transaction starts with BEGIN IMMEDIATE, which takes the write lock at once and
