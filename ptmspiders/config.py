@@ -271,8 +271,10 @@ class PtmSettings(BaseModel):
     store_flush_seconds: Seconds = setting(5.0, "buffered documents are handed over, and the "
                                            "writer commits, at least this often")
     # Fewer, larger SQLite commits cost less per model at hub scale: each commit writes every
-    # index page its batches touched (scripts/bench_store.py --transaction).
-    store_transaction_size: AtLeastOne = setting(5000, "SQLite: documents per commit on the "
+    # index page its batches touched, and at 1M models a 5,000-model commit touches about a third
+    # of each random index (scripts/bench_store.py --transaction). 50,000 is about as many as a
+    # sweep stores in PTM_STORE_FLUSH_SECONDS, which bounds a commit's age whatever the size.
+    store_transaction_size: AtLeastOne = setting(50_000, "SQLite: documents per commit on the "
                                                  "writer thread (batches count as stored once "
                                                  "committed)")
     store_writer_thread: bool = setting(True, "write batches on a thread behind the crawl "

@@ -77,12 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     from scrapy.utils.test import get_crawler
 
     from ptmspiders.config import default
+    from ptmspiders.context import crawl_context
     from ptmspiders.history import ModelHistory, crawl_state
     from ptmspiders.items import to_doc
     from ptmspiders.parsers import huggingface as hf
     from ptmspiders.pipelines.normalize import normalize_model
     from ptmspiders.spiders.hf_models import HfModelsSpider
     from ptmspiders.stores import sqlite as sqlite_store
+    from ptmspiders.stores.base import WriteDoc
     from ptmspiders.stores.sqlite import SQLiteStore
     from tests.mockhub.synthetic import SyntheticCatalogue
 
@@ -107,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not name.replace("_", "").isalpha() or not value.lstrip("-").isalnum():
             parser.error(f"--pragma takes NAME=VALUE, not {pragma!r}")
         store.conn.execute(f"PRAGMA {name}={value}")
-    crawler = get_crawler(HfModelsSpider)
+    # The crawl's context extension (ptmspiders/context.py) holds the history's state.
+    crawler = get_crawler(HfModelsSpider,
+                          {"EXTENSIONS": {"ptmspiders.context.CrawlContext": 0}})
+    crawl_context(crawler).use_store(store)
     history = ModelHistory(crawler, crawl_state(crawler))
     history.state.baseline = args.first_crawl
     catalogue = SyntheticCatalogue(args.n, 0)
@@ -122,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                                 for i in range(start, min(args.n, start + page))) + b"]"
         items, _bad = hf.parse_models_page(body, endpoint="http://x", source_url="http://x",
                                            seen_at="2026-01-01T00:00:00.000Z")
-        docs = [to_doc(normalize_model(item)) for item in items]
+        # Encoded as the crawl's thread hands them to the writer (SQLite's JSON bytes).
+        docs: list[WriteDoc] = [store.encode(to_doc(normalize_model(item))) for item in items]
         for i in range(0, len(docs), args.batch):
             batch = docs[i:i + args.batch]
             if not uncommitted:
