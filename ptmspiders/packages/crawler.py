@@ -500,16 +500,22 @@ class PackageCrawler(PtmSpider):
         async with lock, self.file_slots:
             if self.stopping():
                 return Fetched("cancelled", reason="cancelled")
-            if spec.sha256 and self.blobs.has(spec.sha256, spec.size):
-                return Fetched("present", sha256=spec.sha256, size=spec.size or 0)
-            known = self.blobs.sha256_of_git(expect.git_oid)
-            if known is not None:
-                return Fetched("present", sha256=known, size=spec.size or 0)
             try:
-                return await self.in_thread(self.streamer.fetch, url, expect, auth)
+                return await self.in_thread(self.fetch_blob, url, expect, auth)
             except OSError as exc:  # a full disk, a permission: this file fails, not the run
                 logger.error("Cannot store %s: %s", spec.path, exc)
                 return Fetched("failed", reason=f"os_error: {exc.strerror or exc}")
+
+    def fetch_blob(self, url: str, expect: Expect, auth: str | None) -> Fetched:
+        """In a worker thread: the blob ``expect`` names, unless it is present already (found
+        by another package since this one was planned). The store is asked here, not on
+        the event loop, which thousands of small files kept waiting on file-system calls."""
+        if expect.sha256 and self.blobs.has(expect.sha256, expect.size):
+            return Fetched("present", sha256=expect.sha256, size=expect.size or 0)
+        known = self.blobs.sha256_of_git(expect.git_oid)
+        if known is not None:
+            return Fetched("present", sha256=known, size=expect.size or 0)
+        return self.streamer.fetch(url, expect, auth)
 
     async def file_fetched(self, job: Job, i: int, fetched: Fetched) -> AsyncIterator[Any]:
         spec = job.specs[i]
@@ -596,11 +602,12 @@ class PackageCrawler(PtmSpider):
         """In a worker thread: hard links (or the manifest), then the scanner on pickle-based
         files."""
         assert job.root is not None
+        checked: set[Path] = set()  # the package's folders made and checked so far
         for r in records:
             if r["status"] not in ("downloaded", "present") or not r["blob"]:
                 continue
             try:
-                self.blobs.place(job.root, r["path"], r["blob"])
+                self.blobs.place(job.root, r["path"], r["blob"], checked)
             except UnsafePath:
                 r.update(status="refused", reason="unsafe_path", verified=False)
                 continue

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BeforeValidator, Field, NonNegativeInt, field_serializer
 from scrapy.crawler import Crawler
+from scrapy.settings import BaseSettings
 
 from ptmspiders.args import Names, SpiderParams, Text, blank_is, one_of
 from ptmspiders.frontier import FrontierWorker
@@ -132,7 +133,17 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
         # data: URIs carry the packages that run as one flow (PackageCrawler.flow_request);
         # the project switches that handler off for the other spiders.
         "DOWNLOAD_HANDLERS": {"file": None, "s3": None, "ftp": None},
+        # Each resolve call is one request through every middleware: those that do nothing
+        # for hub API calls (no cookies, HTML refreshes, referers, crawl depth) are left out.
+        # The throttle, retries, credentials, user agent, compression, redirect guard and
+        # downloader stats stay (docs/packages.md).
+        "COOKIES_ENABLED": False,
+        "METAREFRESH_ENABLED": False,
+        "REFERER_ENABLED": False,
     }
+    # Spider middlewares with no switch of their own, off for this spider only.
+    spider_middlewares_off = ("scrapy.spidermiddlewares.depth.DepthMiddleware",
+                              "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware")
     frontier: FrontierWorker | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -145,6 +156,13 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
                                 weights=params.weights, max_file_bytes=params.max_file_bytes)
         self.revision_mode = params.revision
         self.dest_arg = params.dest
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        middlewares = settings.getdict("SPIDER_MIDDLEWARES")
+        middlewares.update(dict.fromkeys(cls.spider_middlewares_off))
+        settings.set("SPIDER_MIDDLEWARES", middlewares, "spider")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PackagesSpider:
