@@ -243,6 +243,20 @@ def test_fetch_resumes_a_cut_transfer_with_range(tmp_path, hub_and_cdn):
     assert got.transferred == f.size
 
 
+def test_fetch_holds_a_small_file_in_memory_and_resumes_it_with_range(tmp_path, hub_and_cdn):
+    hub, _ = hub_and_cdn
+    f = PkgFile("small.safetensors", bytes(range(256)) * 40, lfs=True, cut=True)
+    hub.packages.media["o/r/main/small.safetensors"] = f
+    got = _streamer(tmp_path, hub).fetch(f"{hub.url}/media/o/r/main/small.safetensors",
+                                         Expect(sha256=f.sha256, size=f.size))
+    assert got.status == "downloaded" and got.resumed == 1 and got.transferred == f.size
+    assert [r.headers.get("range") for r in hub.log] == [None, f"bytes={f.size // 2}-"]
+    blob = BlobStore(tmp_path).path(f.sha256)
+    assert blob.read_bytes() == f.content and stat.S_IMODE(blob.stat().st_mode) == 0o444
+    tmp = tmp_path / "blobs" / "tmp"  # no partial file was ever written
+    assert not tmp.exists() or not any(tmp.iterdir())
+
+
 def test_fetch_resumes_a_partial_file_left_by_a_killed_run(tmp_path, hub_and_cdn):
     hub, _ = hub_and_cdn
     f = PkgFile("big.gguf", Generated(seed=2, size=2 * BLOCK), lfs=True)
