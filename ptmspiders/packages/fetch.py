@@ -1,7 +1,7 @@
 """One file from an HTTP origin into the blob store: streamed, hashed on the way, resumed.
 
 Scrapy's downloader holds a whole body in memory, so file bytes take this path instead (run in
-a worker thread by the spider): 1 MiB at a time is read into ``blobs/tmp/<key>.part``
+a worker thread by the spider): urllib3 reads 1 MiB at a time into ``blobs/tmp/<key>.part``
 while SHA-256 (and, for small git files, the git blob SHA-1) are updated; the file is renamed
 into the store only once size and hash match what the hub published. A file of at most 1 MiB
 is received in memory instead and written to the store once verified.
@@ -18,7 +18,6 @@ is received in memory instead and written to the store once verified.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import threading
 from collections.abc import Callable
@@ -170,8 +169,7 @@ class Streamer:
                 if self._request(url, part, expect, state, result, auth_origin):
                     break
                 continue  # restarted from byte 0
-            except (Urllib3Error, http.client.HTTPException, ConnectionError,
-                    TimeoutError) as exc:
+            except (Urllib3Error, ConnectionError, TimeoutError) as exc:
                 logger.info("Transfer of %s cut at %d bytes (%s); resuming", url, state.have,
                             exc)
             failures += 1
@@ -244,12 +242,8 @@ class Streamer:
             if isinstance(part, list):
                 self._body(resp, part.append, expect, state, result)
             else:
-                raw = _plain_body(resp)
                 with part.open("ab") as f:
-                    if raw is None:
-                        self._body(resp, f.write, expect, state, result)
-                    else:
-                        self._read_into(raw, f.write, expect, state, result)
+                    self._body(resp, f.write, expect, state, result)
             return True
         finally:
             with self._active_lock:
@@ -269,27 +263,6 @@ class Streamer:
             self.progress(len(chunk))
             if expect.size is not None and state.have > expect.size:
                 raise _Mismatch
-
-    def _read_into(self, raw: http.client.HTTPResponse, write: Callable[[memoryview], object],
-                   expect: Expect, state: _State, result: Fetched) -> None:
-        """A big file's body without content coding, read 1 MiB at a time into one reused
-        buffer: no new megabyte to allocate (and fault in) per read, which cost more system
-        time than the copies. A read cut by the network loses what it held (at most 1 MiB,
-        asked again by the Range request that resumes the file)."""
-        with memoryview(bytearray(CHUNK)) as buf:
-            while n := raw.readinto(buf):
-                if self.stop.is_set():
-                    raise Cancelled
-                chunk = buf[:n]
-                write(chunk)
-                state.update(chunk)
-                result.transferred += n
-                self.progress(n)
-                if expect.size is not None and state.have > expect.size:
-                    raise _Mismatch
-        if raw.length:  # the connection closed before the body's end: resumed like a cut
-            raise urllib3.exceptions.ProtocolError(
-                f"connection closed with {raw.length} bytes of the body to come")
 
     def abort(self) -> None:
         """Stop every transfer now (from any thread): a body being read is cut at once
@@ -317,7 +290,7 @@ class _State:
                     if e.git_oid and e.size is not None else None)
         self.have = 0
 
-    def update(self, chunk: bytes | memoryview) -> None:
+    def update(self, chunk: bytes) -> None:
         self.sha.update(chunk)
         if self.git is not None:
             self.git.update(chunk)
@@ -333,14 +306,6 @@ class _HttpFailure(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _plain_body(resp: urllib3.BaseHTTPResponse) -> http.client.HTTPResponse | None:
-    """The standard library's response under urllib3's when the body is the file's bytes as
-    they are (no content coding for urllib3 to undo), else ``None``."""
-    raw = getattr(resp, "_fp", None)
-    coding = str(resp.headers.get("Content-Encoding") or "identity").strip().lower()
-    return raw if isinstance(raw, http.client.HTTPResponse) and coding == "identity" else None
 
 
 def _discard(part: Path | list[bytes]) -> None:
