@@ -437,9 +437,24 @@ class PackageCrawler(PtmSpider):
         return result
 
     # -- shared: planning, fetching, finishing -----------------------------------------------
-    def plan(self, job: Job, owner: str | None, name: str) -> list[int]:
+    def present_sha(self, spec: FileSpec) -> str | None:
+        """The SHA-256 of ``spec``'s blob when the store has it already, else ``None``."""
+        if spec.sha256:
+            return spec.sha256 if self.blobs.has(spec.sha256, spec.size) else None
+        return self.blobs.sha256_of_git(spec.git_oid)
+
+    def present_blobs(self, specs: list[FileSpec]) -> list[str | None]:
+        """In a worker thread: :meth:`present_sha` of each file of a package (an object
+        store is asked about them all at once first). On the event loop, a file-system
+        call per file let the transfer threads take the GIL each time."""
+        self.blobs.warm(specs)
+        return [self.present_sha(spec) for spec in specs]
+
+    def plan(self, job: Job, owner: str | None, name: str,
+             present: list[str | None] | None = None) -> list[int]:
         """Record what needs no transfer (refused, skipped, present); reserve the budget for
-        the rest. Returns the indexes of the files to fetch."""
+        the rest. Returns the indexes of the files to fetch. ``present``: what
+        :meth:`present_blobs` found for ``job.specs``, else the store is asked here."""
         job.records = [None] * len(job.specs)
         job.listed = len(job.specs)
         try:
@@ -465,8 +480,7 @@ class PackageCrawler(PtmSpider):
                 self.count(f"packages/files/skipped/{why}")
                 job.records[i] = spec.record("skipped", reason=why)
                 continue
-            sha = spec.sha256 if spec.sha256 and self.blobs.has(spec.sha256, spec.size) \
-                else self.blobs.sha256_of_git(spec.git_oid) if not spec.sha256 else None
+            sha = present[i] if present is not None else self.present_sha(spec)
             if sha is not None:
                 self.count("packages/files/present")
                 job.records[i] = spec.record("present", sha256=sha, blob=self.blobs.relpath(sha))
