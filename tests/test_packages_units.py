@@ -305,6 +305,29 @@ def test_fetch_never_leaves_the_blob_writable(tmp_path, hub_and_cdn):
     assert stat.S_IMODE(mode) == 0o444  # shared by hard links: never edited in place
 
 
+def test_packages_spider_keeps_the_guards_and_leaves_out_idle_middlewares():
+    """Each resolve call passes every middleware: those that do nothing for hub API calls are
+    off for this spider, the throttle, retries, credentials and redirect guard stay."""
+    from scrapy.utils.conf import build_component_list
+    from scrapy.utils.misc import load_object
+    from scrapy.utils.project import get_project_settings
+
+    from ptmspiders.spiders.packages import PackagesSpider
+
+    settings = get_project_settings()
+    PackagesSpider.update_settings(settings)
+    downloader = {load_object(c).__name__ if isinstance(c, str) else c.__name__ for c in
+                  build_component_list(settings.getwithbase("DOWNLOADER_MIDDLEWARES"))}
+    spider = {load_object(c).__name__ if isinstance(c, str) else c.__name__ for c in
+              build_component_list(settings.getwithbase("SPIDER_MIDDLEWARES"))}
+    assert {"RateLimitMiddleware", "RetryMiddleware", "SameOriginRedirectMiddleware",
+            "HubAuthMiddleware", "UserAgentMiddleware", "DownloaderStats"} <= downloader
+    assert not {"DepthMiddleware", "MetaCopyDetectionMiddleware"} & spider
+    assert {"HttpErrorMiddleware", "UrlLengthMiddleware"} <= spider
+    assert not any(settings.getbool(k) for k in ("COOKIES_ENABLED", "METAREFRESH_ENABLED",
+                                                 "REFERER_ENABLED"))
+
+
 # -- spider arguments ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("kwargs", "message"), [
