@@ -243,6 +243,20 @@ def test_fetch_resumes_a_cut_transfer_with_range(tmp_path, hub_and_cdn):
     assert got.transferred == f.size
 
 
+def test_fetch_holds_a_small_file_in_memory_and_resumes_it_with_range(tmp_path, hub_and_cdn):
+    hub, _ = hub_and_cdn
+    f = PkgFile("small.safetensors", bytes(range(256)) * 40, lfs=True, cut=True)
+    hub.packages.media["o/r/main/small.safetensors"] = f
+    got = _streamer(tmp_path, hub).fetch(f"{hub.url}/media/o/r/main/small.safetensors",
+                                         Expect(sha256=f.sha256, size=f.size))
+    assert got.status == "downloaded" and got.resumed == 1 and got.transferred == f.size
+    assert [r.headers.get("range") for r in hub.log] == [None, f"bytes={f.size // 2}-"]
+    blob = BlobStore(tmp_path).path(f.sha256)
+    assert blob.read_bytes() == f.content and stat.S_IMODE(blob.stat().st_mode) == 0o444
+    tmp = tmp_path / "blobs" / "tmp"  # no partial file was ever written
+    assert not tmp.exists() or not any(tmp.iterdir())
+
+
 def test_fetch_resumes_a_partial_file_left_by_a_killed_run(tmp_path, hub_and_cdn):
     hub, _ = hub_and_cdn
     f = PkgFile("big.gguf", Generated(seed=2, size=2 * BLOCK), lfs=True)
@@ -264,7 +278,8 @@ def test_fetch_retries_a_hash_mismatch_once_then_fails(tmp_path, hub_and_cdn):
     assert (got.status, got.reason) == ("failed", "hash_mismatch")
     assert len(hub.log) == 2
     assert not BlobStore(tmp_path).has(f.sha256)
-    assert not any((tmp_path / "blobs" / "tmp").iterdir())  # no half file left behind
+    tmp = tmp_path / "blobs" / "tmp"  # no half file left behind (a small file: in memory)
+    assert not tmp.exists() or not any(tmp.iterdir())
 
 
 def test_fetch_verifies_small_files_by_git_blob_id(tmp_path, hub_and_cdn):
@@ -288,6 +303,29 @@ def test_fetch_never_leaves_the_blob_writable(tmp_path, hub_and_cdn):
                                    Expect(sha256=f.sha256, size=f.size))
     mode = BlobStore(tmp_path).path(f.sha256).stat().st_mode
     assert stat.S_IMODE(mode) == 0o444  # shared by hard links: never edited in place
+
+
+def test_packages_spider_keeps_the_guards_and_leaves_out_idle_middlewares():
+    """Each resolve call passes every middleware: those that do nothing for hub API calls are
+    off for this spider, the throttle, retries, credentials and redirect guard stay."""
+    from scrapy.utils.conf import build_component_list
+    from scrapy.utils.misc import load_object
+    from scrapy.utils.project import get_project_settings
+
+    from ptmspiders.spiders.packages import PackagesSpider
+
+    settings = get_project_settings()
+    PackagesSpider.update_settings(settings)
+    downloader = {load_object(c).__name__ if isinstance(c, str) else c.__name__ for c in
+                  build_component_list(settings.getwithbase("DOWNLOADER_MIDDLEWARES"))}
+    spider = {load_object(c).__name__ if isinstance(c, str) else c.__name__ for c in
+              build_component_list(settings.getwithbase("SPIDER_MIDDLEWARES"))}
+    assert {"RateLimitMiddleware", "RetryMiddleware", "SameOriginRedirectMiddleware",
+            "HubAuthMiddleware", "UserAgentMiddleware", "DownloaderStats"} <= downloader
+    assert not {"DepthMiddleware", "MetaCopyDetectionMiddleware"} & spider
+    assert {"HttpErrorMiddleware", "UrlLengthMiddleware"} <= spider
+    assert not any(settings.getbool(k) for k in ("COOKIES_ENABLED", "METAREFRESH_ENABLED",
+                                                 "REFERER_ENABLED"))
 
 
 # -- spider arguments ----------------------------------------------------------------------------

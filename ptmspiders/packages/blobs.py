@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import random
 import re
 import threading
 import uuid
@@ -241,27 +242,48 @@ class BlobStore:
     def commit(self, tmp: Path, sha256: str) -> Path | None:
         """Move a verified file into place (atomically; a blob already there wins)."""
         final = self.path(sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o444)  # blobs are shared by hard links: nobody edits one in place
         # link(2) creates the name only if it is free: of two writers of one blob, the first
-        # wins and every hard link of every package points at that one inode.
+        # wins and every hard link of every package points at that one inode. Its folder is
+        # made when missing (a stat per blob saved: most blobs land in a folder that exists).
         with contextlib.suppress(FileExistsError):
-            os.link(tmp, final)
+            try:
+                os.link(tmp, final)
+            except FileNotFoundError:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.link(tmp, final)
         tmp.unlink(missing_ok=True)
         release(tmp)
         return final
 
     def put_bytes(self, data: bytes, sha256: str) -> Path | None:
-        """Store a verified small file held in memory (written to tmp, then renamed)."""
-        if self.has(sha256, len(data)):
-            return self.path(sha256)
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp / f"{sha256}.{uuid.uuid4().hex}.new"
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        return self.commit(tmp, sha256)
+        """Store a verified small file held in memory: written to tmp (read-only from the
+        start), then linked in as :meth:`commit` does (a blob already there wins). As few
+        system calls as it takes: each lets the crawl's other threads take the interpreter,
+        and a crawl makes thousands (no fsync either, like a streamed blob)."""
+        final = self.path(sha256)
+        # Unique without a uuid (a getrandom call): O_EXCL refuses a name already taken.
+        tmp = self.tmp / f"{sha256}.{os.getpid()}-{random.getrandbits(64):016x}.new"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, 0o444)
+        except FileNotFoundError:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, flags, 0o444)
+        try:
+            with memoryview(data) as view:
+                while view:
+                    view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):
+            try:
+                os.link(tmp, final)
+            except FileNotFoundError:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.link(tmp, final)
+        tmp.unlink(missing_ok=True)
+        return final
 
     # -- git blob id -> sha256 index --------------------------------------------------------
     def _git_path(self, oid: str) -> Path:
@@ -288,10 +310,12 @@ class BlobStore:
             os.replace(tmp, path)
 
     # -- package trees -------------------------------------------------------------------
-    def place(self, root: Path, relpath: str, blob: str) -> None:
+    def place(self, root: Path, relpath: str, blob: str,
+              checked: set[Path] | None = None) -> None:
         """Put the file ``relpath`` of the package at ``root`` in place: a hard link to the
-        blob (``blob``: its path relative to ``dest``). Raises UnsafePath or OSError."""
-        link_file(root, relpath, self.dest / blob)
+        blob (``blob``: its path relative to ``dest``). Raises UnsafePath or OSError.
+        ``checked``: one set per package, the folders made and checked so far."""
+        link_file(root, relpath, self.dest / blob, checked)
 
     @contextlib.contextmanager
     def blob_file(self, blob: str) -> Iterator[Path]:

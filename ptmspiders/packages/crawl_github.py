@@ -40,8 +40,8 @@ class GithubPackages(PackageCrawler):
         job.source_url = f"https://github.com/{repo}/tree/{ref}"
         job.specs = [FileSpec(e.path, e.size, git_oid=e.sha) for e in tree.values()]
         owner, name = repo.split("/", 1)
-        await self.in_thread(self.blobs.warm, job.specs)  # S3: HEADs off the event loop
-        fetch = self.plan(job, owner, name)
+        present = await self.in_thread(self.present_blobs, job.specs)
+        fetch = self.plan(job, owner, name, present)
         if fetch:
             await self.github_unpack(job, repo, ref, fetch)
             # What the tarball did not bring (failed, refused, missing) leaves the budget.

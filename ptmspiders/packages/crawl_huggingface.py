@@ -83,8 +83,8 @@ class HuggingFacePackages(PackageCrawler):
         for spec in job.specs:
             spec.url = hf.resolve_url(self.endpoint, repo_id, str(job.revision), spec.path)
         owner, name = hf.split_repo(repo_id)
-        await self.in_thread(self.blobs.warm, job.specs)  # S3: HEADs off the event loop
-        fetch = self.plan(job, owner, name)
+        present = await self.in_thread(self.present_blobs, job.specs)
+        fetch = self.plan(job, owner, name, present)
         if not fetch:
             yield await self.finish(job)
             return

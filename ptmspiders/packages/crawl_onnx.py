@@ -35,8 +35,8 @@ class OnnxPackages(PackageCrawler):
             job.specs.append(FileSpec(
                 readme, entry.size if entry else None, git_oid=entry.sha if entry else None,
                 url=github.raw_url(self.raw_url, ref, readme)))
-        await self.in_thread(self.blobs.warm, job.specs)  # S3: HEADs off the event loop
-        fetch = self.plan(job, plan.owner, plan.name)
+        present = await self.in_thread(self.present_blobs, job.specs)
+        fetch = self.plan(job, plan.owner, plan.name, present)
         if not fetch:
             yield await self.finish(job)
             return

@@ -437,9 +437,24 @@ class PackageCrawler(PtmSpider):
         return result
 
     # -- shared: planning, fetching, finishing -----------------------------------------------
-    def plan(self, job: Job, owner: str | None, name: str) -> list[int]:
+    def present_sha(self, spec: FileSpec) -> str | None:
+        """The SHA-256 of ``spec``'s blob when the store has it already, else ``None``."""
+        if spec.sha256:
+            return spec.sha256 if self.blobs.has(spec.sha256, spec.size) else None
+        return self.blobs.sha256_of_git(spec.git_oid)
+
+    def present_blobs(self, specs: list[FileSpec]) -> list[str | None]:
+        """In a worker thread: :meth:`present_sha` of each file of a package (an object
+        store is asked about them all at once first). On the event loop, a file-system
+        call per file let the transfer threads take the GIL each time."""
+        self.blobs.warm(specs)
+        return [self.present_sha(spec) for spec in specs]
+
+    def plan(self, job: Job, owner: str | None, name: str,
+             present: list[str | None] | None = None) -> list[int]:
         """Record what needs no transfer (refused, skipped, present); reserve the budget for
-        the rest. Returns the indexes of the files to fetch."""
+        the rest. Returns the indexes of the files to fetch. ``present``: what
+        :meth:`present_blobs` found for ``job.specs``, else the store is asked here."""
         job.records = [None] * len(job.specs)
         job.listed = len(job.specs)
         try:
@@ -465,8 +480,7 @@ class PackageCrawler(PtmSpider):
                 self.count(f"packages/files/skipped/{why}")
                 job.records[i] = spec.record("skipped", reason=why)
                 continue
-            sha = spec.sha256 if spec.sha256 and self.blobs.has(spec.sha256, spec.size) \
-                else self.blobs.sha256_of_git(spec.git_oid) if not spec.sha256 else None
+            sha = present[i] if present is not None else self.present_sha(spec)
             if sha is not None:
                 self.count("packages/files/present")
                 job.records[i] = spec.record("present", sha256=sha, blob=self.blobs.relpath(sha))
@@ -500,16 +514,22 @@ class PackageCrawler(PtmSpider):
         async with lock, self.file_slots:
             if self.stopping():
                 return Fetched("cancelled", reason="cancelled")
-            if spec.sha256 and self.blobs.has(spec.sha256, spec.size):
-                return Fetched("present", sha256=spec.sha256, size=spec.size or 0)
-            known = self.blobs.sha256_of_git(expect.git_oid)
-            if known is not None:
-                return Fetched("present", sha256=known, size=spec.size or 0)
             try:
-                return await self.in_thread(self.streamer.fetch, url, expect, auth)
+                return await self.in_thread(self.fetch_blob, url, expect, auth)
             except OSError as exc:  # a full disk, a permission: this file fails, not the run
                 logger.error("Cannot store %s: %s", spec.path, exc)
                 return Fetched("failed", reason=f"os_error: {exc.strerror or exc}")
+
+    def fetch_blob(self, url: str, expect: Expect, auth: str | None) -> Fetched:
+        """In a worker thread: the blob ``expect`` names, unless it is present already (found
+        by another package since this one was planned). The store is asked here, not on
+        the event loop, which thousands of small files kept waiting on file-system calls."""
+        if expect.sha256 and self.blobs.has(expect.sha256, expect.size):
+            return Fetched("present", sha256=expect.sha256, size=expect.size or 0)
+        known = self.blobs.sha256_of_git(expect.git_oid)
+        if known is not None:
+            return Fetched("present", sha256=known, size=expect.size or 0)
+        return self.streamer.fetch(url, expect, auth)
 
     async def file_fetched(self, job: Job, i: int, fetched: Fetched) -> AsyncIterator[Any]:
         spec = job.specs[i]
@@ -596,11 +616,12 @@ class PackageCrawler(PtmSpider):
         """In a worker thread: hard links (or the manifest), then the scanner on pickle-based
         files."""
         assert job.root is not None
+        checked: set[Path] = set()  # the package's folders made and checked so far
         for r in records:
             if r["status"] not in ("downloaded", "present") or not r["blob"]:
                 continue
             try:
-                self.blobs.place(job.root, r["path"], r["blob"])
+                self.blobs.place(job.root, r["path"], r["blob"], checked)
             except UnsafePath:
                 r.update(status="refused", reason="unsafe_path", verified=False)
                 continue

@@ -3,7 +3,8 @@
 Scrapy's downloader holds a whole body in memory, so file bytes take this path instead (run in
 a worker thread by the spider): urllib3 reads 1 MiB at a time into ``blobs/tmp/<key>.part``
 while SHA-256 (and, for small git files, the git blob SHA-1) are updated; the file is renamed
-into the store only once size and hash match what the hub published.
+into the store only once size and hash match what the hub published. A file of at most 1 MiB
+is received in memory instead and written to the store once verified.
 
 - A cut transfer is resumed with ``Range: bytes=<have>-`` (also across runs: the partial
   file's name is the hash it must reach); the bytes already on disk are re-hashed locally.
@@ -33,6 +34,8 @@ from ptmspiders.packages.blobs import CHUNK, BlobStore, git_blob_header
 logger = logging.getLogger(__name__)
 
 REDIRECTS = (301, 302, 303, 307, 308)
+# Files up to this size are received in memory and stored in one write (no partial file).
+IN_MEMORY_MAX = CHUNK
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,11 @@ class Streamer:
         ``auth_origin`` (the hub whose file this is) goes only to that origin; without it,
         no request carries one."""
         result = Fetched("failed")
-        part = self.blobs.part_path(expect.key or hashlib.sha256(url.encode()).hexdigest())
+        # A file that fits in one read is held in memory and stored in one write: no partial
+        # file to claim, append to and rename (resuming it across runs would save nothing).
+        part: Path | list[bytes] = [] \
+            if expect.size is not None and expect.size <= IN_MEMORY_MAX else \
+            self.blobs.part_path(expect.key or hashlib.sha256(url.encode()).hexdigest())
         for attempt in (1, 2):
             try:
                 sha, size = self._transfer(url, part, expect, result, auth_origin)
@@ -105,14 +112,17 @@ class Streamer:
                 result.status, result.reason = "cancelled", "cancelled"
                 return result
             except _Mismatch:
-                part.unlink(missing_ok=True)
+                _discard(part)
                 result.reason = "hash_mismatch"
                 logger.warning("Hash mismatch on %s (attempt %d of 2)", url, attempt)
                 continue
             except _HttpFailure as exc:
                 result.reason = exc.reason
                 return result
-            self.blobs.commit(part, sha)
+            if isinstance(part, list):
+                self.blobs.put_bytes(b"".join(part), sha)
+            else:
+                self.blobs.commit(part, sha)
             if expect.git_oid:
                 self.blobs.note_git(expect.git_oid, sha)
             result.status, result.sha256, result.size, result.reason = \
@@ -139,10 +149,13 @@ class Streamer:
         return result
 
     # -- one attempt: as many Range requests as the transfer needs ------------------------
-    def _transfer(self, url: str, part: Path, expect: Expect, result: Fetched,
+    def _transfer(self, url: str, part: Path | list[bytes], expect: Expect, result: Fetched,
                   auth_origin: str | None) -> tuple[str, int]:
+        """``part``: the partial file, or the chunks held in memory of a small file."""
         state = _State(expect)
-        if part.exists():
+        if isinstance(part, list):
+            part.clear()
+        elif part.exists():
             state.rehash(part)
         failures = 0
         while True:
@@ -183,7 +196,7 @@ class Streamer:
             headers["Range"] = f"bytes={have}-"
         return headers
 
-    def _request(self, url: str, part: Path, expect: Expect, state: _State,
+    def _request(self, url: str, part: Path | list[bytes], expect: Expect, state: _State,
                  result: Fetched, auth_origin: str | None) -> bool:
         """One GET (after redirects): True when the body ended, False when the file must
         start again from byte 0. Raises on a cut transfer (the caller resumes)."""
@@ -226,23 +239,30 @@ class Streamer:
                 raise urllib3.exceptions.ProtocolError(f"HTTP {resp.status}")
             else:
                 raise _HttpFailure(f"http_{resp.status}")
-            with part.open("ab") as f:
-                # read1: whatever arrived (up to 1 MiB) is written before the next read, so a
-                # cut transfer loses no received byte and resumes exactly where it stopped.
-                while chunk := resp.read1(CHUNK):
-                    if self.stop.is_set():
-                        raise Cancelled
-                    f.write(chunk)
-                    state.update(chunk)
-                    result.transferred += len(chunk)
-                    self.progress(len(chunk))
-                    if expect.size is not None and state.have > expect.size:
-                        raise _Mismatch
+            if isinstance(part, list):
+                self._body(resp, part.append, expect, state, result)
+            else:
+                with part.open("ab") as f:
+                    self._body(resp, f.write, expect, state, result)
             return True
         finally:
             with self._active_lock:
                 self._active.discard(resp)
             resp.release_conn()
+
+    def _body(self, resp: urllib3.BaseHTTPResponse, write: Callable[[bytes], object],
+              expect: Expect, state: _State, result: Fetched) -> None:
+        # read1: whatever arrived (up to 1 MiB) is written before the next read, so a cut
+        # transfer loses no received byte and resumes exactly where it stopped.
+        while chunk := resp.read1(CHUNK):
+            if self.stop.is_set():
+                raise Cancelled
+            write(chunk)
+            state.update(chunk)
+            result.transferred += len(chunk)
+            self.progress(len(chunk))
+            if expect.size is not None and state.have > expect.size:
+                raise _Mismatch
 
     def abort(self) -> None:
         """Stop every transfer now (from any thread): a body being read is cut at once
@@ -261,9 +281,9 @@ class _State:
         self.expect = expect
         self.reset(None)
 
-    def reset(self, part: Path | None) -> None:
+    def reset(self, part: Path | list[bytes] | None) -> None:
         if part is not None:
-            part.unlink(missing_ok=True)
+            _discard(part)
         e = self.expect
         self.sha = hashlib.sha256()
         self.git = (hashlib.sha1(git_blob_header(e.size), usedforsecurity=False)
@@ -286,6 +306,14 @@ class _HttpFailure(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _discard(part: Path | list[bytes]) -> None:
+    """Drop what a transfer received so far (a partial file, or chunks in memory)."""
+    if isinstance(part, list):
+        part.clear()
+    else:
+        part.unlink(missing_ok=True)
 
 
 def _range_start(value: str | None) -> int | None:

@@ -27,16 +27,27 @@ def package_dir(dest: Path, hub: str, owner: str | None, name: str, revision: st
     return dest.joinpath(*(p for p in parts if p is not None))
 
 
-def link_file(root: Path, relpath: str, blob: Path) -> Path:
-    """Hard-link ``blob`` at ``root/relpath`` (replacing a stale link). Raises UnsafePath."""
+def link_file(root: Path, relpath: str, blob: Path, checked: set[Path] | None = None) -> Path:
+    """Hard-link ``blob`` at ``root/relpath`` (replacing a stale link). Raises UnsafePath.
+
+    ``checked``: folders of this package already made and found inside ``root`` (shared by
+    the calls for one package), so that a package of many files walks each folder once."""
     clean = safe_relpath(relpath)
     if clean is None:
         raise UnsafePath(relpath)
     target = root / clean
-    real_root = os.path.realpath(root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.commonpath([real_root, os.path.realpath(target.parent)]) != real_root:
-        raise UnsafePath(relpath)
+    if checked is None or target.parent not in checked:
+        real_root = os.path.realpath(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.commonpath([real_root, os.path.realpath(target.parent)]) != real_root:
+            raise UnsafePath(relpath)
+        if checked is not None:
+            checked.add(target.parent)
+    try:
+        os.link(blob, target)  # a name not taken yet: the usual case
+        return target
+    except FileExistsError:
+        pass
     try:
         if os.path.samefile(target, blob):
             return target

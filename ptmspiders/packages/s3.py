@@ -287,7 +287,8 @@ class S3BlobStore(BlobStore):
         return sha.hexdigest(), size
 
     # -- package trees: one manifest object per package --------------------------------------
-    def place(self, root: Path, relpath: str, blob: str) -> None:
+    def place(self, root: Path, relpath: str, blob: str,
+              checked: set[Path] | None = None) -> None:
         if safe_relpath(relpath) is None:
             raise UnsafePath(relpath)
 

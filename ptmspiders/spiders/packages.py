@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, NonNegativeInt, fie
 from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.http import Response
+from scrapy.settings import BaseSettings
 
 from ptmspiders.args import Names, SpiderParams, Text, blank_is, one_of
 from ptmspiders.config import ptm_settings
@@ -139,7 +140,17 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
         "DOWNLOAD_HANDLERS": {"file": None, "s3": None, "ftp": None},
         # With PTM_FRONTIER: scrapy-redis's scheduler for the work items (ptmspiders/frontier.py).
         "SCHEDULER": SCHEDULER,
+        # Each resolve call is one request through every middleware: those that do nothing
+        # for hub API calls (no cookies, HTML refreshes, referers, crawl depth) are left out.
+        # The throttle, retries, credentials, user agent, compression, redirect guard and
+        # downloader stats stay (docs/packages.md).
+        "COOKIES_ENABLED": False,
+        "METAREFRESH_ENABLED": False,
+        "REFERER_ENABLED": False,
     }
+    # Spider middlewares with no switch of their own, off for this spider only.
+    spider_middlewares_off = ("scrapy.spidermiddlewares.depth.DepthMiddleware",
+                              "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware")
     frontier: FrontierWorker | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -152,6 +163,13 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
                                 weights=params.weights, max_file_bytes=params.max_file_bytes)
         self.revision_mode = params.revision
         self.dest_arg = params.dest
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        middlewares = settings.getdict("SPIDER_MIDDLEWARES")
+        middlewares.update(dict.fromkeys(cls.spider_middlewares_off))
+        settings.set("SPIDER_MIDDLEWARES", middlewares, "spider")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PackagesSpider:
