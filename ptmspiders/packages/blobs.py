@@ -145,6 +145,20 @@ def open_blobs(location: str, staging: Path | str | None = None) -> BlobStore:
     return BlobStore(location)
 
 
+def link_in(tmp: Path, final: Path) -> None:
+    """Give the verified file ``tmp`` its blob name ``final``, then drop ``tmp``. link(2)
+    creates the name only if it is free: of two writers of one blob, the first wins and every
+    hard link of every package points at that one inode. The blob's folder is made only when
+    missing (a stat per blob saved: most blobs land in a folder that exists)."""
+    with contextlib.suppress(FileExistsError):
+        try:
+            os.link(tmp, final)
+        except FileNotFoundError:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(tmp, final)
+    tmp.unlink(missing_ok=True)
+
+
 class BlobStore:
     """Blobs and package folders of hard links under ``dest`` (a local or shared folder)."""
 
@@ -243,16 +257,7 @@ class BlobStore:
         """Move a verified file into place (atomically; a blob already there wins)."""
         final = self.path(sha256)
         os.chmod(tmp, 0o444)  # blobs are shared by hard links: nobody edits one in place
-        # link(2) creates the name only if it is free: of two writers of one blob, the first
-        # wins and every hard link of every package points at that one inode. Its folder is
-        # made when missing (a stat per blob saved: most blobs land in a folder that exists).
-        with contextlib.suppress(FileExistsError):
-            try:
-                os.link(tmp, final)
-            except FileNotFoundError:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.link(tmp, final)
-        tmp.unlink(missing_ok=True)
+        link_in(tmp, final)
         release(tmp)
         return final
 
@@ -276,13 +281,7 @@ class BlobStore:
                     view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        with contextlib.suppress(FileExistsError):
-            try:
-                os.link(tmp, final)
-            except FileNotFoundError:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.link(tmp, final)
-        tmp.unlink(missing_ok=True)
+        link_in(tmp, final)
         return final
 
     # -- git blob id -> sha256 index --------------------------------------------------------
