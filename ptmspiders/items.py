@@ -400,9 +400,9 @@ _BUILDERS: dict[type, Callable[[Any], Doc]] = {}
 
 def _builder(cls: type) -> Callable[[Any], Doc]:
     """A function made for ``cls`` that returns ``{"_id": item._id, ...}`` in field order,
-    as ``dataclasses`` makes ``__init__``: one dict display of plain attribute reads, 1.0 us
-    a model where ``dict(zip(names, attrgetter(*names)(item)))`` took 1.8
-    (docs/performance.md, "The crawl's own stages")."""
+    as ``dataclasses`` makes ``__init__``: one dict display of plain attribute reads, 2.7 us
+    a model where ``dict(zip(names, attrgetter(*names)(item)))`` took 3.3
+    (``scripts/bench_documents.py``; docs/performance.md, "The crawl's own stages")."""
     build = _BUILDERS.get(cls)
     if build is None:
         names = field_names(cls)
