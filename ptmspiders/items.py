@@ -19,7 +19,6 @@ that edits them and validated (and published) with the ``TypedDict`` shapes belo
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NotRequired, TypeAlias
@@ -396,25 +395,31 @@ def field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-_READERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+_BUILDERS: dict[type, Callable[[Any], Doc]] = {}
 
 
-def _reader(cls: type) -> Callable[[Any], tuple[Any, ...]]:
-    """All field values of an instance in one ``attrgetter`` call (as a tuple, even for one)."""
-    reader = _READERS.get(cls)
-    if reader is None:
+def _builder(cls: type) -> Callable[[Any], Doc]:
+    """A function made for ``cls`` that returns ``{"_id": item._id, ...}`` in field order,
+    as ``dataclasses`` makes ``__init__``: one dict display of plain attribute reads, 2.7 us
+    a model where ``dict(zip(names, attrgetter(*names)(item)))`` took 3.3
+    (``scripts/bench_documents.py``; docs/performance.md, "The crawl's own stages")."""
+    build = _BUILDERS.get(cls)
+    if build is None:
         names = field_names(cls)
-        get = operator.attrgetter(*names)
-        reader = _READERS[cls] = get if len(names) > 1 else (lambda item: (get(item),))
-    return reader
+        if not all(name.isidentifier() for name in names):
+            raise TypeError(f"{cls.__name__}: a field name is not an identifier")
+        body = ", ".join(f"{name!r}: item.{name}" for name in names)
+        namespace: dict[str, Any] = {}
+        exec(f"def to_doc(item):\n    return {{{body}}}\n", namespace)
+        build = _BUILDERS[cls] = namespace["to_doc"]
+    return build
 
 
 def to_doc(item: Any) -> Doc:
     """Shallow dict of an item: ``dataclasses.asdict`` deep-copies ``raw``, which costs."""
     if isinstance(item, dict):
         return item
-    cls = type(item)
-    return dict(zip(field_names(cls), _reader(cls)(item), strict=True))
+    return _builder(type(item))(item)
 
 
 def make_id(hub: str, hub_id: str) -> str:

@@ -110,9 +110,11 @@ def test_papers_from_tags_without_paper_tags_and_beyond_ascii():
 
 @pytest.mark.parametrize("values", [
     [], [None], [""], ["a"], [0], [False], ["a", "a"], ["a", None, "", "b", "a"], ("a",),
-    ("a", "a"), ["x", "x", "y"], {"k": 1}])
+    ("a", "a"), ["x", "x", "y"], {"k": 1}, ["a", "b", "c"], ["a", ""], [None, "a"],
+    [0, False, 1, True], [1, 1.0, "1"]])
 def test_dedupe_short_lists_like_long_ones(values):
-    """The fast path for lists of 0 or 1 items answers as ``dict.fromkeys`` does."""
+    """The fast paths (lists of 0 or 1 items, lists with nothing to drop) answer as
+    ``dict.fromkeys`` does."""
     expected = [v for v in dict.fromkeys(values) if v is not None and v != ""]
     out = n.dedupe(values)
     assert out == expected and isinstance(out, list)

@@ -117,6 +117,20 @@ def test_bench_stages_reports_each_stage_per_model(tmp_path: Path):
     assert "total" in result.stdout
 
 
+def test_bench_pipelines_reports_each_stage_per_model(tmp_path: Path):
+    out = tmp_path / "pipelines.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_pipelines.py", "--pages", "1", "--repeat", "1",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["models"] == 1000 and r["repeat"] == 1
+    assert list(r["us_per_model"]) == ["normalize", "validate", "store"]
+    assert all(v > 0 for v in r["us_per_model"].values())
+    assert r["store_took_validated_document"] is True  # as in a crawl's ITEM_PIPELINES order
+
+
 def test_bench_stages_rejects_bad_arguments():
     result = subprocess.run([sys.executable, "scripts/bench_stages.py", "--pages", "0"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -37,5 +37,6 @@ def normalize_model(item: ModelItem) -> ModelItem:
     item.datasets = n.dedupe(item.datasets)
     item.libraries = n.dedupe([n.normalize_library(lib) for lib in item.libraries])
     item.github_repos = n.github_repos(item.github_repos, allow_bare=True)
-    item.papers = n.dedupe([*n.papers(item.papers), *n.papers_from_tags(item.tags)])
+    found = n.papers_from_tags(item.tags)  # already de-duplicated: alone, it is the answer
+    item.papers = found if item.papers == [] else n.dedupe([*n.papers(item.papers), *found])
     return item

@@ -80,6 +80,9 @@ class ValidatePipeline:
         self.stats = crawler.stats
         self.valid: dict[str, int] = {}
         self.unreported = 0
+        # The last valid item and the document checked: a StorePipeline right after this
+        # stage stores that document instead of building it again (pipelines/store.py).
+        self.last: tuple[Any, dict[str, Any]] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ValidatePipeline:
@@ -100,6 +103,7 @@ class ValidatePipeline:
         self.unreported += 1
         if self.unreported >= self.REPORT_EVERY:
             self.report()
+        self.last = (item, doc)
         return item
 
     def report(self) -> None:
@@ -110,3 +114,4 @@ class ValidatePipeline:
 
     def close_spider(self) -> None:
         self.report()
+        self.last = None
