@@ -22,14 +22,12 @@ from typing import Any, NoReturn
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem, NotConfigured
-from scrapy.utils.conf import build_component_list
-from scrapy.utils.misc import load_object
 
 from ptmspiders import doc_size
 from ptmspiders.config import ptm_settings
 from ptmspiders.context import CrawlContext, crawl_context
 from ptmspiders.items import to_doc
-from ptmspiders.pipelines.validate import ValidatePipeline, schema_error
+from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.spiders.base import mark_crawl_incomplete
 from ptmspiders.stores import redact_uri
 from ptmspiders.stores.base import Doc, Encoded, WriteDoc, doc_id
@@ -51,7 +49,6 @@ class StorePipeline:
         self.last_flush = time.monotonic()
         self.context: CrawlContext | None = None
         self.writer: BackgroundWriter | None = None
-        self.validated: ValidatePipeline | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
@@ -64,37 +61,13 @@ class StorePipeline:
         self.context = crawl_context(self.crawler)
         logger.info("Storing items in %s", redact_uri(self.context.store.uri))
         self.writer = self.context.writer
-        self.validated = self._validation_right_before()
-
-    def _validation_right_before(self) -> ValidatePipeline | None:
-        """The ValidatePipeline that runs right before this stage, if one does: with no stage
-        between them (one that could change the item), the document it checked is the one to
-        store, and building it again would cost ~3 us a model. Found through public API: the
-        order of ``ITEM_PIPELINES``, and ``Crawler.get_item_pipeline``."""
-        stages = [load_object(s) for s in build_component_list(
-            self.crawler.settings.getwithbase("ITEM_PIPELINES"))]
-        mine = [i for i, stage in enumerate(stages) if stage is type(self)]
-        checkers = [stage for stage in stages
-                    if isinstance(stage, type) and issubclass(stage, ValidatePipeline)]
-        if len(mine) != 1 or len(checkers) != 1 or not mine[0] \
-                or stages[mine[0] - 1] is not checkers[0]:
-            return None
-        try:
-            return self.crawler.get_item_pipeline(ValidatePipeline)
-        except RuntimeError:  # no engine: a stage used on its own
-            return None
 
     async def process_item(self, item: Any) -> Any:
         collection = getattr(item, "collection", None)
         if collection is None:
             return item
         assert self.writer is not None
-        validated = self.validated
-        if validated is not None and validated.last is not None and validated.last[0] is item:
-            doc = validated.last[1]
-            validated.last = None  # encoded next: its objects can go as soon as that is done
-        else:
-            doc = to_doc(item)
+        doc = to_doc(item)
         try:
             encoded = self.writer.encode(doc)
             if self.max_doc_bytes:

@@ -80,9 +80,6 @@ class ValidatePipeline:
         self.stats = crawler.stats
         self.valid: dict[str, int] = {}
         self.unreported = 0
-        # The last valid item and the document checked: a StorePipeline right after this
-        # stage stores that document instead of building it again (pipelines/store.py).
-        self.last: tuple[Any, dict[str, Any]] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ValidatePipeline:
@@ -103,7 +100,6 @@ class ValidatePipeline:
         self.unreported += 1
         if self.unreported >= self.REPORT_EVERY:
             self.report()
-        self.last = (item, doc)
         return item
 
     def report(self) -> None:
@@ -114,4 +110,3 @@ class ValidatePipeline:
 
     def close_spider(self) -> None:
         self.report()
-        self.last = None
