@@ -324,8 +324,7 @@ def test_packages_spider_keeps_the_guards_and_leaves_out_idle_middlewares():
             "HubAuthMiddleware", "UserAgentMiddleware", "DownloaderStats"} <= downloader
     assert not {"DepthMiddleware", "MetaCopyDetectionMiddleware"} & spider
     assert {"HttpErrorMiddleware", "UrlLengthMiddleware"} <= spider
-    assert not any(settings.getbool(k) for k in ("COOKIES_ENABLED", "METAREFRESH_ENABLED",
-                                                 "REFERER_ENABLED"))
+    assert not any(settings.getbool(k) for k in ("COOKIES_ENABLED", "METAREFRESH_ENABLED"))
 
 
 # -- spider arguments ----------------------------------------------------------------------------

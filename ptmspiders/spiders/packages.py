@@ -141,12 +141,12 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
         # With PTM_FRONTIER: scrapy-redis's scheduler for the work items (ptmspiders/frontier.py).
         "SCHEDULER": SCHEDULER,
         # Each resolve call is one request through every middleware: those that do nothing
-        # for hub API calls (no cookies, HTML refreshes, referers, crawl depth) are left out.
+        # for hub API calls (no cookies, HTML refreshes, crawl depth) are left out (the referer
+        # middleware stays: without it Scrapy's redirect middleware warns on every crawl).
         # The throttle, retries, credentials, user agent, compression, redirect guard and
         # downloader stats stay (docs/packages.md).
         "COOKIES_ENABLED": False,
         "METAREFRESH_ENABLED": False,
-        "REFERER_ENABLED": False,
     }
     # Spider middlewares with no switch of their own, off for this spider only.
     spider_middlewares_off = ("scrapy.spidermiddlewares.depth.DepthMiddleware",
