@@ -437,11 +437,11 @@ class PackageCrawler(PtmSpider):
         return result
 
     # -- shared: planning, fetching, finishing -----------------------------------------------
-    def present_sha(self, spec: FileSpec) -> str | None:
-        """The SHA-256 of ``spec``'s blob when the store has it already, else ``None``."""
-        if spec.sha256:
-            return spec.sha256 if self.blobs.has(spec.sha256, spec.size) else None
-        return self.blobs.sha256_of_git(spec.git_oid)
+    def present_sha(self, file: FileSpec | Expect) -> str | None:
+        """The SHA-256 of ``file``'s blob when the store has it already, else ``None``."""
+        if file.sha256:
+            return file.sha256 if self.blobs.has(file.sha256, file.size) else None
+        return self.blobs.sha256_of_git(file.git_oid)
 
     def present_blobs(self, specs: list[FileSpec]) -> list[str | None]:
         """In a worker thread: :meth:`present_sha` of each file of a package (an object
@@ -524,9 +524,7 @@ class PackageCrawler(PtmSpider):
         """In a worker thread: the blob ``expect`` names, unless it is present already (found
         by another package since this one was planned). The store is asked here, not on
         the event loop, which thousands of small files kept waiting on file-system calls."""
-        if expect.sha256 and self.blobs.has(expect.sha256, expect.size):
-            return Fetched("present", sha256=expect.sha256, size=expect.size or 0)
-        known = self.blobs.sha256_of_git(expect.git_oid)
+        known = self.present_sha(expect)
         if known is not None:
             return Fetched("present", sha256=known, size=expect.size or 0)
         return self.streamer.fetch(url, expect, auth)

@@ -215,13 +215,15 @@ class PackagesSpider(HuggingFacePackages, OnnxPackages, GithubPackages, TfhubPac
         logger.info("Packages: %d models selected from %s whose package is not complete",
                     len(ids), ", ".join(self.selection.hubs))
         scheduler = frontier.scheduler
+        assert scheduler is not None  # PTM_FRONTIER set: the crawl runs FrontierScheduler
+        seeded = 0
         for n, _id in enumerate(ids):
+            if frontier.failed:  # Redis went away: the crawl ends incomplete, a rerun seeds
+                break
             if n % 1000 == 0:
                 frontier.beat()  # a long seeding keeps this worker alive to the others
-            if scheduler is None or not scheduler.enqueue_request(self.work_request(_id)):
-                break
-        else:
-            frontier.count("seeded", len(ids))
+            seeded += scheduler.enqueue_request(self.work_request(_id))
+        frontier.count("seeded", seeded)
         frontier.adding_done()
 
     def work_request(self, _id: str) -> Request:
