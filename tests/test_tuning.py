@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -58,6 +59,25 @@ def test_applies_for_the_crawl_and_restores_after() -> None:
     assert gc.get_threshold() == (700, 10, 10)
     assert gc.get_freeze_count() == 0
     assert ext._measure not in gc.callbacks
+
+
+def test_start_up_garbage_is_collected_before_the_crawl_and_never_frozen() -> None:
+    class Node:
+        ref: object = None
+
+    node = Node()
+    node.ref = node  # a cycle: only a collection frees it
+    gone = weakref.ref(node)
+    del node
+    gc.disable()  # no automatic collection in between
+    try:
+        ext = extension()
+        assert gone() is None  # collected when the extension was built, off the crawl's clock
+        ext.engine_started()
+        assert gc.get_freeze_count() > 0
+        ext.engine_stopped()
+    finally:
+        gc.enable()
 
 
 def test_no_freeze_when_switched_off() -> None:
