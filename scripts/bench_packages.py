@@ -88,6 +88,7 @@ def run_crawl(hub: MockHub, work: Path, concurrency: int) -> dict[str, Any]:
            "-s", "STATS_CLASS=tests.statsfile.JsonFileStatsCollector",
            "-s", f"{statsfile.SETTING}={work / 'stats.json'}", *EXTRA]
     log = work / "crawl.log"
+    os.sync()  # what an earlier run left dirty in the page cache is not this crawl's to write
     started = time.monotonic()
     with log.open("w") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -140,6 +141,7 @@ def run_plain(urls: list[str], work: Path, concurrency: int) -> float:
     config = work / "curl.cfg"
     config.write_text("".join(f'url = "{u}"\noutput = "{work / str(n)}"\n'
                               for n, u in enumerate(urls)))
+    os.sync()
     started = time.monotonic()
     # --parallel-immediate: open the connections at once (curl otherwise waits for the first
     # transfer, hoping to multiplex on it, which HTTP/1.1 cannot).
