@@ -3,9 +3,10 @@
 The store, its writer, the listing checkpoints, the crawl's identity and history counts, the
 answers to "is this the hub's first crawl" and the Hugging Face enricher are each made once per
 crawl and used by several components (pipelines, extensions, the spider). They live on this
-extension, registered in ``EXTENSIONS`` and found through Scrapy's public
-``Crawler.get_extension`` by :func:`crawl_context`, from ``spider_opened`` on (components built
-before that, the other extensions, ask for it in their signal handlers).
+extension, which the project's add-on (``ptmspiders/addon.py``) puts in every crawl, found
+through Scrapy's public ``Crawler.get_extension`` by :func:`crawl_context`, from
+``spider_opened`` on (components built before that, the other extensions, ask for it in their
+signal handlers).
 
 The store is opened on first use and closed, after its writer is drained, when the engine stops.
 """
@@ -152,6 +153,6 @@ def crawl_context(crawler: Crawler) -> CrawlContext:
     """The crawl's :class:`CrawlContext` (from ``spider_opened`` on)."""
     context = crawler.get_extension(CrawlContext)
     if context is None:
-        raise RuntimeError("ptmspiders.context.CrawlContext is not in EXTENSIONS: the store, "
-                           "history and checkpoints need it")
+        raise RuntimeError("ptmspiders.context.CrawlContext is not enabled (ptmspiders.addon."
+                           "ProjectAddon adds it): the store, history and checkpoints need it")
     return context

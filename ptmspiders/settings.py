@@ -58,26 +58,15 @@ ITEM_PIPELINES = {
     "ptmspiders.pipelines.StorePipeline": 800,
 }
 
-EXTENSIONS = {
-    # What the crawl's components share: the store, its writer, checkpoints, history state
-    # (ptmspiders/context.py). Its own signals connect as it is used, not in this order.
-    "ptmspiders.context.CrawlContext": 10,
-    # Built before the scheduler opens JOBDIR: it must reset what a killed run left there.
-    "ptmspiders.checkpoint.KilledRunRecovery": 50,
-    # Before history: its spider_opened takes the hub's lock before history writes, its
-    # spider_closed tells history whether the lock held to the end.
-    "ptmspiders.crawllock.CrawlLock": 450,
-    "ptmspiders.history.CrawlHistory": 500,
-    # Spidermon's extension; history asks it for the crawl's health before writing the record.
-    "ptmspiders.monitors.CrawlHealth": 900,
-}
-
 # Crawl health (ptmspiders/monitors.py): Spidermon monitors on the stats at the end of a crawl,
 # summarised in the log and in the crawl record (``health``).
 SPIDERMON_ENABLED = True
 SPIDERMON_SPIDER_CLOSE_MONITORS = ["ptmspiders.monitors.CrawlHealthSuite"]
 SPIDERMON_EXPECTED_FINISH_REASONS = ["finished"]
 
+# The project's extensions (the store's context, history, the hub lock, crawl health,
+# killed-run recovery): an add-on adds them to whatever EXTENSIONS says, so that a dict given
+# on the command line extends them instead of replacing them (ptmspiders/addon.py).
 # The speed work (ptmspiders/perf, docs/performance.md): a Scrapy add-on that configures each
 # piece whose PTM_PERF_<PIECE> switch is on (all are, by default).
-ADDONS = {"ptmspiders.perf.addon.PerfAddon": 0}
+ADDONS = {"ptmspiders.addon.ProjectAddon": 0, "ptmspiders.perf.addon.PerfAddon": 0}

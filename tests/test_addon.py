@@ -1,0 +1,59 @@
+"""The project's add-on (``ptmspiders.addon``): its extensions are in every crawl, also when
+``EXTENSIONS`` is given on the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scrapy import Spider
+from scrapy.extensions.closespider import CloseSpider
+from scrapy.utils.conf import build_component_list
+from scrapy.utils.misc import load_object
+from scrapy.utils.test import get_crawler
+
+from ptmspiders import settings as project_settings
+from ptmspiders.addon import EXTENSIONS, REQUIRED
+from ptmspiders.history import CrawlHistory
+from ptmspiders.stores import open_store
+from tests.conftest import crawl_stats, run_crawl
+from tests.mockhub import MockHub
+
+PROJECT = {k: getattr(project_settings, k) for k in dir(project_settings)
+           if k.isupper() and k != "TWISTED_REACTOR"}
+OURS = [load_object(p) for p in EXTENSIONS]
+
+
+def extensions(**settings: Any) -> list[Any]:
+    c = get_crawler(Spider, {**PROJECT, **settings})
+    return [load_object(p) for p in build_component_list(c.settings.getwithbase("EXTENSIONS"))]
+
+
+def test_the_project_has_its_extensions_in_their_order() -> None:
+    exts = extensions()
+    assert [e for e in exts if e in OURS] == OURS
+
+
+def test_a_command_line_dict_adds_to_them_instead_of_replacing_them() -> None:
+    exts = extensions(EXTENSIONS={"scrapy.extensions.closespider.CloseSpider": 0})
+    assert CloseSpider in exts
+    assert all(e in exts for e in OURS)
+
+
+def test_none_switches_one_off_but_never_the_stores_context() -> None:
+    exts = extensions(EXTENSIONS={"ptmspiders.history.CrawlHistory": None, REQUIRED: None})
+    assert CrawlHistory not in exts
+    assert load_object(REQUIRED) in exts
+
+
+@pytest.mark.crawl
+def test_a_crawl_with_extensions_on_the_command_line_stores_its_items(mockhub: MockHub,
+                                                                    tmp_path: Path) -> None:
+    extra = json.dumps({"scrapy.extensions.closespider.CloseSpider": 0})
+    stats = crawl_stats(run_crawl("onnx_zoo", mockhub, tmp_path, "-s", f"EXTENSIONS={extra}"))
+    assert stats["ptm/stored/models"] == 5
+    with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
+        assert store.count("models", {"hub": "onnx_zoo"}) == 5
+        assert store.count("crawls", {"spider": "onnx_zoo"}) == 1  # history still ran
