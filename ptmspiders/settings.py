@@ -33,25 +33,6 @@ DOWNLOAD_HANDLERS = {"file": None, "s3": None, "ftp": None, "data": None}
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_TIMEOUT = 60
 
-DOWNLOADER_MIDDLEWARES = {
-    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
-    # First: a request the spider re-aims is dropped before any other middleware (the rate
-    # limiter's budget included) sees it.
-    "ptmspiders.middlewares.queued_rewrite.QueuedRewriteMiddleware": 50,
-    # Before the credentials, the retries and the rate limiter: a refused redirect costs nothing.
-    "ptmspiders.middlewares.origin.SameOriginRedirectMiddleware": 60,
-    "ptmspiders.middlewares.auth.HubAuthMiddleware": 450,
-    "ptmspiders.middlewares.retry.RetryMiddleware": 550,
-    "ptmspiders.middlewares.ratelimit.RateLimitMiddleware": 950,
-}
-
-SPIDER_MIDDLEWARES = {
-    # The same limit (URLLENGTH_LIMIT), but a dropped request is counted and makes the crawl
-    # incomplete instead of vanishing (ptmspiders/middlewares/urllength.py).
-    "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
-    "ptmspiders.middlewares.urllength.UrlLengthMiddleware": 800,
-}
-
 ITEM_PIPELINES = {
     "ptmspiders.pipelines.NormalizePipeline": 300,
     "ptmspiders.pipelines.ValidatePipeline": 400,
@@ -64,9 +45,11 @@ SPIDERMON_ENABLED = True
 SPIDERMON_SPIDER_CLOSE_MONITORS = ["ptmspiders.monitors.CrawlHealthSuite"]
 SPIDERMON_EXPECTED_FINISH_REASONS = ["finished"]
 
-# The project's extensions (the store's context, history, the hub lock, crawl health,
-# killed-run recovery): an add-on adds them to whatever EXTENSIONS says, so that a dict given
-# on the command line extends them instead of replacing them (ptmspiders/addon.py).
+# The project's middlewares (the throttle, retries, credentials, redirect guard) and
+# extensions (the store's context, history, the hub lock, crawl health, killed-run recovery):
+# an add-on adds them to whatever DOWNLOADER_MIDDLEWARES, SPIDER_MIDDLEWARES and EXTENSIONS
+# say, so that a dict given on the command line extends them instead of replacing them
+# (ptmspiders/addon.py).
 # The speed work (ptmspiders/perf, docs/performance.md): a Scrapy add-on that configures each
 # piece whose PTM_PERF_<PIECE> switch is on (all are, by default).
 ADDONS = {"ptmspiders.addon.ProjectAddon": 0, "ptmspiders.perf.addon.PerfAddon": 0}

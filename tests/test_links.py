@@ -12,6 +12,9 @@ import pytest
 from scrapy import Request
 from scrapy.http import TextResponse
 from scrapy.spiderloader import SpiderLoader
+from scrapy.spidermiddlewares.urllength import UrlLengthMiddleware as ScrapyUrlLengthMiddleware
+from scrapy.utils.conf import build_component_list
+from scrapy.utils.misc import load_object
 from scrapy.utils.project import get_project_settings
 from twisted.python.failure import Failure
 
@@ -186,8 +189,8 @@ def test_no_spider_can_read_files_s3_ftp_or_data_urls() -> None:
             assert handlers[scheme] is None, (name, scheme)
         # packages answers its own in-process flows with data: URIs; nothing else may use it
         assert (handlers["data"] is None) == (name != "packages"), name
-        mws = crawler.settings.getwithbase("DOWNLOADER_MIDDLEWARES")
-        assert mws["ptmspiders.middlewares.origin.SameOriginRedirectMiddleware"] is not None
+        mws = build_component_list(crawler.settings.getwithbase("DOWNLOADER_MIDDLEWARES"))
+        assert SameOriginRedirectMiddleware in [load_object(m) for m in mws]
 
 
 # -- one bad entry costs only itself ---------------------------------------------------------
@@ -290,9 +293,10 @@ def test_a_request_still_too_long_is_dropped_loudly_and_the_crawl_incomplete() -
     assert mw.get_processed_request(long, None) is None
     assert s.incomplete_reasons == ["url_too_long"] and not s.lists_outstanding
     assert stats(s)["ptm/gaps/url_too_long"] == 1
-    used = project_settings()["SPIDER_MIDDLEWARES"]
-    assert used["scrapy.spidermiddlewares.urllength.UrlLengthMiddleware"] is None
-    assert used["ptmspiders.middlewares.urllength.UrlLengthMiddleware"] == 800
+    settings = ptm_crawler(HfModelsSpider, project_settings()).settings
+    used = [load_object(m) if isinstance(m, str) else m
+            for m in build_component_list(settings.getwithbase("SPIDER_MIDDLEWARES"))]
+    assert UrlLengthMiddleware in used and ScrapyUrlLengthMiddleware not in used
 
 
 # -- whole crawls against a hostile hub ------------------------------------------------------

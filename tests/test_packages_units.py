@@ -312,10 +312,12 @@ def test_packages_spider_keeps_the_guards_and_leaves_out_idle_middlewares():
     from scrapy.utils.misc import load_object
     from scrapy.utils.project import get_project_settings
 
+    from ptmspiders.addon import ProjectAddon
     from ptmspiders.spiders.packages import PackagesSpider
 
     settings = get_project_settings()
     PackagesSpider.update_settings(settings)
+    ProjectAddon().update_settings(settings)  # after the spider's, as Scrapy runs add-ons
     downloader = {load_object(c).__name__ if isinstance(c, str) else c.__name__ for c in
                   build_component_list(settings.getwithbase("DOWNLOADER_MIDDLEWARES"))}
     spider = {load_object(c).__name__ if isinstance(c, str) else c.__name__ for c in
