@@ -16,7 +16,7 @@ from typing import Any
 from scrapy.settings import SETTINGS_PRIORITIES, BaseSettings
 from scrapy.utils.misc import load_object
 
-# Import path -> order. The one list of the project's extensions.
+# Import path -> order: the project's components, one dict per setting (COMPONENTS).
 EXTENSIONS: dict[str, int | None] = {
     # What the crawl's components share: the store, its writer, checkpoints, history state
     # (ptmspiders/context.py). Its own signals connect as it is used, not in this order.

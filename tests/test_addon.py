@@ -4,6 +4,8 @@ crawl, also when a component dict is given on the command line."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from ptmspiders.middlewares.origin import SameOriginRedirectMiddleware
 from ptmspiders.middlewares.ratelimit import RateLimitMiddleware
 from ptmspiders.middlewares.urllength import UrlLengthMiddleware
 from ptmspiders.stores import open_store
-from tests.conftest import crawl_stats, run_crawl
+from tests.conftest import ROOT, crawl_stats, run_crawl
 from tests.mockhub import MockHub
 
 PROJECT = {k: getattr(project_settings, k) for k in dir(project_settings)
@@ -89,3 +91,17 @@ def test_a_crawl_with_extensions_on_the_command_line_stores_its_items(mockhub: M
     with open_store(f"sqlite:///{tmp_path}/ptm.sqlite") as store:
         assert store.count("models", {"hub": "onnx_zoo"}) == 5
         assert store.count("crawls", {"spider": "onnx_zoo"}) == 1  # history still ran
+
+
+@pytest.mark.parametrize("value", ['{"nope.Nope": 0}', '{"ptmspiders.history.Nope": null}',
+                                   '{"nope": 0}'])
+def test_a_component_that_names_nothing_is_one_error_line(tmp_path: Path, value: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "crawl", "onnx_zoo", "-s", f"EXTENSIONS={value}",
+         "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "EXTENSIONS: cannot load" in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "ptm.sqlite").exists()  # nothing was opened

@@ -6,7 +6,8 @@ Scrapy creates the spider inside the crawl's asyncio task, where an exception ra
 spider's parameter model (:mod:`ptmspiders.args`) is asked here first instead: a wrong value
 or an unknown name is logged as one error line and the command exits with status 2 (a usage
 error, as for Scrapy's own), with no crawl record written and no request sent. So is a setting
-that breaks its rule (:mod:`ptmspiders.config`).
+that breaks its rule (:mod:`ptmspiders.config`), and a component (``-s 'EXTENSIONS={...}'`` and
+the like) whose import path names nothing.
 
 Scrapy's own command exits 0 whenever the spider could start, so a crawl whose hub refused
 every connection looked like a success to cron. This one runs the crawl the same way, through
@@ -20,6 +21,8 @@ import logging
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
+from scrapy.settings import BaseSettings
+from scrapy.utils.misc import load_object
 
 from ptmspiders.args import ArgumentError
 from ptmspiders.config import PtmSettings, SettingsError
@@ -44,6 +47,7 @@ class Command(ScrapyCrawlCommand):
         try:
             crawler = self.crawler_process.create_crawler(args[0])
             config = PtmSettings.from_settings(crawler.settings)  # components read it later
+            check_components(crawler.settings)
         except SettingsError as exc:
             logger.error("%s", exc)
             self.exitcode = EXIT_USAGE
@@ -83,3 +87,21 @@ class Command(ScrapyCrawlCommand):
             logger.error("%s", exc)
             return True
         return False
+
+
+# Component dicts a user may give with -s; the project's add-on reads each of their keys.
+COMPONENT_SETTINGS = ("ADDONS", "DOWNLOADER_MIDDLEWARES", "SPIDER_MIDDLEWARES", "EXTENSIONS",
+                      "ITEM_PIPELINES")
+
+
+def check_components(settings: BaseSettings) -> None:
+    """Raises :class:`SettingsError` for a component whose import path names nothing, which
+    would otherwise fail inside the crawl's task, as a traceback, with exit status 0."""
+    for name in COMPONENT_SETTINGS:
+        for key in settings.getdict(name):
+            if not isinstance(key, str):
+                continue
+            try:
+                load_object(key)
+            except (ImportError, NameError, ValueError) as exc:
+                raise SettingsError(f"{name}: cannot load {key!r}: {exc}") from None
