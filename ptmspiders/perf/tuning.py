@@ -69,7 +69,7 @@ class InterpreterTuning:
         if not _active:
             _saved = gc.get_threshold()
             if self.freeze:
-                gc.freeze()  # collected in from_crawler: garbage is not frozen
+                gc.freeze()  # collected in from_crawler; the little garbage since stays
             gc.set_threshold(*self.thresholds)
             if logger.isEnabledFor(logging.DEBUG):  # counting walks the frozen objects
                 logger.debug("GC thresholds %s (were %s), %d objects frozen",
