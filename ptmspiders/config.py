@@ -210,7 +210,11 @@ def _ref(value: str) -> str:
 
 
 HubUrl = Annotated[str, AfterValidator(_http_url)]
-Seconds = Annotated[float, Field(gt=0)]
+# Longest wait a setting may name (about 116 days): ``inf`` or ``1e400`` overflowed a thread's
+# timeout (``OverflowError`` in the store's writer, whose crawl then hung at its close).
+MAX_SECONDS = 10**7
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+Wait = Annotated[float, Field(ge=0, le=MAX_SECONDS)]  # seconds, where 0 means no wait
 Count = Annotated[int, Field(ge=0)]
 AtLeastOne = Annotated[int, Field(ge=1)]
 Ratio = Annotated[float, Field(ge=0, le=1)]
@@ -350,9 +354,9 @@ class PtmSettings(BaseModel):
                                                     "this size come through Scrapy (in memory), "
                                                     "larger ones stream")
     packages_progress_interval: Seconds = setting(60.0, "seconds between progress lines")
-    packages_retry_wait: Annotated[float, Field(ge=0)] = setting(
+    packages_retry_wait: Wait = setting(
         1.0, "seconds before a failed transfer is tried again")
-    packages_bandwidth: Annotated[float, Field(ge=0)] = setting(
+    packages_bandwidth: Annotated[float, Field(ge=0, allow_inf_nan=False)] = setting(
         0.0, "bytes/s of streamed transfers per worker (0: no cap)")
     packages_archive_max_bytes: AtLeastOne = setting(
         256 << 30, "an archive (GitHub tarball, Kaggle or TF Hub) unpacking to more bytes than "
@@ -387,15 +391,15 @@ class PtmSettings(BaseModel):
                                               "(and counted)")
     ratelimit_default_wait: Seconds = setting(60.0, "seconds waited on a 429 that names no "
                                               "reset time")
-    ratelimit_min_wait: Annotated[float, Field(ge=0)] = setting(1.0, "shortest wait on a 429")
+    ratelimit_min_wait: Wait = setting(1.0, "shortest wait on a 429")
     frontier: Annotated[str, AfterValidator(_frontier)] = setting(
         "", "`redis://host:port/db`: workers share the hubs' rate-limit windows in Redis (see "
         "[Scaling out](scaling-out.md)); empty: each crawl paces itself; with it, "
         "`packages` and Hugging Face enrichment take their work from there", env=True, secret=True)
-    frontier_idle_s: Annotated[float, Field(ge=0)] = setting(
+    frontier_idle_s: Wait = setting(
         30.0, "a frontier worker stops when no work was queued, nor being seeded or listed, "
         "for this many seconds", env=True)
-    frontier_lease_s: Annotated[float, Field(ge=3)] = setting(
+    frontier_lease_s: Annotated[float, Field(ge=3, le=MAX_SECONDS)] = setting(
         60.0, "a frontier worker renews its membership every third of this; one that stops "
         "(killed) counts as gone after this many seconds, and a run with no worker left is "
         "seeded anew by the next one to start")
@@ -411,9 +415,9 @@ class PtmSettings(BaseModel):
                                 AfterValidator(_retry_codes)] = setting(
         [500, 502, 503, 504, 522, 524, 408], "statuses retried, in place of `RETRY_HTTP_CODES` "
         "(never 429: rate limits are waited out)")
-    retry_backoff_base: Annotated[float, Field(ge=0)] = setting(
+    retry_backoff_base: Wait = setting(
         1.0, "seconds before the first retry, doubled each time (half jittered)")
-    retry_backoff_max: Annotated[float, Field(ge=0)] = setting(
+    retry_backoff_max: Wait = setting(
         60.0, "the longest wait between retries")
 
     # -- history, locks, health, resuming ----------------------------------------------------
@@ -424,10 +428,10 @@ class PtmSettings(BaseModel):
         "removed (stat `ptm/history/removals_refused`)")
     lock_enabled: bool = setting(True, "one listing crawl of a hub per store (see "
                                  "[Security](security.md))")
-    lock_wait: Annotated[float, Field(ge=0)] = setting(30.0, "seconds to wait for another "
+    lock_wait: Wait = setting(30.0, "seconds to wait for another "
                                                        "crawl's lock before refusing (exit 4)")
-    lock_ttl: Annotated[float, Field(ge=3)] = setting(120.0, "seconds a lock lives without its "
-                                                      "holder's heartbeat")
+    lock_ttl: Annotated[float, Field(ge=3, le=MAX_SECONDS)] = setting(
+        120.0, "seconds a lock lives without its holder's heartbeat")
     health_max_failed_requests: Count = setting(0, "crawl health fails when a "
                                                 "`ptm/failed/<reason>` count is over this")
     health_max_dropped_ratio: Ratio = setting(0.1, "crawl health fails when one "

@@ -77,6 +77,10 @@ def test_the_defaults_are_the_models_and_the_environment_backs_env_settings() ->
     ({"PTM_HF_QUOTAS": "{"}, "PTM_HF_QUOTAS='{': expected a JSON object"),
     ({"HF_ENDPOINT": "file:///etc"}, "HF_ENDPOINT='file:///etc': expected an http(s) URL"),
     ({"PTM_PYTORCH_HUB_REPO": "no-slash"}, "PTM_PYTORCH_HUB_REPO='no-slash': expected owner/"),
+    ({"PTM_STORE_FLUSH_SECONDS": "1e400"},
+     "PTM_STORE_FLUSH_SECONDS='1e400': input should be less than or equal to 10000000"),
+    ({"PTM_RETRY_BACKOFF_MAX": "inf"}, "PTM_RETRY_BACKOFF_MAX='inf': input should be less"),
+    ({"PTM_PACKAGES_BANDWIDTH": "inf"}, "PTM_PACKAGES_BANDWIDTH='inf': input should be a finite"),
     ({"PTM_FRONTIER": "redis://u:hunter2@h:port/0"},
      "PTM_FRONTIER='redis://u:***@h:port/0': bad port"),
 ])
