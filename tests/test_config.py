@@ -155,3 +155,25 @@ def test_settings_py_sets_no_project_setting() -> None:
 
     names = {setting_name(f) for f in PtmSettings.model_fields}
     assert not names & set(vars(project)), "a default of ptmspiders/config.py repeated"
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("foo://bar", "unsupported PTM_STORE_URI 'foo://bar'"),
+    ("sqlite:///{tmp}/a-file/ptm.sqlite", "cannot open sqlite:///{tmp}/a-file/ptm.sqlite: "),
+    ("sqlite:///{tmp}/garbage.sqlite", "cannot open sqlite:///{tmp}/garbage.sqlite: file is not "
+                                       "a database"),
+])
+def test_scrapy_crawl_refuses_a_store_it_cannot_open_in_one_line(
+        tmp_path: Path, uri: str, message: str) -> None:
+    """Before, the pipelines' open failed inside the crawl: three tracebacks, exit 1."""
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "garbage.sqlite").write_bytes(b"\x01" * 4096)
+    uri, message = uri.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-s", f"PTM_STORE_URI={uri}",
+         "-s", "GITHUB_API_URL=http://127.0.0.1:9"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

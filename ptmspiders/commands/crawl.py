@@ -29,6 +29,7 @@ from ptmspiders.config import PtmSettings, SettingsError
 from ptmspiders.middlewares.ratelimit_redis import ping_frontier
 from ptmspiders.outcome import EXIT_USAGE, crawl_problems, exit_status
 from ptmspiders.spiders.base import PtmSpider
+from ptmspiders.stores import StoreError, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,13 @@ class Command(ScrapyCrawlCommand):
             logger.error("%s", exc)
             self.exitcode = EXIT_USAGE
             return
+        if config.store_enabled or config.history_enabled or config.lock_enabled:
+            try:  # a store that cannot be opened failed the crawl with three tracebacks
+                open_store(config.store_uri).close()
+            except StoreError as exc:
+                logger.error("%s", exc)
+                self.exitcode = 1
+                return
         if config.frontier:
             try:
                 ping_frontier(config.frontier)

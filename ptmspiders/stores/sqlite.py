@@ -183,7 +183,10 @@ class SQLiteStore(Store):
         self.readonly = readonly
         path = sqlite_path(uri)
         if path != ":memory:" and not readonly:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file where its folder should be, no permission
+                raise StoreError(f"cannot open {uri}: {exc}") from exc
         try:
             if readonly and path != ":memory:":
                 target = "file:" + urllib.parse.quote(str(Path(path).absolute())) + "?mode=ro"
