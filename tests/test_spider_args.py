@@ -61,6 +61,15 @@ BAD = [
     ("packages", {"weights": "pickles"}, "-a weights='pickles': expected one of all, none, "
                                          "safe"),
     ("packages", {"hubs": "kaggle"}, "-a hubs='kaggle': unknown argument (did you mean hub?"),
+    # Beyond what a store's integer holds: the crawl record's write failed with a traceback.
+    ("hf_models", {"limit": "9" * 20}, f"-a limit='{'9' * 20}': Input should be less than or "
+                                       "equal to 9223372036854775807"),
+    ("packages", {"limit": "9" * 20}, f"-a limit='{'9' * 20}': Input should be less than or "
+                                      "equal to 9223372036854775807"),
+    ("packages", {"max_bytes": "9" * 20 + "G"}, f"-a max_bytes='{'9' * 20}G': Input should be "
+                                                "less than or equal to 9223372036854775807"),
+    # More digits than a float holds: an OverflowError escaped as a traceback.
+    ("packages", {"max_bytes": "9" * 400}, f"-a max_bytes='{'9' * 400}': a size such as 500G"),
 ]
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
-from pydantic import AfterValidator, BeforeValidator, Field, NonNegativeInt, field_serializer
+from pydantic import AfterValidator, BeforeValidator, Field, field_serializer
 from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.http import Response
@@ -40,7 +40,7 @@ from ptmspiders.packages.selection import (
     Selection,
     parse_size,
 )
-from ptmspiders.query import parse_sort
+from ptmspiders.query import INT64_MAX, parse_sort
 from ptmspiders.spiders.base import PtmSpider
 from ptmspiders.stores import Store, crawler_store
 
@@ -83,11 +83,13 @@ def _sort(value: str | None) -> str | None:
 def _size(value: Any) -> int | None:
     try:
         return parse_size(value.strip() if isinstance(value, str) else value, "size")
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: more digits than a float holds
         raise ValueError("a size such as 500G, 20M or 1024") from None
 
 
-Size = Annotated[NonNegativeInt | None, BeforeValidator(_size)]
+# At most what a store's integer holds (the crawl record keeps the arguments).
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Size = Annotated[Count | None, BeforeValidator(_size)]
 
 
 class PackagesParams(SpiderParams):
@@ -102,7 +104,7 @@ class PackagesParams(SpiderParams):
         default_factory=dict, description="a MongoDB filter over models, as ptm query takes")
     sort: Annotated[Text, AfterValidator(_sort)] = Field(
         None, description="sort keys over models, e.g. -downloads")
-    limit: Annotated[NonNegativeInt | None, blank_is(None)] = Field(
+    limit: Annotated[Count | None, blank_is(None)] = Field(
         None, description="at most this many models")
     top: Annotated[Annotated[float, Field(gt=0, le=1)] | None, blank_is(None)] = Field(
         None, description="a share in (0, 1]: the top of each hub by downloads")
