@@ -68,6 +68,13 @@ BAD = [
                                       "equal to 9223372036854775807"),
     ("packages", {"max_bytes": "9" * 20 + "G"}, f"-a max_bytes='{'9' * 20}G': Input should be "
                                                 "less than or equal to 9223372036854775807"),
+    # A filter the stores refuse failed the crawl's first query with a traceback.
+    ("packages", {"filter": '{"downloads": {"$foo": 1}}'}, "-a filter='{\"downloads\": "
+                                                           "{\"$foo\": 1}}': unsupported "
+                                                           "operator $foo on downloads"),
+    ("packages", {"filter": '{"a": NaN}'}, "-a filter='{\"a\": NaN}': nan for a: NaN and "
+                                           "infinite numbers are not supported"),
+    ("packages", {"filter": "[" * 100_000}, f"-a filter='{'[' * 100_000}': "),
     # More digits than a float holds: an OverflowError escaped as a traceback.
     ("packages", {"max_bytes": "9" * 400}, f"-a max_bytes='{'9' * 400}': a size such as 500G"),
 ]

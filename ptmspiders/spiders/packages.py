@@ -40,7 +40,7 @@ from ptmspiders.packages.selection import (
     Selection,
     parse_size,
 )
-from ptmspiders.query import INT64_MAX, parse_sort
+from ptmspiders.query import INT64_MAX, check_filter, check_json_depth, parse_sort
 from ptmspiders.spiders.base import PtmSpider
 from ptmspiders.stores import Store, crawler_store
 
@@ -66,13 +66,16 @@ def _json_object(value: Any) -> Any:
         return value
     if not value.strip():
         return {}
+    check_json_depth(value)  # before json.loads recurses
     try:
         where = json.loads(value)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(where, dict):
         raise ValueError("a JSON object, e.g. '{\"library\": \"onnx\"}'")
-    return where
+    # An operator the stores refuse (or NaN, a 70-bit integer) is an argument error now, not
+    # a traceback when the crawl first queries its models.
+    return check_filter(where)
 
 
 def _sort(value: str | None) -> str | None:
