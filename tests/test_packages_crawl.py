@@ -816,3 +816,20 @@ def test_closespider_keeps_the_records_of_packages_under_way(hubs, tmp_path):
     assert stats.get("ptm/packages/done") == len(got), log[-3000:]
     assert stats.get("ptm/incomplete/packages_cancelled", 0) == 6 - len(got)
     assert len(got) > 1  # more than the one record that triggered the close
+
+
+@pytest.mark.crawl
+def test_a_dest_that_is_a_file_stops_the_crawl_in_one_line(hubs, tmp_path):
+    """Before, ``clean_tmp`` raised in ``spider_opened`` (a traceback) and the crawl went on,
+    failing every file it fetched."""
+    hub, _ = hubs
+    hostile_repos(hub.packages)
+    seed(tmp_path, hub.packages.model_docs())
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run_crawl("packages", hub, tmp_path, "-a", f"dest={tmp_path / 'a-file'}",
+                       "-a", "limit=1", check=False)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"Packages folder {tmp_path / 'a-file'} cannot be used: [Errno 20] Not a " \
+           "directory" in result.stderr
+    assert crawl_stats(result)["finish_reason"] == "blob_store_unavailable"
+    assert not [r for r in hub.log if "/resolve/" in r.path or "/cdn/" in r.path]

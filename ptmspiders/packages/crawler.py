@@ -200,7 +200,11 @@ class PackageCrawler(PtmSpider):
         except ValueError as exc:  # an object store that cannot be reached or used
             logger.error("%s", exc)
             raise CloseSpider("blob_store_unavailable") from None
-        removed = self.blobs.clean_tmp()
+        try:
+            removed = self.blobs.clean_tmp()
+        except OSError as exc:  # dest is a file, or a folder that cannot be made or written
+            logger.error("Packages folder %s cannot be used: %s", self.blobs.location, exc)
+            raise CloseSpider("blob_store_unavailable") from None
         if removed:
             logger.info("Removed %d leftovers of an interrupted run from %s", removed,
                         self.blobs.tmp)
