@@ -96,6 +96,14 @@ def test_links_papers_and_odd_values():
     assert style.tasks == [] and style.github_repos == [] and style.libraries == ["caffe2"]
 
 
+def test_a_slug_is_one_quoted_path_segment():
+    # Unquoted, ``a#b`` asked for model ``a`` and ``../x`` for another path of the site.
+    assert mz.detail_url("http://h/", "a#b") == "http://h/api/models/a%23b/"
+    assert mz.detail_url("http://h", "../x?y") == "http://h/api/models/..%2Fx%3Fy/"
+    assert mz.page_url("http://h", "a/b") == "http://h/model/a%2Fb"
+    assert mz.detail_url("http://h", "mask-rcnn_1.0") == "http://h/api/models/mask-rcnn_1.0/"
+
+
 def test_list_only_document_keeps_list_facts():
     item = item_for("mask-r-cnn-keras", source="list")
     assert item.likes == 24610 and item.github_repos == ["matterport/mask_rcnn"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from bs4 import BeautifulSoup, Tag
@@ -40,11 +41,13 @@ def list_url(base: str) -> str:
 
 
 def detail_url(base: str, slug: str) -> str:
-    return f"{base.rstrip('/')}/api/models/{slug}/"
+    """A slug is one path segment, quoted: ``-a slugs=a#b`` asked for model ``a``, and
+    ``../x`` (given or listed) for another path of the site."""
+    return f"{base.rstrip('/')}/api/models/{quote(slug, safe='')}/"
 
 
 def page_url(base: str, slug: str) -> str:
-    return f"{base.rstrip('/')}/model/{slug}"
+    return f"{base.rstrip('/')}/model/{quote(slug, safe='')}"
 
 
 def home_url(base: str) -> str:
