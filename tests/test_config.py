@@ -177,3 +177,19 @@ def test_scrapy_crawl_refuses_a_store_it_cannot_open_in_one_line(
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_scrapy_crawl_refuses_a_jobdir_that_is_a_file_in_one_line(tmp_path: Path) -> None:
+    """Before, Scrapy's dupefilter failed to open ``requests.seen`` in it: two tracebacks."""
+    (tmp_path / "a-file").write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-s",
+         f"JOBDIR={tmp_path}/a-file/job", "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite",
+         "-s", "GITHUB_API_URL=http://127.0.0.1:9"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        f"JOBDIR={tmp_path}/a-file/job cannot be used: [Errno 20] Not a directory: "
+        f"'{tmp_path}/a-file/job'"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

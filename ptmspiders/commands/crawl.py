@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
@@ -51,6 +52,14 @@ class Command(ScrapyCrawlCommand):
             check_components(crawler.settings)
         except SettingsError as exc:
             logger.error("%s", exc)
+            self.exitcode = EXIT_USAGE
+            return
+        jobdir = crawler.settings.get("JOBDIR")
+        try:  # as Scrapy makes it; a file there failed its dupefilter with two tracebacks
+            if jobdir:
+                Path(jobdir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            logger.error("JOBDIR=%s cannot be used: %s", jobdir, exc)
             self.exitcode = EXIT_USAGE
             return
         if config.store_enabled or config.history_enabled or config.lock_enabled:
