@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from scrapy import Request
@@ -162,13 +163,18 @@ def test_a_parser_bug_on_one_file_is_counted_not_raised(monkeypatch):
     assert stats(spider)["ptm/skipped/parser_error"] == 1
 
 
-def test_paths_argument_restricts_the_catalogue_files():
+def test_paths_argument_restricts_the_catalogue_files(caplog):
     spider = make_spider(None, paths="good.md,sub/")
     tree_request = started(spider)
     files = {"good.md": GOOD, "other.md": OTHER, "good.md.bak.md": GOOD}
-    requests = list(spider.parse_tree(TextResponse(tree_request.url, body=tree_body(files))))
+    with caplog.at_level(logging.WARNING):
+        requests = list(spider.parse_tree(TextResponse(tree_request.url,
+                                                       body=tree_body(files))))
     assert [r.url.rsplit("/", 1)[1] for r in requests] == ["good.md"]
     assert stats(spider)["ptm/catalogue_files"] == 1
+    # A path matching no file (a typo) is said, not a silent crawl of less.
+    assert stats(spider)["ptm/paths_unmatched"] == 1
+    assert "-a paths: no catalogue file at or below sub/ in pytorch/hub@master" in caplog.text
 
 
 def test_requests_queued_by_an_earlier_run_are_ignored():

@@ -41,6 +41,11 @@ class StoredDoc:
     fields: dict[str, Any]
 
 
+def at_or_below(path: str, prefix: str) -> bool:
+    """``path`` is ``prefix`` or lies in the folder ``prefix`` (as ``-a paths`` means)."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
 class CatalogueParams(SpiderParams):
     """Arguments of the GitHub-hosted catalogues."""
 
@@ -125,6 +130,11 @@ class GithubCatalogueSpider(PtmSpider[CatalogueParams]):
             self.mark_incomplete("tree_truncated")
         files = [e for e in tree.blobs() if self.is_catalogue_file(e.path) and self.wanted(e.path)]
         self.count("catalogue_files", len(files))
+        unmatched = [p for p in self.args.paths if not any(at_or_below(e.path, p) for e in files)]
+        if unmatched:  # a typo in -a paths was a crawl of nothing, exit 0 and not a word
+            self.count("paths_unmatched", len(unmatched))
+            logger.warning("-a paths: no catalogue file at or below %s in %s@%s",
+                           ", ".join(unmatched), self.repo.full_name, self.repo.ref)
         logger.info("%s@%s (tree %s): %d catalogue files of %d entries", self.repo.full_name,
                     self.repo.ref, tree.sha[:12], len(files), len(tree.entries))
         self.stored = self.stored_by_path()
@@ -132,7 +142,7 @@ class GithubCatalogueSpider(PtmSpider[CatalogueParams]):
 
     def wanted(self, path: str) -> bool:
         paths = self.args.paths
-        return not paths or any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths)
+        return not paths or any(at_or_below(path, p) for p in paths)
 
     def schedule(self, files: list[TreeEntry],
                  stored: dict[str, list[StoredDoc]]) -> Iterator[Request]:
