@@ -208,7 +208,7 @@ def test_the_crawl_command_refuses_wrong_arguments_before_the_crawl(
         "hf_models: -a limit='abc': Input should be a valid integer, unable to parse string as "
         "an integer"]
     assert command().arguments_refused("hf_models", {"limit": "5", "_job": "1"}) is False
-    # Scrapy reports an unknown spider name itself.
+    # An unknown spider name is reported by run() (see the test below).
     assert command().arguments_refused("no_such_spider", {"limit": "5"}) is False
 
 
@@ -229,3 +229,17 @@ def test_scrapy_crawl_refuses_a_wrong_argument_in_one_line(
     assert "Traceback" not in result.stderr
     assert mockhub.log == []  # nothing asked of the hub
     assert not (tmp_path / "ptm.sqlite").exists()  # no store opened, no crawl record
+
+
+@pytest.mark.crawl
+def test_scrapy_crawl_names_the_spiders_for_an_unknown_one_in_one_line(
+        mockhub: MockHub, tmp_path: Path) -> None:
+    """Scrapy's ``KeyError: 'Spider not found'`` was a traceback."""
+    result = run_crawl("hf_model", mockhub, tmp_path, check=False, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        "No spider 'hf_model': one of hf_models, kaggle_models, modelhub, modelzoo, onnx_zoo, "
+        "packages, pytorch_hub, tfhub"), errors
+    assert "Traceback" not in result.stderr
+    assert mockhub.log == [] and not (tmp_path / "ptm.sqlite").exists()

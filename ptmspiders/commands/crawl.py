@@ -46,6 +46,11 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_USAGE
             return
         assert self.crawler_process is not None
+        spiders = self.crawler_process.spider_loader.list()
+        if args[0] not in spiders:  # Scrapy's KeyError here was a traceback
+            logger.error("No spider %r: one of %s", args[0], ", ".join(sorted(spiders)))
+            self.exitcode = EXIT_USAGE
+            return
         try:
             crawler = self.crawler_process.create_crawler(args[0])
             config = PtmSettings.from_settings(crawler.settings)  # components read it later
@@ -95,7 +100,7 @@ class Command(ScrapyCrawlCommand):
         try:
             spidercls = self.crawler_process.spider_loader.load(spider)
         except KeyError:
-            return False  # create_crawler reports an unknown spider as Scrapy does
+            return False  # run() reports an unknown spider
         if not issubclass(spidercls, PtmSpider):
             return False
         try:
