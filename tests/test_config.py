@@ -16,6 +16,7 @@ from scrapy.settings import Settings
 from scrapy.utils.project import get_project_settings
 from scrapy.utils.test import get_crawler
 
+from ptmspiders.commands.crawl import feed_problem
 from ptmspiders.config import (
     PtmSettings,
     SettingsError,
@@ -192,4 +193,33 @@ def test_scrapy_crawl_refuses_a_jobdir_that_is_a_file_in_one_line(tmp_path: Path
     assert len(errors) == 1 and errors[0].endswith(
         f"JOBDIR={tmp_path}/a-file/job cannot be used: [Errno 20] Not a directory: "
         f"'{tmp_path}/a-file/job'"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_feed_problem_names_what_keeps_a_local_feed_from_being_written(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "d.jsonl").mkdir()
+    assert feed_problem(f"{tmp_path}/a-file/x.jsonl") == f"{tmp_path}/a-file is not a folder"
+    assert feed_problem(f"file://{tmp_path}/a-file/x.jsonl") == \
+        f"{tmp_path}/a-file is not a folder"
+    assert feed_problem(f"{tmp_path}/d.jsonl") == "it is a folder"
+    assert feed_problem(f"{tmp_path}/new/x.jsonl") is None  # Scrapy makes the folder
+    assert feed_problem(f"{tmp_path}/a-file/%(name)s.jsonl") is None  # filled in later
+    assert feed_problem("s3://bucket/x.jsonl") is None
+
+
+def test_scrapy_crawl_refuses_a_feed_it_cannot_write_in_one_line(tmp_path: Path) -> None:
+    """Before, Scrapy's feed exporter failed at the first item (three tracebacks) and the
+    crawl still exited 0."""
+    (tmp_path / "a-file").write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-o",
+         f"{tmp_path}/a-file/out.jsonl", "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite",
+         "-s", "GITHUB_API_URL=http://127.0.0.1:9"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        f"Cannot write the feed {tmp_path}/a-file/out.jsonl: {tmp_path}/a-file is not a "
+        "folder"), result.stderr[-2000:]
     assert "Traceback" not in result.stderr

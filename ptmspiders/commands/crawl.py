@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
@@ -67,6 +68,12 @@ class Command(ScrapyCrawlCommand):
             logger.error("JOBDIR=%s cannot be used: %s", jobdir, exc)
             self.exitcode = EXIT_USAGE
             return
+        for uri in crawler.settings.getdict("FEEDS"):
+            problem = feed_problem(str(uri))
+            if problem:  # Scrapy failed at the first item: three tracebacks, and exit 0
+                logger.error("Cannot write the feed %s: %s", uri, problem)
+                self.exitcode = EXIT_USAGE
+                return
         if config.store_enabled or config.history_enabled or config.lock_enabled:
             try:  # a store that cannot be opened failed the crawl with three tracebacks
                 open_store(config.store_uri).close()
@@ -127,3 +134,19 @@ def check_components(settings: BaseSettings) -> None:
                 load_object(key)
             except (ImportError, NameError, ValueError) as exc:
                 raise SettingsError(f"{name}: cannot load {key!r}: {exc}") from None
+
+
+def feed_problem(uri: str) -> str | None:
+    """Why a local feed file (``-o``/``-O``) cannot be written: a folder, or a file where a
+    folder of its path should be. None when it may be (or when it is not a local path, or
+    names a folder through ``%(...)s`` placeholders Scrapy fills in later)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("", "file") or "%(" in uri:
+        return None
+    path = Path(parts.path if parts.scheme == "file" else uri)
+    if path.is_dir():
+        return "it is a folder"
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"{parent} is not a folder"
+    return None
