@@ -326,6 +326,22 @@ def test_cli_writes_html_json_and_csvs(report_dir: Path, tmp_path: Path) -> None
     assert ptm(["--store", db, "report", "--out", str(tmp_path / "x"), "--hub", "nohub"]) == 2
 
 
+def test_cli_refuses_an_empty_out_and_escapes_a_hub_name(
+        report_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    db = f"sqlite:///{tmp_path}/ptm.sqlite"
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    # --out '' wrote the report into the current folder.
+    assert ptm(["--store", db, "report", "--out", ""]) == 2
+    assert capsys.readouterr().err == "ptm: error: --out is empty: name the report's folder\n"
+    assert list((tmp_path / "cwd").iterdir()) == []
+    # A hub name's terminal escape was printed as is.
+    assert ptm(["--store", db, "report", "--out", str(tmp_path / "x"), "--hub", "\x1b[2J"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.startswith("ptm: error: unknown hub(s): \\x1b[2J;")
+
+
 def test_empty_store_still_renders(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path}/empty.sqlite") as st:
         m = build_report(st, tmp_path / "out")

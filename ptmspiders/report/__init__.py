@@ -7,7 +7,6 @@ store holding the same documents give the same numbers.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,12 +77,15 @@ def build_report(store: Store, out: Path, hubs: Sequence[str] = ()) -> m.Result:
 
 
 def cmd_report(store: Store, args: argparse.Namespace) -> int:
+    from ptmspiders.cli import UsageError  # which imports this module
+
     hubs = [h for value in args.hub or [] for h in list_arg(value)]
+    if not args.out.strip():  # Path("") is the current folder: a dozen files landed there
+        raise UsageError("--out is empty: name the report's folder")
     try:
         build_report(store, Path(args.out), hubs)
-    except ValueError as exc:
-        print(f"ptm: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # ptm's one line: a hub name's escapes are not sent as is
+        raise UsageError(str(exc)) from None
     print(f"Report written to {Path(args.out) / 'index.html'} (with metrics.json and CSVs)")
     return 0
 
