@@ -182,6 +182,19 @@ def test_unknown_slug_argument_stores_nothing(mockhub, tmp_path):
 
 
 @pytest.mark.crawl
+def test_a_slug_argument_without_a_usable_detail_stores_nothing(mockhub, tmp_path):
+    # Before, a document of the slug alone was stored: a typo while the API refused became
+    # a model.
+    mockhub.modelzoo.refuse = {"bert-tensorflow"}
+    result = run_crawl("modelzoo", mockhub, tmp_path, "-a", "slugs=bert-tensorflow",
+                       "-s", "PTM_CHROMIUM_PATH=/nonexistent/chromium")
+    assert "modelzoo: nothing stored for -a slugs=bert-tensorflow: its detail is unusable " \
+           "(api_403)" in result.stderr
+    assert crawl_stats(result)["ptm/skipped/slug_without_detail"] == 1
+    assert stored(tmp_path) == {}
+
+
+@pytest.mark.crawl
 def test_a_browser_that_cannot_start_is_an_error_not_a_crash(mockhub, tmp_path):
     mockhub.modelzoo.refuse = {"bert-tensorflow", "mask-r-cnn-keras"}
     result = run_crawl("modelzoo", mockhub, tmp_path, "-s", "PTM_CHROMIUM_PATH=/bin/false")

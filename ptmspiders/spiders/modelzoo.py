@@ -216,7 +216,7 @@ class ModelzooSpider(PtmSpider[ModelzooParams]):
         if url_too_long(self.settings, url):  # UrlLengthMiddleware would drop it silently
             count_url_too_long(self.crawler.stats, url, what="model detail")
             if source_url is not None:
-                yield self.list_only(entry, source_url, reason=URL_TOO_LONG)
+                yield from self.list_only(entry, source_url, reason=URL_TOO_LONG)
             return
         yield self.api_request(url, callback=self.parse_detail, errback=self.errback_detail,
                                meta=meta)
@@ -231,7 +231,7 @@ class ModelzooSpider(PtmSpider[ModelzooParams]):
                 return
             logger.warning("modelzoo lists %s but has no detail for it (404 at %s)",
                            entry["slug"], response.url)
-            yield self.list_only(entry, list_url, reason="detail_404")
+            yield from self.list_only(entry, list_url, reason="detail_404")
             return
         if response.status != 200:
             self.count(f"api_refused/{response.status}")
@@ -260,7 +260,7 @@ class ModelzooSpider(PtmSpider[ModelzooParams]):
         """The rendered page instead of the API detail, if a browser can run."""
         if self.args.render == "never" or self.browser_problem:
             self.count("browser/unavailable")
-            yield self.list_only(entry, list_url, reason=reason)
+            yield from self.list_only(entry, list_url, reason=reason)
             return
         from scrapy_playwright.page import PageMethod
 
@@ -280,7 +280,7 @@ class ModelzooSpider(PtmSpider[ModelzooParams]):
             detail = mz.parse_rendered_page(response.text)
         except BadResponse as exc:
             self.bad_response(response, exc, what="rendered model page")
-            yield self.list_only(entry, response.meta.get("ptm_list_url"),
+            yield from self.list_only(entry, response.meta.get("ptm_list_url"),
                                  reason=f"page_{exc.reason}")
             return
         self.count("browser/rendered")
@@ -297,13 +297,21 @@ class ModelzooSpider(PtmSpider[ModelzooParams]):
         if "BrowserType.launch" in message and not self.browser_problem:
             # A browser that cannot start will not start for the next model either.
             self.browser_problem = f"Chromium failed to start: {message}"
-        yield self.list_only(request.meta["ptm_entry"], request.meta.get("ptm_list_url"),
+        yield from self.list_only(request.meta["ptm_entry"], request.meta.get("ptm_list_url"),
                              reason="browser_failed")
 
     def list_only(self, entry: dict[str, Any], list_url: str | None, *, reason: str
-                  ) -> ModelItem:
+                  ) -> Iterator[ModelItem]:
+        """The model from its listing entry alone. A slug given with ``-a slugs`` has no
+        entry: a document of the slug alone named a model that may not exist (a typo while
+        the API refused), so nothing is stored, and that is said and counted."""
+        if list_url is None:
+            self.count("skipped/slug_without_detail")
+            logger.warning("modelzoo: nothing stored for -a slugs=%s: its detail is unusable "
+                           "(%s)", entry["slug"], reason)
+            return
         self.count("list_only")
         item = mz.build_item(entry, None, base=self.base, source="list", source_url=list_url,
                              seen_at=self.seen_at())
         item.extra["detail_error"] = reason
-        return item
+        yield item
