@@ -262,6 +262,10 @@ def cmd_export(store: Store, args: argparse.Namespace) -> int:
     out: Path | IO[bytes] = sys.stdout.buffer if args.out == "-" else Path(args.out)
     if isinstance(out, Path) and out.parent and not out.parent.is_dir():
         raise UsageError(f"no such directory: {out.parent}")
+    if isinstance(out, Path) and any(out.exists() and f.exists() and os.path.samefile(out, f)
+                                     for f in store_files(store.uri)):
+        # Opening it for writing emptied the store: "ptm only reads" must hold here too.
+        raise UsageError(f"{args.out} is a file of the store itself: export to another file")
     with progress_bar(args, total, "model") as bar:
         n = export(docs, args.format, out, batch_size=args.batch_size,
                    progress=bar.update if bar is not None else lambda n: None,
@@ -476,6 +480,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     return parser
+
+
+def store_files(uri: str) -> list[Path]:
+    """The files of a SQLite store (the database, its WAL, shared memory and journal)."""
+    if not uri.startswith("sqlite://"):
+        return []
+    from ptmspiders.stores.sqlite import sqlite_path
+
+    path = sqlite_path(uri)
+    return [] if path == ":memory:" else [Path(path + s) for s in ("", "-wal", "-shm",
+                                                                   "-journal")]
 
 
 def open_existing(uri: str) -> Store:

@@ -77,6 +77,25 @@ def test_hub_filter_and_jsonl(sqlite_uri: str, tmp_path: Path) -> None:
     assert len(out2.read_text().splitlines()) == 2
 
 
+@pytest.mark.parametrize(("fmt", "name"), [("jsonl", "ptm.sqlite"), ("parquet", "ptm.sqlite"),
+                                           ("jsonl", "ptm.sqlite-wal"), ("jsonl", "link")])
+def test_export_refuses_to_overwrite_the_store_it_reads(
+        sqlite_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str,
+        name: str) -> None:
+    """Before, ``ptm export ... ptm.sqlite`` truncated the store it was reading: all lost."""
+    (tmp_path / "link").symlink_to(tmp_path / "ptm.sqlite")
+    with open_store(sqlite_uri) as store:  # a writer keeps the WAL file there
+        store.upsert("models", [{"_id": "tfhub:o9/m9", "hub": "tfhub"}])
+        before = (tmp_path / "ptm.sqlite").read_bytes()
+        assert cli.main(["--store", sqlite_uri, "export", "--format", fmt,
+                         str(tmp_path / name)]) == 2
+        assert (tmp_path / "ptm.sqlite").read_bytes() == before
+    assert capsys.readouterr().err == (f"ptm: error: {tmp_path / name} is a file of the store "
+                                       "itself: export to another file\n")
+    with open_store(sqlite_uri) as store:
+        assert store.count("models") == 7
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "mongomock"])
 def test_ptmtorrent_export_has_the_unified_schema(backend: str, sqlite_uri: str, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
