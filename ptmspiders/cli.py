@@ -29,6 +29,7 @@ from ptmspiders.stores import (
     Doc,
     Store,
     StoreError,
+    is_store_file,
     open_store,
     redact_uri,
 )
@@ -262,8 +263,7 @@ def cmd_export(store: Store, args: argparse.Namespace) -> int:
     out: Path | IO[bytes] = sys.stdout.buffer if args.out == "-" else Path(args.out)
     if isinstance(out, Path) and out.parent and not out.parent.is_dir():
         raise UsageError(f"no such directory: {out.parent}")
-    if isinstance(out, Path) and any(out.exists() and f.exists() and os.path.samefile(out, f)
-                                     for f in store_files(store.uri)):
+    if isinstance(out, Path) and is_store_file(store.uri, out):
         # Opening it for writing emptied the store: "ptm only reads" must hold here too.
         raise UsageError(f"{args.out} is a file of the store itself: export to another file")
     with progress_bar(args, total, "model") as bar:
@@ -480,17 +480,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     return parser
-
-
-def store_files(uri: str) -> list[Path]:
-    """The files of a SQLite store (the database, its WAL, shared memory and journal)."""
-    if not uri.startswith("sqlite://"):
-        return []
-    from ptmspiders.stores.sqlite import sqlite_path
-
-    path = sqlite_path(uri)
-    return [] if path == ":memory:" else [Path(path + s) for s in ("", "-wal", "-shm",
-                                                                   "-journal")]
 
 
 def open_existing(uri: str) -> Store:

@@ -206,6 +206,12 @@ def test_feed_problem_names_what_keeps_a_local_feed_from_being_written(tmp_path:
     assert feed_problem(f"{tmp_path}/new/x.jsonl") is None  # Scrapy makes the folder
     assert feed_problem(f"{tmp_path}/a-file/%(name)s.jsonl") is None  # filled in later
     assert feed_problem("s3://bucket/x.jsonl") is None
+    # -O ptm.sqlite:jsonl emptied the store the crawl was writing.
+    (tmp_path / "ptm.sqlite").write_bytes(b"")
+    store = f"sqlite:///{tmp_path}/ptm.sqlite"
+    assert feed_problem(f"{tmp_path}/ptm.sqlite", store) == \
+        "it is a file of the store (PTM_STORE_URI)"
+    assert feed_problem(f"{tmp_path}/ptm.sqlite", f"sqlite:///{tmp_path}/other.sqlite") is None
 
 
 def test_scrapy_crawl_refuses_a_feed_it_cannot_write_in_one_line(tmp_path: Path) -> None:

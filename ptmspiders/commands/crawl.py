@@ -31,7 +31,7 @@ from ptmspiders.config import PtmSettings, SettingsError
 from ptmspiders.middlewares.ratelimit_redis import ping_frontier
 from ptmspiders.outcome import EXIT_USAGE, crawl_problems, exit_status
 from ptmspiders.spiders.base import PtmSpider
-from ptmspiders.stores import StoreError, open_store
+from ptmspiders.stores import StoreError, is_store_file, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_USAGE
             return
         for uri in crawler.settings.getdict("FEEDS"):
-            problem = feed_problem(str(uri))
+            problem = feed_problem(str(uri), config.store_uri)
             if problem:  # Scrapy failed at the first item: three tracebacks, and exit 0
                 logger.error("Cannot write the feed %s: %s", uri, problem)
                 self.exitcode = EXIT_USAGE
@@ -136,16 +136,19 @@ def check_components(settings: BaseSettings) -> None:
                 raise SettingsError(f"{name}: cannot load {key!r}: {exc}") from None
 
 
-def feed_problem(uri: str) -> str | None:
-    """Why a local feed file (``-o``/``-O``) cannot be written: a folder, or a file where a
-    folder of its path should be. None when it may be (or when it is not a local path, or
-    names a folder through ``%(...)s`` placeholders Scrapy fills in later)."""
+def feed_problem(uri: str, store_uri: str = "") -> str | None:
+    """Why a local feed file (``-o``/``-O``) cannot be written: a folder, a file where a
+    folder of its path should be, or a file of the SQLite store at ``store_uri`` (``-O``
+    emptied it). None when it may be (or when it is not a local path, or names a folder
+    through ``%(...)s`` placeholders Scrapy fills in later)."""
     parts = urlsplit(uri)
     if parts.scheme not in ("", "file") or "%(" in uri:
         return None
     path = Path(parts.path if parts.scheme == "file" else uri)
     if path.is_dir():
         return "it is a folder"
+    if is_store_file(store_uri, path):
+        return "it is a file of the store (PTM_STORE_URI)"
     for parent in path.parents:
         if parent.exists():
             return None if parent.is_dir() else f"{parent} is not a folder"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptmspiders.config import PtmSettings
@@ -13,7 +15,7 @@ if TYPE_CHECKING:
 DEFAULT_STORE_URI: str = PtmSettings.model_fields["store_uri"].default
 
 __all__ = ["COLLECTIONS", "DEFAULT_STORE_URI", "Doc", "Store", "StoreError", "crawler_store",
-           "first_crawl_of", "open_store", "redact_uri"]
+           "first_crawl_of", "is_store_file", "open_store", "redact_uri"]
 
 
 def open_store(uri: str, *, readonly: bool = False,
@@ -33,6 +35,19 @@ def open_store(uri: str, *, readonly: bool = False,
     raise StoreError(
         f"unsupported PTM_STORE_URI {redact_uri(uri)!r}: use sqlite:///path or mongodb://host/db"
     )
+
+
+def is_store_file(uri: str, path: Path) -> bool:
+    """Whether ``path`` is (or links to) a file of the SQLite store at ``uri``: its database,
+    WAL, shared memory or journal. Writing an export or a feed there destroyed the store."""
+    if not uri.startswith("sqlite://") or not path.exists():
+        return False
+    from ptmspiders.stores.sqlite import sqlite_path
+
+    db = sqlite_path(uri)
+    return db != ":memory:" and any(
+        Path(db + suffix).exists() and os.path.samefile(path, db + suffix)
+        for suffix in ("", "-wal", "-shm", "-journal"))
 
 
 def crawler_store(crawler: Crawler) -> Store:
