@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -31,7 +32,7 @@ from ptmspiders.config import PtmSettings, SettingsError
 from ptmspiders.middlewares.ratelimit_redis import ping_frontier
 from ptmspiders.outcome import EXIT_USAGE, crawl_problems, exit_status
 from ptmspiders.spiders.base import PtmSpider
-from ptmspiders.stores import StoreError, is_store_file, open_store
+from ptmspiders.stores import StoreError, is_store_file, open_store, redact_uri
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ class Command(ScrapyCrawlCommand):
             if jobdir:
                 Path(jobdir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            logger.error("JOBDIR=%s cannot be used: %s", jobdir, exc)
+            logger.error("JOBDIR=%s cannot be used: %s", jobdir, f"{exc.filename} is not a folder"
+                         if isinstance(exc, FileExistsError) else exc)
             self.exitcode = EXIT_USAGE
             return
         for uri in crawler.settings.getdict("FEEDS"):
@@ -75,10 +77,9 @@ class Command(ScrapyCrawlCommand):
                 self.exitcode = EXIT_USAGE
                 return
         if config.store_enabled or config.history_enabled or config.lock_enabled:
-            try:  # a store that cannot be opened failed the crawl with three tracebacks
-                open_store(config.store_uri).close()
-            except StoreError as exc:
-                logger.error("%s", exc)
+            problem = store_problem(config.store_uri)
+            if problem:  # failed inside the crawl: three tracebacks (and MongoDB's 30 s)
+                logger.error("%s", problem)
                 self.exitcode = 1
                 return
         if config.frontier:
@@ -152,4 +153,21 @@ def feed_problem(uri: str, store_uri: str = "") -> str | None:
     for parent in path.parents:
         if parent.exists():
             return None if parent.is_dir() else f"{parent} is not a folder"
+    return None
+
+
+def store_problem(uri: str) -> str | None:
+    """Why the store at ``uri`` cannot be used (one line), or None: it is opened and read
+    once, so an unreachable MongoDB answers within its server selection timeout."""
+    from pymongo.errors import PyMongoError
+
+    try:
+        with open_store(uri) as store:
+            store.exists("crawls", {})
+    except StoreError as exc:
+        return str(exc)
+    except (PyMongoError, sqlite3.Error) as exc:
+        # pymongo's message goes on with its timeouts and whole topology description
+        text = str(exc).split(", Timeout:")[0].split(" (configured timeouts")[0]
+        return f"Cannot use the store {redact_uri(uri)}: {text}"
     return None

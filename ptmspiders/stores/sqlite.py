@@ -185,7 +185,9 @@ class SQLiteStore(Store):
         if path != ":memory:" and not readonly:
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:  # a file where its folder should be, no permission
+            except FileExistsError as exc:  # a file where its folder should be
+                raise StoreError(f"cannot open {uri}: {exc.filename} is not a folder") from exc
+            except OSError as exc:  # no permission, a read-only file system
                 raise StoreError(f"cannot open {uri}: {exc}") from exc
         try:
             if readonly and path != ":memory:":
