@@ -176,10 +176,15 @@ def _three(value: Any) -> Any:
     return value
 
 
+_C_INT_MAX = 2**31 - 1  # gc.set_threshold takes C ints
+
+
 def _gc_thresholds(value: tuple[int, int, int]) -> tuple[int, int, int]:
     if value[0] < 1 or min(value) < 0:
         raise ValueError("expected three integers, the first at least 1 (0 would switch the "
                          "collector off)")
+    if max(value) > _C_INT_MAX:  # gc.set_threshold's OverflowError was a traceback at start
+        raise ValueError(f"expected three integers of at most {_C_INT_MAX}")
     return value
 
 
