@@ -517,6 +517,15 @@ def _store_failure(exc: Exception, uri: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``ptm``; Ctrl-C ends any command with one line and the shell's status for SIGINT."""
+    try:
+        return run(argv)
+    except KeyboardInterrupt:  # was a traceback, wherever the command was
+        error("interrupted")
+        return 130
+
+
+def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit 2 here
     uri = store_uri(args)

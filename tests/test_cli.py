@@ -176,6 +176,18 @@ def test_missing_store_is_a_failure_not_a_new_file(tmp_path: Path,
     assert cli.main(["--store", "redis://x", "stats"]) == 1
 
 
+def test_ctrl_c_is_one_line_and_status_130(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during a command (here: while the store opens) was a KeyboardInterrupt
+    traceback."""
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "open_existing", interrupted)
+    assert cli.main(["--store", f"sqlite:///{tmp_path}/ptm.sqlite", "stats"]) == 130
+    assert capsys.readouterr().err == "ptm: error: interrupted\n"
+
+
 def test_stats_json_and_table(stores: dict[str, Store], capsys: pytest.CaptureFixture[str],
                               monkeypatch: pytest.MonkeyPatch) -> None:
     results = [ptm(s, capsys, monkeypatch, "stats", "--json") for s in stores.values()]
