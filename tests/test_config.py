@@ -5,8 +5,10 @@ one-line errors naming the setting and its rule, docs/settings.md generated from
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +239,23 @@ def test_scrapy_crawl_refuses_a_feed_it_cannot_write_in_one_line(tmp_path: Path)
         f"Cannot write the feed {tmp_path}/a-file/out.jsonl: {tmp_path}/a-file is not a "
         "folder"), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_while_the_store_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    """The store check waits for MongoDB before Scrapy's signal handlers are in place: an
+    interrupt there was a KeyboardInterrupt traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-s",
+         "PTM_STORE_URI=mongodb://127.0.0.1:1/x", "-s", "GITHUB_API_URL=http://127.0.0.1:9"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)  # the check waits 10 s for the server
+        proc.send_signal(signal.SIGINT)
+        stderr = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stderr.rstrip().endswith("ERROR: Interrupted before the crawl started")
+    assert "Traceback" not in stderr

@@ -76,19 +76,16 @@ class Command(ScrapyCrawlCommand):
                 logger.error("Cannot write the feed %s: %s", uri, problem)
                 self.exitcode = EXIT_USAGE
                 return
-        if config.store_enabled or config.history_enabled or config.lock_enabled:
-            problem = store_problem(config.store_uri)
-            if problem:  # failed inside the crawl: three tracebacks (and MongoDB's 30 s)
-                logger.error("%s", problem)
-                self.exitcode = 1
-                return
-        if config.frontier:
-            try:
-                ping_frontier(config.frontier)
-            except ValueError as exc:  # Redis down or unreachable: the crawl cannot start
-                logger.error("%s", exc)
-                self.exitcode = 1
-                return
+        try:  # Ctrl-C while a server does not answer: before Scrapy's handlers are in place
+            problem = self.servers_problem(config)
+        except KeyboardInterrupt:
+            logger.error("Interrupted before the crawl started")
+            self.exitcode = 130
+            return
+        if problem:
+            logger.error("%s", problem)
+            self.exitcode = 1
+            return
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
         if self.crawler_process.bootstrap_failed:
@@ -100,6 +97,20 @@ class Command(ScrapyCrawlCommand):
             logger.error("Crawl %s did not do its whole job (%s): exit status %d", args[0],
                          ", ".join(crawl_problems(stats)) or "refused by the store's lock",
                          self.exitcode)
+
+    @staticmethod
+    def servers_problem(config: PtmSettings) -> str | None:
+        """Why the crawl's store or frontier cannot be used (one line), or None."""
+        if config.store_enabled or config.history_enabled or config.lock_enabled:
+            problem = store_problem(config.store_uri)
+            if problem:  # failed inside the crawl: three tracebacks (and MongoDB's 30 s)
+                return problem
+        if config.frontier:
+            try:
+                ping_frontier(config.frontier)
+            except ValueError as exc:  # Redis down or unreachable: the crawl cannot start
+                return str(exc)
+        return None
 
     def arguments_refused(self, spider: str, spargs: dict[str, str]) -> bool:
         """Whether the ``-a`` arguments are wrong for the spider (then logged in one line)."""
