@@ -227,7 +227,14 @@ Repo = Annotated[str, AfterValidator(_repo)]
 Ref = Annotated[str, AfterValidator(_ref)]
 
 
+def _folder(value: str) -> str:
+    if not value.strip():  # Path("") is the current folder: blobs landed wherever one stood
+        raise ValueError("empty: name a folder")
+    return value
+
+
 def _packages_dir(value: str) -> str:
+    _folder(value)
     if value.startswith("s3://"):
         from ptmspiders.packages.blobs import S3Location
 
@@ -236,6 +243,7 @@ def _packages_dir(value: str) -> str:
 
 
 PackagesDir = Annotated[str, AfterValidator(_packages_dir)]
+Folder = Annotated[str, AfterValidator(_folder)]
 
 
 def setting(default: Any, description: str, *, env: bool = False, secret: bool = False,
@@ -350,7 +358,7 @@ class PtmSettings(BaseModel):
     packages_dir: PackagesDir = setting(
         "data/packages", "where `scrapy crawl packages` keeps blobs and package folders: a "
         "folder, or `s3://bucket/prefix` (see [Packages](packages.md#object-storage))", env=True)
-    packages_staging_dir: str = setting(
+    packages_staging_dir: Folder = setting(
         "data/packages-staging", "with an `s3://` destination: the local folder of transfers "
         "in progress (resumed from there)", env=True)
     packages_concurrency: AtLeastOne = setting(8, "file transfers at once (worker threads)")

@@ -76,6 +76,9 @@ def test_the_defaults_are_the_models_and_the_environment_backs_env_settings() ->
      "PTM_HF_SIGNATURE_METHOD='ssh': expected one of git, html, api"),
     ({"PTM_MAX_DOC_BYTES": 10}, "PTM_MAX_DOC_BYTES=10: must be 0 (no bound) or at least"),
     ({"PTM_GC_THRESHOLDS": "1,2"}, "PTM_GC_THRESHOLDS='1,2': expected three integers"),
+    # Empty, blobs and package folders were written into the current folder.
+    ({"PTM_PACKAGES_DIR": ""}, "PTM_PACKAGES_DIR='': empty: name a folder"),
+    ({"PTM_PACKAGES_STAGING_DIR": " "}, "PTM_PACKAGES_STAGING_DIR=' ': empty: name a folder"),
     ({"PTM_GC_THRESHOLDS": "1,2147483648,0"},
      "PTM_GC_THRESHOLDS='1,2147483648,0': expected three integers of at most 2147483647"),
     ({"PTM_HF_QUOTAS": '{"all": 3}'}, "PTM_HF_QUOTAS='{\"all\": 3}': all=3: buckets are"),
