@@ -6,8 +6,10 @@ Scrapy creates the spider inside the crawl's asyncio task, where an exception ra
 spider's parameter model (:mod:`ptmspiders.args`) is asked here first instead: a wrong value
 or an unknown name is logged as one error line and the command exits with status 2 (a usage
 error, as for Scrapy's own), with no crawl record written and no request sent. So is a setting
-that breaks its rule (:mod:`ptmspiders.config`), and a component (``-s 'EXTENSIONS={...}'`` and
-the like) whose import path names nothing.
+that breaks its rule (:mod:`ptmspiders.config`), a component (``-s 'EXTENSIONS={...}'`` and
+the like) whose import path names nothing, an unknown spider, and a ``JOBDIR`` or local feed
+file (``-o``) that cannot be written. A store (or Redis frontier) that cannot be opened or
+reached is one error line and exit 1, before the crawl starts.
 
 Scrapy's own command exits 0 whenever the spider could start, so a crawl whose hub refused
 every connection looked like a success to cron. This one runs the crawl the same way, through
