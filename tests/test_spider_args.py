@@ -75,6 +75,9 @@ BAD = [
     ("packages", {"filter": '{"a": NaN}'}, "-a filter='{\"a\": NaN}': nan for a: NaN and "
                                            "infinite numbers are not supported"),
     ("packages", {"filter": "[" * 100_000}, f"-a filter='{'[' * 100_000}': "),
+    # A typo sorted by nothing: -a limit then took arbitrary models.
+    ("packages", {"sort": "-downlods"}, "-a sort='-downlods': models have no field 'downlods' "
+                                        "(did you mean downloads?)"),
     # More digits than a float holds: an OverflowError escaped as a traceback.
     ("packages", {"max_bytes": "9" * 400}, f"-a max_bytes='{'9' * 400}': a size such as 500G"),
 ]

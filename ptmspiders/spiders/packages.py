@@ -7,6 +7,7 @@ as one ``packages`` document (:class:`ptmspiders.items.PackageItem`). See docs/p
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from ptmspiders.args import Names, SpiderParams, Text, blank_is, one_of
 from ptmspiders.config import ptm_settings
 from ptmspiders.frontier import SCHEDULER, WORK, FrontierWorker
 from ptmspiders.hubs import HUBS
+from ptmspiders.items import ModelItem, field_names
 from ptmspiders.middlewares.origin import FLOW_META
 from ptmspiders.packages import archive as archives
 from ptmspiders.packages.blobs import check_location
@@ -78,8 +80,18 @@ def _json_object(value: Any) -> Any:
     return check_filter(where)
 
 
+MODEL_FIELDS_TOP = frozenset(field_names(ModelItem))
+
+
 def _sort(value: str | None) -> str | None:
-    parse_sort(value)  # a QueryError (a ValueError) names what is wrong
+    """Sort keys over models: a typo (``-downlods``) sorted by nothing, and ``limit`` then
+    took arbitrary models, so a key's first part must be a field of a model document."""
+    for key, _ in parse_sort(value):  # a QueryError (a ValueError) names what is wrong
+        top = key.split(".", 1)[0]
+        if top not in MODEL_FIELDS_TOP:
+            close = difflib.get_close_matches(top, sorted(MODEL_FIELDS_TOP), n=1)
+            raise ValueError(f"models have no field {top!r}"
+                             + (f" (did you mean {close[0]}?)" if close else ""))
     return value
 
 
