@@ -170,13 +170,14 @@ HF_HUB_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "
 
 
 def run_hf_hub(hub: MockHub, jobs: list[tuple[str, str, PkgFile]], work: Path,
-               concurrency: int) -> float:
+               concurrency: int, chunk: int | None = None) -> tuple[float, int]:
     """``hf_hub_download`` of every job into ``work/hf/<repo>``, in a subprocess (its own
     interpreter, like the crawl and curl); returns the seconds its downloads took (its
-    imports not included). Checks every file's SHA-256 afterwards."""
+    imports not included) and the chunk size it used. Checks every file's SHA-256 afterwards.
+    ``chunk``: its read and write size instead of its own (``DOWNLOAD_CHUNK_SIZE``, 10 MiB)."""
     work.mkdir(parents=True)
     spec = work / "jobs.json"
-    spec.write_text(json.dumps({"endpoint": hub.url, "concurrency": concurrency,
+    spec.write_text(json.dumps({"endpoint": hub.url, "concurrency": concurrency, "chunk": chunk,
                                 "dest": str(work / "hf"),
                                 "jobs": [[r, rev, f.path] for r, rev, f in jobs]}))
     # No token, no offline mode or cache from the caller's environment: a cache in the work
@@ -189,7 +190,7 @@ def run_hf_hub(hub: MockHub, jobs: list[tuple[str, str, PkgFile]], work: Path,
                            str(spec)], cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"hf_hub_download failed:\n{proc.stderr[-3000:]}")
-    seconds = float(proc.stdout.split()[-1])
+    seconds, used = proc.stdout.split()[-2:]
     for repo_id, _, f in jobs:
         path = work / "hf" / repo_id / f.path
         with path.open("rb") as fh:
@@ -197,16 +198,19 @@ def run_hf_hub(hub: MockHub, jobs: list[tuple[str, str, PkgFile]], work: Path,
         if got != f.sha256:
             raise SystemExit(f"hf_hub_download: {repo_id}/{f.path}: SHA-256 {got}, "
                              f"expected {f.sha256}")
-    return seconds
+    return float(seconds), int(used)
 
 
 def hf_hub_worker(spec_path: str) -> int:
-    """The ``hf_hub`` run's subprocess: prints the seconds its downloads took."""
+    """The ``hf_hub`` run's subprocess: prints the seconds its downloads took and its chunk
+    size."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
 
     spec = json.loads(Path(spec_path).read_text())
+    if spec.get("chunk"):  # http_get reads it at each call
+        constants.DOWNLOAD_CHUNK_SIZE = spec["chunk"]
     dest = Path(spec["dest"])
 
     def one(job: list[str]) -> str:
@@ -218,7 +222,7 @@ def hf_hub_worker(spec_path: str) -> int:
     with ThreadPoolExecutor(spec["concurrency"]) as pool:
         for _ in pool.map(one, spec["jobs"]):
             pass
-    print(f"{time.monotonic() - started:.6f}")
+    print(f"{time.monotonic() - started:.6f} {constants.DOWNLOAD_CHUNK_SIZE}")
     return 0
 
 
@@ -257,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-rss-baseline", action="store_true")
     ap.add_argument("--no-hf-hub", action="store_true",
                     help="skip the huggingface_hub run (hf_hub_download of every file)")
+    ap.add_argument("--hf-hub-chunk-mb", type=int, metavar="MB",
+                    help="huggingface_hub's read/write size (default: its own, 10 MB)")
     ap.add_argument("--hf-hub-worker", metavar="JOBS_JSON", help=argparse.SUPPRESS)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--json", metavar="PATH", help="write the numbers ('-': print them)")
@@ -294,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                 jobs = distinct_files(hub)
                 hub.clear_log()
                 cdn.clear_log()
-                hf_s = run_hf_hub(hub, jobs, work / "hf_hub", args.concurrency)
+                hf_s, hf_chunk = run_hf_hub(hub, jobs, work / "hf_hub", args.concurrency,
+                                  args.hf_hub_chunk_mb and args.hf_hub_chunk_mb * MB)
                 hf_kinds = request_kinds(hub, cdn)
                 lfs_jobs = sum(1 for _, _, f in jobs if f.lfs)
                 # It must have gone the way any client goes: the resolve call for every file,
@@ -329,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                                          / (unique_all / plain_s), 3),
             **({} if args.no_hf_hub else {
                 # hf_hub_download on every distinct file (the reference client), same threads.
+                "hf_hub_chunk_mb": round(hf_chunk / MB, 3),
                 "hf_hub_seconds": round(hf_s, 2),
                 "hf_hub_bytes_per_s": round(unique_all / hf_s),
                 "ratio_to_hf_hub": round(rate / (unique_all / hf_s), 3),
