@@ -13,10 +13,15 @@ shared by three of them. Then, each in a subprocess:
   streaming HTTP (LFS files redirect to the CDN, as for any client of the hub);
 - ``cdn_direct``: the same ``curl`` on the CDN URLs of the LFS objects only, skipping the hub
   (no client can, since the CDN URL comes from the resolve call; kept for comparison);
+- ``hf_hub``: unless ``--no-hf-hub``, ``huggingface_hub.hf_hub_download`` (the reference
+  client of the protocol) on every distinct file once, ``--concurrency`` threads, each file to
+  a ``local_dir`` per repository (its ``HEAD /resolve/``, then the bytes from the redirect's
+  CDN URL or from ``/resolve/``); the bytes' SHA-256 are checked afterwards, outside its time;
 - ``small``: unless ``--no-rss-baseline``, the same crawl with every big file 1/10 the size,
   so ``peak_rss_mb`` can be compared at two file sizes (goal: flat).
 
-Reports ``bytes_per_s``, ``ratio_to_plain`` (goal >= 0.8) and ``ratio_to_cdn_direct``,
+Reports ``bytes_per_s``, ``ratio_to_plain`` (goal >= 0.8), ``ratio_to_cdn_direct`` and
+``ratio_to_hf_hub`` (with ``hf_hub_requests``: the hub + CDN requests huggingface_hub made),
 ``peak_rss_mb`` (max RSS of the crawl process), ``disk_bytes / unique_bytes`` (goal 1.00: each
 blob once, packages as hard links), ``requests_per_file`` (hub + CDN requests per file
 fetched). ``--json PATH`` writes them; ``--json -`` prints them.
@@ -25,6 +30,8 @@ fetched). ``--json PATH`` writes them; ``--json -`` prints them.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -115,22 +122,27 @@ def run_crawl(hub: MockHub, work: Path, concurrency: int) -> dict[str, Any]:
             "dest": work / "pk"}
 
 
+def distinct_files(hub: MockHub) -> list[tuple[str, str, PkgFile]]:
+    """Every distinct file once (by SHA-256), in the packages' order: ``(repo_id, revision,
+    file)``. What a client other than the crawl fetches for the same bytes."""
+    out: list[tuple[str, str, PkgFile]] = []
+    seen: set[str] = set()
+    for repo_id, (revision, files) in sorted(hub.packages.repos.items()):
+        for f in files:
+            if f.sha256 not in seen:
+                seen.add(f.sha256)
+                out.append((repo_id, revision, f))
+    return out
+
+
 def plain_jobs(hub: MockHub, cdn: MockHub) -> tuple[list[str], list[str]]:
     """What a plain client fetches for the same bytes: every distinct file once, in the
     packages' order. ``resolve``: the hub's ``/resolve/`` URL of each (what any client must
     ask; LFS files redirect to the CDN); ``cdn``: the CDN URLs of the LFS objects only, as if
     the client already knew where each lives."""
-    resolve: list[str] = []
-    direct: list[str] = []
-    seen: set[str] = set()
-    for repo_id, (revision, files) in sorted(hub.packages.repos.items()):
-        for f in files:
-            if f.sha256 in seen:
-                continue
-            seen.add(f.sha256)
-            resolve.append(f"{hub.url}/{repo_id}/resolve/{revision}/{f.path}")
-            if f.lfs:
-                direct.append(f"{cdn.url}/cdn/{f.sha256}")
+    jobs = distinct_files(hub)
+    resolve = [f"{hub.url}/{repo_id}/resolve/{revision}/{f.path}" for repo_id, revision, f in jobs]
+    direct = [f"{cdn.url}/cdn/{f.sha256}" for _, _, f in jobs if f.lfs]
     return resolve, direct
 
 
@@ -149,6 +161,80 @@ def run_plain(urls: list[str], work: Path, concurrency: int) -> float:
                     "--parallel", "--parallel-immediate", "--parallel-max", str(concurrency),
                     "-K", str(config)], check=True)
     return time.monotonic() - started
+
+
+# huggingface_hub's own switches: plain HTTP (no Xet, which the mock does not serve), no
+# progress bars, no telemetry (it would also fetch an agent registry from the endpoint).
+HF_HUB_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+              "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"}
+
+
+def run_hf_hub(hub: MockHub, jobs: list[tuple[str, str, PkgFile]], work: Path,
+               concurrency: int, chunk: int | None = None) -> tuple[float, int]:
+    """``hf_hub_download`` of every job into ``work/hf/<repo>``, in a subprocess (its own
+    interpreter, like the crawl and curl); returns the seconds its downloads took (its
+    imports not included) and the chunk size it used. Checks every file's SHA-256 afterwards.
+    ``chunk``: its read and write size instead of its own (``DOWNLOAD_CHUNK_SIZE``, 10 MiB)."""
+    work.mkdir(parents=True)
+    spec = work / "jobs.json"
+    spec.write_text(json.dumps({"endpoint": hub.url, "concurrency": concurrency, "chunk": chunk,
+                                "dest": str(work / "hf"),
+                                "jobs": [[r, rev, f.path] for r, rev, f in jobs]}))
+    # No token, no offline mode or cache from the caller's environment: a cache in the work
+    # folder, the mock as the endpoint.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_HUB_ENV, HF_HOME=str(work / "home"), HF_ENDPOINT=hub.url,
+               PYTHONPATH=str(ROOT))
+    os.sync()
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--hf-hub-worker",
+                           str(spec)], cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"hf_hub_download failed:\n{proc.stderr[-3000:]}")
+    seconds, used = proc.stdout.split()[-2:]
+    for repo_id, _, f in jobs:
+        path = work / "hf" / repo_id / f.path
+        with path.open("rb") as fh:
+            got = hashlib.file_digest(fh, "sha256").hexdigest()
+        if got != f.sha256:
+            raise SystemExit(f"hf_hub_download: {repo_id}/{f.path}: SHA-256 {got}, "
+                             f"expected {f.sha256}")
+    return float(seconds), int(used)
+
+
+def hf_hub_worker(spec_path: str) -> int:
+    """The ``hf_hub`` run's subprocess: prints the seconds its downloads took and its chunk
+    size."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from huggingface_hub import constants, hf_hub_download
+
+    spec = json.loads(Path(spec_path).read_text())
+    if spec.get("chunk"):  # http_get reads it at each call
+        constants.DOWNLOAD_CHUNK_SIZE = spec["chunk"]
+    dest = Path(spec["dest"])
+
+    def one(job: list[str]) -> str:
+        repo_id, revision, path = job
+        return hf_hub_download(repo_id, path, revision=revision, local_dir=dest / repo_id,
+                               endpoint=spec["endpoint"])
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(spec["concurrency"]) as pool:
+        for _ in pool.map(one, spec["jobs"]):
+            pass
+    print(f"{time.monotonic() - started:.6f} {constants.DOWNLOAD_CHUNK_SIZE}")
+    return 0
+
+
+def request_kinds(hub: MockHub, cdn: MockHub) -> dict[str, int]:
+    """The logged requests by kind: ``HEAD /resolve/``, ``GET /resolve/``, ``GET /cdn/``
+    (the CDN), ``GET /api/`` (tree listings and the like)."""
+    kinds: dict[str, int] = {}
+    for req in [*hub.requests(), *cdn.requests()]:
+        part = next((p for p in ("/resolve/", "/cdn/", "/api/") if p in req.path), "other")
+        key = f"{req.method} {part}"
+        kinds[key] = kinds.get(key, 0) + 1
+    return dict(sorted(kinds.items()))
 
 
 def disk_bytes(dest: Path) -> int:
@@ -171,11 +257,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", type=int, default=40, help="repositories of small files")
     ap.add_argument("--small-files", type=int, default=10, help="LFS files per small repo")
     ap.add_argument("--concurrency", type=int, default=8,
-                    help="parallel transfers, of the crawl and of curl alike")
+                    help="parallel transfers of the crawl, curl and hf_hub alike")
     ap.add_argument("--no-rss-baseline", action="store_true")
+    ap.add_argument("--no-hf-hub", action="store_true",
+                    help="skip the huggingface_hub run (hf_hub_download of every file)")
+    ap.add_argument("--hf-hub-chunk-mb", type=int, metavar="MB",
+                    help="huggingface_hub's read/write size (default: its own, 10 MB)")
+    ap.add_argument("--hf-hub-worker", metavar="JOBS_JSON", help=argparse.SUPPRESS)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--json", metavar="PATH", help="write the numbers ('-': print them)")
     args = ap.parse_args(argv)
+    if args.hf_hub_worker:
+        return hf_hub_worker(args.hf_hub_worker)
+    if not args.no_hf_hub and importlib.util.find_spec("huggingface_hub") is None:
+        ap.error("huggingface_hub is not installed (requirements-dev.txt); or pass --no-hf-hub")
     work = Path(tempfile.mkdtemp(prefix="bench_packages_"))
     result: dict[str, Any] = {"big": args.big, "big_mb": args.big_mb, "small": args.small,
                               "small_files": args.small_files,
@@ -201,10 +296,26 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work / "plain")
             direct_s = run_plain(cdn_urls, work / "direct", args.concurrency)
             shutil.rmtree(work / "direct")
+            if not args.no_hf_hub:
+                jobs = distinct_files(hub)
+                hub.clear_log()
+                cdn.clear_log()
+                hf_s, hf_chunk = run_hf_hub(hub, jobs, work / "hf_hub", args.concurrency,
+                                  args.hf_hub_chunk_mb and args.hf_hub_chunk_mb * MB)
+                hf_kinds = request_kinds(hub, cdn)
+                lfs_jobs = sum(1 for _, _, f in jobs if f.lfs)
+                # It must have gone the way any client goes: the resolve call for every file,
+                # the CDN (the redirect's target) for the LFS ones.
+                if (hf_kinds.get("HEAD /resolve/", 0) + hf_kinds.get("GET /resolve/", 0)
+                        < len(jobs) or hf_kinds.get("GET /cdn/", 0) < lfs_jobs):
+                    raise SystemExit(f"hf_hub_download: requests {hf_kinds} for {len(jobs)} "
+                                     f"files ({lfs_jobs} LFS)")
+                shutil.rmtree(work / "hf_hub")
             hub.clear_log()
             cdn.clear_log()
             crawl = run_crawl(hub, work / "crawl", args.concurrency)
             requests = len(hub.log) + len(cdn.log)
+            kinds = request_kinds(hub, cdn)
             on_disk = disk_bytes(crawl["dest"])
         rate = crawl["bytes"] / crawl["crawl_seconds"]
         result.update({
@@ -223,6 +334,17 @@ def main(argv: list[str] | None = None) -> int:
             "wall_seconds": round(crawl["seconds"], 2),
             "wall_ratio_to_plain": round((crawl["bytes"] / crawl["seconds"])
                                          / (unique_all / plain_s), 3),
+            **({} if args.no_hf_hub else {
+                # hf_hub_download on every distinct file (the reference client), same threads.
+                "hf_hub_chunk_mb": round(hf_chunk / MB, 3),
+                "hf_hub_seconds": round(hf_s, 2),
+                "hf_hub_bytes_per_s": round(unique_all / hf_s),
+                "ratio_to_hf_hub": round(rate / (unique_all / hf_s), 3),
+                "hf_hub_files": len(jobs),
+                "hf_hub_requests": sum(hf_kinds.values()),
+                "hf_hub_requests_per_file": round(sum(hf_kinds.values()) / len(jobs), 3),
+                "hf_hub_request_kinds": hf_kinds,
+            }),
             "peak_rss_mb": crawl["peak_rss_mb"],
             "crawl_cpu_seconds": crawl["cpu_seconds"],
             "disk_bytes": on_disk,
@@ -230,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             "disk_over_unique": round(on_disk / unique_all, 4),
             "files_fetched": crawl["fetched"],
             "requests": requests,
+            "request_kinds": kinds,
             "requests_per_file": round(requests / max(crawl["fetched"], 1), 3),
             "packages": crawl["packages"],
             "complete": crawl["complete"],
