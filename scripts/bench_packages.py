@@ -296,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work / "plain")
             direct_s = run_plain(cdn_urls, work / "direct", args.concurrency)
             shutil.rmtree(work / "direct")
+            hub.clear_log()
+            cdn.clear_log()
+            # Before hf_hub: its gigabyte of 10 MiB writes slowed the next run down.
+            crawl = run_crawl(hub, work / "crawl", args.concurrency)
+            requests = len(hub.log) + len(cdn.log)
+            kinds = request_kinds(hub, cdn)
+            on_disk = disk_bytes(crawl["dest"])
             if not args.no_hf_hub:
                 jobs = distinct_files(hub)
                 hub.clear_log()
@@ -311,12 +318,6 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"hf_hub_download: requests {hf_kinds} for {len(jobs)} "
                                      f"files ({lfs_jobs} LFS)")
                 shutil.rmtree(work / "hf_hub")
-            hub.clear_log()
-            cdn.clear_log()
-            crawl = run_crawl(hub, work / "crawl", args.concurrency)
-            requests = len(hub.log) + len(cdn.log)
-            kinds = request_kinds(hub, cdn)
-            on_disk = disk_bytes(crawl["dest"])
         rate = crawl["bytes"] / crawl["crawl_seconds"]
         result.update({
             "bytes": crawl["bytes"],
