@@ -102,16 +102,18 @@ class Command(ScrapyCrawlCommand):
 
     @staticmethod
     def servers_problem(config: PtmSettings) -> str | None:
-        """Why the crawl's store or frontier cannot be used (one line), or None."""
-        if config.store_enabled or config.history_enabled or config.lock_enabled:
-            problem = store_problem(config.store_uri)
-            if problem:  # failed inside the crawl: three tracebacks (and MongoDB's 30 s)
-                return problem
+        """Why the crawl's frontier or store cannot be used (one line), or None. Redis first:
+        opening a SQLite store creates its file, which a crawl that cannot start should not
+        leave behind."""
         if config.frontier:
             try:
                 ping_frontier(config.frontier)
             except ValueError as exc:  # Redis down or unreachable: the crawl cannot start
                 return str(exc)
+        if config.store_enabled or config.history_enabled or config.lock_enabled:
+            problem = store_problem(config.store_uri)
+            if problem:  # failed inside the crawl: three tracebacks (and MongoDB's 30 s)
+                return problem
         return None
 
     def arguments_refused(self, spider: str, spargs: dict[str, str]) -> bool:
