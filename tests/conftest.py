@@ -131,6 +131,16 @@ def crawl_command(spider: str, tmp_path: Path, *args: str, store_uri: str | None
             "-s", f"{statsfile.SETTING}={stats_file}", *args]
 
 
+def one_error_line(result: subprocess.CompletedProcess[str], exit_code: int) -> str:
+    """The one ERROR line of a command that refused its input: exit status ``exit_code``,
+    exactly one error line, no traceback."""
+    assert result.returncode == exit_code, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return errors[0]
+
+
 def crawl_stats(crawl: subprocess.CompletedProcess[str] | subprocess.Popen[str]
                 ) -> dict[str, Any]:
     """The final stats of a crawl started with :func:`crawl_command` (or :func:`run_crawl`),

@@ -27,8 +27,8 @@ from ptmspiders.config import (
     setting_name,
     settings_table,
 )
+from tests.conftest import ROOT, one_error_line
 
-ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "settings.md"
 BLOCK = re.compile(r"<!-- settings:begin[^>]*-->\n(.*?)<!-- settings:end -->", re.S)
 
@@ -121,11 +121,9 @@ def test_scrapy_crawl_refuses_a_bad_setting_in_one_line_with_status_2(tmp_path: 
         [sys.executable, "-m", "scrapy", "crawl", "hf_models", "-s", "PTM_LOCK_TTL=1",
          "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and "PTM_LOCK_TTL='1': input should be greater than or equal to 3" \
-        in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+    error = one_error_line(result, 2)
+    assert "PTM_LOCK_TTL='1': input should be greater than or equal to 3" \
+        in error, result.stderr[-2000:]
     assert not (tmp_path / "ptm.sqlite").exists()  # nothing was opened
 
 
@@ -187,10 +185,9 @@ def test_scrapy_crawl_refuses_a_store_it_cannot_open_in_one_line(
         [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-s", f"PTM_STORE_URI={uri}",
          "-s", "GITHUB_API_URL=http://127.0.0.1:9"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and errors[0].endswith(message), result.stderr[-2000:]
-    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
+    error = one_error_line(result, 1)
+    assert error.endswith(message), result.stderr[-2000:]
+    assert "hunter2" not in result.stderr
 
 
 def test_scrapy_crawl_refuses_a_jobdir_that_is_a_file_in_one_line(tmp_path: Path) -> None:
@@ -201,12 +198,10 @@ def test_scrapy_crawl_refuses_a_jobdir_that_is_a_file_in_one_line(tmp_path: Path
          f"JOBDIR={tmp_path}/a-file/job", "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite",
          "-s", "GITHUB_API_URL=http://127.0.0.1:9"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and errors[0].endswith(
+    error = one_error_line(result, 2)
+    assert error.endswith(
         f"JOBDIR={tmp_path}/a-file/job cannot be used: [Errno 20] Not a directory: "
         f"'{tmp_path}/a-file/job'"), result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
 
 
 def test_feed_problem_names_what_keeps_a_local_feed_from_being_written(tmp_path: Path) -> None:
@@ -236,12 +231,10 @@ def test_scrapy_crawl_refuses_a_feed_it_cannot_write_in_one_line(tmp_path: Path)
          f"{tmp_path}/a-file/out.jsonl", "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite",
          "-s", "GITHUB_API_URL=http://127.0.0.1:9"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and errors[0].endswith(
+    error = one_error_line(result, 2)
+    assert error.endswith(
         f"Cannot write the feed {tmp_path}/a-file/out.jsonl: {tmp_path}/a-file is not a "
         "folder"), result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
 
 
 def test_ctrl_c_while_the_store_does_not_answer_is_one_line(tmp_path: Path) -> None:
