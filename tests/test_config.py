@@ -190,18 +190,23 @@ def test_scrapy_crawl_refuses_a_store_it_cannot_open_in_one_line(
     assert "hunter2" not in result.stderr
 
 
-def test_scrapy_crawl_refuses_a_jobdir_that_is_a_file_in_one_line(tmp_path: Path) -> None:
-    """Before, Scrapy's dupefilter failed to open ``requests.seen`` in it: two tracebacks."""
-    (tmp_path / "a-file").write_text("not a folder")
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("-s", "JOBDIR={a}/job", "JOBDIR={a}/job cannot be used: [Errno 20] Not a directory: "
+                             "'{a}/job'"),
+    ("-o", "{a}/out.jsonl", "Cannot write the feed {a}/out.jsonl: {a} is not a folder"),
+])
+def test_scrapy_crawl_refuses_a_jobdir_or_feed_under_a_file_in_one_line(
+        tmp_path: Path, option: str, value: str, message: str) -> None:
+    """Before, Scrapy's dupefilter failed to open ``requests.seen`` (two tracebacks), or its
+    feed exporter failed at the first item (three tracebacks) and the crawl still exited 0."""
+    a = tmp_path / "a-file"
+    a.write_text("not a folder")
     result = subprocess.run(
-        [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-s",
-         f"JOBDIR={tmp_path}/a-file/job", "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite",
+        [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", option, value.format(a=a),
+         "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite",
          "-s", "GITHUB_API_URL=http://127.0.0.1:9"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    error = one_error_line(result, 2)
-    assert error.endswith(
-        f"JOBDIR={tmp_path}/a-file/job cannot be used: [Errno 20] Not a directory: "
-        f"'{tmp_path}/a-file/job'"), result.stderr[-2000:]
+    assert one_error_line(result, 2).endswith(message.format(a=a))
 
 
 def test_feed_problem_names_what_keeps_a_local_feed_from_being_written(tmp_path: Path) -> None:
@@ -220,21 +225,6 @@ def test_feed_problem_names_what_keeps_a_local_feed_from_being_written(tmp_path:
     assert feed_problem(f"{tmp_path}/ptm.sqlite", store) == \
         "it is a file of the store (PTM_STORE_URI)"
     assert feed_problem(f"{tmp_path}/ptm.sqlite", f"sqlite:///{tmp_path}/other.sqlite") is None
-
-
-def test_scrapy_crawl_refuses_a_feed_it_cannot_write_in_one_line(tmp_path: Path) -> None:
-    """Before, Scrapy's feed exporter failed at the first item (three tracebacks) and the
-    crawl still exited 0."""
-    (tmp_path / "a-file").write_text("not a folder")
-    result = subprocess.run(
-        [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-o",
-         f"{tmp_path}/a-file/out.jsonl", "-s", f"PTM_STORE_URI=sqlite:///{tmp_path}/ptm.sqlite",
-         "-s", "GITHUB_API_URL=http://127.0.0.1:9"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    error = one_error_line(result, 2)
-    assert error.endswith(
-        f"Cannot write the feed {tmp_path}/a-file/out.jsonl: {tmp_path}/a-file is not a "
-        "folder"), result.stderr[-2000:]
 
 
 def test_ctrl_c_while_the_store_does_not_answer_is_one_line(tmp_path: Path) -> None:
