@@ -29,6 +29,7 @@ from ptmspiders.stores import (
     Doc,
     Store,
     StoreError,
+    driver_message,
     is_store_file,
     open_store,
     redact_uri,
@@ -510,7 +511,7 @@ def _store_failure(exc: Exception, uri: str) -> str:
     if name in ("ServerSelectionTimeoutError", "NetworkTimeout", "AutoReconnect",
                 "ConnectionFailure"):
         return (f"cannot reach MongoDB at {redact_uri(uri)} within {SERVER_TIMEOUT_S:g} s: "
-                f"{str(exc).split(', Timeout:')[0].split(' (configured timeouts')[0]}")
+                f"{driver_message(exc)}")
     if name == "ExecutionTimeout":
         return "MongoDB stopped the query at the --timeout limit (maxTimeMS): narrow it"
     return f"store {redact_uri(uri)}: {exc}"

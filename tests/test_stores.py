@@ -1,9 +1,11 @@
 """The same store contract on SQLite, mongomock and (with PTM_TEST_MONGO_URI) real MongoDB."""
 
+import sqlite3
+
 import orjson
 import pytest
 
-from ptmspiders.stores import StoreError, open_store, redact_uri
+from ptmspiders.stores import StoreError, driver_message, open_store, redact_uri
 from ptmspiders.stores.base import Encoded, decoded, doc_id
 
 
@@ -120,6 +122,18 @@ def test_mongo_indexes_exist():
 def test_bad_uris_are_clear_errors(uri):
     with pytest.raises(StoreError):
         open_store(uri)
+
+
+def test_driver_message_is_one_line_without_pymongo_s_topology():
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    exc = ServerSelectionTimeoutError(
+        "db:27017: [Errno 111] Connection refused (configured timeouts: socketTimeoutMS: "
+        "20000.0ms, connectTimeoutMS: 20000.0ms), Timeout: 5.0s, Topology Description: "
+        "<TopologyDescription id: 1, topology_type: Unknown, servers: [...]>")
+    assert driver_message(exc) == "db:27017: [Errno 111] Connection refused"
+    assert driver_message(sqlite3.OperationalError("database is locked")) == \
+        "database is locked"
 
 
 def test_redact_uri_hides_passwords():

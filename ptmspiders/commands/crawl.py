@@ -34,7 +34,13 @@ from ptmspiders.config import PtmSettings, SettingsError
 from ptmspiders.middlewares.ratelimit_redis import ping_frontier
 from ptmspiders.outcome import EXIT_USAGE, crawl_problems, exit_status
 from ptmspiders.spiders.base import PtmSpider
-from ptmspiders.stores import StoreError, is_store_file, open_store, redact_uri
+from ptmspiders.stores import (
+    StoreError,
+    driver_message,
+    is_store_file,
+    open_store,
+    redact_uri,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +140,8 @@ class Command(ScrapyCrawlCommand):
         return False
 
 
-# Component dicts a user may give with -s; the project's add-on reads each of their keys.
+# Component dicts a user may give with -s, whose keys Scrapy (and, for three of them, the
+# project's add-on) loads inside the crawl's task.
 COMPONENT_SETTINGS = ("ADDONS", "DOWNLOADER_MIDDLEWARES", "SPIDER_MIDDLEWARES", "EXTENSIONS",
                       "ITEM_PIPELINES")
 
@@ -182,7 +189,5 @@ def store_problem(uri: str) -> str | None:
     except StoreError as exc:
         return str(exc)
     except (PyMongoError, sqlite3.Error) as exc:
-        # pymongo's message goes on with its timeouts and whole topology description
-        text = str(exc).split(", Timeout:")[0].split(" (configured timeouts")[0]
-        return f"Cannot use the store {redact_uri(uri)}: {text}"
+        return f"Cannot use the store {redact_uri(uri)}: {driver_message(exc)}"
     return None

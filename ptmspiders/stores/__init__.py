@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptmspiders.config import PtmSettings
-from ptmspiders.stores.base import COLLECTIONS, Doc, Store, StoreError, redact_uri
+from ptmspiders.stores.base import (
+    COLLECTIONS,
+    Doc,
+    Store,
+    StoreError,
+    driver_message,
+    redact_uri,
+)
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -15,7 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_STORE_URI: str = PtmSettings.model_fields["store_uri"].default
 
 __all__ = ["COLLECTIONS", "DEFAULT_STORE_URI", "Doc", "Store", "StoreError", "crawler_store",
-           "first_crawl_of", "is_store_file", "open_store", "redact_uri"]
+           "driver_message", "first_crawl_of", "is_store_file", "open_store", "redact_uri"]
 
 
 def open_store(uri: str, *, readonly: bool = False,

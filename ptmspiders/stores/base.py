@@ -205,6 +205,12 @@ def lock_is_free(current: Doc, holder: Doc, now: float, replace: str | None) -> 
             or current.get("holder") in (holder["holder"], replace or holder["holder"]))
 
 
+def driver_message(exc: BaseException) -> str:
+    """A store driver's exception (sqlite3, pymongo) in one line: pymongo's message goes on
+    with its timeouts and the whole topology description."""
+    return str(exc).split(", Timeout:")[0].split(" (configured timeouts")[0]
+
+
 def redact_uri(uri: str) -> str:
     """The URI with any password replaced, for logs and errors."""
     scheme, sep, rest = uri.partition("://")
