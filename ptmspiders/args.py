@@ -73,9 +73,9 @@ def one_of(choices: Collection[str]) -> Callable[[str | None], str | None]:
 # The types arguments are made of; a blank value is as if the argument were not given.
 Text = Annotated[str | None, BeforeValidator(_blank_is_none)]
 # At most what a store's integer holds: a larger limit was accepted, then failed the write of
-# the crawl record with a traceback.
-Limit = Annotated[Annotated[int, Field(gt=0, le=INT64_MAX)] | None,
-                  BeforeValidator(_blank_is_none)]
+# the crawl record (which keeps the arguments) with a traceback.
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Limit = Annotated[Annotated[Count, Field(gt=0)] | None, BeforeValidator(_blank_is_none)]
 Names = Annotated[list[str], BeforeValidator(list_arg)]  # comma-separated
 # Off unless given; 1/0, true/false, yes/no, on/off (pydantic's spellings of a boolean).
 Flag = Annotated[bool, BeforeValidator(_blank_is_false)]

@@ -20,7 +20,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
 
-from ptmspiders.args import Names, SpiderParams, Text, blank_is, one_of
+from ptmspiders.args import Count, Names, SpiderParams, Text, blank_is, one_of
 from ptmspiders.config import ptm_settings
 from ptmspiders.frontier import SCHEDULER, WORK, FrontierWorker
 from ptmspiders.hubs import HUBS
@@ -42,7 +42,7 @@ from ptmspiders.packages.selection import (
     Selection,
     parse_size,
 )
-from ptmspiders.query import INT64_MAX, check_filter, check_json_depth, parse_sort
+from ptmspiders.query import check_filter, check_json_depth, parse_sort
 from ptmspiders.spiders.base import PtmSpider
 from ptmspiders.stores import Store, crawler_store
 
@@ -102,8 +102,6 @@ def _size(value: Any) -> int | None:
         raise ValueError("a size such as 500G, 20M or 1024") from None
 
 
-# At most what a store's integer holds (the crawl record keeps the arguments).
-Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Size = Annotated[Count | None, BeforeValidator(_size)]
 
 
