@@ -24,13 +24,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from ptmspiders.config import PtmSettings
 from ptmspiders.stores.base import Doc, Store, StoreError, TransactionLost, WriteDoc
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
