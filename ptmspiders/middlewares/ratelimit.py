@@ -345,7 +345,7 @@ class RateLimitMiddleware:
         rules = hub_rules(s, tokens)
         burst, max_waits = s.ratelimit_burst, s.ratelimit_max_waits
         default_wait, min_wait = s.ratelimit_default_wait, s.ratelimit_min_wait
-        probe_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT", 180) + 5
+        probe_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT") + 5
         frontier = s.frontier
         if frontier:
             # Many workers, one quota: the buckets live in Redis (ratelimit_redis.py).

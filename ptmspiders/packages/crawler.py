@@ -182,7 +182,7 @@ class PackageCrawler(PtmSpider):
             cap, self.stop_event).paced(self.progress.add_bytes)
         self.streamer = Streamer(
             self.blobs, user_agent=str(s.get("USER_AGENT")),
-            timeout=s.getfloat("DOWNLOAD_TIMEOUT", 60.0),
+            timeout=s.getfloat("DOWNLOAD_TIMEOUT"),
             credentials={c.origin: c.header for c in creds},
             retry_wait=c.packages_retry_wait,
             progress=progress, stop=self.stop_event)
