@@ -617,6 +617,55 @@ def test_files_a_hub_lists_but_does_not_serve_leave_the_plan_and_the_budget(hubs
     assert stats["ptm/packages/progress/bytes_received"] == 2 + small.size
 
 
+def hold_resolves_until_listed(hub: MockHub, trees: int) -> None:
+    """Hold every resolve call until ``trees`` tree listings were asked for: the packages are
+    all planned before any of their files arrives (at most 20 s)."""
+    listed = threading.Event()
+
+    def hold(hub: MockHub, req: Any) -> None:
+        deadline = time.monotonic() + 20
+        while "/resolve/" in req.path and not listed.is_set() and time.monotonic() < deadline:
+            if sum("/tree/" in r.path for r in list(hub.log)) >= trees:
+                listed.set()
+            time.sleep(0.02)
+
+    hub.before.insert(0, hold)
+
+
+@pytest.mark.crawl
+def test_a_small_file_shared_by_packages_planned_together_is_asked_for_once(hubs, tmp_path):
+    hub, _ = hubs
+    shared = b'{"architectures": ["Shared"]}'
+    for n in range(4):
+        hub.packages.add(f"acme/s{n}", f"{n + 1:040x}", [
+            PkgFile("config.json", shared), PkgFile("README.md", b"# s%d" % n),
+            # Two of them also have a file whose bytes never match its hash.
+            *([PkgFile("broken.json", b"{}", corrupt=True)] if n < 2 else [])])
+    hub.packages.add("acme/twice", "9" * 40, [PkgFile("a/config.json", shared),
+                                              PkgFile("b/config.json", shared)])
+    seed(tmp_path, hub.packages.model_docs())
+    hold_resolves_until_listed(hub, trees=5)
+    stats, _ = crawl(hub, tmp_path, "-s", "PTM_PACKAGES_CONCURRENT_PACKAGES=5", status=3)
+    got = packages(tmp_path)
+    assert len(got) == 5
+    configs = [f for doc in got.values() for f in doc["files"] if f["path"].endswith("config.json")]
+    # One resolve call for the six copies; the others wait for it, then find it stored.
+    assert len([r for r in hub.log if r.path.endswith("/config.json")]) == 1
+    assert sorted(f["status"] for f in configs) == ["downloaded"] + ["present"] * 5
+    assert len({f["sha256"] for f in configs}) == 1
+    assert all((tmp_path / "pk" / doc["path"] / "README.md").exists() for doc in got.values()
+               if "README.md" in by_path(doc))
+    assert stats["ptm/packages/files/waited_for_same"] == 5 + 1
+    # A fetch that fails hands over to a waiter, which asks the hub itself (twice: the hash
+    # is checked again); both record the failure, and no package is left waiting.
+    broken = [r for r in hub.log if r.path.endswith("/broken.json")]
+    assert len(broken) == 2 * 2
+    for n in (0, 1):
+        record = by_path(got[f"huggingface:acme/s{n}"])["broken.json"]
+        assert (record["status"], record["reason"]) == ("failed", "hash_mismatch")
+    assert all(doc["complete"] for _id, doc in got.items() if _id.endswith(("s2", "s3", "twice")))
+
+
 @pytest.mark.crawl
 def test_tfhub_modules_from_their_compressed_archives(hubs, tmp_path):
     """The tfhub catalogue crawled from the mock's fixtures, then its packages: a Module's

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
 from scrapy import Request
+from scrapy.crawler import Crawler
 from scrapy.http import Response
 
 from ptmspiders import origins
@@ -18,8 +20,28 @@ from ptmspiders.packages.fetch import REDIRECTS
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class _Claim:
+    """A small file being fetched for one package (``owner``: its job and file index), and
+    the files of other packages (or of the same one) with the same git blob id that wait for
+    it instead of asking the hub again."""
+
+    owner: tuple[Job, int]
+    waiters: list[tuple[Job, int]] = field(default_factory=list)
+
+
 class HuggingFacePackages(PackageCrawler):
     """Every file of a repository at the revision (tree API, resolve calls)."""
+
+    # Git blob id -> the fetch of that small file in progress. Packages planned at the same
+    # moment often share small files (.gitattributes, configs, tokenizers): each of them was
+    # found absent from the blob store and asked for again, a resolve call of the hub's quota
+    # apiece. Large files have their own guard (``PackageCrawler.inflight``).
+    claims: dict[str, _Claim]
+
+    def setup(self, crawler: Crawler) -> None:
+        super().setup(crawler)
+        self.claims = {}
 
     def hf_start(self, job: Job) -> Iterator[Request]:
         repo_id = str(job.model.get("hub_id"))
@@ -89,14 +111,58 @@ class HuggingFacePackages(PackageCrawler):
             yield await self.finish(job)
             return
         for i in fetch:
-            yield self.resolve_request(job, i)
+            if not self.wait_for_same(job, i):
+                yield self.resolve_request(job, i)
+
+    def inline(self, job: Job, i: int) -> bool:
+        """File ``i`` is small and not LFS: its resolve call (a GET) is the file itself."""
+        spec = job.specs[i]
+        return not spec.lfs and spec.size is not None and spec.size <= self.inline_max
+
+    def wait_for_same(self, job: Job, i: int) -> bool:
+        """File ``i`` waits for the same small file that another fetch brings already (True),
+        or it is now that fetch (False: ask for it)."""
+        spec = job.specs[i]
+        if not spec.git_oid or not self.inline(job, i):
+            return False
+        claim = self.claims.get(spec.git_oid)
+        if claim is None:
+            self.claims[spec.git_oid] = _Claim(owner=(job, i))
+            return False
+        claim.waiters.append((job, i))
+        self.count("packages/files/waited_for_same")
+        return True
+
+    async def file_done(self, job: Job, i: int, record: dict[str, Any]) -> AsyncIterator[Any]:
+        async for item in super().file_done(job, i, record):
+            yield item
+        spec = job.specs[i]
+        claim = self.claims.get(spec.git_oid or "")
+        if claim is None or claim.owner[0] is not job or claim.owner[1] != i:
+            return
+        del self.claims[str(spec.git_oid)]
+        sha = record["sha256"] if record["status"] in ("downloaded", "present") else None
+        for other, j in claim.waiters:
+            if sha:
+                self.count("packages/files/present")
+                async for item in super().file_done(other, j, other.specs[j].record(
+                        "present", sha256=sha, blob=self.blobs.relpath(sha))):
+                    yield item
+            elif self.stopping():
+                async for item in super().file_done(other, j, other.specs[j].record(
+                        "failed", reason=record["reason"] or "cancelled")):
+                    yield item
+            elif not self.wait_for_same(other, j):
+                # Its fetch failed: the first waiter asks the hub itself, the others wait
+                # for that.
+                yield self.resolve_request(other, j)
 
     def resolve_request(self, job: Job, i: int, attempt: int = 1) -> Request:
         """The resolve call of file ``i``: a GET for small git files (the body is the file,
         verified in memory), a HEAD for LFS files (the answer is the CDN redirect; the bytes
         are then streamed from there, without the hub's credential)."""
         spec = job.specs[i]
-        inline = not spec.lfs and spec.size is not None and spec.size <= self.inline_max
+        inline = self.inline(job, i)
         assert spec.url is not None
         # Above the listings (a listed package's files first), and the bigger the file the
         # sooner (one step per 16x): a long transfer starts while small files are resolved.
