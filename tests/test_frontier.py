@@ -192,13 +192,14 @@ def test_a_worker_killed_half_way_loses_nothing(mockhub: MockHub, tmp_path: Path
     victim = procs[0]
     try:
         killed_holding = wait_and_kill(victim, redis_url, tmp_path, len(ids))
-        # What the killed worker had begun and its store had not recorded complete: its loss.
-        begun = set(tree_calls(mockhub, agents[0]))
-        lost = begun - {d["_id"].removeprefix("huggingface:")
-                        for d in stored_packages(tmp_path).values() if d["complete"]}
         finish(procs[1:])
     finally:
         stop(procs)
+    # What the killed worker had begun and its store had not recorded complete: its loss
+    # (read once the others are done, so that the hub has handled every request it sent).
+    lost = set(tree_calls(mockhub, agents[0])) - {
+        d["_id"].removeprefix("huggingface:") for d in stored_packages(tmp_path).values()
+        if d["complete"]}
     assert victim.returncode == -signal.SIGKILL
     assert killed_holding  # it held work items when it died
     # The two others emptied the queue and stopped; what the killed one held is not complete.
