@@ -211,11 +211,12 @@ def test_a_worker_killed_half_way_loses_nothing(mockhub: MockHub, tmp_path: Path
     assert rerun["ptm/frontier/seeded"] == missing
     assert_all_complete(tmp_path, ids)
     # Each package was done once, except the killed worker's loss, done once more by the rerun
-    # (how many that is depends on the machine's speed: its 2 package slots, and those it had
-    # finished but its store had not yet written, flushed every 0.5 s).
+    # (how many depends on the machine's speed: none if it had only taken work items, up to its
+    # 2 package slots and those it had finished but its store had not yet written, flushed
+    # every 0.5 s).
     calls = tree_calls(mockhub)
     assert {repo for repo, n in calls.items() if n > 1} == lost, (calls, lost)
-    assert max(calls.values()) == 2
+    assert max(calls.values()) <= 2
     assert quota.excess(probes=0) == {}, quota.counts
     assert quota.rejected == {}, quota.counts
 
