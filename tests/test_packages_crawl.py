@@ -633,12 +633,13 @@ def hold_resolves_until_listed(hub: MockHub, trees: int) -> None:
 
 
 @pytest.mark.crawl
-def test_a_small_file_shared_by_packages_planned_together_is_asked_for_once(hubs, tmp_path):
-    hub, _ = hubs
+def test_a_file_shared_by_packages_planned_together_is_asked_for_once(hubs, tmp_path):
+    hub, cdn = hubs
     shared = b'{"architectures": ["Shared"]}'
+    weights = PkgFile("model.safetensors", b"W" * 5000, lfs=True)
     for n in range(4):
         hub.packages.add(f"acme/s{n}", f"{n + 1:040x}", [
-            PkgFile("config.json", shared), PkgFile("README.md", b"# s%d" % n),
+            PkgFile("config.json", shared), PkgFile("README.md", b"# s%d" % n), weights,
             # Two of them also have a file whose bytes never match its hash.
             *([PkgFile("broken.json", b"{}", corrupt=True)] if n < 2 else [])])
     hub.packages.add("acme/twice", "9" * 40, [PkgFile("a/config.json", shared),
@@ -655,7 +656,12 @@ def test_a_small_file_shared_by_packages_planned_together_is_asked_for_once(hubs
     assert len({f["sha256"] for f in configs}) == 1
     assert all((tmp_path / "pk" / doc["path"] / "README.md").exists() for doc in got.values()
                if "README.md" in by_path(doc))
-    assert stats["ptm/packages/files/waited_for_same"] == 5 + 1
+    # The same for an LFS file: one resolve call, one transfer.
+    assert len([r for r in hub.log if r.path.endswith("/model.safetensors")]) == 1
+    assert len(cdn_gets(cdn, weights.sha256)) == 1
+    assert sorted(by_path(got[f"huggingface:acme/s{n}"])["model.safetensors"]["status"]
+                  for n in range(4)) == ["downloaded"] + ["present"] * 3
+    assert stats["ptm/packages/files/waited_for_same"] == 5 + 3 + 1
     # A fetch that fails hands over to a waiter, which asks the hub itself (twice: the hash
     # is checked again); both record the failure, and no package is left waiting.
     broken = [r for r in hub.log if r.path.endswith("/broken.json")]

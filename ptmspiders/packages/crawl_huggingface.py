@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
@@ -20,28 +19,22 @@ from ptmspiders.packages.fetch import REDIRECTS
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class _Claim:
-    """A small file being fetched for one package (``owner``: its job and file index), and
-    the files of other packages (or of the same one) with the same git blob id that wait for
-    it instead of asking the hub again."""
-
-    owner: tuple[Job, int]
-    waiters: list[tuple[Job, int]] = field(default_factory=list)
-
-
 class HuggingFacePackages(PackageCrawler):
     """Every file of a repository at the revision (tree API, resolve calls)."""
 
-    # Git blob id -> the fetch of that small file in progress. Packages planned at the same
-    # moment often share small files (.gitattributes, configs, tokenizers): each of them was
-    # found absent from the blob store and asked for again, a resolve call of the hub's quota
-    # apiece. Large files have their own guard (``PackageCrawler.inflight``).
-    claims: dict[str, _Claim]
+    # SHA-256 (LFS) or git blob id of a file being fetched -> the files (job, index) of other
+    # packages, or of the same one, that wait for it. Packages planned at the same moment often
+    # share files (.gitattributes, configs, tokenizers, base weights): each of them found it
+    # absent from the blob store and made its own resolve call, of the hub's quota. (The
+    # transfers themselves were never doubled: ``PackageCrawler.inflight``.)
+    waiting: dict[str, list[tuple[Job, int]]]
+    # (id of the job, file index) of each such fetch -> its key (a resolve answer may add the
+    # SHA-256 the tree did not give, which changes the file's own key).
+    fetching: dict[tuple[int, int], str]
 
     def setup(self, crawler: Crawler) -> None:
         super().setup(crawler)
-        self.claims = {}
+        self.waiting, self.fetching = {}, {}
 
     def hf_start(self, job: Job) -> Iterator[Request]:
         repo_id = str(job.model.get("hub_id"))
@@ -120,29 +113,29 @@ class HuggingFacePackages(PackageCrawler):
         return not spec.lfs and spec.size is not None and spec.size <= self.inline_max
 
     def wait_for_same(self, job: Job, i: int) -> bool:
-        """File ``i`` waits for the same small file that another fetch brings already (True),
-        or it is now that fetch (False: ask for it)."""
-        spec = job.specs[i]
-        if not spec.git_oid or not self.inline(job, i):
+        """File ``i`` waits for the same file that another fetch brings already (True), or it
+        is now that fetch (False: ask for it)."""
+        key = _content_key(job, i)
+        if not key:
             return False
-        claim = self.claims.get(spec.git_oid)
-        if claim is None:
-            self.claims[spec.git_oid] = _Claim(owner=(job, i))
+        waiters = self.waiting.get(key)
+        if waiters is None:
+            self.waiting[key] = []
+            self.fetching[id(job), i] = key
             return False
-        claim.waiters.append((job, i))
+        waiters.append((job, i))
         self.count("packages/files/waited_for_same")
         return True
 
     async def file_done(self, job: Job, i: int, record: dict[str, Any]) -> AsyncIterator[Any]:
         async for item in super().file_done(job, i, record):
             yield item
-        spec = job.specs[i]
-        claim = self.claims.get(spec.git_oid or "")
-        if claim is None or claim.owner[0] is not job or claim.owner[1] != i:
+        key = self.fetching.pop((id(job), i), None)
+        if key is None:
             return
-        del self.claims[str(spec.git_oid)]
+        waiters = self.waiting.pop(key)
         sha = record["sha256"] if record["status"] in ("downloaded", "present") else None
-        for other, j in claim.waiters:
+        for other, j in waiters:
             if sha:
                 self.count("packages/files/present")
                 async for item in super().file_done(other, j, other.specs[j].record(
@@ -251,3 +244,9 @@ class HuggingFacePackages(PackageCrawler):
         async for item in self.file_done(job, i, job.specs[i].record("failed",
                                                                     reason="resolve_failed")):
             yield item
+
+
+def _content_key(job: Job, i: int) -> str:
+    """What names file ``i``'s bytes: the SHA-256 the hub published, else its git blob id."""
+    spec = job.specs[i]
+    return spec.sha256 or spec.git_oid or ""
