@@ -644,6 +644,11 @@ def test_a_file_shared_by_packages_planned_together_is_asked_for_once(hubs, tmp_
             *([PkgFile("broken.json", b"{}", corrupt=True)] if n < 2 else [])])
     hub.packages.add("acme/twice", "9" * 40, [PkgFile("a/config.json", shared),
                                               PkgFile("b/config.json", shared)])
+    # An entry with the weights' SHA-256 but another size (which the hub does not serve) is
+    # not the same file: it is asked for on its own, and fails.
+    hub.packages.extra_entries["acme/twice"] = [
+        {"type": "file", "oid": "2" * 40, "size": 9999, "path": "liar.safetensors",
+         "lfs": {"oid": weights.sha256, "size": 9999, "pointerSize": 134}}]
     seed(tmp_path, hub.packages.model_docs())
     hold_resolves_until_listed(hub, trees=5)
     stats, _ = crawl(hub, tmp_path, "-s", "PTM_PACKAGES_CONCURRENT_PACKAGES=5", status=3)
@@ -662,6 +667,8 @@ def test_a_file_shared_by_packages_planned_together_is_asked_for_once(hubs, tmp_
     assert sorted(by_path(got[f"huggingface:acme/s{n}"])["model.safetensors"]["status"]
                   for n in range(4)) == ["downloaded"] + ["present"] * 3
     assert stats["ptm/packages/files/waited_for_same"] == 5 + 3 + 1
+    liar = by_path(got["huggingface:acme/twice"])["liar.safetensors"]
+    assert (liar["status"], liar["reason"]) == ("failed", "http_404")
     # A fetch that fails hands over to a waiter, which asks the hub itself (twice: the hash
     # is checked again); both record the failure, and no package is left waiting.
     broken = [r for r in hub.log if r.path.endswith("/broken.json")]
@@ -669,7 +676,7 @@ def test_a_file_shared_by_packages_planned_together_is_asked_for_once(hubs, tmp_
     for n in (0, 1):
         record = by_path(got[f"huggingface:acme/s{n}"])["broken.json"]
         assert (record["status"], record["reason"]) == ("failed", "hash_mismatch")
-    assert all(doc["complete"] for _id, doc in got.items() if _id.endswith(("s2", "s3", "twice")))
+    assert all(doc["complete"] for _id, doc in got.items() if _id.endswith(("s2", "s3")))
 
 
 @pytest.mark.crawl

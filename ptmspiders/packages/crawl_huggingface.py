@@ -22,11 +22,11 @@ logger = logging.getLogger(__name__)
 class HuggingFacePackages(PackageCrawler):
     """Every file of a repository at the revision (tree API, resolve calls)."""
 
-    # SHA-256 (LFS) or git blob id of a file being fetched -> the files (job, index) of other
-    # packages, or of the same one, that wait for it. Packages planned at the same moment often
-    # share files (.gitattributes, configs, tokenizers, base weights): each of them found it
-    # absent from the blob store and made its own resolve call, of the hub's quota. (The
-    # transfers themselves were never doubled: ``PackageCrawler.inflight``.)
+    # The content key of a file being fetched -> the files (job, index) of other packages, or
+    # of the same one, that wait for it. Packages planned at the same moment often share files
+    # (.gitattributes, configs, tokenizers, base weights): each of them found it absent from
+    # the blob store and made its own resolve call, of the hub's quota. (The transfers
+    # themselves were never doubled: ``PackageCrawler.inflight``.)
     waiting: dict[str, list[tuple[Job, int]]]
     # (id of the job, file index) of each such fetch -> its key (a resolve answer may add the
     # SHA-256 the tree did not give, which changes the file's own key).
@@ -247,6 +247,8 @@ class HuggingFacePackages(PackageCrawler):
 
 
 def _content_key(job: Job, i: int) -> str:
-    """What names file ``i``'s bytes: the SHA-256 the hub published, else its git blob id."""
+    """What names file ``i``'s bytes: the SHA-256 the hub published, else its git blob id, with
+    the size it gave (two entries of one hash but different sizes are not the same file)."""
     spec = job.specs[i]
-    return spec.sha256 or spec.git_oid or ""
+    digest = spec.sha256 or spec.git_oid
+    return f"{digest}:{spec.size}" if digest else ""
