@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -230,18 +230,26 @@ def test_feed_problem_names_what_keeps_a_local_feed_from_being_written(tmp_path:
 def test_ctrl_c_while_the_store_does_not_answer_is_one_line(tmp_path: Path) -> None:
     """The store check waits for MongoDB before Scrapy's signal handlers are in place: an
     interrupt there was a KeyboardInterrupt traceback."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-s",
-         "PTM_STORE_URI=mongodb://127.0.0.1:1/x", "-s", "GITHUB_API_URL=http://127.0.0.1:9"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(4)  # the check waits 10 s for the server
-        proc.send_signal(signal.SIGINT)
-        stderr = proc.communicate(timeout=60)[1]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    # A "server" that takes the connection and never answers: once the crawl's check has
+    # connected, it is waiting (up to 10 s), and that is when Ctrl-C comes. (A fixed sleep
+    # before the signal raced the start of a busy machine's Python, which ignored it.)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        server.settimeout(120)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-s",
+             f"PTM_STORE_URI=mongodb://127.0.0.1:{port}/x", "-s",
+             "GITHUB_API_URL=http://127.0.0.1:9"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            conn, _ = server.accept()
+            with conn:
+                proc.send_signal(signal.SIGINT)
+                stderr = proc.communicate(timeout=60)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == 130, stderr[-2000:]
     assert stderr.rstrip().endswith("ERROR: Interrupted before the crawl started")
     assert "Traceback" not in stderr
