@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -84,12 +85,18 @@ class Command(ScrapyCrawlCommand):
                 logger.error("Cannot write the feed %s: %s", uri, problem)
                 self.exitcode = EXIT_USAGE
                 return
-        try:  # Ctrl-C while a server does not answer: before Scrapy's handlers are in place
+        # Ctrl-C while a server does not answer: before Scrapy's handlers are in place. Like
+        # those, it counts even when the shell started the command with SIGINT ignored (a
+        # background job of a script).
+        inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
             problem = self.servers_problem(config)
         except KeyboardInterrupt:
             logger.error("Interrupted before the crawl started")
             self.exitcode = 130
             return
+        finally:
+            signal.signal(signal.SIGINT, inherited)
         if problem:
             logger.error("%s", problem)
             self.exitcode = 1
