@@ -237,12 +237,14 @@ def test_ctrl_c_while_the_store_does_not_answer_is_one_line(tmp_path: Path) -> N
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         server.settimeout(120)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-s",
-             f"PTM_STORE_URI=mongodb://127.0.0.1:{port}/x", "-s",
-             "GITHUB_API_URL=http://127.0.0.1:9"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        crawl = [sys.executable, "-m", "scrapy", "crawl", "pytorch_hub", "-s",
+                 f"PTM_STORE_URI=mongodb://127.0.0.1:{port}/x", "-s",
+                 "GITHUB_API_URL=http://127.0.0.1:9"]
+        # SIGINT ignored, then exec (which keeps it ignored): no preexec_fn in a threaded test.
+        ignoring = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                    "os.execv(sys.argv[1], sys.argv[1:])")
+        proc = subprocess.Popen([sys.executable, "-c", ignoring, *crawl], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             conn, _ = server.accept()
             with conn:

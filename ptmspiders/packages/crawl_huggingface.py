@@ -107,11 +107,6 @@ class HuggingFacePackages(PackageCrawler):
             if not self.wait_for_same(job, i):
                 yield self.resolve_request(job, i)
 
-    def inline(self, job: Job, i: int) -> bool:
-        """File ``i`` is small and not LFS: its resolve call (a GET) is the file itself."""
-        spec = job.specs[i]
-        return not spec.lfs and spec.size is not None and spec.size <= self.inline_max
-
     def wait_for_same(self, job: Job, i: int) -> bool:
         """File ``i`` waits for the same file that another fetch brings already (True), or it
         is now that fetch (False: ask for it)."""
@@ -155,7 +150,7 @@ class HuggingFacePackages(PackageCrawler):
         verified in memory), a HEAD for LFS files (the answer is the CDN redirect; the bytes
         are then streamed from there, without the hub's credential)."""
         spec = job.specs[i]
-        inline = self.inline(job, i)
+        inline = not spec.lfs and spec.size is not None and spec.size <= self.inline_max
         assert spec.url is not None
         # Above the listings (a listed package's files first), and the bigger the file the
         # sooner (one step per 16x): a long transfer starts while small files are resolved.
