@@ -220,6 +220,7 @@ HubUrl = Annotated[str, AfterValidator(_http_url)]
 MAX_SECONDS = 10**7
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 Wait = Annotated[float, Field(ge=0, le=MAX_SECONDS)]  # seconds, where 0 means no wait
+Lease = Annotated[float, Field(ge=3, le=MAX_SECONDS)]  # seconds, renewed every third of it
 Count = Annotated[int, Field(ge=0)]
 AtLeastOne = Annotated[int, Field(ge=1)]
 Ratio = Annotated[float, Field(ge=0, le=1)]
@@ -412,7 +413,7 @@ class PtmSettings(BaseModel):
     frontier_idle_s: Wait = setting(
         30.0, "a frontier worker stops when no work was queued, nor being seeded or listed, "
         "for this many seconds", env=True)
-    frontier_lease_s: Annotated[float, Field(ge=3, le=MAX_SECONDS)] = setting(
+    frontier_lease_s: Lease = setting(
         60.0, "a frontier worker renews its membership every third of this; one that stops "
         "(killed) counts as gone after this many seconds, and a run with no worker left is "
         "seeded anew by the next one to start")
@@ -441,9 +442,9 @@ class PtmSettings(BaseModel):
         "removed (stat `ptm/history/removals_refused`)")
     lock_enabled: bool = setting(True, "one listing crawl of a hub per store (see "
                                  "[Security](security.md))")
-    lock_wait: Wait = setting(30.0, "seconds to wait for another "
-                                                       "crawl's lock before refusing (exit 4)")
-    lock_ttl: Annotated[float, Field(ge=3, le=MAX_SECONDS)] = setting(
+    lock_wait: Wait = setting(30.0, "seconds to wait for another crawl's lock before "
+                              "refusing (exit 4)")
+    lock_ttl: Lease = setting(
         120.0, "seconds a lock lives without its holder's heartbeat")
     health_max_failed_requests: Count = setting(0, "crawl health fails when a "
                                                 "`ptm/failed/<reason>` count is over this")
