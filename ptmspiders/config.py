@@ -284,7 +284,11 @@ class PtmSettings(BaseModel):
                              "`sqlite:////absolute/path` or `mongodb://host:port/db` (see "
                              "[Stores](stores.md))", env=True, secret=True)
     store_enabled: bool = setting(True, "off: feed exports only")
-    store_batch_size: AtLeastOne = setting(500, "documents per batch handed to the writer (one "
+    # Each batch costs the writer thread a few hand-overs of the GIL to and back from the
+    # crawl's thread (one per SQLite call), about 11 ms of waiting each time the crawl's thread
+    # is busy: 1M sweep, writer busy 75 s with 500 per batch, 62 s with 1,000, its CPU 37 s in
+    # both; peak RSS 279 -> 312 MB (docs/performance.md, "The SQLite store").
+    store_batch_size: AtLeastOne = setting(1000, "documents per batch handed to the writer (one "
                                            "bulk write; one history lookup)")
     store_flush_seconds: Seconds = setting(5.0, "buffered documents are handed over, and the "
                                            "writer commits, at least this often")
@@ -298,8 +302,7 @@ class PtmSettings(BaseModel):
     store_writer_thread: bool = setting(True, "write batches on a thread behind the crawl "
                                         "(off: in the pipeline)")
     # Two: at hub scale the writer falls behind now and then, and every queued batch is a
-    # batch of documents alive in memory (peak RSS of a 1M sweep 159 MB with 2, 171-176 with 4;
-    # no slower).
+    # batch of documents alive in memory (docs/performance.md, "The SQLite store").
     store_writer_max_pending: AtLeastOne = setting(2, "batches queued for the writer before the "
                                                    "crawl waits (stat `ptm/store/wait_seconds`)")
     max_doc_bytes: Annotated[int, AfterValidator(_max_doc_bytes)] = setting(

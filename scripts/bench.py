@@ -404,6 +404,7 @@ def summarise(n: int, runs: dict[str, dict[str, Any]], sweep_store: Path, workdi
         "list_requests_per_1000_models": round(1000 * req.get("list", 0) / n, 3),
         # How long the crawl waited for the writer, and the checkpoint thread's work beside it.
         "store_wait_seconds": sweep["stats"].get("ptm/store/wait_seconds", 0.0),
+        "store_writer_busy_seconds": sweep["stats"].get("ptm/store/writer_busy_seconds", 0.0),
         "store_checkpoint_seconds": sweep["stats"].get("ptm/store/checkpoint_seconds", 0.0),
     }
     if "baseline" in runs:
@@ -497,6 +498,7 @@ def table(r: dict[str, Any]) -> str:
         ("  peak RSS of the crawler (MB)", f"{r['peak_rss_mb']:.0f}"),
         ("  list requests / 1000 models", f"{r['list_requests_per_1000_models']:.3f}"),
         ("  seconds waiting for the store", f"{r['store_wait_seconds']:.1f}"),
+        ("  seconds the store's writer was busy", f"{r['store_writer_busy_seconds']:.1f}"),
     ]
     if "baseline_models_per_s" in r:
         rows += [("baseline models/s (pipelines off)", f"{r['baseline_models_per_s']:,.0f}"),

@@ -1,6 +1,7 @@
 """Pipelines as components, built from a crawler with ``get_crawler``."""
 
 import sqlite3
+import time
 
 import pytest
 from scrapy.exceptions import DropItem, NotConfigured
@@ -89,6 +90,27 @@ def test_store_pipeline_batches_and_flushes_on_close(tmp_path):
     assert store.count("models") == 4
     assert store.count("owners") == 1
     assert crawler.stats.get_value("ptm/stored/models") == 4
+
+
+def test_store_pipeline_reports_how_long_its_writer_was_busy(tmp_path):
+    """``ptm/store/writer_busy_seconds``: the writer's time on batches, its pace beside the
+    crawl's (``ptm/store/wait_seconds``: how long the crawl waited for it)."""
+    crawler = crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=2, PTM_STORE_FLUSH_SECONDS=3600)
+    pipe = build_from_crawler(StorePipeline, crawler)
+    pipe.open_spider()
+    writer_store = pipe.writer.thread_store
+    real_upsert = writer_store.upsert
+
+    def slow(collection, docs):
+        time.sleep(0.2)
+        return real_upsert(collection, docs)
+    writer_store.upsert = slow
+    for i in range(4):
+        process(pipe, model(i))
+    pipe.close_spider()
+    assert crawler_store(crawler).count("models") == 4
+    assert 0.4 <= crawler.stats.get_value("ptm/store/writer_busy_seconds") < 30
+    assert crawler.stats.get_value("ptm/store/wait_seconds") >= 0
 
 
 def test_store_pipeline_counts_a_failed_write_and_goes_on(tmp_path):

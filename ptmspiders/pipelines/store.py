@@ -161,5 +161,6 @@ class StorePipeline:
                 pass  # every failure of the last batches is reported, not only the first
             # Non-zero: the store, not the hub or the parsing, set the crawl's pace.
             self.stats.set_value("ptm/store/wait_seconds", round(self.writer.waited, 3))
+            self.stats.set_value("ptm/store/writer_busy_seconds", round(self.writer.busy, 3))
             for name, value in self.writer.counters().items():
                 self.stats.set_value(f"ptm/store/{name}", value)

@@ -78,6 +78,9 @@ class BackgroundWriter:
         self.closed = False
         # Seconds callers spent waiting for a free slot: how much the store held the crawl up.
         self.waited = 0.0
+        # Seconds spent writing batches (hooks and upsert, the GIL's hand-overs included; not
+        # commits): the writer's pace beside the crawl's.
+        self.busy = 0.0
         if thread_store is not None:
             self.thread = threading.Thread(target=self._run, name="ptm-store-writer",
                                            daemon=True)
@@ -98,6 +101,14 @@ class BackgroundWriter:
 
     def _write(self, store: Store, collection: str,
                docs: list[WriteDoc]) -> tuple[int, list[Applied]]:
+        started = time.perf_counter()
+        try:
+            return self._hooks_and_upsert(store, collection, docs)
+        finally:
+            self.busy += time.perf_counter() - started
+
+    def _hooks_and_upsert(self, store: Store, collection: str,
+                          docs: list[WriteDoc]) -> tuple[int, list[Applied]]:
         applied: list[Applied] = []
         for hook in self.hooks.get(collection, ()):
             try:
