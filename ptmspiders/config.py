@@ -284,10 +284,10 @@ class PtmSettings(BaseModel):
                              "`sqlite:////absolute/path` or `mongodb://host:port/db` (see "
                              "[Stores](stores.md))", env=True, secret=True)
     store_enabled: bool = setting(True, "off: feed exports only")
-    # Each batch costs the writer thread a few hand-overs of the GIL to and back from the
-    # crawl's thread (one per SQLite call), about 11 ms of waiting each time the crawl's thread
-    # is busy: 1M sweep, writer busy 75 s with 500 per batch, 62 s with 1,000, its CPU 37 s in
-    # both; peak RSS 279 -> 312 MB (docs/performance.md, "The SQLite store").
+    # Each batch costs the writer thread a few hand-overs of the GIL from the crawl's thread
+    # (one per SQLite call), about 11 ms of waiting per batch while the crawl's thread runs:
+    # 1M sweep, writer busy 75 s with 500 per batch, 62 s with 1,000, its CPU 37 s in both;
+    # peak RSS 279 -> 312 MB (docs/performance.md, "The SQLite store").
     store_batch_size: AtLeastOne = setting(1000, "documents per batch handed to the writer (one "
                                            "bulk write; one history lookup)")
     store_flush_seconds: Seconds = setting(5.0, "buffered documents are handed over, and the "

@@ -49,8 +49,8 @@ _NO_ROWS = "(SELECT NULL AS _id, NULL AS doc WHERE 0)"
 # SQLite's refusals of a statement too big to parse or run.
 _TOO_COMPLEX = ("parser stack overflow", "Expression tree is too large", "too many SQL variables",
                 "too many terms", "string or blob too big")
-# Rows per multi-row statement: 2 parameters each, well under SQLite's 32,766. A whole store
-# batch (PTM_STORE_BATCH_SIZE) in one statement: each statement is a hand-over of the GIL.
+# Rows per multi-row statement: 2 parameters each, well under SQLite's 32,766. A store batch of
+# the default size (PTM_STORE_BATCH_SIZE) is one statement: each is a hand-over of the GIL.
 _ROWS_PER_STATEMENT = 1000
 # Every model lands at a random place in each index, so at hub scale each batch dirties about
 # one index page per model and index. SQLite's default checkpoint (every 1,000 WAL pages, with
