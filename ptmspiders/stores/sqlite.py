@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ptmspiders.config import PtmSettings
 from ptmspiders.query import (
     QueryError,
     check_fields,
@@ -49,9 +50,9 @@ _NO_ROWS = "(SELECT NULL AS _id, NULL AS doc WHERE 0)"
 # SQLite's refusals of a statement too big to parse or run.
 _TOO_COMPLEX = ("parser stack overflow", "Expression tree is too large", "too many SQL variables",
                 "too many terms", "string or blob too big")
-# Rows per multi-row statement: 2 parameters each, well under SQLite's 32,766. A store batch of
-# the default size (PTM_STORE_BATCH_SIZE) is one statement: each is a hand-over of the GIL.
-_ROWS_PER_STATEMENT = 1000
+# Rows per multi-row statement (2 parameters each; SQLite takes up to 32,766): a store batch of
+# the default size (PTM_STORE_BATCH_SIZE) is one statement, and each is a hand-over of the GIL.
+_ROWS_PER_STATEMENT = min(PtmSettings.model_fields["store_batch_size"].default, 16_000)
 # Every model lands at a random place in each index, so at hub scale each batch dirties about
 # one index page per model and index. SQLite's default checkpoint (every 1,000 WAL pages, with
 # an fsync) then copies those pages back almost every batch; a larger WAL lets a page dirtied
