@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ptmspiders.stores import Store, open_store
+from ptmspiders.stores import sqlite as sqlite_store
 from ptmspiders.stores.writer import BackgroundWriter, StoreWriteError
 
 
@@ -206,11 +207,12 @@ def test_a_failed_batch_in_a_transaction_costs_only_itself(file_store: Store,
     writer = BackgroundWriter(file_store, file_store.for_thread(), max_pending=max_pending,
                               transaction_size=1000)
     done: list[int] = []
-    bad = docs(*range(10, 610))
-    bad[550]["n"] = 2**70  # fails in its second statement, after 500 rows went in
+    rows = sqlite_store._ROWS_PER_STATEMENT
+    bad = docs(*range(10, 10 + rows + 100))
+    bad[rows + 50]["n"] = 2**70  # fails in its second statement, after the first went in
     failed = write_all(writer, [docs(1), bad, docs(2)], done.append)
     writer.close()
-    assert [e.count for e in failed] == [600]
+    assert [e.count for e in failed] == [rows + 100]
     assert done == [1, 1]
     assert file_store.ids("models") == {"m1", "m2"}
 
