@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from ptmspiders.stores import StoreError, driver_message, open_store, redact_uri
+from ptmspiders.stores import sqlite as sqlite_store
 from ptmspiders.stores.base import Encoded, decoded, doc_id
 
 
@@ -152,15 +153,16 @@ def test_exists_stops_at_a_match(store):
 
 def test_a_grouped_write_that_fails_undoes_only_itself(tmp_path):
     """Inside begin()..commit() each upsert is a savepoint: a batch that fails after its first
-    500-row statement leaves no half behind, and the batches around it commit."""
+    statement leaves no half behind, and the batches around it commit."""
     with open_store(f"sqlite:///{tmp_path}/t.sqlite") as s:
         reader = s.for_thread()
         assert s.count("models") == 0  # the table exists before the transaction
         assert reader.count("models") == 0
         s.begin()
         s.upsert("models", [doc(1)])
-        bad = [doc(i) for i in range(100, 700)]
-        bad[550]["downloads"] = 2**70  # orjson cannot encode it: the second statement fails
+        rows = sqlite_store._ROWS_PER_STATEMENT
+        bad = [doc(i) for i in range(100, 200 + rows)]
+        bad[rows + 50]["downloads"] = 2**70  # orjson cannot encode it: the second statement fails
         with pytest.raises(TypeError):
             s.upsert("models", bad)
         s.upsert("models", [doc(2)])
