@@ -151,8 +151,9 @@ def calibrate(rounds: int = 3) -> float:
 
 def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
               url: str, mock_pid: int, py_spy: str | None = None) -> dict[str, Any]:
-    """Run one crawl, measuring wall time, the crawler's own peak RSS, the mock's counts and
-    the mock's CPU time (on 2 cores, the mock competes with the crawler's threads)."""
+    """Run one crawl, measuring wall time, the peak RSS of the crawler and its writer process,
+    the mock's counts and the mock's CPU time (on 2 cores, the mock competes with the
+    crawler's threads)."""
     import psutil
 
     mock = psutil.Process(mock_pid)
@@ -185,9 +186,7 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
         raise SystemExit(f"{label} crawl failed ({proc.returncode}); log {log_path}:\n"
                          f"{text[-3000:]}")
     stats = statsfile.read_stats(stats_path)
-    # ru_maxrss of the waited-for child is its own peak (KiB on Linux); under py-spy the child
-    # is py-spy itself, so the sampled peak of its child (the crawler) is used instead.
-    rss_mb = (peak if peak is not None else usage.ru_maxrss * 1024) / 2**20
+    rss_mb = peak / 2**20
     return {
         "wall_s": wall,
         "crawl_s": float(stats.get("elapsed_time_seconds") or wall),
@@ -205,10 +204,12 @@ def run_crawl(label: str, cmd: list[str], env: dict[str, str], workdir: Path,
 
 
 def _wait(proc: subprocess.Popen[bytes], sample: bool
-          ) -> tuple[int, Any, int | None, dict[str, float]]:
-    """Reap the child with its own resource usage and the CPU seconds of each of its threads
-    (the main thread as ``main``, the others by thread id, as last sampled every 0.1 s); with
-    ``sample``, also the peak RSS of its descendants."""
+          ) -> tuple[int, Any, int, dict[str, float]]:
+    """Reap the child with its own resource usage, the CPU seconds of each of its threads (the
+    main thread as ``main``, the others by thread id) and of each process it started (the
+    store's writer, as ``process <pid>``), as last sampled every 0.1 s, and the peak of the
+    crawler's RSS summed with its processes' (under py-spy, ``sample``, the crawler is py-spy's
+    child)."""
     import psutil
 
     peak = 0
@@ -217,15 +218,19 @@ def _wait(proc: subprocess.Popen[bytes], sample: bool
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
-            return status, usage, peak if sample else None, threads
+            # ru_maxrss (KiB) is the largest single process's peak: a floor for the sum.
+            return status, usage, max(peak, usage.ru_maxrss * 1024), threads
         try:
             crawler = parent.children()[0] if sample else parent
+            rss = crawler.memory_info().rss
             for t in crawler.threads():
                 name = "main" if t.id == crawler.pid else str(t.id)
                 threads[name] = round(t.user_time + t.system_time, 2)
-            if sample:
-                for child in parent.children(recursive=True):
-                    peak = max(peak, child.memory_info().rss)
+            for child in crawler.children(recursive=True):
+                cpu = child.cpu_times()
+                threads[f"process {child.pid}"] = round(cpu.user + cpu.system, 2)
+                rss += child.memory_info().rss
+            peak = max(peak, rss)
         except (psutil.Error, IndexError):
             pass
         time.sleep(0.1)
@@ -495,7 +500,7 @@ def table(r: dict[str, Any]) -> str:
         ("  CPU s: crawl's thread / store's", f"{r['crawl_thread_cpu_seconds']:.1f} / "
                                              f"{r['other_threads_cpu_seconds']:.1f}"),
         ("  mock hub CPU seconds", f"{r['mock_cpu_seconds']:.1f}"),
-        ("  peak RSS of the crawler (MB)", f"{r['peak_rss_mb']:.0f}"),
+        ("  peak RSS, crawler and its writer (MB)", f"{r['peak_rss_mb']:.0f}"),
         ("  list requests / 1000 models", f"{r['list_requests_per_1000_models']:.3f}"),
         ("  seconds waiting for the store", f"{r['store_wait_seconds']:.1f}"),
         ("  seconds the store's writer was busy", f"{r['store_writer_busy_seconds']:.1f}"),
