@@ -53,6 +53,13 @@ SIGNATURE_METHODS = ("git", "html", "api")
 # organisations' overview, one call per owner; its 404 marks a user. ``full``: every user's
 # overview too (a wrong guess of the kind costs a second call). ``off``: none.
 OwnerMode = Literal["orgs", "full", "off"]
+StoreWriterMode = Literal["process", "thread", "inline"]
+# Batches queued for a writer when PTM_STORE_WRITER_MAX_PENDING is unset. A thread's live in
+# the crawl's memory as Python objects: two, since at 1M models eight cost the crawl's thread
+# more CPU than the waiting they saved and took its peak RSS past 400 MB. A process holds each
+# as one ~4 MB buffer of its own, and twelve let it take batches on through most of its longest
+# commits (docs/performance.md, "The writer's process").
+PENDING_BATCHES: dict[str, int] = {"process": 12, "thread": 2, "inline": 1}
 OWNER_MODES: tuple[str, ...] = get_args(OwnerMode)
 DEFAULT_OWNER_MODE = "orgs"
 _FLAG = TypeAdapter(bool)
@@ -296,15 +303,18 @@ class PtmSettings(BaseModel):
     # index page its batches touched, and at 1M models a 5,000-model commit touches about a third
     # of each random index (scripts/bench_store.py --transaction). 50,000 is about as many as a
     # sweep stores in PTM_STORE_FLUSH_SECONDS, which bounds a commit's age whatever the size.
-    store_transaction_size: AtLeastOne = setting(50_000, "SQLite: documents per commit on the "
-                                                 "writer thread (batches count as stored once "
+    store_transaction_size: AtLeastOne = setting(50_000, "SQLite: documents per commit by the "
+                                                 "writer (batches count as stored once "
                                                  "committed)")
-    store_writer_thread: bool = setting(True, "write batches on a thread behind the crawl "
-                                        "(off: in the pipeline)")
-    # Two: at hub scale the writer falls behind now and then, and every queued batch is a
-    # batch of documents alive in memory (docs/performance.md, "The SQLite store").
-    store_writer_max_pending: AtLeastOne = setting(2, "batches queued for the writer before the "
-                                                   "crawl waits (stat `ptm/store/wait_seconds`)")
+    # A process: the writer's SQLite calls no longer wait for the GIL behind the crawl's thread;
+    # 1M sweep 11,426 -> 13,2xx models/s (docs/performance.md, "The writer's process").
+    store_writer: StoreWriterMode = setting(
+        "process", "where batches are written: `process` (SQLite files: a process of its own; "
+        "other stores: a thread), `thread` (a thread beside the crawl's) or `inline` (in the "
+        "pipeline)")
+    store_writer_max_pending: AtLeastOne | None = setting(
+        None, "batches queued for the writer before the crawl waits (stat "
+        "`ptm/store/wait_seconds`); unset: 12 for a writer process, 2 for a thread")
     max_doc_bytes: Annotated[int, AfterValidator(_max_doc_bytes)] = setting(
         doc_size.DEFAULT_MAX_DOC_BYTES, "documents over this many bytes of JSON are cut, marked "
         "in `extra.truncated` and counted (`0`: no bound; see [Security](security.md))")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,18 +22,13 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 
 from ptmspiders.checkpoint import FILENAME, Checkpoints
-from ptmspiders.config import PtmSettings, ptm_settings
-from ptmspiders.stores import Store, open_store
-from ptmspiders.stores.writer import BackgroundWriter
+from ptmspiders.config import PENDING_BATCHES, PtmSettings, ptm_settings
+from ptmspiders.stores import Store, open_store, writer_process
+from ptmspiders.stores.base import now_iso
+from ptmspiders.stores.writer import BackgroundWriter, StoreWriter
 
 if TYPE_CHECKING:
     from ptmspiders.hf_enrichment import HfEnricher
-
-def now_iso() -> str:
-    """Now, in the form of every time a crawl records (ISO 8601 UTC, milliseconds)."""
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
 
 # How a model compares with its stored document (ptmspiders/history.py).
 KINDS = ("new", "changed", "unchanged", "renamed", "reappeared")
@@ -68,7 +62,7 @@ class CrawlContext:
         self.enricher: HfEnricher | None = None  # hf_enrichment.enricher() builds it
         self._first_crawl: dict[str, bool] = {}
         self._store: Store | None = None
-        self._writer: BackgroundWriter | None = None
+        self._writer: StoreWriter | None = None
         self._checkpoints: Checkpoints | None = None
 
     @classmethod
@@ -93,14 +87,21 @@ class CrawlContext:
         self.crawler.signals.connect(self.close_store, signal=signals.engine_stopped)
 
     @property
-    def writer(self) -> BackgroundWriter:
+    def writer(self) -> StoreWriter:
         """The crawl's one writer over :attr:`store`, drained before the store closes."""
         if self._writer is None:
             store, s = self.store, self.settings
-            self._writer = BackgroundWriter(
-                store, store.for_thread() if s.store_writer_thread else None,
-                s.store_writer_max_pending, transaction_size=s.store_transaction_size,
-                max_age=s.store_flush_seconds)
+            kind = ("process" if s.store_writer == "process" and writer_process.supported(store)
+                    else "inline" if s.store_writer == "inline" else "thread")
+            pending = s.store_writer_max_pending or PENDING_BATCHES[kind]
+            if kind == "process":
+                self._writer = writer_process.ProcessWriter(
+                    store, pending, transaction_size=s.store_transaction_size,
+                    max_age=s.store_flush_seconds)
+            else:
+                self._writer = BackgroundWriter(
+                    store, store.for_thread() if kind == "thread" else None, pending,
+                    transaction_size=s.store_transaction_size, max_age=s.store_flush_seconds)
         return self._writer
 
     def sync_writes(self) -> None:

@@ -1,10 +1,10 @@
 """Change history: what each crawl saw, and how every model changed between crawls.
 
-- :class:`ModelHistory` compares each batch of models with the stored documents just before
-  the store replaces them (a write hook, on the store writer's thread: one ``get_many`` per
-  batch), counts each model as new, changed, unchanged, renamed or reappeared, and writes one
-  ``changes`` record per model that is not unchanged: the changed fields, old and new values
-  of scalars, items added/removed of lists.
+- :class:`ModelComparison` compares each batch of models with the stored documents just
+  before the store replaces them (a write hook, where the store's writer runs: one
+  ``get_many`` per batch), counts each model as new, changed, unchanged, renamed or
+  reappeared, and writes one ``changes`` record per model that is not unchanged: the changed
+  fields, old and new values of scalars, items added/removed of lists.
 - :class:`CrawlHistory` (an extension) installs that hook, writes one ``crawls`` record per
   run and, after a
   complete crawl (finished, not marked incomplete, no argument that restricts the listing:
@@ -23,8 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -33,26 +32,27 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
 from ptmspiders.args import SpiderParams
+from ptmspiders.changes import (
+    IGNORED_FIELDS,
+    BatchHistory,
+    ModelComparison,
+    change_record,
+    is_scalar,
+)
 from ptmspiders.config import ptm_settings
 from ptmspiders.context import CrawlContext, CrawlState, crawl_context, now_iso
 from ptmspiders.crawllock import lock_not_taken, pid_space, process_gone, this_host
 from ptmspiders.items import Doc, ModelItem, field_names
 from ptmspiders.monitors import request_health
 from ptmspiders.stores import Store
-from ptmspiders.stores.base import WriteDoc, decoded, doc_id
 
 logger = logging.getLogger(__name__)
 
-# Not compared: bookkeeping of the crawler (crawl, enrichment: which per-model steps ran at
-# which sha), the hub's verbatim answer (raw, already parsed into the other fields), and
-# removed_at, which has its own "reappeared" kind.
-IGNORED_FIELDS = frozenset({"_id", "crawl", "enrichment", "raw", "removed_at"})
 RECORDED_STATS_PREFIXES: tuple[str, ...] = (
     "ptm/", "item_scraped_count", "item_dropped_count", "downloader/request_count",
     "downloader/response_count", "downloader/response_status_count/", "log_count/ERROR",
     "log_count/WARNING", "retry/count", "elapsed_time_seconds",
 )
-_EMPTY: tuple[Any, ...] = (None, [], {})
 
 
 def crawl_state(crawler: Crawler) -> CrawlState:
@@ -60,124 +60,26 @@ def crawl_state(crawler: Crawler) -> CrawlState:
     return crawl_context(crawler).history
 
 
-# -- comparing documents -------------------------------------------------------------------------
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, bool | int | float | str)
-
-
-def _same(old: Any, new: Any) -> bool:
-    if old == new and type(old) is type(new):
-        return True
-    if isinstance(old, bool) or isinstance(new, bool):
-        return False
-    if isinstance(old, int | float) and isinstance(new, int | float):
-        return old == new
-    # A field added to the schema after the stored crawl is absent (None) there: not a change.
-    return any(old is e or old == e for e in _EMPTY) and any(new is e or new == e for e in _EMPTY)
-
-
-def _list_key(value: Any) -> Any:
-    if isinstance(value, dict):
-        return value.get("path", value.get("id", repr(sorted(value.items(), key=str))))
-    return value
-
-
-def diff_docs(old: Mapping[str, Any], new: Mapping[str, Any],
-              fields: Iterable[str]) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
-    """(changed fields, {field: {old, new}} for scalars (also ``field.key`` inside objects),
-    {field: {added, removed}} for lists)."""
-    changed: list[str] = []
-    values: dict[str, Any] = {}
-    lists: dict[str, Any] = {}
-    for name in fields:
-        if name in IGNORED_FIELDS:
-            continue
-        o, n = old.get(name), new.get(name)
-        if _same(o, n):
-            continue
-        changed.append(name)
-        if _is_scalar(o) and _is_scalar(n):
-            values[name] = {"old": o, "new": n}
-        elif isinstance(o, list | type(None)) and isinstance(n, list | type(None)):
-            before = [_list_key(x) for x in o or []]
-            after = [_list_key(x) for x in n or []]
-            added = [x for x in after if x not in before]
-            removed = [x for x in before if x not in after]
-            entry: dict[str, Any] = {"added": added, "removed": removed}
-            if not added and not removed:
-                entry["reordered_or_edited"] = True
-            lists[name] = entry
-        elif isinstance(o, dict | type(None)) and isinstance(n, dict | type(None)):
-            o_map, n_map = o or {}, n or {}
-            for key in sorted(set(o_map) | set(n_map), key=str):
-                ov, nv = o_map.get(key), n_map.get(key)
-                if not _same(ov, nv) and _is_scalar(ov) and _is_scalar(nv):
-                    values[f"{name}.{key}"] = {"old": ov, "new": nv}
-        else:
-            values[name] = {"old": o, "new": n}
-    return changed, values, lists
-
-
-def change_record(state: CrawlState, spider: str, doc: Mapping[str, Any], kind: str, *,
-                  at: str, changed: list[str] | None = None,
-                  values: dict[str, Any] | None = None, lists: dict[str, Any] | None = None,
-                  **extra: Any) -> Doc:
-    record: Doc = {
-        "_id": f"{state.crawl_id}|{doc['_id']}",
-        "crawl_id": state.crawl_id,
-        "model_id": doc["_id"],
-        "hub": doc.get("hub"),
-        "spider": spider,
-        "at": at,
-        "kind": kind,
-        "fields": changed or [],
-        "values": values or {},
-        "lists": lists or {},
-    }
-    record.update(extra)
-    return record
-
-
-# -- comparing each batch as it is written ------------------------------------------------------
-
-@dataclass
-class BatchHistory:
-    """What comparing one batch found, applied on the crawl's thread once the batch is stored."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    records: int = 0
-    renamed_away: dict[str, str] = field(default_factory=dict)
-
-
 class ModelHistory:
-    """Compares each batch of models with the store just before the store replaces them.
-
-    Runs as a write hook of :class:`ptmspiders.stores.writer.BackgroundWriter`, on the writer's
-    thread and with its store: one lookup per batch (and one for the hub_uids of new models),
-    and no work at all on the crawl's critical path. A batch written after the comparison is
-    what it compared, so no ordering between pipelines is needed.
-    """
+    """History's write hook for a crawl: a :class:`ModelComparison` for the writer, and what it
+    found applied to the crawl's counts and stats on the crawl's thread."""
 
     def __init__(self, crawler: Crawler, state: CrawlState) -> None:
         assert crawler.stats is not None
         self.stats = crawler.stats
         self.state = state
         self.spider_name = str(getattr(crawler.spidercls, "name", "?"))
-        self.fields = [f for f in field_names(ModelItem) if f not in IGNORED_FIELDS]
-        self.lookup_fields = [*self.fields, "removed_at"]
 
-    def before_write(self, store: Store, collection: str, docs: list[WriteDoc]) -> Any:
-        """The write hook: compare, write the change records, hand back the counts."""
-        try:
-            batch = self.compare(store, docs)
-        except Exception:
-            # History must never cost the crawl its items: count, log, let the batch through.
-            logger.exception("Could not compare %d models with the store", len(docs))
-            return lambda: self.stats.inc_value("ptm/history/errors")
-        return lambda: self.apply(batch)
+    def comparison(self) -> ModelComparison:
+        """The check, for the crawl as it is now (its baseline is known from spider_opened)."""
+        return ModelComparison(
+            self.state.crawl_id, self.spider_name, self.state.baseline,
+            tuple(f for f in field_names(ModelItem) if f not in IGNORED_FIELDS))
 
     def apply(self, batch: BatchHistory) -> None:
+        if batch.failed:
+            self.stats.inc_value("ptm/history/errors")
+            return
         self.stats.inc_value("ptm/history/lookups")
         for kind, n in batch.counts.items():
             self.state.counts[kind] = self.state.counts.get(kind, 0) + n
@@ -185,78 +87,6 @@ class ModelHistory:
         if batch.records:
             self.stats.inc_value("ptm/history/records", batch.records)
         self.state.renamed_away.update(batch.renamed_away)
-
-    def compare(self, store: Store, docs: list[WriteDoc]) -> BatchHistory:
-        """Counts and change records of a batch; writes the records (``changes``).
-
-        Encoded documents are decoded only where they are compared or recorded, so a first
-        crawl (every model new, nothing recorded per model) decodes none."""
-        batch = BatchHistory()
-        by_id = {doc_id(d): d for d in docs}
-        stored = store.get_many("models", list(by_id), fields=self.lookup_fields)
-        baseline = self.state.baseline
-        # Models not stored yet: a renamed repository is looked for among them (not in a first
-        # crawl, where every model is one); each is decoded once, for that and its record.
-        fresh = {} if baseline else {i: decoded(d) for i, d in by_id.items() if i not in stored}
-        renamed_from = self._renames(store, list(fresh.values()))
-        old_docs = store.get_many("models", list(set(renamed_from.values())),
-                                  fields=self.lookup_fields) if renamed_from else {}
-        at = now_iso()
-        records: list[Doc] = []
-        counts = batch.counts
-
-        def record(doc: Doc, kind: str, changed: list[str] | None = None,
-                   values: dict[str, Any] | None = None, lists: dict[str, Any] | None = None,
-                   **extra: Any) -> None:
-            counts[kind] = counts.get(kind, 0) + 1
-            records.append(change_record(self.state, self.spider_name, doc, kind, at=at,
-                                         changed=changed, values=values, lists=lists, **extra))
-
-        for _id, written in by_id.items():
-            old = stored.get(_id)
-            if old is None and baseline:
-                # A "new" record per model of a first crawl would only repeat the crawl record
-                # and crawl.first_seen, and cost a third of the crawl's writes.
-                counts["new"] = counts.get("new", 0) + 1
-                continue
-            doc = fresh[_id] if old is None else decoded(written)
-            if old is None and _id in renamed_from:
-                previous = renamed_from[_id]
-                changed, values, lists = diff_docs(old_docs.get(previous, {}), doc, self.fields)
-                record(doc, "renamed", changed, values, lists, renamed_from=previous)
-                batch.renamed_away[previous] = _id
-            elif old is None:
-                record(doc, "new")
-            else:
-                changed, values, lists = diff_docs(old, doc, self.fields)
-                if old.get("removed_at"):
-                    values["removed_at"] = {"old": old["removed_at"], "new": None}
-                    record(doc, "reappeared", ["removed_at", *changed], values, lists)
-                elif changed:
-                    record(doc, "changed", changed, values, lists)
-                else:
-                    counts["unchanged"] = counts.get("unchanged", 0) + 1
-        if records:
-            store.upsert("changes", records)
-        batch.records = len(records)
-        return batch
-
-    @staticmethod
-    def _renames(store: Store, new_docs: list[Doc]) -> dict[str, str]:
-        """New id -> stored id of the same hub with the same ``hub_uid`` (a renamed repo)."""
-        by_uid = {(d.get("hub"), d["hub_uid"]): d["_id"] for d in new_docs if d.get("hub_uid")}
-        if not by_uid:
-            return {}
-        found = store.query(
-            "models", {"hub_uid": {"$in": sorted({uid for _, uid in by_uid})},
-                       "_id": {"$nin": sorted(by_uid.values())}},
-            fields=["hub", "hub_uid"])
-        out: dict[str, str] = {}
-        for doc in found:
-            new_id = by_uid.get((doc.get("hub"), doc.get("hub_uid")))
-            if new_id is not None:
-                out[new_id] = doc["_id"]
-        return out
 
 
 # -- the extension -------------------------------------------------------------------------------
@@ -275,7 +105,7 @@ def is_restricted(spider: Spider) -> bool:
 def selected_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in stats.items():
-        if key.startswith(RECORDED_STATS_PREFIXES) and _is_scalar(value):
+        if key.startswith(RECORDED_STATS_PREFIXES) and is_scalar(value):
             out[key.replace(".", "_").replace("$", "_")] = value
     return out
 
@@ -352,7 +182,7 @@ class CrawlHistory:
         self.arguments = crawl_params(spider).recorded()
         hub = getattr(spider, "hub", None)
         self.state.baseline = self.context.first_crawl_of(hub) if hub else False
-        self.context.writer.add_hook("models", self.models.before_write)
+        self.context.writer.add_hook("models", self.models.comparison(), self.models.apply)
         store = self.context.store
         # Written at once, so a crawl killed half-way still leaves its trace.
         store.upsert("crawls", [self.record(
@@ -446,7 +276,7 @@ class CrawlHistory:
             store.set_fields("models", chunk, {"removed_at": finished_at})
             for _id in chunk:
                 record = change_record(
-                    self.state, spider.name, {"_id": _id, "hub": hub}, "removed",
+                    self.state.crawl_id, spider.name, {"_id": _id, "hub": hub}, "removed",
                     at=finished_at, changed=["removed_at"],
                     values={"removed_at": {"old": None, "new": finished_at}})
                 if _id in renamed_away:
@@ -486,7 +316,7 @@ class CrawlHistory:
             store.set_fields("models", back, {"removed_at": None})
             for _id in back:
                 records.append(change_record(
-                    self.state, spider.name, {"_id": _id, "hub": old[_id].get("hub")},
+                    self.state.crawl_id, spider.name, {"_id": _id, "hub": old[_id].get("hub")},
                     "reappeared", at=at, changed=["removed_at"],
                     values={"removed_at": {"old": old[_id].get("removed_at"), "new": None}}))
         return len(back)

@@ -3,7 +3,7 @@
 
 Builds model documents the way a sweep does (synthetic list pages from ``tests.mockhub``,
 ``parse_models_page``, ``normalize_model``, ``to_doc``), then writes them in store batches the
-way the writer thread does: history's comparison (``ModelHistory.compare``) and the upsert,
+way the writer thread does: history's comparison (``ModelComparison.compare``) and the upsert,
 committed every ``--transaction`` models.
 Prints the microseconds per model of each, per ``--every`` models, so the cost of random
 index inserts at scale shows (``scripts/bench.py`` measures the whole crawl)::
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     crawl_context(crawler).use_store(store)
     history = ModelHistory(crawler, crawl_state(crawler))
     history.state.baseline = args.first_crawl
+    comparison = history.comparison()
     catalogue = SyntheticCatalogue(args.n, 0)
     fields = ["_id", "id", *hf.DEFAULT_EXPAND]
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             if not uncommitted:
                 store.begin()
             t = time.perf_counter()
-            history.compare(store, batch)
+            comparison.compare(store, batch)
             compare_s += time.perf_counter() - t
             t = time.perf_counter()
             store.upsert("models", batch)

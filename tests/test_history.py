@@ -11,13 +11,9 @@ import pytest
 from scrapy.exceptions import NotConfigured
 
 from ptmspiders import hf_incremental
+from ptmspiders.changes import ModelComparison, diff_docs
 from ptmspiders.context import crawl_context
-from ptmspiders.history import (
-    CrawlHistory,
-    ModelHistory,
-    crawl_state,
-    diff_docs,
-)
+from ptmspiders.history import CrawlHistory, ModelHistory, crawl_state
 from ptmspiders.items import ModelItem, field_names, to_doc
 from ptmspiders.spiders.base import now_iso
 from ptmspiders.spiders.hf_models import HfModelsSpider
@@ -166,12 +162,15 @@ def test_history_and_spider_share_one_answer_to_first_crawl(store: Store) -> Non
 
 # -- comparing each written batch ---------------------------------------------------------------
 
-def history_writer(store: Any, **settings: Any) -> tuple[Any, ModelHistory, BackgroundWriter]:
-    """A crawl's write path without the thread: the same hook, run inline."""
+def history_writer(store: Any, baseline: bool = False,
+                   **settings: Any) -> tuple[Any, ModelHistory, BackgroundWriter]:
+    """A crawl's write path without the thread: the same hook, run inline. ``baseline``: the
+    crawl is its hub's first (known before the hook is added, as in spider_opened)."""
     crawler, _ = crawler_for(store, **settings)
     history = ModelHistory(crawler, crawl_state(crawler))
+    history.state.baseline = baseline
     writer = BackgroundWriter(store, None)
-    writer.add_hook("models", history.before_write)
+    writer.add_hook("models", history.comparison(), history.apply)
     return crawler, history, writer
 
 
@@ -220,8 +219,7 @@ def test_first_crawl_of_a_hub_is_a_baseline_without_new_records(
     """Counted as new, no record per model, no renames lookup; a model already stored (the
     same id twice in the crawl) is still compared, and it alone is decoded for that."""
     counting = CountingStore(store)
-    _crawler, history, writer = history_writer(counting)
-    history.state.baseline = True
+    _crawler, history, writer = history_writer(counting, baseline=True)
     decoded: list[str] = []
     decode = Encoded.decode
     monkeypatch.setattr(Encoded, "decode", lambda self: decoded.append(self.id) or decode(self))
@@ -259,16 +257,17 @@ def test_baseline_only_when_the_hub_has_no_stored_model(store: Store) -> None:
     assert ext.state.baseline is False
 
 
-def test_history_never_costs_a_batch_its_write(store: Store) -> None:
+def test_history_never_costs_a_batch_its_write(store: Store,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     crawler, history, writer = history_writer(store)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("lookup failed")
     reading = CountingStore(store)
     reading.get_many = broken  # type: ignore[method-assign]
-    history.before_write(reading, "models", [to_doc(model(9))])()  # type: ignore[arg-type]
+    history.apply(history.comparison()(reading, "models", [to_doc(model(9))]))  # type: ignore[arg-type]
     assert crawler.stats.get_value("ptm/history/errors") == 1
-    history.compare = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(ModelComparison, "compare", broken)
     writer.submit("models", [to_doc(model(1)), to_doc(model(2))])
     writer.close()
     assert store.count("models") == 2

@@ -81,7 +81,7 @@ def test_store_pipeline_batches_and_flushes_on_close(tmp_path):
         process(pipe, model(i))
     owner = OwnerItem(_id="huggingface:o", hub="huggingface", name="o", crawl=dict(CRAWL))
     process(pipe, owner)
-    assert pipe.writer.threaded  # a file store is written behind the crawl
+    assert pipe.writer.behind  # a file store is written behind the crawl
     pipe.writer.sync()
     store = crawler_store(crawler)
     assert store.count("models") == 3  # one full batch written, one item buffered
@@ -95,7 +95,8 @@ def test_store_pipeline_batches_and_flushes_on_close(tmp_path):
 def test_store_pipeline_reports_how_long_its_writer_was_busy(tmp_path):
     """``ptm/store/writer_busy_seconds``: the writer's time on batches, its pace beside the
     crawl's (``ptm/store/wait_seconds``: how long the crawl waited for it)."""
-    crawler = crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=2, PTM_STORE_FLUSH_SECONDS=3600)
+    crawler = crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=2, PTM_STORE_FLUSH_SECONDS=3600,
+                          PTM_STORE_WRITER="thread")  # whose store this test can slow down
     pipe = build_from_crawler(StorePipeline, crawler)
     pipe.open_spider()
     writer_store = pipe.writer.thread_store
@@ -114,7 +115,8 @@ def test_store_pipeline_reports_how_long_its_writer_was_busy(tmp_path):
 
 
 def test_store_pipeline_counts_a_failed_write_and_goes_on(tmp_path):
-    crawler = crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=2, PTM_STORE_FLUSH_SECONDS=3600)
+    crawler = crawler_for(tmp_path, PTM_STORE_BATCH_SIZE=2, PTM_STORE_FLUSH_SECONDS=3600,
+                          PTM_STORE_WRITER="thread")  # whose store this test can slow down
     pipe = build_from_crawler(StorePipeline, crawler)
     pipe.open_spider()
     writer_store = pipe.writer.thread_store

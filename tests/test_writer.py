@@ -114,19 +114,20 @@ def test_hooks_see_the_batch_before_it_replaces_the_stored_documents(file_store:
     seen: list[Any] = []
     applied: list[str] = []
 
-    def hook(store: Store, collection: str, batch: list[dict[str, Any]]) -> Any:
+    def check(store: Store, collection: str, batch: list[dict[str, Any]]) -> Any:
         seen.append((collection, store.get_many(collection, [d["_id"] for d in batch])))
-        return lambda: applied.append(threading.current_thread().name)
+        return threading.current_thread().name
 
     def broken(store: Store, collection: str, batch: list[dict[str, Any]]) -> Any:
         raise ValueError("a bug in a hook")
-    writer.add_hook("models", broken)
-    writer.add_hook("models", hook)
+    writer.add_hook("models", broken, lambda result: applied.append("never"))
+    writer.add_hook("models", check, lambda result: applied.append(
+        (result, threading.current_thread().name)))
     writer.submit("models", docs(1, 2))
     writer.submit("owners", docs(9))  # no hook for owners
     writer.close()
     assert seen == [("models", {"m1": {"_id": "m1", "n": 0}})]  # the old document, not n=1
-    assert applied == [threading.current_thread().name]
+    assert applied == [("ptm-store-writer", threading.current_thread().name)]
     assert file_store.get("models", "m1") == {"_id": "m1", "n": 1}  # the broken hook cost nothing
 
 
@@ -134,7 +135,7 @@ def test_hooks_see_the_batch_before_it_replaces_the_stored_documents(file_store:
 def test_stores_that_cannot_share_a_thread_are_written_inline(uri: str) -> None:
     store = open_store(uri)
     writer = BackgroundWriter(store, store.for_thread())
-    assert not writer.threaded
+    assert not writer.behind
     done: list[int] = []
     writer.submit("models", docs(1, 2), done.append)
     assert done == [2] and store.count("models") == 2  # written before submit returns
@@ -231,7 +232,7 @@ def test_a_lost_transaction_fails_every_batch_it_held(file_store: Store) -> None
         if len(calls) == 2:
             store.conn.execute("ROLLBACK")  # type: ignore[attr-defined]
         return None
-    writer.add_hook("models", hook)
+    writer.add_hook("models", hook, lambda result: None)
     done: list[int] = []
     writer.submit("models", docs(1), done.append)
     writer.submit("models", docs(2, 3), done.append)

@@ -31,7 +31,7 @@ from ptmspiders.pipelines.validate import schema_error
 from ptmspiders.spiders.base import mark_crawl_incomplete
 from ptmspiders.stores import redact_uri
 from ptmspiders.stores.base import Doc, Encoded, WriteDoc, doc_id
-from ptmspiders.stores.writer import BackgroundWriter, StoreWriteError
+from ptmspiders.stores.writer import StoreWriteError, StoreWriter
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class StorePipeline:
         self.buffers: dict[str, list[WriteDoc]] = {}
         self.last_flush = time.monotonic()
         self.context: CrawlContext | None = None
-        self.writer: BackgroundWriter | None = None
+        self.writer: StoreWriter | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:

@@ -24,34 +24,77 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
-from ptmspiders.config import PtmSettings
+from ptmspiders.config import PENDING_BATCHES, PtmSettings
 from ptmspiders.stores.base import Doc, Store, StoreError, TransactionLost, WriteDoc
 
 logger = logging.getLogger(__name__)
 
 Done = Callable[[int], None]
-Applied = Callable[[], None]
-# Runs on the writer's thread just before a batch of its collection is written, with the store
-# that writes it (so it reads what the batch replaces); returns what to apply on the caller's
-# thread once the batch is written (counts, stats), or None. The documents may be encoded
-# (ptmspiders.stores.base.decoded gives them back as dicts).
-WriteHook = Callable[[Store, str, list[WriteDoc]], Applied | None]
-_Task = tuple[str, list[WriteDoc], Done | None]
+# A write hook in two halves. The check runs where the batches are written (the writer's
+# thread or process), just before a batch of its collection is written, with the store that
+# writes it (so it reads what the batch replaces); the documents may be encoded
+# (ptmspiders.stores.base.decoded gives them back as dicts). What it returns is handed to the
+# apply on the caller's thread once the batch is written (counts, stats). A writer process
+# takes the check and its result across by pickle.
+Check = Callable[[Store, str, list[WriteDoc]], Any]
+Apply = Callable[[Any], None]
+Applied = tuple[Apply, Any]
+
+
+class PackedBatch:
+    """A batch kept in one buffer until the writer's thread unpacks it: how a writer process
+    queues what the crawl sent (one allocation per batch instead of thousands of objects made
+    on one thread and freed on another)."""
+
+    __slots__ = ("count", "unpack")
+
+    def __init__(self, count: int, unpack: Callable[[], list[WriteDoc]]) -> None:
+        self.count = count
+        self.unpack = unpack
+
+    def __len__(self) -> int:
+        return self.count
+
+
+Batch = list[WriteDoc] | PackedBatch
+_Task = tuple[str, Batch, Done | None]
 _STOP = object()
 _SYNC = object()  # commit what is written, so that sync() returns on durable data
 DEFAULT_TRANSACTION_SIZE: int = PtmSettings.model_fields["store_transaction_size"].default
-DEFAULT_MAX_PENDING: int = PtmSettings.model_fields["store_writer_max_pending"].default
+DEFAULT_MAX_PENDING: int = PENDING_BATCHES["thread"]
 
 
 class StoreWriteError(StoreError):
     """A batch that could not be written: its documents are lost to this crawl (and their
     listing pages never settle, so a resumed crawl fetches them again)."""
 
-    def __init__(self, collection: str, count: int, cause: BaseException) -> None:
+    def __init__(self, collection: str, count: int, cause: BaseException,
+                 done: Done | None = None) -> None:
         super().__init__(f"could not write {count} {collection}: {cause}")
         self.collection = collection
         self.count = count
+        self.done = done  # the batch's callback, which a writer process answers by
+
+
+class StoreWriter(Protocol):
+    """What the crawl writes through: a :class:`BackgroundWriter`, or a
+    :class:`ptmspiders.stores.writer_process.ProcessWriter`."""
+
+    waited: float
+    busy: float
+
+    @property
+    def behind(self) -> bool: ...
+    def add_hook(self, collection: str, check: Check, apply: Apply) -> None: ...
+    def encode(self, doc: Doc) -> WriteDoc: ...
+    def submit(self, collection: str, docs: Sequence[WriteDoc],
+               done: Done | None = None) -> None: ...
+    def poll(self) -> None: ...
+    def sync(self) -> None: ...
+    def close(self) -> None: ...
+    def counters(self) -> dict[str, float]: ...
 
 
 class BackgroundWriter:
@@ -72,7 +115,7 @@ class BackgroundWriter:
         self.max_age = max_age
         self.queue: queue.Queue[_Task | object] = queue.Queue(maxsize=max(1, max_pending))
         self.finished: deque[tuple[Done | None, int, list[Applied]]] = deque()
-        self.hooks: dict[str, list[WriteHook]] = {}
+        self.hooks: dict[str, list[tuple[Check, Apply]]] = {}
         self.errors: deque[StoreWriteError] = deque()
         self.thread: threading.Thread | None = None
         self.closed = False
@@ -87,22 +130,24 @@ class BackgroundWriter:
             self.thread.start()
 
     @property
-    def threaded(self) -> bool:
+    def behind(self) -> bool:
+        """Whether batches are written behind the crawl (not in :meth:`submit`)."""
         return self.thread is not None
 
-    def add_hook(self, collection: str, hook: WriteHook) -> None:
+    def add_hook(self, collection: str, check: Check, apply: Apply) -> None:
         """Register before the first batch of ``collection`` is submitted."""
-        self.hooks.setdefault(collection, []).append(hook)
+        self.hooks.setdefault(collection, []).append((check, apply))
 
     def encode(self, doc: Doc) -> WriteDoc:
         """The document as the writing store takes it (:meth:`Store.encode`), made on the
         caller's thread."""
         return (self.thread_store or self.store).encode(doc)
 
-    def _write(self, store: Store, collection: str,
-               docs: list[WriteDoc]) -> tuple[int, list[Applied]]:
+    def _write(self, store: Store, collection: str, docs: Batch) -> tuple[int, list[Applied]]:
         started = time.perf_counter()
         try:
+            if isinstance(docs, PackedBatch):
+                docs = docs.unpack()
             return self._hooks_and_upsert(store, collection, docs)
         finally:
             self.busy += time.perf_counter() - started
@@ -110,30 +155,29 @@ class BackgroundWriter:
     def _hooks_and_upsert(self, store: Store, collection: str,
                           docs: list[WriteDoc]) -> tuple[int, list[Applied]]:
         applied: list[Applied] = []
-        for hook in self.hooks.get(collection, ()):
+        for check, apply in self.hooks.get(collection, ()):
             try:
-                result = hook(store, collection, docs)
+                applied.append((apply, check(store, collection, docs)))
             except Exception:  # a hook never costs the batch its write
-                logger.exception("Write hook %r failed on %d %s", hook, len(docs), collection)
-                continue
-            if result is not None:
-                applied.append(result)
+                logger.exception("Write hook %r failed on %d %s", check, len(docs), collection)
         try:
             written = store.upsert(collection, docs)
         except Exception as exc:
             raise StoreWriteError(collection, len(docs), exc) from exc
         return written, applied
 
-    def submit(self, collection: str, docs: Sequence[WriteDoc], done: Done | None = None) -> None:
+    def submit(self, collection: str, docs: Sequence[WriteDoc] | PackedBatch,
+               done: Done | None = None) -> None:
         """Write ``docs`` (the caller hands them over: it must not change them afterwards).
 
         Raises :class:`StoreWriteError` for this batch (written here) or an earlier one."""
         if self.closed:
             raise RuntimeError("the store writer is closed")
-        if docs and self.thread is None:
-            self.finished.append((done, *self._write(self.store, collection, list(docs))))
-        elif docs:
-            task = (collection, list(docs), done)
+        batch = docs if isinstance(docs, PackedBatch) else list(docs)
+        if batch and self.thread is None:
+            self.finished.append((done, *self._write(self.store, collection, batch)))
+        elif batch:
+            task = (collection, batch, done)
             try:
                 self.queue.put_nowait(task)
             except queue.Full:
@@ -146,8 +190,8 @@ class BackgroundWriter:
         """Run the callbacks of the batches written since the last call."""
         while self.finished:
             done, written, applied = self.finished.popleft()
-            for apply in applied:
-                apply()
+            for apply, result in applied:
+                apply(result)
             if done is not None:
                 done(written)
         self._raise_error()
@@ -208,7 +252,8 @@ class BackgroundWriter:
             except Exception as exc:  # a bug here must not stop the thread: sync() would hang
                 logger.exception("Store writer failed")
                 if pending is not None:
-                    self.errors.append(StoreWriteError(pending[0], len(pending[1]), exc))
+                    self.errors.append(StoreWriteError(pending[0], len(pending[1]), exc,
+                                                       pending[2]))
                 group.lost(exc)
             finally:
                 self.queue.task_done()
@@ -229,17 +274,18 @@ class _Group:
             return None
         return max(0.0, self.opened + self.writer.max_age - time.monotonic())
 
-    def write(self, collection: str, docs: list[WriteDoc], done: Done | None) -> None:
+    def write(self, collection: str, docs: Batch, done: Done | None) -> None:
         if self.opened is None:
             try:
                 self.store.begin()
             except Exception as exc:
-                self.writer.errors.append(StoreWriteError(collection, len(docs), exc))
+                self.writer.errors.append(StoreWriteError(collection, len(docs), exc, done))
                 return
             self.opened = time.monotonic()
         try:
             written, applied = self.writer._write(self.store, collection, docs)
         except StoreWriteError as exc:  # raised again on the caller's thread
+            exc.done = done
             self.writer.errors.append(exc)
             if isinstance(exc.__cause__, TransactionLost):
                 self.lost(exc.__cause__)
@@ -262,8 +308,8 @@ class _Group:
 
     def lost(self, cause: BaseException) -> None:
         """Every batch of the transaction is gone: each reports as failed, none as written."""
-        for collection, written, _done, _applied in self.batches:
-            self.writer.errors.append(StoreWriteError(collection, written, cause))
+        for collection, written, done, _applied in self.batches:
+            self.writer.errors.append(StoreWriteError(collection, written, cause, done))
         self._reset()
         try:
             self.store.rollback()  # whatever is left of it; the next write opens a new one
