@@ -13,7 +13,8 @@ touched, about one page per model and index, so one commit per 5,000 models inst
 cuts the store's cost per model by about a third (``scripts/bench_store.py --transaction``).
 
 A store that cannot be shared with a thread (``sqlite:///:memory:``, mongomock) is written
-synchronously, with the same interface.
+synchronously, with the same interface. A SQLite file is written by a process of its own
+(:mod:`ptmspiders.stores.writer_process`), which runs this writer inside it.
 """
 
 from __future__ import annotations
@@ -45,8 +46,7 @@ Applied = tuple[Apply, Any]
 
 class PackedBatch:
     """A batch kept in one buffer until the writer's thread unpacks it: how a writer process
-    queues what the crawl sent (one allocation per batch instead of thousands of objects made
-    on one thread and freed on another)."""
+    queues what the crawl sent, so that the thread reading the pipe only reads."""
 
     __slots__ = ("count", "unpack")
 
@@ -75,7 +75,7 @@ class StoreWriteError(StoreError):
         super().__init__(f"could not write {count} {collection}: {cause}")
         self.collection = collection
         self.count = count
-        self.done = done  # the batch's callback, which a writer process answers by
+        self.done = done  # the batch's callback: a writer process tells its batches apart by it
 
 
 class StoreWriter(Protocol):

@@ -4,8 +4,10 @@ A writer thread shares the crawl's interpreter: each SQLite call it returns from
 GIL while the crawl's thread runs Python. A process has its own GIL. The crawl's thread hands
 each batch over as bytes through a pipe; the process writes the batches with the same
 :class:`~ptmspiders.stores.writer.BackgroundWriter` (on a thread there, so the pipe drains
-while SQLite works) and answers for each batch once its transaction commits. At 1M models this
-made the sweep about a tenth faster (docs/performance.md, "The writer's process").
+while SQLite works) and answers for each batch once its transaction commits. Its queue holds
+more batches than a thread's can (``PENDING_BATCHES``): they are its memory, not the crawl's.
+At 1M models the sweep ran 16% faster than with the thread (docs/performance.md, "The
+writer's process").
 
 Answers (written, the write hooks' results, failures, log records) are read on the crawl's
 thread at the next :meth:`ProcessWriter.submit`, :meth:`~ProcessWriter.poll` or
