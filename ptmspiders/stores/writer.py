@@ -42,24 +42,7 @@ Done = Callable[[int], None]
 Check = Callable[[Store, str, list[WriteDoc]], Any]
 Apply = Callable[[Any], None]
 Applied = tuple[Apply, Any]
-
-
-class PackedBatch:
-    """A batch kept in one buffer until the writer's thread unpacks it: how a writer process
-    queues what the crawl sent, so that the thread reading the pipe only reads."""
-
-    __slots__ = ("count", "unpack")
-
-    def __init__(self, count: int, unpack: Callable[[], list[WriteDoc]]) -> None:
-        self.count = count
-        self.unpack = unpack
-
-    def __len__(self) -> int:
-        return self.count
-
-
-Batch = list[WriteDoc] | PackedBatch
-_Task = tuple[str, Batch, Done | None]
+_Task = tuple[str, list[WriteDoc], Done | None]
 _STOP = object()
 _SYNC = object()  # commit what is written, so that sync() returns on durable data
 DEFAULT_TRANSACTION_SIZE: int = PtmSettings.model_fields["store_transaction_size"].default
@@ -143,11 +126,10 @@ class BackgroundWriter:
         caller's thread."""
         return (self.thread_store or self.store).encode(doc)
 
-    def _write(self, store: Store, collection: str, docs: Batch) -> tuple[int, list[Applied]]:
+    def _write(self, store: Store, collection: str,
+               docs: list[WriteDoc]) -> tuple[int, list[Applied]]:
         started = time.perf_counter()
         try:
-            if isinstance(docs, PackedBatch):
-                docs = docs.unpack()
             return self._hooks_and_upsert(store, collection, docs)
         finally:
             self.busy += time.perf_counter() - started
@@ -166,14 +148,13 @@ class BackgroundWriter:
             raise StoreWriteError(collection, len(docs), exc) from exc
         return written, applied
 
-    def submit(self, collection: str, docs: Sequence[WriteDoc] | PackedBatch,
-               done: Done | None = None) -> None:
+    def submit(self, collection: str, docs: Sequence[WriteDoc], done: Done | None = None) -> None:
         """Write ``docs`` (the caller hands them over: it must not change them afterwards).
 
         Raises :class:`StoreWriteError` for this batch (written here) or an earlier one."""
         if self.closed:
             raise RuntimeError("the store writer is closed")
-        batch = docs if isinstance(docs, PackedBatch) else list(docs)
+        batch = list(docs)
         if batch and self.thread is None:
             self.finished.append((done, *self._write(self.store, collection, batch)))
         elif batch:
@@ -274,7 +255,7 @@ class _Group:
             return None
         return max(0.0, self.opened + self.writer.max_age - time.monotonic())
 
-    def write(self, collection: str, docs: Batch, done: Done | None) -> None:
+    def write(self, collection: str, docs: list[WriteDoc], done: Done | None) -> None:
         if self.opened is None:
             try:
                 self.store.begin()

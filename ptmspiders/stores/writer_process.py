@@ -46,7 +46,6 @@ from ptmspiders.stores.writer import (
     BackgroundWriter,
     Check,
     Done,
-    PackedBatch,
     StoreWriteError,
 )
 
@@ -87,14 +86,10 @@ def _read_exact(fd: int, size: int) -> bytearray | None:
     return buf
 
 
-def _read_body(fd: int) -> bytearray | None:
-    """The next frame's pickle, not yet loaded."""
-    header = _read_exact(fd, _HEADER.size)
-    return None if header is None else _read_exact(fd, _HEADER.unpack(header)[0])
-
-
 def _read_frame(fd: int) -> Any:
-    body = _read_body(fd)
+    """The next message, or None at the end of the pipe."""
+    header = _read_exact(fd, _HEADER.size)
+    body = None if header is None else _read_exact(fd, _HEADER.unpack(header)[0])
     return None if body is None else pickle.loads(body)
 
 
@@ -195,10 +190,7 @@ class ProcessWriter:
             else:
                 self.seq += 1
                 self.pending[self.seq] = (collection, len(docs), done)
-                # The documents follow as a frame of their own, which the process queues
-                # as it is and unpickles on its writer's thread.
-                self._send(("batch", self.seq, collection, len(docs)))
-                self._send(_pack(docs))
+                self._send(("batch", self.seq, collection, _pack(docs)))
         self.poll()
 
     def poll(self) -> None:
@@ -419,11 +411,10 @@ class _Serve:
             self.results.append((index, result))
         self.writer.add_hook(collection, check, apply)
 
-    def batch(self, seq: int, collection: str, count: int, body: bytearray) -> None:
+    def batch(self, seq: int, collection: str, packed: Packed) -> None:
         self.seq = seq
         try:
-            self.writer.submit(collection, PackedBatch(count, lambda: _unpack(pickle.loads(body))),
-                               _Answer(self, seq))
+            self.writer.submit(collection, _unpack(packed), _Answer(self, seq))
         except StoreWriteError as exc:
             self.failed(exc)
         self.poll()
@@ -486,11 +477,7 @@ def serve(in_fd: int, out_fd: int) -> int:
             return 0
         kind = message[0]
         if kind == "batch":
-            body = _read_body(in_fd)
-            if body is None:
-                continue  # the crawl died between the two frames: the end is read next
-            _, seq, collection, count = message
-            loop.batch(seq, collection, count, body)
+            loop.batch(*message[1:])
         elif kind == "hook":
             loop.hook(*message[1:])
         elif kind == "sync":
